@@ -1,0 +1,5 @@
+import sys
+
+from iipa.cli import main
+
+sys.exit(main())

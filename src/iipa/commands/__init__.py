@@ -1,0 +1,1 @@
+"""Sub-commands of the ``iipa`` CLI, discovered by module (see ``iipa.cli``)."""

@@ -1,0 +1,33 @@
+"""List the backbones, named weights and preprocessing profiles this iipa knows."""
+
+from __future__ import annotations
+
+import argparse
+
+from iipa.models import get_backbone, list_backbones
+from iipa.profiles import get_profile, list_profiles
+from iipa.weights import get_weights, list_weights, weights_path
+
+NAME = "models"
+HELP = "list backbones, named weights and preprocessing profiles"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    pass
+
+
+def run(args: argparse.Namespace) -> int:
+    print("backbones (--backbone):")
+    for name in list_backbones():
+        spec = get_backbone(name)
+        print(f"  {name:20s} profile={spec.profile:13s} ImageNet weights: {spec.pretrained}")
+    print("\nnamed weights (--model):")
+    for name in list_weights():
+        w = get_weights(name)
+        state = "cached" if weights_path(w).is_file() else "not downloaded"
+        print(f"  {name:20s} {w.arch}, profile={w.profile}, {state} ({weights_path(w)})")
+        print(f"  {'':20s} {w.description}")
+    print("\npreprocessing profiles:")
+    for name in list_profiles():
+        print(f"  {name:13s} {get_profile(name).description}")
+    return 0

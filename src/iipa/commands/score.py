@@ -1,0 +1,74 @@
+"""Score images: files, folders (recursive), globs, and .txt/.csv lists of paths.
+
+Output columns: path, score, error (empty when scored). Exit code 0 when every input
+was scored, 1 when some failed (a summary goes to stderr), 2 on usage errors.
+
+examples:
+  iipa score my_photos/
+  iipa score 'shoot/**/*.jpg' --sort desc --output scores.csv
+  iipa score list.txt --model run/best.pt --format jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from iipa.commands._common import add_loader_arguments, add_model_arguments, progress_bar
+from iipa.errors import IIPAError
+from iipa.inputs import expand_inputs
+from iipa.output import FORMATS, infer_format, open_output, write_rows
+from iipa.scoring import Scorer
+
+NAME = "score"
+HELP = "score images (files, folders, globs, list files)"
+COLUMNS = ("path", "score", "error")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("inputs", nargs="+", help="image files, folders, globs, .txt or .csv lists")
+    add_model_arguments(parser)
+    add_loader_arguments(parser)
+    g = parser.add_argument_group("output")
+    g.add_argument("--output", "-o", help="write here instead of stdout (format from the extension)")
+    g.add_argument("--format", "-f", choices=FORMATS, help="table, csv, json or jsonl (default: from --output, else table)")
+    g.add_argument("--sort", choices=["desc", "asc", "none"], default="none",
+                   help="order rows by score (failed inputs last); default: input order, streamed")
+    g.add_argument("--no-recursive", action="store_true", help="do not descend into sub-folders")
+    g.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress bar on stderr (default: when stderr is a terminal)")
+
+
+def run(args: argparse.Namespace) -> int:
+    fmt = infer_format(args.output, args.format)
+    paths = expand_inputs(args.inputs, recursive=not args.no_recursive)
+    if not paths:
+        raise IIPAError("no image files found in " + ", ".join(args.inputs))
+    scorer = Scorer(args.model, device=args.device, precision=args.precision, batch_size=args.batch_size,
+                    num_workers=args.workers, fast_decode=not args.exact_decode, max_pixels=args.max_pixels)
+    failed: list[dict] = []
+
+    def rows():
+        with progress_bar(len(paths), enabled=args.progress, desc="scoring") as bar:
+            for result in scorer.iter_scores(paths, progress=bar):
+                row = result.to_dict()
+                if not result.ok:
+                    failed.append(row)
+                yield row
+
+    source = rows()
+    if args.sort != "none":
+        everything = list(source)
+        ok = sorted((r for r in everything if r["error"] is None), key=lambda r: r["score"],
+                    reverse=args.sort == "desc")
+        source = iter(ok + [r for r in everything if r["error"] is not None])
+    with open_output(args.output) as fh:
+        n = write_rows(source, COLUMNS, fmt, fh)
+    if failed:
+        print(f"iipa score: {len(failed)} of {n} inputs could not be scored:", file=sys.stderr)
+        for row in failed[:20]:
+            print(f"  {row['path']}: {row['error']}", file=sys.stderr)
+        if len(failed) > 20:
+            print(f"  ... and {len(failed) - 20} more (see the error column)", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,202 @@
+"""Safe image opening: formats, modes, EXIF orientation, truncation and bombs.
+
+Every failure becomes an :class:`~iipa.errors.ImageError` whose ``reason`` is one of
+``not found``, ``unreadable``, ``empty file``, ``not an image``, ``unsupported format``,
+``truncated``, ``decompression bomb`` or ``corrupt``, so a batch can report it per file
+and go on with the rest.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, Union
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+from iipa.errors import ImageError
+
+# Pillow must not silently pad truncated files with grey: a truncated upload is an error.
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff")
+ALLOWED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP", "GIF", "BMP", "TIFF"})
+# 100 megapixels: far above any camera photo we score (a 24 MP DSLR frame is 6000x4000),
+# far below what fits in memory decoded (100 MP RGB is 300 MB).
+DEFAULT_MAX_PIXELS = 100_000_000
+
+ImageInput = Union[str, os.PathLike, bytes, Image.Image, np.ndarray, Any]
+
+
+def describe(source: ImageInput) -> str:
+    """A short name for an input, used in error messages and output rows."""
+    if isinstance(source, (str, os.PathLike)):
+        return os.fspath(source)
+    if isinstance(source, Image.Image):
+        return f"<PIL image {source.width}x{source.height}>"
+    if isinstance(source, np.ndarray):
+        return f"<array {'x'.join(map(str, source.shape))}>"
+    if isinstance(source, (bytes, bytearray)):
+        return f"<{len(source)} bytes>"
+    return f"<{type(source).__name__}>"
+
+
+def open_image(
+    source: ImageInput,
+    *,
+    draft_size: tuple[int, int] | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> Image.Image:
+    """Open ``source`` as an 8-bit RGB image, upright according to its EXIF orientation.
+
+    ``draft_size`` lets the JPEG decoder scale by 1/2, 1/4 or 1/8 while keeping both
+    sides at least that large (several times faster on large photos). Transparent
+    images are composited on white, 16-bit images are scaled to 8 bits, animated
+    images give their first frame.
+    """
+    name = describe(source)
+    if isinstance(source, np.ndarray):
+        return _from_array(source, name)
+    if isinstance(source, Image.Image):
+        _check_pixels(source, name, max_pixels)
+        return to_rgb(ImageOps.exif_transpose(source))
+    fp = _open_stream(source, name)
+    try:
+        with warnings.catch_warnings():
+            # Pillow warns between MAX_IMAGE_PIXELS and 2x; we apply our own limit below.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            try:
+                img = Image.open(fp)
+            except UnidentifiedImageError:
+                raise ImageError(name, "not an image", "no known image format") from None
+            except Image.DecompressionBombError as exc:
+                raise ImageError(name, "decompression bomb", str(exc)) from None
+        if img.format not in ALLOWED_FORMATS:
+            raise ImageError(name, "unsupported format", f"{img.format}")
+        _check_pixels(img, name, max_pixels)
+        if draft_size is not None and img.format in ("JPEG", "MPO"):
+            img.draft("RGB", draft_size)
+        try:
+            img.seek(0)
+            img.load()
+        except (OSError, SyntaxError, ValueError, EOFError) as exc:
+            text = str(exc)
+            reason = "truncated" if "truncated" in text or isinstance(exc, EOFError) else "corrupt"
+            raise ImageError(name, reason, text) from None
+        try:
+            img = ImageOps.exif_transpose(img)
+        except Exception:  # noqa: BLE001 - a broken EXIF block must not lose the image
+            pass
+        return to_rgb(img)
+    finally:
+        if not isinstance(source, (bytes, bytearray)) and hasattr(fp, "close") and fp is not source:
+            fp.close()
+
+
+def _open_stream(source: ImageInput, name: str) -> Any:
+    if isinstance(source, (bytes, bytearray)):
+        if not source:
+            raise ImageError(name, "empty file")
+        return io.BytesIO(source)
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        try:
+            size = path.stat().st_size
+            if path.is_dir():
+                raise ImageError(name, "unreadable", "is a directory")
+            if size == 0:
+                raise ImageError(name, "empty file")
+            return open(path, "rb")  # noqa: SIM115 - closed by open_image
+        except FileNotFoundError:
+            raise ImageError(name, "not found") from None
+        except PermissionError:
+            raise ImageError(name, "unreadable", "permission denied") from None
+        except IsADirectoryError:
+            raise ImageError(name, "unreadable", "is a directory") from None
+        except OSError as exc:
+            raise ImageError(name, "unreadable", str(exc)) from None
+    if hasattr(source, "read"):
+        return source
+    raise ImageError(name, "not an image", f"unsupported input type {type(source).__name__}")
+
+
+def _check_pixels(img: Image.Image, name: str, max_pixels: int) -> None:
+    pixels = img.width * img.height
+    if pixels > max_pixels:
+        raise ImageError(
+            name, "decompression bomb", f"{img.width}x{img.height} = {pixels} pixels > {max_pixels}"
+        )
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Convert any Pillow mode to 8-bit RGB (alpha composited on white)."""
+    mode = img.mode
+    if mode == "RGB":
+        return img
+    if mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+        mode = img.mode
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    if mode.startswith("I") or mode == "F":
+        return _high_depth_to_rgb(img)
+    return img.convert("RGB")
+
+
+def _high_depth_to_rgb(img: Image.Image) -> Image.Image:
+    arr = np.asarray(img, dtype=np.float64)
+    if img.mode.startswith("I;16") or (img.mode == "I" and arr.max(initial=0) > 255):
+        arr = arr / 257.0
+    elif img.mode == "F" and arr.max(initial=0) <= 1.0:
+        arr = arr * 255.0
+    arr = np.clip(np.rint(arr), 0, 255).astype(np.uint8)
+    return Image.fromarray(arr, "L").convert("RGB")
+
+
+def _from_array(arr: np.ndarray, name: str) -> Image.Image:
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    if arr.ndim != 3 or arr.shape[2] not in (1, 3, 4):
+        raise ImageError(name, "not an image", "expected an HxW, HxWx3 or HxWx4 array")
+    if arr.dtype != np.uint8:
+        if np.issubdtype(arr.dtype, np.floating) and arr.max(initial=0) <= 1.0:
+            arr = arr * 255.0
+        elif arr.dtype == np.uint16:
+            arr = arr / 257.0
+        arr = np.clip(np.rint(arr), 0, 255).astype(np.uint8)
+    if arr.shape[2] == 1:
+        arr = np.repeat(arr, 3, axis=2)
+    mode = "RGBA" if arr.shape[2] == 4 else "RGB"
+    return to_rgb(Image.fromarray(np.ascontiguousarray(arr), mode))
+
+
+def image_path_for(images_dir: str | os.PathLike, post_id: str) -> Path | None:
+    """The cached image of ``post_id`` in an id-named image folder, or None if absent.
+
+    The fetcher writes ``<dir>/<post_id>.<ext>``; any of :data:`IMAGE_EXTENSIONS` is found.
+    """
+    base = Path(images_dir)
+    for ext in IMAGE_EXTENSIONS:
+        candidate = base / f"{post_id}{ext}"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def is_image_name(path: str | os.PathLike) -> bool:
+    return os.fspath(path).lower().endswith(IMAGE_EXTENSIONS)
+
+
+def iter_image_files(folder: Path) -> Iterable[Path]:
+    """Image files below ``folder`` (recursive, sorted, hidden entries skipped)."""
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files):
+            if not name.startswith(".") and is_image_name(name):
+                yield Path(root) / name

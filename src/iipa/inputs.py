@@ -1,0 +1,76 @@
+"""Turn command-line inputs (files, folders, globs, list files) into a list of image paths.
+
+A folder is searched recursively for image files; a ``.txt``/``.lst`` file lists one
+path per line (``#`` comments allowed); a ``.csv`` file lists paths in its ``path``
+column (or ``image``, ``file``, else the first column). Relative paths inside a list
+file are relative to the list file's folder. A pattern with ``*``, ``?`` or ``[`` is a
+glob (``**`` recurses). Inputs that match nothing are kept, so they get an error row.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+from iipa.errors import IIPAError
+from iipa.images import is_image_name, iter_image_files
+
+LIST_SUFFIXES = (".txt", ".lst", ".list")
+CSV_COLUMNS = ("path", "image", "file", "filename")
+
+
+def expand_inputs(specs: Iterable[str], *, recursive: bool = True) -> list[str]:
+    out: list[str] = []
+    for spec in specs:
+        path = Path(spec)
+        if path.is_dir():
+            files = iter_image_files(path) if recursive else sorted(
+                p for p in path.iterdir() if p.is_file() and is_image_name(p))
+            out.extend(os.fspath(p) for p in files)
+        elif path.is_file() and path.suffix.lower() in LIST_SUFFIXES:
+            out.extend(_read_txt_list(path))
+        elif path.is_file() and path.suffix.lower() == ".csv":
+            out.extend(_read_csv_list(path))
+        elif not path.exists() and any(ch in spec for ch in "*?["):
+            matches = sorted(glob.glob(spec, recursive=True))
+            out.extend(m for m in matches if os.path.isfile(m)) if matches else out.append(spec)
+        else:
+            out.append(spec)  # a file, or a missing path that will be reported as "not found"
+    return out
+
+
+def _resolve(base: Path, entry: str) -> str:
+    p = Path(entry).expanduser()
+    return os.fspath(p if p.is_absolute() else base / p)
+
+
+def _read_txt_list(path: Path) -> list[str]:
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        raise IIPAError(f"{path}: list file is not UTF-8 text ({exc})") from None
+    return [_resolve(path.parent, s) for s in (line.strip() for line in lines) if s and not s.startswith("#")]
+
+
+def _read_csv_list(path: Path) -> list[str]:
+    with open(path, newline="", encoding="utf-8") as fh:
+        reader = csv.reader(fh)
+        header = next(reader, None)
+        if header is None:
+            return []
+        lowered = [h.strip().lower() for h in header]
+        col = next((lowered.index(c) for c in CSV_COLUMNS if c in lowered), None)
+        rows: list[str] = []
+        if col is None:  # no known header: treat the first row as data if it names an image
+            col = 0
+            if header and is_image_name(header[0]):
+                rows.append(header[0])
+        for n, row in enumerate(reader, start=2):
+            if len(row) <= col:
+                raise IIPAError(f"{path}: row {n} has no column {col + 1}")
+            if row[col].strip():
+                rows.append(row[col].strip())
+    return [_resolve(path.parent, r) for r in rows]

@@ -1,0 +1,94 @@
+"""Write result rows as an aligned table, CSV, JSON or JSONL, streaming where the format allows."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import sys
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+from iipa.errors import IIPAError
+
+FORMATS = ("table", "csv", "json", "jsonl")
+_EXTENSIONS = {".csv": "csv", ".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".txt": "table"}
+
+
+def infer_format(output: str | None, explicit: str | None) -> str:
+    if explicit:
+        return explicit
+    if output:
+        suffix = Path(output).suffix.lower()
+        if suffix not in _EXTENSIONS:
+            raise IIPAError(f"cannot tell the format of --output {output}; use --format {{{','.join(FORMATS)}}}")
+        return _EXTENSIONS[suffix]
+    return "table"
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else f"{value:.4f}"
+    return str(value)
+
+
+def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
+
+
+def write_rows(rows: Iterable[dict[str, Any]], columns: Sequence[str], fmt: str, fh: IO[str]) -> int:
+    """Write ``rows`` to ``fh``; returns the number written. Table output buffers to align."""
+    n = 0
+    if fmt == "csv":
+        writer = csv.DictWriter(fh, fieldnames=list(columns), extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in columns})
+            n += 1
+    elif fmt == "jsonl":
+        for row in rows:
+            fh.write(json.dumps(_jsonable(row), ensure_ascii=False) + "\n")
+            n += 1
+    elif fmt == "json":
+        fh.write("[")
+        for row in rows:
+            fh.write(("," if n else "") + "\n  " + json.dumps(_jsonable(row), ensure_ascii=False))
+            n += 1
+        fh.write("\n]\n" if n else "]\n")
+    elif fmt == "table":
+        table = [[_cell(r.get(c)) for c in columns] for r in rows]
+        n = len(table)
+        widths = [max([len(c)] + [len(r[i]) for r in table]) for i, c in enumerate(columns)]
+        fh.write("  ".join(c.ljust(w) for c, w in zip(columns, widths)).rstrip() + "\n")
+        for r in table:
+            fh.write("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() + "\n")
+    else:
+        raise IIPAError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+    fh.flush()
+    return n
+
+
+class open_output:  # noqa: N801 - used like open()
+    """``with open_output(path) as fh``: a file written atomically, or stdout for None/'-'."""
+
+    def __init__(self, path: str | None) -> None:
+        self.path = None if path in (None, "-") else Path(path)
+
+    def __enter__(self) -> IO[str]:
+        if self.path is None:
+            return sys.stdout
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = self.path.with_name(f".{self.path.name}.tmp")
+        self.fh = open(self.tmp, "w", encoding="utf-8", newline="")
+        return self.fh
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if self.path is None:
+            return
+        self.fh.close()
+        # On an error too: rows already written are results, and nothing is lost.
+        os.replace(self.tmp, self.path)
