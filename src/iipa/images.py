@@ -13,7 +13,7 @@ import os
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
@@ -29,7 +29,8 @@ ALLOWED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP", "GIF", "BMP", "TIFF"}
 # far below what fits in memory decoded (100 MP RGB is 300 MB).
 DEFAULT_MAX_PIXELS = 100_000_000
 
-ImageInput = Union[str, os.PathLike, bytes, Image.Image, np.ndarray, Any]
+# str | os.PathLike | bytes | PIL.Image.Image | numpy.ndarray | a binary file object
+ImageInput = Any
 
 
 def describe(source: ImageInput) -> str:

@@ -63,9 +63,9 @@ def write_rows(rows: Iterable[dict[str, Any]], columns: Sequence[str], fmt: str,
         table = [[_cell(r.get(c)) for c in columns] for r in rows]
         n = len(table)
         widths = [max([len(c)] + [len(r[i]) for r in table]) for i, c in enumerate(columns)]
-        fh.write("  ".join(c.ljust(w) for c, w in zip(columns, widths)).rstrip() + "\n")
+        fh.write("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=False)).rstrip() + "\n")
         for r in table:
-            fh.write("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() + "\n")
+            fh.write("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=False)).rstrip() + "\n")
     else:
         raise IIPAError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
     fh.flush()

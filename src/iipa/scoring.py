@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from iipa import levels
 from iipa.errors import IIPAError, ImageError
 from iipa.images import DEFAULT_MAX_PIXELS, ImageInput, describe, open_image
 from iipa.models import PopularityNet
@@ -27,16 +28,22 @@ from iipa.weights import load_model
 
 @dataclass
 class ScoreResult:
+    """One input's result: ``scaled`` (0-100) and ``level`` need the model's reference
+    distribution (see :mod:`iipa.levels`) and are None without one."""
+
     source: str
     score: float | None = None
     error: str | None = None
+    scaled: float | None = None
+    level: str | None = None
 
     @property
     def ok(self) -> bool:
         return self.error is None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"path": self.source, "score": self.score, "error": self.error}
+        return {"path": self.source, "score": self.score, "scaled": self.scaled,
+                "level": self.level, "error": self.error}
 
 
 @functools.lru_cache(maxsize=1)
@@ -162,8 +169,10 @@ class Scorer:
         for indices, tensor, bad in loader:
             results: dict[int, ScoreResult] = {}
             if tensor is not None:
-                for i, s in zip(indices, self.score_batch(tensor).tolist()):
-                    results[i] = ScoreResult(describe(items[i]), float(s))
+                for i, s in zip(indices, self.score_batch(tensor).tolist(), strict=False):
+                    meaning = levels.describe(float(s), self.model.reference)
+                    results[i] = ScoreResult(describe(items[i]), float(s),
+                                             scaled=meaning["scaled"], level=meaning["level"])
             for i, err in bad:
                 results[i] = ScoreResult(describe(items[i]), None, err)
             for i in sorted(results):

@@ -1,6 +1,7 @@
 """Score images: files, folders (recursive), globs, and .txt/.csv lists of paths.
 
-Output columns: path, score, error (empty when scored). Exit code 0 when every input
+Output columns: path, score, scaled (0-100), level, error (empty when scored);
+scaled and level need the model's reference distribution (see README). Exit code 0 when every input
 was scored, 1 when some failed (a summary goes to stderr), 2 on usage errors.
 
 examples:
@@ -22,7 +23,7 @@ from iipa.scoring import Scorer
 
 NAME = "score"
 HELP = "score images (files, folders, globs, list files)"
-COLUMNS = ("path", "score", "error")
+COLUMNS = ("path", "score", "scaled", "level", "error")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -1,0 +1,71 @@
+"""Shared fixtures: tiny models, real photographs, an isolated IIPA_HOME, CLI runner."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+# Subprocesses (``python -m iipa``, torchrun, servers) must import this checkout's code.
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SRC), os.environ.get("PYTHONPATH")]))
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path_factory, monkeypatch):
+    """Never read or write the user's ~/.cache/iipa from a test."""
+    monkeypatch.setenv("IIPA_HOME", str(tmp_path_factory.getbasetemp() / "iipa_home"))
+
+
+@pytest.fixture(scope="session")
+def photos() -> dict[str, np.ndarray]:
+    """Real photographs shipped by scikit-image (RGB uint8)."""
+    import skimage.data
+
+    return {name: getattr(skimage.data, name)() for name in ("chelsea", "coffee", "astronaut", "rocket")}
+
+
+@pytest.fixture(scope="session")
+def photo_dir(tmp_path_factory, photos) -> Path:
+    """A folder of JPEG photos."""
+    from PIL import Image
+
+    d = tmp_path_factory.mktemp("photos")
+    for name, arr in photos.items():
+        Image.fromarray(arr).save(d / f"{name}.jpg", quality=90)
+    return d
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """A saved random-init ``tiny`` model with a reference distribution."""
+    from iipa import PopularityNet, save_checkpoint
+
+    torch.manual_seed(0)
+    model = PopularityNet("tiny", reference={"mean": 0.0, "std": 1.0, "source": "test"})
+    return save_checkpoint(model, tmp_path_factory.mktemp("ckpt") / "tiny.pt")
+
+
+@pytest.fixture
+def run_cli(capsys):
+    """Run ``iipa`` in-process: returns (exit code, stdout, stderr)."""
+    from iipa.cli import main
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        try:
+            code = main([str(a) for a in argv])
+        except SystemExit as exc:  # argparse usage errors
+            code = exc.code if isinstance(exc.code, int) else 2
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+def python_exe() -> str:
+    return sys.executable
