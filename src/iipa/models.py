@@ -176,7 +176,7 @@ class PopularityNet(nn.Module):
         if not isinstance(old, nn.Linear):
             raise TypeError(f"{arch}: head {spec.head} is {type(old).__name__}, expected Linear")
         new = ScoreHead(old.in_features, 1)
-        nn.init.kaiming_normal_(new.weight, nonlinearity="linear")
+        nn.init.kaiming_normal_(new.weight)  # He et al. 2015, as the paper (§4.1)
         nn.init.zeros_(new.bias)
         _set_submodule(self.net, spec.head, new)
         self.profile = get_profile(profile or spec.profile)

@@ -9,6 +9,7 @@ first use: resumable, written atomically, checksum-verified when the checksum is
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import time
 import urllib.error
@@ -121,7 +122,7 @@ def download_file(url: str, dest: str | os.PathLike, *, sha256: str | None = Non
             last_error = WeightsError(f"{url}: connection closed before the whole file arrived")
         except WeightsError:
             raise
-        except (urllib.error.URLError, OSError, TimeoutError) as exc:
+        except (urllib.error.URLError, OSError, TimeoutError, http.client.HTTPException) as exc:
             last_error = exc
         if attempt < retries:
             time.sleep(backoff * 2**attempt)
