@@ -133,19 +133,36 @@ def categorise(per_pair: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def _components(n: int, w: np.ndarray, lo: np.ndarray) -> np.ndarray:
+    """Connected-component label of each image in the comparison graph (union-find)."""
+    parent = list(range(n))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for a, b in zip(w.tolist(), lo.tolist(), strict=True):
+        parent[find(a)] = find(b)
+    roots = np.array([find(i) for i in range(n)])
+    return np.unique(roots, return_inverse=True)[1]
+
+
 def bradley_terry(winners: list[str], losers: list[str], *, prior: float = 0.1,
                   level: float = 0.95, max_iter: int = 100) -> pd.DataFrame:
     """Bradley-Terry strengths of the images from pairwise choices, with Wald intervals.
 
-    Maximises sum log sigmoid(s_w - s_l) - prior/2 * sum s^2 by Newton's method. The small
-    Gaussian prior makes the scale identifiable (a PDIP image usually appears in one pair
-    only, so only differences within a pair are determined by the data) and keeps
-    unanimous pairs finite. Intervals come from the inverse of the penalised Hessian.
+    Maximises sum log sigmoid(s_w - s_l) - prior/2 * sum s^2 by Newton's method; the small
+    Gaussian prior keeps unanimous pairs finite. Only differences are identified, and only
+    within a connected group of images (a PDIP image usually appears in one pair, so a
+    group is one pair): scales are centred on their group's mean (``group`` column) and
+    the intervals come from the centred inverse penalised Hessian.
     """
     ids = sorted(set(winners) | set(losers))
     index = {k: i for i, k in enumerate(ids)}
-    w = np.array([index[k] for k in winners])
-    lo = np.array([index[k] for k in losers])
+    w = np.array([index[k] for k in winners], dtype=int)
+    lo = np.array([index[k] for k in losers], dtype=int)
     n = len(ids)
     s = np.zeros(n)
     for _ in range(max_iter):
@@ -163,12 +180,20 @@ def bradley_terry(winners: list[str], losers: list[str], *, prior: float = 0.1,
         s += step
         if np.max(np.abs(step)) < 1e-8:
             break
-    se = np.sqrt(np.diag(np.linalg.inv(info)))
+    cov = np.linalg.inv(info)
+    group = _components(n, w, lo)
+    var = np.empty(n)
+    for g in np.unique(group):
+        idx = np.flatnonzero(group == g)
+        centre = np.eye(len(idx)) - 1.0 / len(idx)
+        s[idx] -= s[idx].mean()
+        var[idx] = np.diag(centre @ cov[np.ix_(idx, idx)] @ centre)
+    se = np.sqrt(np.maximum(var, 0.0))
     z = stats.norm.ppf(0.5 + level / 2)
     wins = np.bincount(w, minlength=n)
     games = wins + np.bincount(lo, minlength=n)
     return pd.DataFrame({"image_id": ids, "scale": s, "se": se, "ci_low": s - z * se,
-                         "ci_high": s + z * se, "wins": wins, "comparisons": games}
+                         "ci_high": s + z * se, "wins": wins, "comparisons": games, "group": group}
                         ).sort_values("scale", ascending=False).reset_index(drop=True)
 
 
