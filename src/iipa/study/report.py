@@ -97,7 +97,7 @@ def plot_examples(res: StudyResults, pairs: pd.DataFrame, path: Path) -> Path | 
             ax.set_xlabel(f"{100 * share:.0f}% · {score:.2f}", fontsize=8)
         ax_low.set_ylabel(cat, fontsize=7)
     fig.suptitle("humans % in favour · model score (right: more likes)", fontsize=8)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.98))
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
@@ -109,7 +109,7 @@ def markdown(res: StudyResults, plots: list[str]) -> str:
              f"{int(t.loc['n', 'Single'])} participants included, {len(res.excluded)} excluded by "
              f"attention checks{': ' + ', '.join(res.excluded) if res.excluded else ''}; "
              f"{len(res.per_pair)} trial pairs.", "",
-             "## Table 4: pairwise accuracy (%)", "", _md_table(t, index=True), "",
+             "## Table 4: pairwise accuracy (%)", "", _md_table(t.rename_axis("accuracy (%)"), index=True), "",
              "## Welch t-tests", "", _md_table(res.tests, digits=4), ""]
     if res.model_accuracy is not None:
         parts += ["## Model on the same pairs", "", f"Model accuracy: {100 * res.model_accuracy:.1f}%", ""]

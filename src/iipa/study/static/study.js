@@ -43,8 +43,12 @@ function render(item) {
   $("phase-label").textContent = item.state === "training" ? "Training pair" : "Pair";
   $("progress").textContent = item.state === "training"
     ? `${item.index} of ${item.training_total}` : `${item.index} of ${item.trials_total}`;
+  $("trial").dataset.pair = item.pair_id;
+  $("trial").dataset.ready = "0";
   let loaded = 0;
-  const onload = () => { if (++loaded === 2) { shownAt = performance.now(); busy = false; } };
+  const onload = () => {
+    if (++loaded === 2) { shownAt = performance.now(); busy = false; $("trial").dataset.ready = "1"; }
+  };
   busy = true;
   for (const side of ["left", "right"]) {
     const img = $("img-" + side);
