@@ -97,6 +97,7 @@ def test_participant_flow_in_chromium(live_app):
             for key, side in (("ArrowLeft", "left"), ("j", "right")):  # training, with feedback
                 expect(page.locator("#phase-label")).to_have_text("Training pair")
                 answer(key, side)
+                expect(page.locator("#feedback")).to_be_visible()
                 expect(page.locator("#feedback-text")).to_contain_text("image received more likes")
                 page.keyboard.press("Enter")
             code = page.locator("#trial .code").inner_text()

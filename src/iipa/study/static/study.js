@@ -40,6 +40,7 @@ function render(item) {
   if (item.state === "done") { showReview(); return; }
   show("trial");
   $("feedback").hidden = true;
+  $("feedback-text").textContent = "";
   $("phase-label").textContent = item.state === "training" ? "Training pair" : "Pair";
   $("progress").textContent = item.state === "training"
     ? `${item.index} of ${item.training_total}` : `${item.index} of ${item.trials_total}`;
