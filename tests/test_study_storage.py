@@ -178,3 +178,16 @@ def test_bad_answers_are_refused(tmp_path):
         service.submit_answer(store, code, 9999, "left", 1)
     with pytest.raises(service.StudyError, match="unknown participant"):
         service.submit_answer(store, "NOPE", pid, "left", 1)
+
+
+def test_any_sqlalchemy_url_and_sqlite_pragmas(tmp_path):
+    from sqlalchemy import inspect, text
+
+    path = tmp_path / "url.sqlite"
+    store = Store(f"sqlite+pysqlite:///{path}", create=True)
+    with store.engine.connect() as conn:
+        assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        assert conn.execute(text("PRAGMA synchronous")).scalar() == 2  # FULL
+        assert conn.execute(text("PRAGMA busy_timeout")).scalar() == 30000
+    assert path.is_file()
+    assert {"study", "pairs", "participants", "sessions", "answers"} <= set(inspect(store.engine).get_table_names())
