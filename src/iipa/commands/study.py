@@ -1,0 +1,131 @@
+"""Run the paper's 2AFC psychophysical study: create it, serve it, export and analyse it.
+
+examples:
+  iipa study init --pairs pairs.parquet --images images/ --n 1000 --training 8 --db study.sqlite
+  iipa study serve --db study.sqlite --port 8000 --admin-token s3cret
+  iipa study export --db study.sqlite --table answers --output answers.csv
+  iipa study analyze --db study.sqlite --model run/best.pt --out study_report/
+
+--db takes a SQLite file path or any SQLAlchemy URL (e.g. postgresql+psycopg://host/db).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import sys
+
+from iipa.commands._common import add_model_arguments
+from iipa.errors import IIPAError
+
+NAME = "study"
+HELP = "2AFC human study: init, serve, export, analyze"
+TOKEN_ENV = "IIPA_STUDY_ADMIN_TOKEN"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="study_command", metavar="ACTION", required=True)
+    init = sub.add_parser("init", help="sample pairs from the test split into a new study database")
+    init.add_argument("--pairs", required=True, help="pairs table (parquet/csv); the test split is used")
+    init.add_argument("--images", required=True, help="id-named image folder (<post_id>.<ext>)")
+    init.add_argument("--db", required=True, help="SQLite path or SQLAlchemy URL (must hold no study yet)")
+    init.add_argument("--n", type=int, default=1000, help="trial pairs (default: 1000, as in the paper)")
+    init.add_argument("--training", type=int, default=8, help="training pairs shown with feedback (default: 8)")
+    init.add_argument("--attention", type=int, default=10,
+                      help="attention-check pairs: a photo against a flat grey square (default: 10)")
+    init.add_argument("--attention-pass", type=float, default=0.8,
+                      help="participants below this attention-check accuracy are excluded (default: 0.8)")
+    init.add_argument("--session-minutes", type=float, default=30.0, help="session cap (default: 30)")
+    init.add_argument("--seed", type=int, default=0, help="sampling and per-participant order seed")
+
+    serve = sub.add_parser("serve", help="run the web app")
+    serve.add_argument("--db", required=True, help="SQLite path or SQLAlchemy URL")
+    serve.add_argument("--host", default="127.0.0.1", help="bind address (default: 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
+    serve.add_argument("--admin-token", default=None,
+                       help=f"token for /admin and exports (default: ${TOKEN_ENV}, else a random one printed at start)")
+
+    exp = sub.add_parser("export", help="write answers, participants or pairs as CSV or JSON")
+    exp.add_argument("--db", required=True, help="SQLite path or SQLAlchemy URL")
+    exp.add_argument("--table", choices=["answers", "participants", "pairs"], default="answers")
+    exp.add_argument("--format", "-f", choices=["csv", "json"], default=None,
+                     help="default: from --output's extension, else csv")
+    exp.add_argument("--output", "-o", help="file to write (default: stdout)")
+
+    ana = sub.add_parser("analyze", help="Table 4, model comparison, Fig. 9 categories, Bradley-Terry scale")
+    ana.add_argument("--db", required=True, help="SQLite path or SQLAlchemy URL")
+    ana.add_argument("--out", required=True, help="output folder (report.md, report.html, results.json, plots)")
+    ana.add_argument("--examples", type=int, default=4, help="example pairs per Fig. 9 category (default: 4)")
+    add_model_arguments(ana, default=None)
+
+
+def run(args: argparse.Namespace) -> int:
+    return {"init": _init, "serve": _serve, "export": _export, "analyze": _analyze}[args.study_command](args)
+
+
+def _init(args: argparse.Namespace) -> int:
+    from iipa.study import Store, create_study
+
+    if args.n < 1 or args.training < 0 or args.attention < 0:
+        raise IIPAError("--n must be >= 1, --training and --attention >= 0")
+    summary = create_study(Store(args.db, create=True), args.pairs, args.images, n=args.n,
+                           training=args.training, attention=args.attention, seed=args.seed,
+                           session_minutes=args.session_minutes, attention_pass=args.attention_pass)
+    print(f"study created in {args.db}: {summary.training} training, {summary.trials} trial and "
+          f"{summary.attention} attention-check pairs")
+    if summary.dropped_missing_images:
+        print(f"  {summary.dropped_missing_images} test pairs skipped: image missing in {args.images}", file=sys.stderr)
+    if summary.trials < args.n:
+        print(f"  only {summary.available} test pairs with images: using {summary.trials} trials, not {args.n}",
+              file=sys.stderr)
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from iipa.study import Store
+    from iipa.study.app import create_app
+
+    token = args.admin_token or os.environ.get(TOKEN_ENV)
+    if not token:
+        token = secrets.token_urlsafe(16)
+        print(f"admin token: {token}  (pages: http://{args.host}:{args.port}/admin?token=...)", file=sys.stderr)
+    store = Store(args.db)
+    with store.session() as s:
+        store.study(s)  # fail now, not on the first request, if the database holds no study
+    uvicorn.run(create_app(store, admin_token=token), host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from iipa.output import open_output
+    from iipa.study import Store
+    from iipa.study.exports import answers_frame, pairs_frame, participants_frame, write_frame
+
+    fmt = args.format or ("json" if (args.output or "").lower().endswith(".json") else "csv")
+    frame = {"answers": answers_frame, "participants": participants_frame, "pairs": pairs_frame}[args.table]
+    df = frame(Store(args.db))
+    with open_output(args.output) as fh:
+        write_frame(df, fmt, fh)
+    return 0
+
+
+def _analyze(args: argparse.Namespace) -> int:
+    from iipa.study import Store
+    from iipa.study.analysis import analyze
+    from iipa.study.report import write_report
+
+    kwargs = {"device": args.device, "precision": args.precision} if args.model else {}
+    res = analyze(Store(args.db), model=args.model, examples=args.examples, **kwargs)
+    if not len(res.per_participant):
+        raise IIPAError(f"{args.db}: no trial answers from included participants yet")
+    files = write_report(res, args.out)
+    s = res.summary()
+    std = "—" if s["single_std"] is None else f"{s['single_std']:.1f}"
+    model = "—" if s["model"] is None else f"{100 * s['model']:.1f}%"
+    print(f"majority {s['majority']:.1f}%  single {s['single_mean']:.1f}% ± {std}  model {model}  "
+          f"({s['participants']} participants, {len(s['excluded'])} excluded, {s['pairs']} pairs)")
+    print(f"report: {files['html']}")
+    return 0

@@ -1,0 +1,186 @@
+"""Write a study analysis to a folder: report.md, report.html, results.json, CSV tables and
+PNG plots (matplotlib, Agg backend; nothing is fetched from the network)."""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from iipa.study.analysis import CATEGORIES, StudyResults
+
+THUMB = 96
+
+
+def _fmt(v: object, digits: int = 1) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "—"
+    if isinstance(v, float):
+        return f"{v:.{digits}f}"
+    return str(v)
+
+
+def _md_table(df: pd.DataFrame, index: bool = False, digits: int = 1) -> str:
+    d = df.reset_index() if index else df
+    head = "| " + " | ".join(map(str, d.columns)) + " |"
+    sep = "|" + "|".join("---" for _ in d.columns) + "|"
+    rows = ["| " + " | ".join(_fmt(v, digits) for v in row) + " |" for row in d.itertuples(index=False)]
+    return "\n".join([head, sep, *rows])
+
+
+def plot_accuracies(res: StudyResults, path: Path) -> Path:
+    """Histogram of single-subject accuracies with the majority and model lines."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.hist(100 * res.per_participant["accuracy"], bins=15, color="#8fb3d9", edgecolor="white")
+    ax.axvline(float(res.table4.loc["mean", "Majority"]), color="#1b7f3b", label="majority vote")
+    if res.model_accuracy is not None:
+        ax.axvline(100 * res.model_accuracy, color="#b00020", linestyle="--", label="model")
+    ax.set_xlabel("pairwise accuracy (%)")
+    ax.set_ylabel("participants")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_groups(res: StudyResults, path: Path) -> Path:
+    """Table 4 as bars with one-std error bars."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    t = res.table4
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    ax.bar(t.columns, t.loc["mean"], yerr=t.loc["std"].fillna(0), color="#8fb3d9", capsize=4)
+    ax.set_ylabel("accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.axhline(50, color="grey", linewidth=0.8, linestyle=":")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_examples(res: StudyResults, pairs: pd.DataFrame, path: Path) -> Path | None:
+    """Fig. 9 style: example pairs per category, more popular image on the right."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    rows = [(c, r) for c in CATEGORIES for r in res.examples.get(c, pd.DataFrame()).itertuples()]
+    if not rows:
+        return None
+    where = dict(zip(pairs["high_id"], pairs["high_path"], strict=True)) | dict(
+        zip(pairs["low_id"], pairs["low_path"], strict=True))
+    fig, axes = plt.subplots(len(rows), 2, figsize=(4, 2 * len(rows)), squeeze=False)
+    for (cat, r), (ax_low, ax_high) in zip(rows, axes, strict=True):
+        for ax, pid, share, score in ((ax_low, r.low_id, 1 - r.human_high, r.score_low),
+                                      (ax_high, r.high_id, r.human_high, r.score_high)):
+            try:
+                with Image.open(where[pid]) as im:
+                    ax.imshow(np.asarray(im.convert("RGB")))
+            except (OSError, KeyError):
+                pass
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_xlabel(f"{100 * share:.0f}% · {score:.2f}", fontsize=8)
+        ax_low.set_ylabel(cat, fontsize=7)
+    fig.suptitle("humans % in favour · model score (right: more likes)", fontsize=8)
+    fig.tight_layout(rect=(0, 0, 1, 0.98))
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def markdown(res: StudyResults, plots: list[str]) -> str:
+    t = res.table4.copy()
+    parts = ["# 2AFC study analysis", "",
+             f"{int(t.loc['n', 'Single'])} participants included, {len(res.excluded)} excluded by "
+             f"attention checks{': ' + ', '.join(res.excluded) if res.excluded else ''}; "
+             f"{len(res.per_pair)} trial pairs.", "",
+             "## Table 4: pairwise accuracy (%)", "", _md_table(t.rename_axis("accuracy (%)"), index=True), "",
+             "## Welch t-tests", "", _md_table(res.tests, digits=4), ""]
+    if res.model_accuracy is not None:
+        parts += ["## Model on the same pairs", "", f"Model accuracy: {100 * res.model_accuracy:.1f}%", ""]
+    if res.categories is not None:
+        parts += ["## Fig. 9 categories", "", _md_table(res.categories), ""]
+        for name in CATEGORIES:
+            ex = res.examples.get(name)
+            if ex is not None and len(ex):
+                cols = ["pair_id", "high_id", "low_id", "human_high", "score_high", "score_low"]
+                parts += [f"### Examples: {name}", "", _md_table(ex[cols], digits=2), ""]
+    if res.scale is not None:
+        parts += ["## Bradley-Terry scale (top 10 of "
+                  f"{len(res.scale)} images; 95% Wald intervals; full table in scale.csv)", "",
+                  _md_table(res.scale.head(10), digits=2), ""]
+    parts += [f"![{p}]({p})" for p in plots]
+    return "\n".join(parts) + "\n"
+
+
+def html_report(md_text: str) -> str:
+    """A self-contained HTML rendering of the Markdown (tables, headings, images)."""
+    out, table = [], []
+
+    def flush():
+        if table:
+            rows = [r.strip("|").split("|") for r in table if not r.startswith("|---")]
+            cells = "".join("<tr>" + "".join(f"<{'th' if i == 0 else 'td'}>{html.escape(c.strip())}"
+                                              f"</{'th' if i == 0 else 'td'}>" for c in row) + "</tr>"
+                            for i, row in enumerate(rows))
+            out.append(f"<table>{cells}</table>")
+            table.clear()
+
+    for line in md_text.splitlines():
+        if line.startswith("|"):
+            table.append(line)
+            continue
+        flush()
+        if line.startswith("#"):
+            level = len(line) - len(line.lstrip("#"))
+            out.append(f"<h{level}>{html.escape(line.lstrip('# '))}</h{level}>")
+        elif line.startswith("!["):
+            src = line[line.index("(") + 1:-1]
+            out.append(f'<img src="{html.escape(src)}" alt="{html.escape(src)}">')
+        elif line.strip():
+            out.append(f"<p>{html.escape(line)}</p>")
+    flush()
+    style = ("body{font-family:system-ui,sans-serif;max-width:960px;margin:auto;padding:1rem}"
+             "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.2rem .5rem}"
+             "img{max-width:100%}")
+    return f"<!doctype html><html><head><meta charset='utf-8'><title>2AFC study analysis</title><style>{style}</style></head><body>{''.join(out)}</body></html>\n"
+
+
+def write_report(res: StudyResults, out_dir: str | os.PathLike) -> dict[str, Path]:
+    """Write every output; returns name -> path."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    files = {"accuracy_plot": plot_accuracies(res, out / "accuracy.png"),
+             "groups_plot": plot_groups(res, out / "groups.png")}
+    if res.examples:
+        ex = plot_examples(res, res.pairs, out / "examples.png")
+        if ex is not None:
+            files["examples_plot"] = ex
+    res.per_participant.to_csv(out / "participants.csv", index=False)
+    res.per_pair.to_csv(out / "pairs.csv", index=False)
+    files |= {"participants": out / "participants.csv", "pairs": out / "pairs.csv"}
+    if res.scale is not None:
+        res.scale.to_csv(out / "scale.csv", index=False)
+        files["scale"] = out / "scale.csv"
+    md = markdown(res, [p.name for k, p in files.items() if k.endswith("_plot")])
+    (out / "report.md").write_text(md)
+    (out / "report.html").write_text(html_report(md))
+    summary = res.summary() | {"table4": json.loads(res.table4.to_json())}
+    (out / "results.json").write_text(json.dumps(summary, indent=1) + "\n")
+    files |= {"markdown": out / "report.md", "html": out / "report.html", "json": out / "results.json"}
+    return files
