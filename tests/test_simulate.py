@@ -121,6 +121,17 @@ def test_caption_statistics_resemble_table_1(crawl):
     assert (repeated > 1).mean() > 0.3
 
 
+def test_followers_grow_until_the_crawl(crawl):
+    posts, truth = crawl
+    f = truth["followers_at_post"]
+    assert (f <= posts["followers"] * (1 + 1e-6)).all()
+    # posts are in time order within a user, so the audience never shrinks from one to the next
+    step = f.groupby(posts["user_id"]).diff().dropna()
+    assert (step >= -1e-3 * f.loc[step.index]).all() and (step > 0).mean() > 0.5
+    year_old = (posts["crawled_at"] - posts["taken_at"]).dt.days > 300
+    assert (f[year_old] / posts["followers"][year_old]).median() < 0.8
+
+
 def test_truth_decomposes_the_likes(crawl):
     _, truth = crawl
     assert abs(truth["intrinsic"].mean()) < 0.05 and abs(truth["intrinsic"].std() - 1) < 0.05

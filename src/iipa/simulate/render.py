@@ -117,12 +117,15 @@ def render_image(latents: Mapping[str, float], *, size: int = 224) -> Image.Imag
         grain = np.repeat(np.repeat(grain, cell, 0), cell, 1)[:size, :size]
     grain = grain[..., None]
     img = img + grain
-    # the popularity factors: saturation, then contrast, then blur
+    # the popularity factors: saturation, then contrast (one affine map), then blur.
+    # Saturation keeps the luminance, so both use the same gray image:
+    # out = m + cf * (gray + sf * (img - gray) - m) = cf*sf*img + cf*(1-sf)*gray + (1-cf)*m
     gray = img @ np.array([0.299, 0.587, 0.114], np.float32)
-    img = gray[..., None] + (img - gray[..., None]) * (0.05 + 1.15 * float(lat["colourfulness"]))
-    mean = float(gray.mean())
-    img = mean + (img - mean) * (0.3 + 0.9 * float(lat["contrast"]))
-    out = Image.fromarray(np.clip(img * 255.0 + 0.5, 0, 255).astype(np.uint8), "RGB")
+    sf = 0.05 + 1.15 * float(lat["colourfulness"])
+    cf = 0.3 + 0.9 * float(lat["contrast"])
+    img *= 255.0 * cf * sf
+    img += (gray * (255.0 * cf * (1 - sf)) + (255.0 * (1 - cf) * float(gray.mean()) + 0.5))[..., None]
+    out = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8), "RGB")
     radius = (1.0 - float(lat["sharpness"])) * MAX_BLUR_AT_224 * size / 224.0
     if radius > 0.05:
         out = out.filter(ImageFilter.BoxBlur(radius))   # one box pass: 5x cheaper than Gaussian
