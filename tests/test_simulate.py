@@ -218,3 +218,8 @@ def test_cli_errors(run_cli, tmp_path):
     assert code == 2 and "users=0" in err
     code, _, err = run_cli("simulate", "--out", tmp_path / "s", "--users", 5, "--render-pairs", tmp_path / "none.parquet")
     assert code == 2 and "no such pairs file" in err
+
+
+def test_no_post_is_taken_after_its_crawl_even_with_a_one_day_history():
+    posts, _ = simulate(SimConfig(users=300, posts_per_user=20, seed=0, history_days=1))
+    assert (posts["taken_at"] < posts["crawled_at"]).all()

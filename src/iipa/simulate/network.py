@@ -134,7 +134,8 @@ def _block(cfg: SimConfig, users: dict, b: int, lo: int, hi: int, start: int, n:
     day = np.floor(u["crawled"] - rng.random(n) * u["history"])
     hour = np.minimum(np.searchsorted(HOUR_CDF, rng.random(n)), 23) + rng.random(n)
     taken = day + (hour - u["tz_hours"]) / 24.0
-    taken = np.where(taken >= u["crawled"], taken - 1.0, taken)      # nothing after the crawl
+    excess = taken - u["crawled"]                                     # nothing after the crawl:
+    taken = np.where(excess >= 0, taken - np.floor(excess) - 1.0, taken)  # same hour, days earlier
     order = np.lexsort((taken, local))                                # by user, oldest first
     local, taken, hour = local[order], taken[order], hour[order]
     u = {k: v[order] for k, v in u.items()}
