@@ -92,3 +92,16 @@ def test_render_post_matches_render_image(truth, tmp_path):
     with pytest.raises(IIPAError, match="not in the simulation's truth table"):
         render_images(["no-such-post"], truth, tmp_path / "x", size=32)
     assert not (tmp_path / "x").exists()
+
+
+def test_render_images_from_a_truth_file(tmp_path):
+    from iipa.simulate import write_crawl
+
+    files = write_crawl(tmp_path / "sim", SimConfig(users=8, seed=2))
+    posts = pd.read_parquet(files.posts)
+    ids = posts["post_id"].iloc[[7, 2]].tolist()
+    paths = render_images(ids, files.truth, tmp_path / "img", size=32)
+    truth = pd.read_parquet(files.truth).set_index("post_id")
+    assert [p.stem for p in paths] == ids
+    assert paths[0].read_bytes() == _jpeg(render_image(truth.loc[ids[0]], size=32))   # same JPEG settings
+    assert render_images([], files.truth, tmp_path / "none", size=32) == []

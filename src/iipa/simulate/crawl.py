@@ -122,9 +122,14 @@ def read_truth(path: str | os.PathLike, *, post_ids: Iterable[str] | None = None
         path = path / TRUTH_FILE
     if not path.is_file():
         raise IIPAError(f"{path}: no such truth file (run `iipa simulate --out DIR` first)")
-    filters = None if post_ids is None else [("post_id", "in", list(post_ids))]
     try:
-        table = pq.read_table(path, filters=filters)
+        if post_ids is None:
+            table = pq.read_table(path)
+        else:   # an explicit string value set, so that an empty list is not typed null
+            import pyarrow.dataset as ds
+
+            wanted = pa.array([str(i) for i in post_ids], pa.string())
+            table = ds.dataset(path, format="parquet").to_table(filter=ds.field("post_id").isin(wanted))
     except Exception as exc:  # noqa: BLE001 - any reader error means a bad file
         raise IIPAError(f"{path}: cannot read truth table ({exc.__class__.__name__}: {exc})") from None
     missing = [c for c in ("post_id", "intrinsic") if c not in table.column_names]
