@@ -1,16 +1,37 @@
-"""iipa: intrinsic image popularity assessment (Ding, Ma & Wang, ACM MM 2019)."""
+"""iipa: intrinsic image popularity assessment (Ding, Ma & Wang, ACM MM 2019).
+
+The public API is imported lazily, so ``import iipa.simulate`` or ``iipa --help`` does not
+pay for torch (~0.8 GB RSS and seconds of start-up) unless a model is actually used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
-from iipa.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
-from iipa.errors import IIPAError, ImageError, WeightsError  # noqa: E402
-from iipa.models import PopularityNet, get_backbone, list_backbones, register_backbone  # noqa: E402
-from iipa.profiles import Profile, get_profile, list_profiles  # noqa: E402
-from iipa.scoring import Scorer, ScoreResult  # noqa: E402
-from iipa.weights import list_weights, load_model, register_weights  # noqa: E402
+_EXPORTS = {
+    "IIPAError": "iipa.errors", "ImageError": "iipa.errors", "WeightsError": "iipa.errors",
+    "PopularityNet": "iipa.models", "get_backbone": "iipa.models", "list_backbones": "iipa.models",
+    "register_backbone": "iipa.models",
+    "Profile": "iipa.profiles", "get_profile": "iipa.profiles", "list_profiles": "iipa.profiles",
+    "load_checkpoint": "iipa.checkpoint", "save_checkpoint": "iipa.checkpoint",
+    "list_weights": "iipa.weights", "load_model": "iipa.weights", "register_weights": "iipa.weights",
+    "Scorer": "iipa.scoring", "ScoreResult": "iipa.scoring",
+}
 
-__all__ = [
-    "IIPAError", "ImageError", "WeightsError", "PopularityNet", "Profile", "ScoreResult", "Scorer",
-    "get_backbone", "get_profile", "list_backbones", "list_profiles", "list_weights",
-    "load_checkpoint", "load_model", "register_backbone", "register_weights", "save_checkpoint",
-]
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'iipa' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + __all__)
