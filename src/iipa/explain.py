@@ -17,7 +17,9 @@ images).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -170,3 +172,32 @@ def explain_pair(model: PopularityNet, image_a: ImageInput, image_b: ImageInput)
         Explanation(img_a, scores[0], cam_to_original(maps[0], model.profile, img_a.size)),
         Explanation(img_b, scores[1], cam_to_original(maps[1], model.profile, img_b.size)),
     )
+
+
+def pair_figure(pair: PairExplanation, *, alpha: float = 0.5, height: int = 384) -> Image.Image:
+    """A and B overlays side by side at a common height (for a quick look, not for measuring)."""
+    tiles = []
+    for side in (pair.a, pair.b):
+        o = side.overlay(alpha)
+        tiles.append(o.resize((max(1, round(o.width * height / o.height)), height), Image.BILINEAR))
+    gap = 8
+    out = Image.new("RGB", (sum(t.width for t in tiles) + gap, height), "white")
+    out.paste(tiles[0], (0, 0))
+    out.paste(tiles[1], (tiles[0].width + gap, 0))
+    return out
+
+
+def save_explanation(explanation: Explanation, out_dir: str | os.PathLike, stem: str, *,
+                     alpha: float = 0.5, raw: bool = False) -> dict[str, Path]:
+    """Write ``<stem>.gradcam.png`` (overlay, original size) and with ``raw`` the heatmap as
+    ``<stem>.heatmap.npy`` (float32) and ``<stem>.heatmap.png`` (8-bit grey). Returns the paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"overlay": out / f"{stem}.gradcam.png"}
+    explanation.overlay(alpha).save(paths["overlay"])
+    if raw:
+        paths["heatmap"] = out / f"{stem}.heatmap.npy"
+        np.save(paths["heatmap"], explanation.heatmap.astype(np.float32))
+        paths["heatmap_png"] = out / f"{stem}.heatmap.png"
+        Image.fromarray((explanation.heatmap * 255.0 + 0.5).astype(np.uint8), mode="L").save(paths["heatmap_png"])
+    return paths
