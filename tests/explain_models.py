@@ -10,14 +10,20 @@ from iipa.models import PopularityNet
 GREY = 116  # ≈ the ImageNet mean: normalises to ≈ 0, so neither detector fires on it
 
 
-def detector_model() -> PopularityNet:
-    """score = mean area of bright pixels - mean area of dark pixels (in the 16x16 feature map).
+def _normalised(profile, value: int) -> float:
+    return float(profile.normalize(torch.full((3, 1, 1), value, dtype=torch.uint8)).mean())
 
-    Channel 0 of every conv layer passes "bright" (normalised RGB mean > 1) through the
-    identity, channel 1 passes "dark" (< -1); every other weight is zero and batch norm is the
-    identity, so the score depends on nothing else.
+
+def detector_model(profile: str = "small") -> PopularityNet:
+    """score = mean area of bright pixels - mean area of dark pixels (in the last feature map).
+
+    Channel 0 of every conv layer passes "bright" (RGB mean, normalised, above the midpoint
+    between grey and white) through the identity, channel 1 passes "dark" (below the midpoint
+    between black and grey); every other weight is zero and batch norm is the identity, so
+    the score depends on nothing else.
     """
-    model = PopularityNet("tiny", reference={"mean": 0.0, "std": 0.05, "source": "test"})
+    model = PopularityNet("tiny", profile=profile, reference={"mean": 0.0, "std": 0.05, "source": "test"})
+    grey, white, black = (_normalised(model.profile, v) for v in (GREY, 255, 0))
     conv1, bn1, _, conv2, bn2, _, conv3, bn3, _ = model.net.features
     with torch.no_grad():
         for conv in (conv1, conv2, conv3):
@@ -29,9 +35,9 @@ def detector_model() -> PopularityNet:
             bn.running_mean.zero_()
             bn.running_var.fill_(1.0 - bn.eps)
         conv1.weight[0, :, 1, 1] = 1.0 / 3.0
-        conv1.bias[0] = -1.0
+        conv1.bias[0] = -(grey + white) / 2
         conv1.weight[1, :, 1, 1] = -1.0 / 3.0
-        conv1.bias[1] = -1.0
+        conv1.bias[1] = (grey + black) / 2
         for conv in (conv2, conv3):
             conv.weight[0, 0, 1, 1] = 1.0
             conv.weight[1, 1, 1, 1] = 1.0

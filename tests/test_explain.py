@@ -12,7 +12,7 @@ from iipa.explain import explain, explain_pair, gradcam, heatmap_overlay
 from iipa.models import PopularityNet, list_backbones
 
 W, H = 120, 88  # not square, not the input size: mapping errors (crop offset, transpose) show
-BOX = (14, 22, 40, 48)  # off-centre, inside the centre crop of the `small` profile
+BOX = (34, 20, 58, 44)  # off-centre, inside the centre crop of the `small` and `paper` profiles
 
 
 def test_detector_model_depends_on_the_square():
@@ -23,14 +23,15 @@ def test_detector_model_depends_on_the_square():
     assert bright > plain + 0.01 and dark < plain - 0.01 and abs(plain) < 1e-3
 
 
-@pytest.mark.parametrize("kind", ["path", "pil", "array"])
-def test_heatmap_has_input_size_and_concentrates_on_planted_square(tmp_path, kind):
+@pytest.mark.parametrize(("kind", "profile"), [
+    ("path", "small"), ("pil", "small"), ("array", "small"), ("array", "paper"), ("array", "authors")])
+def test_heatmap_has_input_size_and_concentrates_on_planted_square(tmp_path, kind, profile):
     arr = planted(W, H, BOX, 255)
     image = {"array": arr, "pil": Image.fromarray(arr)}.get(kind)
     if kind == "path":
         image = tmp_path / "planted.png"
         Image.fromarray(arr).save(image)
-    cam = gradcam(detector_model(), image)
+    cam = gradcam(detector_model(profile), image)
     assert cam.shape == (H, W) and cam.dtype == np.float32
     assert cam.min() >= 0.0 and cam.max() <= 1.0 and cam.max() > 0.9
     inside = box_mask(W, H, BOX)
@@ -40,8 +41,18 @@ def test_heatmap_has_input_size_and_concentrates_on_planted_square(tmp_path, kin
     assert inside[peak]
 
 
+def test_outside_the_centre_crop_is_zero():
+    """The model never sees the left and right edges of a landscape photo: no heat there."""
+    edge = (0, 30, 12, 54)  # the `small` crop starts at x ≈ 20.8
+    img = planted(W, H, BOX, 255)
+    img[edge[1]:edge[3], edge[0]:edge[2]] = 255
+    cam = gradcam(detector_model(), img)
+    assert cam[box_mask(W, H, edge)].max() == 0.0
+    assert cam[box_mask(W, H, BOX)].mean() > 0.3
+
+
 def test_heatmap_follows_the_square_when_it_moves():
-    box2 = (80, 30, 104, 54)
+    box2 = (70, 40, 94, 64)
     cam = gradcam(detector_model(), planted(W, H, box2, 255))
     assert cam[box_mask(W, H, box2)].mean() > 10 * cam[box_mask(W, H, BOX)].mean() + 1e-6
 
@@ -68,7 +79,7 @@ def test_explain_returns_the_model_score():
 
 def test_pair_explanation_shows_what_drives_the_difference():
     """A has a bright square (raises f(A)), B a dark one (lowers f(B)); both drive f(A) - f(B)."""
-    box_b = (70, 28, 96, 54)
+    box_b = (66, 30, 92, 56)
     a, b = planted(W, H, BOX, 255, seed=1), planted(W, H, box_b, 0, seed=2)
     model = detector_model()
     pair = explain_pair(model, a, b)

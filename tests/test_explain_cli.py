@@ -16,7 +16,7 @@ from iipa.export import export_onnx
 from iipa.levels import level_edges
 
 W, H = 120, 88
-BOX = (14, 22, 40, 48)
+BOX = (34, 20, 58, 44)
 
 
 @pytest.fixture(scope="module")

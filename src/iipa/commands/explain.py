@@ -23,6 +23,7 @@ from iipa.errors import IIPAError
 from iipa.explain import explain, explain_pair, pair_figure, save_explanation
 from iipa.inputs import expand_inputs
 from iipa.output import FORMATS, infer_format, open_output, write_rows
+from iipa.scoring import resolve_device
 from iipa.weights import load_model
 
 NAME = "explain"
@@ -34,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", help="image files, folders, globs, .txt or .csv lists")
     parser.add_argument("--out", "-d", required=True, help="folder for the overlays (created)")
     parser.add_argument("--model", "-m", default="authors-resnet50", help="checkpoint path or named weights")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default: cpu)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ... (default: auto)")
     parser.add_argument("--alpha", type=float, default=0.5, help="heatmap opacity in the overlay (0-1, default 0.5)")
     parser.add_argument("--raw", action="store_true", help="also save the raw heatmaps (.npy and grey .png)")
     parser.add_argument("--pair", action="store_true", help="explain f(A) - f(B) for exactly two images A B")
@@ -66,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
         raise IIPAError("no image files found in " + ", ".join(args.inputs))
     if args.pair and len(paths) != 2:
         raise IIPAError(f"--pair needs exactly two images, got {len(paths)}")
-    model = load_model(args.model, device=None if args.device == "auto" else args.device)
+    model = load_model(args.model, device=str(resolve_device(args.device)))
     stems = _stems(paths)
     rows: list[dict] = []
     if args.pair:
