@@ -94,14 +94,20 @@ def test_pair_explanation_shows_what_drives_the_difference():
     assert swapped.difference == pytest.approx(-pair.difference, abs=1e-6)
 
 
-def test_gradcam_keeps_training_mode_and_works_with_frozen_parameters():
+@pytest.mark.parametrize("frozen", [False, True])
+def test_gradcam_leaves_the_model_as_it_was(frozen):
+    """Mid-training use must not change mode, requires_grad or accumulated gradients."""
     model = detector_model()
-    for p in model.parameters():
-        p.requires_grad_(False)
+    model.head.weight.grad = torch.full_like(model.head.weight, 7.0)
+    if frozen:
+        for p in model.parameters():
+            p.requires_grad_(False)
     model.train()
     cam = gradcam(model, planted(W, H, BOX, 255))
     assert model.training and cam.max() > 0.9
-    assert all(p.grad is None for p in model.parameters())
+    assert all(p.requires_grad != frozen for p in model.parameters())
+    assert torch.equal(model.head.weight.grad, torch.full_like(model.head.weight, 7.0))
+    assert all(p.grad is None for n, p in model.named_parameters() if n != "net.fc.weight")
 
 
 @pytest.mark.slow

@@ -13,6 +13,11 @@ geometry onto the *original* image: inside the crop it is the CAM, outside (pixe
 model never saw) it is 0. Heatmaps are float32 in [0, 1]; 1 is the most important region
 of this image (the scale is per image, as in the paper's figures, not comparable across
 images).
+
+Not thread-safe against other forward passes of the *same* model object: while a CAM is
+computed, hooks on ``model.cam_layer`` record every forward and the parameters are frozen
+for its duration. A server that scores and explains concurrently should explain with its
+own copy (``copy.deepcopy(model)``) or hold one lock around both.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from iipa.errors import IIPAError
 from iipa.images import ImageInput, open_image
 from iipa.models import PopularityNet
 from iipa.profiles import Profile
@@ -72,20 +78,32 @@ def _input_batch(model: PopularityNet, images: list[Image.Image]) -> torch.Tenso
 
 def _cams(model: PopularityNet, images: list[Image.Image], signs: list[float]) -> tuple[np.ndarray, list[float]]:
     """Grad-CAMs at the input size (N x h x w) and the scores, one forward/backward pass."""
-    from pytorch_grad_cam import GradCAM
+    try:
+        from pytorch_grad_cam import GradCAM
+    except ImportError as exc:
+        raise IIPAError(f"Grad-CAM needs the grad-cam package: pip install 'iipa[explain]' ({exc})") from None
 
     was_training = model.training
+    params = list(model.parameters())
+    # Weight gradients are not needed (about half of the backward pass) and the library's
+    # zero_grad() would wipe a training loop's .grad: freeze, and restore both afterwards.
+    saved = [(p.requires_grad, p.grad) for p in params]
+    for p in params:
+        p.requires_grad_(False)
     model.eval()
     x = _input_batch(model, images)
     try:
         with torch.enable_grad(), GradCAM(model=model, target_layers=[model.cam_layer]) as cam:
-            # Input gradients on: the CAM layer's output must require grad even when the
-            # caller froze every parameter (the library's gradient hook needs it).
+            # Input gradients on: with the parameters frozen, this is what makes the CAM
+            # layer's output require grad (the library's gradient hook needs it).
             cam.compute_input_gradient = True
             maps = cam(input_tensor=x, targets=[ScoreTarget(s) for s in signs])
             scores = cam.outputs.detach().float().cpu().reshape(-1).tolist()
     finally:
         model.train(was_training)
+        for p, (requires_grad, grad) in zip(params, saved, strict=True):
+            p.requires_grad_(requires_grad)
+            p.grad = grad
     return np.nan_to_num(np.asarray(maps, dtype=np.float32)), scores
 
 

@@ -65,9 +65,17 @@ def onnx_metadata(model: PopularityNet) -> dict[str, str]:
     }
 
 
+def _import_onnx():
+    try:
+        import onnx
+    except ImportError as exc:
+        raise IIPAError(f"ONNX export needs the onnx package: pip install 'iipa[onnx]' ({exc})") from None
+    return onnx
+
+
 def export_onnx(model: PopularityNet, path: str | os.PathLike, *, opset: int = 17) -> Path:
     """Write ``model`` as ONNX to ``path`` (atomically) with a dynamic batch axis and metadata."""
-    import onnx
+    onnx = _import_onnx()
 
     path = Path(path)
     model = model.float().cpu().eval()
@@ -97,7 +105,7 @@ def export_onnx(model: PopularityNet, path: str | os.PathLike, *, opset: int = 1
 
 def read_onnx_metadata(path: str | os.PathLike) -> dict[str, Any]:
     """``{"arch", "version", "profile": Profile, "reference", "info"}`` from an exported file."""
-    import onnx
+    onnx = _import_onnx()
 
     try:
         proto = onnx.load(str(path), load_external_data=False)

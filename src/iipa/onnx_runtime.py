@@ -38,7 +38,10 @@ class OnnxModel:
 
 
 def load_onnx_model(path: str | os.PathLike, *, device: str | None = "cpu", threads: int | None = None) -> OnnxModel:
-    import onnxruntime as ort
+    try:
+        import onnxruntime as ort
+    except ImportError as exc:
+        raise IIPAError(f"--runtime onnx needs onnxruntime: pip install 'iipa[onnx]' ({exc})") from None
 
     meta = read_onnx_metadata(path)
     providers = ["CPUExecutionProvider"]
