@@ -8,6 +8,7 @@ examples:
   iipa score my_photos/
   iipa score 'shoot/**/*.jpg' --sort desc --output scores.csv
   iipa score list.txt --model run/best.pt --format jsonl
+  iipa score my_photos/ --model model.onnx          # onnxruntime (see `iipa export`)
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ COLUMNS = ("path", "score", "scaled", "level", "error")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", help="image files, folders, globs, .txt or .csv lists")
     add_model_arguments(parser)
+    parser.add_argument("--runtime", choices=["torch", "onnx"], default=None,
+                        help="torch or onnx (onnxruntime, for files from `iipa export`); "
+                             "default: onnx for .onnx files, else torch")
     add_loader_arguments(parser)
     g = parser.add_argument_group("output")
     g.add_argument("--output", "-o", help="write here instead of stdout (format from the extension)")
@@ -40,13 +44,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="progress bar on stderr (default: when stderr is a terminal)")
 
 
+def _make_scorer(args: argparse.Namespace) -> Scorer:
+    runtime = args.runtime or ("onnx" if str(args.model).lower().endswith(".onnx") else "torch")
+    loading = dict(batch_size=args.batch_size, num_workers=args.workers,
+                   fast_decode=not args.exact_decode, max_pixels=args.max_pixels)
+    if runtime == "onnx":
+        if not str(args.model).lower().endswith(".onnx"):
+            raise IIPAError(f"--runtime onnx needs an .onnx file (make one with `iipa export --model {args.model}`)")
+        from iipa.onnx_runtime import OnnxScorer
+
+        return OnnxScorer(args.model, device=None if args.device == "auto" else args.device, **loading)
+    if str(args.model).lower().endswith(".onnx"):
+        raise IIPAError(f"{args.model} is an ONNX file; score it with --runtime onnx")
+    return Scorer(args.model, device=args.device, precision=args.precision, **loading)
+
+
 def run(args: argparse.Namespace) -> int:
     fmt = infer_format(args.output, args.format)
     paths = expand_inputs(args.inputs, recursive=not args.no_recursive)
     if not paths:
         raise IIPAError("no image files found in " + ", ".join(args.inputs))
-    scorer = Scorer(args.model, device=args.device, precision=args.precision, batch_size=args.batch_size,
-                    num_workers=args.workers, fast_decode=not args.exact_decode, max_pixels=args.max_pixels)
+    scorer = _make_scorer(args)
     failed: list[dict] = []
 
     def rows():

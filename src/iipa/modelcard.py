@@ -1,0 +1,144 @@
+"""Model cards: what a model's score means, its range and reference, and how it was made.
+
+One function, :func:`model_card`, for checkpoints, named weights, exported ONNX files and
+in-memory models, so the CLI (``iipa model-info``), the HTTP service and reports all say the
+same thing. Named weights that are not downloaded yet are described from the registry,
+without downloading.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from iipa import levels
+from iipa.errors import IIPAError
+from iipa.models import PopularityNet, get_backbone
+from iipa.profiles import Profile
+
+SCORE_MEANING = (
+    "Predicted intrinsic popularity (Ding, Ma & Wang 2019): how popular the image would be "
+    "from its visual content alone, other factors (user, time, caption) held equal. Higher is "
+    "more popular. The model was trained on pairs, so only differences and rankings between "
+    "scores of the same model mean something: a score difference d = f(A) - f(B) is the "
+    "predicted probability 1 / (1 + exp(-d)) that A is the more popular image (paper Eq. 7)."
+)
+SCORE_RANGE = "any real number (no bounds); its scale is set by the model, see reference"
+SCALED_DEFINITION = "scaled = 100 * Phi((score - mean) / std): the score's percentile in the reference Gaussian"
+
+
+def level_bands(reference: dict[str, Any]) -> list[dict[str, Any]]:
+    """``[{"level", "from", "to"}]`` in score units; the outer bands are open (None)."""
+    edges = [None, *levels.level_edges(reference), None]
+    return [{"level": name, "from": edges[i], "to": edges[i + 1]} for i, name in enumerate(levels.LEVELS)]
+
+
+def _meaning(reference: dict[str, Any] | None) -> dict[str, Any]:
+    out: dict[str, Any] = {"score_meaning": SCORE_MEANING, "score_range": SCORE_RANGE,
+                           "reference": dict(reference) if reference else None}
+    if reference:
+        out["scaled"] = SCALED_DEFINITION
+        out["levels"] = level_bands(reference)
+    else:
+        out["scaled"] = "not available: the model has no reference distribution"
+        out["levels"] = None
+    return out
+
+
+def _profile(profile: Profile) -> dict[str, Any]:
+    return profile.to_dict()
+
+
+def card_for_model(model: PopularityNet, *, name: str | None = None) -> dict[str, Any]:
+    info = dict(model.info)
+    spec = get_backbone(model.arch)
+    return {
+        "name": name or info.get("weights") or info.get("source") or model.arch,
+        "kind": "pytorch",
+        "arch": model.arch,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "backbone_imagenet_weights": spec.pretrained,
+        "profile": _profile(model.profile),
+        "weights_source": info.get("source") or info.get("weights") or "in memory",
+        **_meaning(model.reference),
+        "training": {"config": info.get("config"), "metrics": info.get("metrics")},
+        "info": {k: v for k, v in info.items() if k not in ("config", "metrics")},
+    }
+
+
+def model_card(spec: str | os.PathLike | PopularityNet) -> dict[str, Any]:
+    """The card of a model given as a PopularityNet, checkpoint path, .onnx path or weights name."""
+    from iipa.weights import _WEIGHTS, load_model, weights_path
+
+    if isinstance(spec, PopularityNet):
+        return card_for_model(spec)
+    path = Path(spec)
+    if path.is_file() and path.suffix.lower() == ".onnx":
+        return _onnx_card(path)
+    if path.is_file():
+        return card_for_model(load_model(path), name=os.fspath(path))
+    if isinstance(spec, str) and spec in _WEIGHTS:
+        entry = _WEIGHTS[spec]
+        cached = weights_path(entry)
+        if cached.is_file():
+            card = card_for_model(load_model(spec, download=False), name=spec)
+        else:
+            from iipa.profiles import get_profile
+
+            card = {"name": spec, "kind": "named weights (not downloaded)", "arch": entry.arch,
+                    "backbone_imagenet_weights": get_backbone(entry.arch).pretrained,
+                    "profile": _profile(get_profile(entry.profile)), "weights_source": entry.url,
+                    **_meaning(entry.reference or None), "training": None, "info": {}}
+        card.update({"description": entry.description, "homepage": entry.homepage,
+                     "sha256": entry.sha256, "cache_path": str(cached), "cached": cached.is_file()})
+        return card
+    raise IIPAError(f"{os.fspath(spec)!r} is neither a checkpoint, an .onnx file nor named weights "
+                    f"(known: {', '.join(sorted(_WEIGHTS))})")
+
+
+def _onnx_card(path: Path) -> dict[str, Any]:
+    from iipa.export import INPUT_DOC, read_onnx_metadata
+
+    meta = read_onnx_metadata(path)
+    info = dict(meta["info"] or {})
+    return {
+        "name": str(path), "kind": "onnx", "arch": meta["arch"], "file_bytes": path.stat().st_size,
+        "input": INPUT_DOC, "exported_by": f"iipa {meta['version']}",
+        "profile": _profile(meta["profile"]), "weights_source": info.get("source") or str(path),
+        **_meaning(meta["reference"]),
+        "training": {"config": info.get("config"), "metrics": info.get("metrics")},
+        "info": {k: v for k, v in info.items() if k not in ("config", "metrics")},
+    }
+
+
+def format_card(card: dict[str, Any]) -> str:
+    """A human-readable rendering of :func:`model_card`."""
+    lines = [f"model      {card['name']}  ({card['kind']})", f"arch       {card['arch']}"]
+    if "parameters" in card:
+        lines.append(f"parameters {card['parameters']:,}")
+    p = card["profile"]
+    lines.append(f"profile    {p['name']}: {p.get('description') or p}")
+    lines.append(f"weights    {card['weights_source']}")
+    for key in ("description", "homepage", "cache_path"):
+        if card.get(key):
+            lines.append(f"{key:10s} {card[key]}")
+    lines += ["", "score      " + card["score_meaning"], "range      " + card["score_range"]]
+    ref = card["reference"]
+    if ref:
+        lines.append(f"reference  mean {float(ref['mean']):.4g}, std {float(ref['std']):.4g}"
+                     + (f"  ({ref['source']})" if ref.get("source") else ""))
+        lines.append("scaled     " + card["scaled"])
+        lines.append("levels     " + "  ".join(
+            f"{b['level']}: {_bound(b['from'], '-inf')}..{_bound(b['to'], '+inf')}" for b in card["levels"]))
+    else:
+        lines.append("reference  none: scaled scores and levels are not available for this model")
+    training = card.get("training") or {}
+    for key in ("config", "metrics"):
+        if training.get(key):
+            lines.append(f"{key:10s} " + ", ".join(f"{k}={v}" for k, v in training[key].items()))
+    return "\n".join(lines)
+
+
+def _bound(value: float | None, open_end: str) -> str:
+    return open_end if value is None else f"{value:.3g}"

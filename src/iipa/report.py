@@ -1,0 +1,213 @@
+"""Album report: a self-contained HTML contact sheet sorted by score, and the score histogram
+with its fitted Gaussian (paper Fig. 5).
+
+The HTML has no external resource at all (no CDN, no fonts, no scripts): thumbnails,
+heatmaps and the histogram are embedded as ``data:`` URIs, so the file can be mailed or
+opened offline and still shows everything.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from iipa import levels
+from iipa.errors import ImageError
+from iipa.images import open_image
+from iipa.models import PopularityNet
+from iipa.scoring import ScoreResult
+
+LEVEL_COLOURS = {"poor": "#c0392b", "bad": "#e67e22", "fair": "#7f8c8d", "good": "#27ae60", "excellent": "#2471a3"}
+
+
+@dataclass
+class AlbumEntry:
+    """One row of the album; thumbnails are JPEG bytes (None when the image failed)."""
+
+    result: ScoreResult
+    thumbnail: bytes | None = None
+    heatmap: bytes | None = None
+
+
+def fit_gaussian(scores: Sequence[float]) -> dict[str, float] | None:
+    """Maximum-likelihood Gaussian of the finite scores (as in Fig. 5); None for fewer than 2.
+
+    The result has the shape of a model's ``reference`` and can serve as one.
+    """
+    finite = np.asarray([s for s in scores if s is not None and math.isfinite(s)], dtype=np.float64)
+    if finite.size < 2:
+        return None
+    return {"mean": float(finite.mean()), "std": float(finite.std()), "n": int(finite.size)}
+
+
+def score_histogram(scores: Sequence[float], *, reference: dict[str, Any] | None = None,
+                    title: str = "Score distribution") -> bytes:
+    """PNG of the histogram of ``scores`` (density) with the fitted Gaussian; with a
+    ``reference``, the four level edges are drawn and the bands named."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    finite = [s for s in scores if s is not None and math.isfinite(s)]
+    fig = Figure(figsize=(6.4, 3.6), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    fit = fit_gaussian(finite)
+    if finite:
+        spread = 3 * fit["std"] if fit and fit["std"] > 0 else 1.0
+        lo = min(min(finite), (fit or {"mean": finite[0]})["mean"] - spread)
+        hi = max(max(finite), (fit or {"mean": finite[0]})["mean"] + spread)
+        ax.hist(finite, bins=min(30, max(5, len(finite) // 3)), density=True, color="#9dc3e6",
+                edgecolor="#5b9bd5", lw=0.5, label=f"{len(finite)} images")
+        ax.set_xlim(lo, hi)
+    if fit and fit["std"] > 0:
+        xs = np.linspace(lo, hi, 300)
+        pdf = np.exp(-0.5 * ((xs - fit["mean"]) / fit["std"]) ** 2) / (fit["std"] * math.sqrt(2 * math.pi))
+        ax.plot(xs, pdf, color="#c0392b", lw=2,
+                label=f"Gaussian fit: mean {fit['mean']:.3g}, std {fit['std']:.3g}")
+    drawn = 0
+    if reference:
+        left, right = ax.get_xlim()
+        for edge, name in zip(levels.level_edges(reference), levels.LEVELS[1:], strict=True):
+            if left < edge < right:
+                drawn += 1
+                ax.axvline(edge, color="#555", ls="--", lw=0.8)
+                ax.text(edge, 0.02, f" {name}", transform=ax.get_xaxis_transform(), va="bottom", fontsize=7)
+    ax.set_xlabel("score (dashed: where the model's levels begin)" if drawn else "score")
+    ax.set_ylabel("density")
+    ax.set_title(title)
+    ax.legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
+
+
+def _jpeg(img: Image.Image, size: int) -> bytes:
+    img = img.copy()
+    img.thumbnail((size, size), Image.BILINEAR)
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=85)
+    return buf.getvalue()
+
+
+def build_album(results: Sequence[ScoreResult], *, model: PopularityNet | None = None,
+                thumb_size: int = 320) -> list[AlbumEntry]:
+    """Entries sorted by score (best first, failures last) with thumbnails; with ``model``
+    also Grad-CAM overlays (computed on the draft-decoded image: the CAM has the network's
+    resolution anyway)."""
+    from iipa.explain import explain
+
+    ok = sorted((r for r in results if r.ok), key=lambda r: r.score, reverse=True)
+    entries = []
+    for r in ok + [r for r in results if not r.ok]:
+        entry = AlbumEntry(r)
+        if r.ok:
+            try:
+                draft = model.profile.draft_size if model is not None else (thumb_size, thumb_size)
+                img = open_image(r.source, draft_size=(max(draft[0], thumb_size), max(draft[1], thumb_size)))
+                entry.thumbnail = _jpeg(img, thumb_size)
+                if model is not None:
+                    entry.heatmap = _jpeg(explain(model, img).overlay(0.5), thumb_size)
+            except ImageError as exc:  # vanished or changed since it was scored
+                entry.result = ScoreResult(r.source, r.score, f"{exc.reason} (thumbnail)", r.scaled, r.level)
+        entries.append(entry)
+    return entries
+
+
+def _data_uri(data: bytes, mime: str) -> str:
+    return f"data:{mime};base64," + base64.b64encode(data).decode("ascii")
+
+
+_CSS = """
+body{font-family:system-ui,sans-serif;margin:1.5rem;background:#fafafa;color:#222}
+h1{font-size:1.4rem;margin:0 0 .3rem} .meta{color:#555;font-size:.9rem;margin-bottom:1rem}
+.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(%(w)spx,1fr));gap:1rem}
+.card{background:#fff;border:1px solid #ddd;border-radius:6px;padding:.5rem}
+.card img{width:100%%;height:auto;display:block;border-radius:3px}
+.pics{display:grid;gap:.3rem} .pics.two{grid-template-columns:1fr 1fr}
+.name{font-size:.8rem;word-break:break-all;margin:.3rem 0}
+.rank{font-weight:bold;margin-right:.3rem} .score{font-variant-numeric:tabular-nums}
+.level{color:#fff;border-radius:3px;padding:0 .35rem;font-size:.8rem}
+.error{color:#c0392b;font-size:.85rem} .hist{max-width:640px;width:100%%;margin:.5rem 0 1rem}
+"""
+
+
+def album_html(entries: Sequence[AlbumEntry], *, title: str = "iipa album",
+               histogram_png: bytes | None = None, summary: str = "") -> str:
+    """The contact sheet as one HTML string (everything embedded)."""
+    esc = html.escape
+    cards = []
+    rank = 0
+    for e in entries:
+        r = e.result
+        pics = ""
+        if e.thumbnail:
+            pics += f'<img alt="{esc(os.path.basename(r.source))}" src="{_data_uri(e.thumbnail, "image/jpeg")}">'
+        if e.heatmap:
+            pics += f'<img alt="heatmap" title="Grad-CAM: warm regions raise the score" src="{_data_uri(e.heatmap, "image/jpeg")}">'
+        if r.ok:
+            rank += 1
+            badge = (f' <span class="level" style="background:{LEVEL_COLOURS.get(r.level, "#555")}">{esc(r.level)}</span>'
+                     if r.level else "")
+            scaled = f" · {r.scaled:.0f}/100" if r.scaled is not None else ""
+            info = f'<span class="rank">#{rank}</span><span class="score">{r.score:.3f}{scaled}</span>{badge}'
+        else:
+            info = '<span class="rank">–</span>'
+        err = f'<div class="error">{esc(r.error)}</div>' if r.error else ""
+        cards.append(
+            f'<div class="card"><div class="pics{" two" if e.heatmap else ""}">{pics}</div>'
+            f'<div>{info}</div><div class="name">{esc(r.source)}</div>{err}</div>'
+        )
+    hist = (f'<img class="hist" alt="score histogram" src="{_data_uri(histogram_png, "image/png")}">'
+            if histogram_png else "")
+    width = 320 if any(e.heatmap for e in entries) else 180
+    return (
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+        f"<title>{esc(title)}</title><style>{_CSS % {'w': width}}</style></head><body>"
+        f"<h1>{esc(title)}</h1><div class=\"meta\">{esc(summary)}</div>{hist}"
+        f"<div class=\"grid\">{''.join(cards)}</div></body></html>\n"
+    )
+
+
+def write_album(results: Sequence[ScoreResult], path: str | os.PathLike, *,
+                model: PopularityNet | None = None, heatmaps: bool = False, thumb_size: int = 320,
+                histogram_path: str | os.PathLike | None = None, title: str | None = None,
+                all_scores: Sequence[float] | None = None) -> dict[str, Any]:
+    """Write the HTML album (and the histogram PNG beside it). Returns paths and the fit.
+
+    ``all_scores``: what the histogram and fit describe when ``results`` is only a top-N.
+    """
+    path = Path(path)
+    reference = model.reference if model is not None else None
+    scores = list(all_scores) if all_scores is not None else [r.score for r in results if r.ok]
+    png = score_histogram(scores, reference=reference)
+    fit = fit_gaussian(scores)
+    entries = build_album(results, model=model if heatmaps else None, thumb_size=thumb_size)
+    failed = sum(not r.ok for r in results)
+    summary = f"{sum(r.ok for r in results)} images ranked by predicted intrinsic popularity, best first"
+    if failed:
+        summary += f"; {failed} could not be scored"
+    if model is not None:
+        summary += f". Model: {model.arch} ({model.info.get('source') or model.info.get('weights') or 'in memory'})"
+    if fit:
+        summary += f". All {fit['n']} scores: mean {fit['mean']:.3f}, std {fit['std']:.3f}"
+    if reference:
+        summary += (f". Levels and x/100 use the reference mean {float(reference['mean']):.3g}, "
+                    f"std {float(reference['std']):.3g}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(album_html(entries, title=title or f"iipa album: {path.stem}", histogram_png=png,
+                               summary=summary), encoding="utf-8")
+    hist_path = Path(histogram_path) if histogram_path else path.with_name(path.stem + ".histogram.png")
+    hist_path.write_bytes(png)
+    return {"report": path, "histogram": hist_path, "fit": fit}

@@ -1,0 +1,94 @@
+"""ONNX export: metadata, dynamic batch, parity with PyTorch, `iipa score --runtime onnx`."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import numpy as np
+import pytest
+import torch
+
+from iipa.checkpoint import load_checkpoint
+from iipa.export import export_onnx, onnx_parity, read_onnx_metadata
+from iipa.models import PopularityNet
+from iipa.onnx_runtime import OnnxScorer, load_onnx_model
+from iipa.scoring import Scorer
+
+
+@pytest.fixture(scope="module")
+def tiny_onnx(tmp_path_factory, tiny_checkpoint):
+    return export_onnx(load_checkpoint(tiny_checkpoint), tmp_path_factory.mktemp("onnx") / "tiny.onnx")
+
+
+def test_metadata_round_trips(tiny_onnx, tiny_checkpoint):
+    model = load_checkpoint(tiny_checkpoint)
+    meta = read_onnx_metadata(tiny_onnx)
+    assert meta["arch"] == "tiny"
+    assert meta["profile"] == model.profile
+    assert meta["reference"] == model.reference
+
+
+@pytest.mark.parametrize("batch", [1, 5])
+def test_dynamic_batch_and_parity_with_pytorch(tiny_onnx, tiny_checkpoint, batch):
+    model = load_checkpoint(tiny_checkpoint)
+    onnx_model = load_onnx_model(tiny_onnx)
+    x = torch.randint(0, 256, (batch, 3, 64, 64), dtype=torch.uint8, generator=torch.Generator().manual_seed(batch))
+    with torch.no_grad():
+        expected = model(model.profile.normalize(x)).numpy()
+    got = onnx_model(x.numpy())
+    assert got.shape == (batch,)
+    assert np.abs(got - expected).max() < 1e-3
+    assert np.std(expected) > 0 or batch == 1  # the inputs do move the score
+
+
+@pytest.mark.slow
+def test_parity_resnet18():
+    torch.manual_seed(0)
+    model = PopularityNet("resnet18", profile="small", reference={"mean": 0.0, "std": 1.0})
+    # Make the random net's scores vary visibly, so parity is not trivially met by near-zeros.
+    with torch.no_grad():
+        model.head.weight.mul_(10)
+    import tempfile
+    with tempfile.TemporaryDirectory() as d:
+        path = export_onnx(model, f"{d}/r18.onnx")
+        assert onnx_parity(model, path, batch=4) < 1e-3
+
+
+def test_onnx_scorer_matches_torch_scorer_on_photos(tiny_onnx, tiny_checkpoint, photo_dir):
+    paths = sorted(str(p) for p in photo_dir.glob("*.jpg")) + [str(photo_dir / "missing.jpg")]
+    torch_results = list(Scorer(tiny_checkpoint, precision="fp32", num_workers=0).iter_scores(paths))
+    onnx_results = list(OnnxScorer(tiny_onnx, num_workers=0).iter_scores(paths))
+    assert [r.source for r in onnx_results] == paths
+    for t, o in zip(torch_results, onnx_results, strict=True):
+        assert (t.error is None) == (o.error is None)
+        if t.ok:
+            assert abs(t.score - o.score) < 1e-3 and t.level == o.level
+    assert onnx_results[-1].error == "not found"
+
+
+def test_cli_export_and_score_with_onnx_runtime(run_cli, tmp_path, tiny_checkpoint, photo_dir):
+    out = tmp_path / "m.onnx"
+    code, stdout, err = run_cli("export", "--model", tiny_checkpoint, "--format", "onnx", "--out", out, "--check")
+    assert code == 0, err
+    assert out.is_file() and "max |delta|" in stdout
+    code, stdout, err = run_cli("score", photo_dir, "--model", out, "--runtime", "onnx", "--format", "csv", "--workers", "0")
+    assert code == 0, err
+    rows = list(csv.DictReader(io.StringIO(stdout)))
+    assert len(rows) == 4 and all(r["level"] for r in rows)
+    code, ref, _ = run_cli("score", photo_dir, "--model", tiny_checkpoint, "--precision", "fp32", "--format", "csv", "--workers", "0")
+    expected = {r["path"]: float(r["score"]) for r in csv.DictReader(io.StringIO(ref))}
+    assert all(abs(float(r["score"]) - expected[r["path"]]) < 1e-3 for r in rows)
+
+
+def test_cli_onnx_runtime_refuses_a_checkpoint(run_cli, tiny_checkpoint, photo_dir):
+    code, _, err = run_cli("score", photo_dir, "--model", tiny_checkpoint, "--runtime", "onnx")
+    assert code == 2 and "iipa export" in err
+
+
+def test_not_an_onnx_file_is_a_clear_error(tmp_path):
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not a protobuf at all")
+    from iipa.errors import IIPAError
+    with pytest.raises(IIPAError, match="bad.onnx"):
+        read_onnx_metadata(bad)
