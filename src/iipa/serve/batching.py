@@ -49,19 +49,22 @@ class MicroBatcher:
         self.on_batch = on_batch
         self._queue: queue.Queue[_Job] = queue.Queue()
         self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="iipa-model", daemon=True)
-            self._thread.start()
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="iipa-model", daemon=True)
+                self._thread.start()
 
     def stop(self, timeout: float = 30.0) -> None:
         """Finish every job already queued, then end the worker thread."""
-        if self._thread is not None:
+        with self._lock:
+            thread, self._thread = self._thread, None
+        if thread is not None:
             self._queue.put(_STOP)
-            self._thread.join(timeout)
-            self._thread = None
+            thread.join(timeout)
 
     @property
     def running(self) -> bool:
@@ -83,8 +86,9 @@ class MicroBatcher:
         return await asyncio.wrap_future(future)
 
     def _submit(self, job: _Job) -> None:
-        if not self.running:
-            raise RuntimeError("the model worker is not running")
+        # Started on first use too, so an app driven without its lifespan (a bare test
+        # client) still works; the lifespan stops it after the last request.
+        self.start()
         self._queue.put(job)
 
     # -- the worker thread -----------------------------------------------------------------
