@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import re
 import threading
 import time
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from fastapi.testclient import TestClient
+from PIL import Image
 from serve_helpers import encode
 
 from iipa.scoring import Scorer
@@ -100,18 +102,20 @@ def test_compare_needs_both_images_and_rejects_a_bad_one(client, jpegs):
                                                    "image_b": ("b.jpg", b"\xff\xd8\xff junk")}), 400)
 
 
-def test_explain_without_explain_module_is_a_clear_501_or_a_png(client, jpegs):
+@pytest.mark.slow  # the first Grad-CAM imports grad-cam (sklearn, dynamo): ~10 s on 2 busy cores
+def test_explain_returns_a_heatmap_png_of_the_image(client, jpegs, photos):
     r = client.post("/v1/explain", files={"file": ("a.jpg", jpegs["astronaut"])})
-    try:
-        import iipa.explain  # noqa: F401
-    except ImportError:
-        body = assert_error(r, 501, "not implemented")
-        assert "iipa.explain" in body["detail"]
-        return
     assert r.status_code == 200, r.text
     assert r.headers["content-type"] == "image/png"
-    assert r.content.startswith(b"\x89PNG")
-    float(r.headers["X-IIPA-Score"])
+    overlay = Image.open(io.BytesIO(r.content))
+    assert overlay.format == "PNG" and overlay.mode == "RGB"
+    h, w = photos["astronaut"].shape[:2]
+    assert overlay.size == (w, h)
+    assert not np.array_equal(np.asarray(overlay), photos["astronaut"])  # something was drawn
+    score = client.post("/v1/score", files=files_of(jpegs, "astronaut")).json()["results"][0]
+    assert float(r.headers["X-IIPA-Score"]) == pytest.approx(score["score"], abs=1e-4)
+    assert r.headers["X-IIPA-Level"] == score["level"]
+    assert_error(client.post("/v1/explain", files={"file": ("a.jpg", b"GIF89a broken")}), 400)
 
 
 def test_model_card_describes_weights_profile_and_levels(client, tiny_checkpoint):

@@ -15,6 +15,8 @@ from iipa.serve.schemas import ERRORS, CompareResponse, ModelCard, ScoreResponse
 from iipa.serve.service import Service, logistic
 from iipa.serve.uploads import ApiError, Upload, safe_label
 
+# Overlays are for looking at: larger images are shrunk first (PNG size and encode time).
+EXPLAIN_MAX_SIDE = 1024
 _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False,
                                description="required only when the server was started with an API key")
 
@@ -107,9 +109,11 @@ def build_router(service: Service) -> APIRouter:
 
         async def work() -> Response:
             (upload,) = await read_uploads([file], service)
-            img = await service.decode(upload)
-            tensor = await asyncio.get_running_loop().run_in_executor(service.decode_pool, service.profile.to_uint8, img)
+            # Scored exactly as /v1/score scores it; the overlay is drawn on a larger decode.
+            tensor = await service.prepare(upload)
+            img = await service.decode(upload, draft_size=(EXPLAIN_MAX_SIDE, EXPLAIN_MAX_SIDE))
             (score,) = await service.batcher.score([tensor])
+            img.thumbnail((EXPLAIN_MAX_SIDE, EXPLAIN_MAX_SIDE))  # a PNG for a page, not a print
             overlay = await service.batcher.run(lambda: heatmap_overlay(service.model, img))
             buf = io.BytesIO()
             overlay.save(buf, format="PNG")

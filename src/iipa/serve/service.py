@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import math
 import os
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -32,9 +33,8 @@ class Service:
         self.metrics = Metrics()
         self.batcher = MicroBatcher(scorer, enabled=settings.batching, max_batch_size=settings.max_batch_size,
                                     max_wait_ms=settings.max_wait_ms, on_batch=self.metrics.observe_batch)
-        # Decoding releases the GIL in Pillow's C code, so a couple of threads keep the model fed.
-        self.decode_pool = ThreadPoolExecutor(max_workers=max(2, min(4, os.cpu_count() or 2)),
-                                              thread_name_prefix="iipa-decode")
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
         self._semaphore: asyncio.Semaphore | None = None
         self._admitted = 0
 
@@ -47,12 +47,26 @@ class Service:
         # A checkpoint's file name, not its server-side path.
         return Path(str(source)).name if source else self.model.arch
 
+    @property
+    def decode_pool(self) -> ThreadPoolExecutor:
+        """Decoding threads (Pillow's C decoders release the GIL, so two keep the model fed).
+        Created on demand, so the app can go through several lifespans (test clients do)."""
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=max(2, min(4, os.cpu_count() or 2)),
+                                                thread_name_prefix="iipa-decode")
+            return self._pool
+
     def start(self) -> None:
         self.batcher.start()
 
     def stop(self) -> None:
+        """Called after the server has drained: finish queued model work, end the threads."""
         self.batcher.stop()
-        self.decode_pool.shutdown(wait=True)
+        with self._pool_lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
 
     # -- limits ----------------------------------------------------------------------------
     @contextlib.asynccontextmanager
@@ -84,8 +98,10 @@ class Service:
             raise ApiError(503, "timeout", f"not finished within {timeout:g} s; retry later") from None
 
     # -- work ------------------------------------------------------------------------------
-    async def decode(self, upload: Upload, *, draft: bool = True) -> Image.Image:
-        size = self.profile.draft_size if draft else None
+    async def decode(self, upload: Upload, *, draft_size: tuple[int, int] | None = None) -> Image.Image:
+        """Upload -> checked RGB image; JPEGs decode at reduced scale, keeping ``draft_size``
+        (default: the profile's input size) on both sides."""
+        size = draft_size or self.profile.draft_size
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(self.decode_pool, lambda: decode(upload, self.settings, draft_size=size))
