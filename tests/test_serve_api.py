@@ -12,10 +12,10 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 from PIL import Image
-from serve_helpers import encode
 
 from iipa.scoring import Scorer
 from iipa.serve import ServeSettings, create_app
+from serve_helpers import encode
 
 
 @pytest.fixture(scope="module")

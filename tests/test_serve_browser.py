@@ -6,9 +6,9 @@ import os
 import shutil
 
 import pytest
-from serve_helpers import LiveServer
 
 from iipa.serve import ServeSettings, create_app
+from serve_helpers import LiveServer
 
 CHROMIUM = os.environ.get("IIPA_CHROMIUM", "/usr/bin/chromium")
 
