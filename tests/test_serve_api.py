@@ -139,6 +139,7 @@ def test_healthz_openapi_and_page(client):
         text = client.get(asset).text
         assert not re.search(r"(src|href)=\"https?://|url\(https?:|import .* from \"https?:", text), asset
     assert client.get("/static/../settings.py").status_code == 404
+    assert client.get("/docs").status_code == 404  # Swagger UI would come from a CDN
 
 
 def test_metrics_count_requests_images_and_batches(app, jpegs):

@@ -1,7 +1,7 @@
 """``create_app(model, settings)``: the FastAPI scoring service and its web page.
 
 Endpoints: ``POST /v1/score``, ``POST /v1/compare``, ``POST /v1/explain``, ``GET /v1/model``,
-``GET /healthz``, ``GET /metrics``, ``GET /`` (web page), ``/openapi.json``, ``/docs``.
+``GET /healthz``, ``GET /metrics``, ``GET /`` (web page), ``GET /openapi.json``.
 Every error is JSON ``{"error": ..., "detail": ...}``.
 """
 
@@ -55,7 +55,10 @@ def create_app(model: Scorer | PopularityNet | str | os.PathLike, settings: Serv
             # Runs after the server has finished in-flight requests (uvicorn's graceful shutdown).
             service.stop()
 
+    # No /docs or /redoc: FastAPI's Swagger and ReDoc pages load their scripts from a CDN,
+    # and this service must work offline; /openapi.json is the document itself.
     app = FastAPI(title="iipa scoring service", version=__version__, lifespan=lifespan,
+                  docs_url=None, redoc_url=None,
                   description="Intrinsic image popularity (Ding, Ma & Wang, ACM MM 2019): score, compare "
                               "and explain images. Errors are JSON {\"error\", \"detail\"}.")
     app.state.service = service

@@ -14,7 +14,7 @@ from iipa.serve.metrics import Metrics
 
 Scope = dict[str, Any]
 KNOWN_ENDPOINTS = frozenset({
-    "/", "/healthz", "/metrics", "/openapi.json", "/docs", "/v1/score", "/v1/compare",
+    "/", "/healthz", "/metrics", "/openapi.json", "/v1/score", "/v1/compare",
     "/v1/explain", "/v1/model", "/static/app.js", "/static/style.css",
 })
 
