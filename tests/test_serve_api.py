@@ -234,3 +234,16 @@ def test_overload_is_503(tiny_checkpoint, jpegs):
         assert_error(c.post("/v1/score", files=files_of(jpegs, "rocket")), 503, "overloaded")
         t.join(10)
         assert first["r"].status_code == 200
+
+
+def test_chunked_body_over_the_limit_is_413_without_content_length(tiny_checkpoint):
+    settings = ServeSettings(max_upload_bytes=1000, max_files=1)  # body limit: 1000 + 64 KiB
+
+    def chunks():
+        for _ in range(100):
+            yield b"x" * 1024
+
+    with TestClient(create_app(tiny_checkpoint, settings)) as c:
+        r = c.post("/v1/score", content=chunks(), headers={"content-type": "multipart/form-data; boundary=b"})
+        assert "content-length" not in {k.lower() for k in r.request.headers}
+        assert_error(r, 413, "request too large")
