@@ -44,7 +44,8 @@ async function scoreFiles(files) {
   for (const r of body.results) state.items.push({ ...r, file: files[r.index], url: URL.createObjectURL(files[r.index]), heatmap: null });
   render();
   const failed = body.results.filter((r) => r.error).length;
-  setStatus(`${state.items.length} image(s) ranked` + (failed ? `, ${failed} could not be scored` : ""), failed > 0);
+  const ranked = state.items.filter((i) => !i.error).length;
+  setStatus(`${ranked} image(s) ranked` + (failed ? `, ${failed} could not be scored` : ""), failed > 0);
   if ($("#show-heatmaps").checked) loadHeatmaps();
 }
 
