@@ -172,6 +172,7 @@ def test_metrics_count_requests_images_and_batches(app, jpegs):
     (dict(allowed_formats=("PNG",)), lambda j: j["chelsea"], 415, "format not allowed"),
     (dict(), lambda j: j["chelsea"][: len(j["chelsea"]) // 2], 400, "undecodable image"),
     (dict(), lambda j: b"", 400, "empty file"),
+    (dict(), lambda j: encode(np.zeros((2, 300, 3), np.uint8), "PNG"), 400, "extreme aspect ratio"),
 ])
 def test_upload_limits(tiny_checkpoint, jpegs, settings, make, status, error):
     app = create_app(tiny_checkpoint, ServeSettings(**settings))

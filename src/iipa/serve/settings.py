@@ -25,6 +25,9 @@ class ServeSettings:
     max_upload_bytes: int = 20 * 1024 * 1024
     max_files: int = 32
     max_pixels: int = 50_000_000
+    # Short-side profiles scale the short side up to the input size: a 1 x 1,000,000 strip
+    # would become a 72 x 72,000,000 image. No photo is anywhere near 20:1.
+    max_aspect_ratio: float = 20.0
     allowed_formats: tuple[str, ...] = DEFAULT_FORMATS
     request_timeout_s: float = 30.0
     max_concurrency: int = 32
@@ -38,6 +41,8 @@ class ServeSettings:
         for name in ("max_upload_bytes", "max_files", "max_pixels", "max_concurrency", "max_batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.max_aspect_ratio < 1:
+            raise ValueError(f"max_aspect_ratio must be at least 1, got {self.max_aspect_ratio}")
         if self.request_timeout_s <= 0 or self.max_wait_ms < 0 or self.max_queue < 0:
             raise ValueError("request_timeout_s must be > 0, max_wait_ms and max_queue >= 0")
         # MPO is how Pillow names multi-picture JPEGs from phones: a JPEG for our purposes.

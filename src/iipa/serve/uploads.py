@@ -77,6 +77,9 @@ def decode(upload: Upload, settings: ServeSettings, *, draft_size: tuple[int, in
         raise ApiError(415, "format not allowed", f"{upload.name}: {fmt}; allowed: {allowed}")
     if w * h > settings.max_pixels:
         raise ApiError(413, "too many pixels", f"{upload.name}: {w}x{h} = {w * h} > limit {settings.max_pixels}")
+    if max(w, h) > settings.max_aspect_ratio * max(1, min(w, h)):
+        raise ApiError(400, "extreme aspect ratio",
+                       f"{upload.name}: {w}x{h} is more than {settings.max_aspect_ratio:g}:1")
     try:
         return open_image(upload.data, draft_size=draft_size, max_pixels=settings.max_pixels)
     except ImageError as exc:
