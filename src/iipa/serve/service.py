@@ -36,6 +36,7 @@ class Service:
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
         self._semaphore: asyncio.Semaphore | None = None
+        self._semaphore_loop: asyncio.AbstractEventLoop | None = None
         self._admitted = 0
 
     @property
@@ -73,8 +74,10 @@ class Service:
     async def slot(self) -> AsyncIterator[None]:
         """Admit at most ``max_concurrency`` requests at once and ``max_queue`` waiting."""
         s = self.settings
-        if self._semaphore is None:
-            self._semaphore = asyncio.Semaphore(s.max_concurrency)
+        loop = asyncio.get_running_loop()
+        if self._semaphore is None or self._semaphore_loop is not loop:
+            # A semaphore belongs to one event loop; test clients run a new loop per session.
+            self._semaphore, self._semaphore_loop = asyncio.Semaphore(s.max_concurrency), loop
         if self._admitted >= s.max_concurrency + s.max_queue:
             raise ApiError(503, "overloaded", f"{self._admitted} requests in progress or waiting; retry later")
         self._admitted += 1
