@@ -134,14 +134,15 @@ class Service:
             "input_size": self.profile.input_size,
             "device": str(self.scorer.device),
             "precision": self.scorer.precision,
-            "score_meaning": "intrinsic popularity: how many likes the image itself (not the poster, "
-                             "caption or time) would attract, on a log scale learned from pairs of "
-                             "posts (paper §3-4); higher is more popular",
+            "score_meaning": "intrinsic popularity Q (paper §3): a monotone function of the log-scale "
+                             "likes an image would earn on its visual content alone, learned from pairs "
+                             "of posts by the same user; higher is more popular",
             "score_range": "unbounded real number; only comparisons between scores of the same model, "
                            "or against its reference distribution, carry meaning",
             "scaled_meaning": "100 * Phi((score - mean) / std): the percentile of the score in the "
                               "model's reference Gaussian, 0-100, 50 = typical image",
-            "compare_meaning": "P(A more popular than B) = 1 / (1 + exp(-(score_A - score_B)))",
+            "compare_meaning": "P(A more popular than B) = 1 / (1 + exp(-(score_A - score_B))), "
+                               "the logistic of the score difference the Siamese network is trained on (§4.1)",
             "reference": dict(ref) if ref else None,
             "levels": [{"name": name, "min_score": lo, "max_score": hi}
                        for name, lo, hi in zip(levels.LEVELS, bounds[:-1], bounds[1:], strict=True)],
