@@ -1,0 +1,93 @@
+"""Run the scoring service and its web page (FastAPI + uvicorn).
+
+On SIGINT/SIGTERM the server stops accepting connections, finishes the requests in
+flight (up to --graceful-timeout seconds), then stops the model worker.
+
+examples:
+  iipa serve --model authors-resnet50
+  iipa serve --model run/best.pt --host 0.0.0.0 --port 8080 --api-key-env IIPA_API_KEY
+  iipa serve --model run/best.pt --no-batching --max-concurrency 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from iipa.commands._common import add_model_arguments
+from iipa.errors import IIPAError
+
+NAME = "serve"
+HELP = "HTTP scoring service with a web page (POST /v1/score, /v1/compare, /v1/explain)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from iipa.serve.settings import ServeSettings
+
+    d = ServeSettings()
+    add_model_arguments(parser)
+    g = parser.add_argument_group("server")
+    g.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, local only)")
+    g.add_argument("--port", type=int, default=8000, help="port (default: 8000; 0 picks a free one)")
+    g.add_argument("--graceful-timeout", type=float, default=None,
+                   help="seconds to let in-flight requests finish on shutdown (default: the request timeout + 5)")
+    g.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    g.add_argument("--api-key-env", metavar="VAR",
+                   help="require header X-API-Key equal to this environment variable's value")
+    lim = parser.add_argument_group("limits")
+    lim.add_argument("--max-upload-mb", type=float, default=d.max_upload_bytes / 2**20,
+                     help=f"largest image file in MiB (default: {d.max_upload_bytes / 2**20:g})")
+    lim.add_argument("--max-files", type=int, default=d.max_files, help=f"files per request (default: {d.max_files})")
+    lim.add_argument("--max-pixels", type=int, default=d.max_pixels,
+                     help=f"largest image in pixels, checked before decoding (default: {d.max_pixels})")
+    lim.add_argument("--formats", default=",".join(d.allowed_formats),
+                     help=f"allowed image formats, comma-separated (default: {','.join(d.allowed_formats)})")
+    lim.add_argument("--timeout", type=float, default=d.request_timeout_s,
+                     help=f"seconds before a request is answered 503 (default: {d.request_timeout_s:g})")
+    lim.add_argument("--max-concurrency", type=int, default=d.max_concurrency,
+                     help=f"requests processed at once (default: {d.max_concurrency})")
+    lim.add_argument("--max-queue", type=int, default=d.max_queue,
+                     help=f"requests allowed to wait beyond that before 503 (default: {d.max_queue})")
+    b = parser.add_argument_group("micro-batching")
+    b.add_argument("--batching", action=argparse.BooleanOptionalAction, default=d.batching,
+                   help="gather images from concurrent requests into one model call (default: on)")
+    b.add_argument("--max-batch-size", type=int, default=d.max_batch_size,
+                   help=f"images per model call (default: {d.max_batch_size})")
+    b.add_argument("--max-wait-ms", type=float, default=d.max_wait_ms,
+                   help=f"how long a batch waits for more requests (default: {d.max_wait_ms:g})")
+
+
+def settings_from_args(args: argparse.Namespace):
+    from iipa.serve.settings import ServeSettings
+
+    api_key = None
+    if args.api_key_env:
+        api_key = os.environ.get(args.api_key_env)
+        if not api_key:
+            raise IIPAError(f"--api-key-env {args.api_key_env}: that environment variable is empty or unset")
+    try:
+        return ServeSettings(
+            max_upload_bytes=int(args.max_upload_mb * 2**20), max_files=args.max_files, max_pixels=args.max_pixels,
+            allowed_formats=tuple(f.strip() for f in args.formats.split(",") if f.strip()),
+            request_timeout_s=args.timeout, max_concurrency=args.max_concurrency, max_queue=args.max_queue,
+            batching=args.batching, max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms,
+            api_key=api_key,
+        )
+    except ValueError as exc:
+        raise IIPAError(f"iipa serve: {exc}") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        import uvicorn
+
+        from iipa.serve.app import create_app
+    except ImportError as exc:
+        raise IIPAError(f"iipa serve needs the serve extra: pip install 'iipa[serve]' ({exc})") from None
+    settings = settings_from_args(args)
+    app = create_app(args.model, settings, device=args.device, precision=args.precision)
+    grace = args.graceful_timeout if args.graceful_timeout is not None else settings.request_timeout_s + 5
+    config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level,
+                            timeout_graceful_shutdown=grace, access_log=args.log_level == "debug")
+    uvicorn.Server(config).run()
+    return 0

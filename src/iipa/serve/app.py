@@ -1,0 +1,119 @@
+"""``create_app(model, settings)``: the FastAPI scoring service and its web page.
+
+Endpoints: ``POST /v1/score``, ``POST /v1/compare``, ``POST /v1/explain``, ``GET /v1/model``,
+``GET /healthz``, ``GET /metrics``, ``GET /`` (web page), ``GET /openapi.json``.
+Every error is JSON ``{"error": ..., "detail": ...}``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import AsyncIterator
+from importlib import resources
+from typing import Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from iipa import __version__
+from iipa.models import PopularityNet
+from iipa.scoring import Scorer
+from iipa.serve import metrics as prom
+from iipa.serve.middleware import ServiceMiddleware
+from iipa.serve.routes import build_router, require_key
+from iipa.serve.schemas import Health
+from iipa.serve.service import Service
+from iipa.serve.settings import ServeSettings
+from iipa.serve.uploads import ApiError
+
+# The page's assets, read once from the package: requests name one of these keys, never a path.
+_STATIC = {"app.js": "application/javascript", "style.css": "text/css"}
+
+
+def _asset(name: str) -> str:
+    return resources.files("iipa.serve").joinpath("static", name).read_text(encoding="utf-8")
+
+
+def create_app(model: Scorer | PopularityNet | str | os.PathLike, settings: ServeSettings | None = None,
+               *, device: str | None = None, precision: str = "auto") -> FastAPI:
+    """Build the service around ``model`` (a Scorer, a PopularityNet, a checkpoint or weights name)."""
+    settings = settings or ServeSettings()
+    scorer = model if isinstance(model, Scorer) else Scorer(model, device=device, precision=precision,
+                                                           num_workers=0)
+    service = Service(scorer, settings)
+    assets = {name: _asset(name) for name in (*_STATIC, "index.html")}
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        service.start()
+        try:
+            yield
+        finally:
+            # Runs after the server has finished in-flight requests (uvicorn's graceful shutdown).
+            service.stop()
+
+    # No /docs or /redoc: FastAPI's Swagger and ReDoc pages load their scripts from a CDN,
+    # and this service must work offline; /openapi.json is the document itself.
+    app = FastAPI(title="iipa scoring service", version=__version__, lifespan=lifespan,
+                  docs_url=None, redoc_url=None,
+                  description="Intrinsic image popularity (Ding, Ma & Wang, ACM MM 2019): score, compare "
+                              "and explain images. Errors are JSON {\"error\", \"detail\"}.")
+    app.state.service = service
+    app.add_middleware(ServiceMiddleware, metrics=service.metrics, max_body_bytes=settings.max_body_bytes)
+    _add_error_handlers(app)
+    app.include_router(build_router(service))
+
+    @app.get("/healthz", response_model=Health, tags=["operations"])
+    async def healthz() -> Any:
+        """Liveness: the process answers and its model worker is alive (or not started yet)."""
+        return {"status": "ok", "model_worker": service.batcher.running}
+
+    @app.get("/metrics", response_class=PlainTextResponse, tags=["operations"],
+             dependencies=[Depends(require_key(service))])
+    async def metrics() -> Response:
+        """Prometheus text exposition: requests, latency, images scored, batch sizes."""
+        return Response(service.metrics.render(), media_type=prom.CONTENT_TYPE)
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def index() -> HTMLResponse:
+        return HTMLResponse(assets["index.html"])
+
+    def serve_asset(name: str, media_type: str) -> None:
+        @app.get(f"/static/{name}", include_in_schema=False)
+        async def asset() -> Response:
+            return Response(assets[name], media_type=media_type, headers={"Cache-Control": "no-cache"})
+
+    for name, media_type in _STATIC.items():
+        serve_asset(name, media_type)
+    return app
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return JSONResponse(exc.to_dict(), status_code=exc.status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        from http import HTTPStatus
+
+        try:
+            phrase = HTTPStatus(exc.status_code).phrase.lower()
+        except ValueError:
+            phrase = "error"
+        return JSONResponse({"error": phrase, "detail": exc.detail}, status_code=exc.status_code,
+                            headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # Only location, message and type: echoing the input back could mean echoing raw bytes.
+        detail = [{"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
+                  for e in exc.errors()]
+        return JSONResponse({"error": "validation error", "detail": detail}, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"error": "internal error", "detail": exc.__class__.__name__}, status_code=500)

@@ -1,0 +1,165 @@
+"""The service's working parts, shared by the routes: scorer, batcher, limits, metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import os
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from PIL import Image
+
+from iipa import levels
+from iipa.serve.batching import MicroBatcher
+from iipa.serve.metrics import Metrics
+from iipa.serve.settings import ServeSettings
+from iipa.serve.uploads import ApiError, Upload, decode
+
+T = TypeVar("T")
+PAPER = "K. Ding, K. Ma, S. Wang. Intrinsic Image Popularity Assessment. ACM Multimedia 2019."
+
+
+class Service:
+    def __init__(self, scorer: Any, settings: ServeSettings) -> None:
+        self.scorer = scorer
+        self.model = scorer.model
+        self.profile = scorer.profile
+        self.settings = settings
+        self.metrics = Metrics()
+        self.batcher = MicroBatcher(scorer, enabled=settings.batching, max_batch_size=settings.max_batch_size,
+                                    max_wait_ms=settings.max_wait_ms, on_batch=self.metrics.observe_batch)
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
+        self._semaphore: asyncio.Semaphore | None = None
+        self._semaphore_loop: asyncio.AbstractEventLoop | None = None
+        self._admitted = 0
+
+    @property
+    def model_name(self) -> str:
+        info = self.model.info
+        if info.get("weights"):
+            return str(info["weights"])
+        source = info.get("source")
+        # A checkpoint's file name, not its server-side path.
+        return Path(str(source)).name if source else self.model.arch
+
+    @property
+    def decode_pool(self) -> ThreadPoolExecutor:
+        """Decoding threads (Pillow's C decoders release the GIL, so two keep the model fed).
+        Created on demand, so the app can go through several lifespans (test clients do)."""
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=max(2, min(4, os.cpu_count() or 2)),
+                                                thread_name_prefix="iipa-decode")
+            return self._pool
+
+    def start(self) -> None:
+        self.batcher.start()
+
+    def stop(self) -> None:
+        """Called after the server has drained: finish queued model work, end the threads."""
+        self.batcher.stop()
+        with self._pool_lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
+
+    # -- limits ----------------------------------------------------------------------------
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        """Admit at most ``max_concurrency`` requests at once and ``max_queue`` waiting."""
+        s = self.settings
+        loop = asyncio.get_running_loop()
+        if self._semaphore is None or self._semaphore_loop is not loop:
+            # A semaphore belongs to one event loop; test clients run a new loop per session.
+            self._semaphore, self._semaphore_loop = asyncio.Semaphore(s.max_concurrency), loop
+        if self._admitted >= s.max_concurrency + s.max_queue:
+            raise ApiError(503, "overloaded", f"{self._admitted} requests in progress or waiting; retry later")
+        self._admitted += 1
+        try:
+            async with self._semaphore:
+                yield
+        finally:
+            self._admitted -= 1
+
+    async def guarded(self, work: Callable[[], Awaitable[T]]) -> T:
+        """Run ``work()`` inside a concurrency slot, within the request timeout."""
+        timeout = self.settings.request_timeout_s
+
+        async def admitted() -> T:
+            async with self.slot():
+                return await work()
+
+        try:
+            return await asyncio.wait_for(admitted(), timeout)
+        except asyncio.TimeoutError:
+            raise ApiError(503, "timeout", f"not finished within {timeout:g} s; retry later") from None
+
+    # -- work ------------------------------------------------------------------------------
+    async def decode(self, upload: Upload, *, draft_size: tuple[int, int] | None = None) -> Image.Image:
+        """Upload -> checked RGB image; JPEGs decode at reduced scale, keeping ``draft_size``
+        (default: the profile's input size) on both sides."""
+        size = draft_size or self.profile.draft_size
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self.decode_pool, lambda: decode(upload, self.settings, draft_size=size))
+        except ApiError:
+            self.metrics.observe_image_error()
+            raise
+
+    async def prepare(self, upload: Upload) -> Any:
+        """Upload -> the uint8 CHW tensor the model takes (decoded off the event loop)."""
+        img = await self.decode(upload)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.decode_pool, self.profile.to_uint8, img)
+
+    def describe(self, score: float) -> dict[str, Any]:
+        return levels.describe(score, self.model.reference)
+
+    def card(self) -> dict[str, Any]:
+        ref = self.model.reference
+        edges = levels.level_edges(ref) if ref else None
+        bounds = [None, *(edges or [None] * 4), None]
+        s = self.settings
+        return {
+            "arch": self.model.arch,
+            "weights": self.model_name,
+            "weights_format": self.model.info.get("format", "iipa checkpoint"),
+            "profile": self.profile.to_dict(),
+            "input_size": self.profile.input_size,
+            "device": str(self.scorer.device),
+            "precision": self.scorer.precision,
+            "score_meaning": "intrinsic popularity Q (paper §3): a monotone function of the log-scale "
+                             "likes an image would earn on its visual content alone, learned from pairs "
+                             "of posts by the same user; higher is more popular",
+            "score_range": "unbounded real number; only comparisons between scores of the same model, "
+                           "or against its reference distribution, carry meaning",
+            "scaled_meaning": "100 * Phi((score - mean) / std): the percentile of the score in the "
+                              "model's reference Gaussian, 0-100, 50 = typical image",
+            "compare_meaning": "P(A more popular than B) = 1 / (1 + exp(-(score_A - score_B))), "
+                               "the logistic of the score difference the Siamese network is trained on (§4.1)",
+            "reference": dict(ref) if ref else None,
+            "levels": [{"name": name, "min_score": lo, "max_score": hi}
+                       for name, lo, hi in zip(levels.LEVELS, bounds[:-1], bounds[1:], strict=True)],
+            "level_edges": edges,
+            "paper": PAPER,
+            "limits": {"max_upload_bytes": s.max_upload_bytes, "max_files": s.max_files,
+                       "max_pixels": s.max_pixels, "max_aspect_ratio": s.max_aspect_ratio,
+                       "allowed_formats": [f for f in s.allowed_formats if f != "MPO"],
+                       "request_timeout_s": s.request_timeout_s, "max_concurrency": s.max_concurrency,
+                       "batching": s.batching, "max_batch_size": s.max_batch_size, "max_wait_ms": s.max_wait_ms,
+                       "api_key_required": s.api_key is not None},
+        }
+
+
+def logistic(x: float) -> float:
+    """Numerically stable 1 / (1 + exp(-x))."""
+    if x >= 0:
+        return 1.0 / (1.0 + math.exp(-x))
+    e = math.exp(x)
+    return e / (1.0 + e)

@@ -1,0 +1,56 @@
+"""Service limits in one typed place: the CLI builds one from its flags, tests build their own."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+# Formats a browser or phone actually uploads; TIFF/BMP/GIF are accepted by ``iipa score``
+# but are rarely photos and make large, slow-to-decode uploads, so the service refuses them
+# unless the operator asks for them.
+DEFAULT_FORMATS = ("JPEG", "PNG", "WEBP")
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    """Everything that bounds what one client can make the service do.
+
+    ``max_upload_bytes`` bounds each image file; a whole request may carry ``max_files``
+    of them (the body limit is their product plus multipart overhead). ``max_pixels``
+    stops decompression bombs before decoding. ``max_concurrency`` requests are processed
+    at once and ``max_queue`` more may wait; beyond that, and past ``request_timeout_s``,
+    clients get 503. Micro-batching gathers images from concurrent requests into one model
+    call of at most ``max_batch_size`` images, waiting at most ``max_wait_ms`` for company.
+    """
+
+    max_upload_bytes: int = 20 * 1024 * 1024
+    max_files: int = 32
+    max_pixels: int = 50_000_000
+    # Short-side profiles scale the short side up to the input size: a 1 x 1,000,000 strip
+    # would become a 72 x 72,000,000 image. No photo is anywhere near 20:1.
+    max_aspect_ratio: float = 20.0
+    allowed_formats: tuple[str, ...] = DEFAULT_FORMATS
+    request_timeout_s: float = 30.0
+    max_concurrency: int = 32
+    max_queue: int = 64
+    batching: bool = True
+    max_batch_size: int = 16
+    max_wait_ms: float = 10.0
+    api_key: str | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        for name in ("max_upload_bytes", "max_files", "max_pixels", "max_concurrency", "max_batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.max_aspect_ratio < 1:
+            raise ValueError(f"max_aspect_ratio must be at least 1, got {self.max_aspect_ratio}")
+        if self.request_timeout_s <= 0 or self.max_wait_ms < 0 or self.max_queue < 0:
+            raise ValueError("request_timeout_s must be > 0, max_wait_ms and max_queue >= 0")
+        # MPO is how Pillow names multi-picture JPEGs from phones: a JPEG for our purposes.
+        formats = tuple(f.upper() for f in self.allowed_formats)
+        if "JPEG" in formats and "MPO" not in formats:
+            formats += ("MPO",)
+        object.__setattr__(self, "allowed_formats", formats)
+
+    @property
+    def max_body_bytes(self) -> int:
+        return self.max_upload_bytes * self.max_files + 64 * 1024

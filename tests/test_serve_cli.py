@@ -1,0 +1,37 @@
+"""`iipa serve` argument handling (the server itself is exercised in test_serve_shutdown)."""
+
+from __future__ import annotations
+
+import argparse
+
+from iipa.commands import serve as serve_command
+
+
+def parse(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    serve_command.add_arguments(parser)
+    return parser.parse_args(list(argv))
+
+
+def test_help_lists_the_limits(run_cli):
+    code, out, _ = run_cli("serve", "--help")
+    assert code == 0
+    for flag in ("--max-upload-mb", "--max-pixels", "--formats", "--timeout", "--max-concurrency",
+                 "--no-batching", "--max-batch-size", "--max-wait-ms", "--api-key-env", "--graceful-timeout"):
+        assert flag in out
+
+
+def test_flags_become_settings(monkeypatch):
+    monkeypatch.setenv("MY_KEY", "k3y")
+    s = serve_command.settings_from_args(parse("--max-upload-mb", "2", "--formats", "jpeg, png", "--no-batching",
+                                               "--max-batch-size", "8", "--api-key-env", "MY_KEY"))
+    assert s.max_upload_bytes == 2 * 2**20 and s.allowed_formats == ("JPEG", "PNG", "MPO")
+    assert s.batching is False and s.max_batch_size == 8 and s.api_key == "k3y"
+
+
+def test_bad_limits_and_missing_key_are_usage_errors(run_cli, tiny_checkpoint, monkeypatch):
+    monkeypatch.delenv("NO_SUCH_KEY_VAR", raising=False)
+    code, _, err = run_cli("serve", "--model", tiny_checkpoint, "--api-key-env", "NO_SUCH_KEY_VAR")
+    assert code == 2 and "NO_SUCH_KEY_VAR" in err
+    code, _, err = run_cli("serve", "--model", tiny_checkpoint, "--max-files", "0")
+    assert code == 2 and "max_files" in err
