@@ -54,7 +54,7 @@ def generate(n_posts: int, path: Path, seed: int = 0, chunk: int = 1_000_000) ->
     user_of = np.repeat(np.arange(n_users), per_user)
     level = rng.normal(5.0, 1.5, n_users)  # log-likes level per user
     gap_days = rng.lognormal(1.0, 0.8, n_users)  # mean days between a user's posts
-    start = rng.uniform(0, 900, n_users)  # days before the crawl the user's history ends... begins
+    start = rng.uniform(0, 900, n_users)  # days before the crawl of the user's newest post
     pool = pa.array(caption_pool(rng))
     user_caps = rng.integers(0, len(pool), size=(n_users, 6))
     ids = rng.permutation(n_posts).astype(np.int64) * 7919 + 1_000_003

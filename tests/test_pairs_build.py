@@ -6,10 +6,10 @@ import json
 
 import pandas as pd
 import pytest
-from pairs_helpers import random_crawl, reference_pairs
 
 from iipa.pairs import build_pairs, read_pairs
 from iipa.pairs.rules import RuleConfig
+from pairs_helpers import random_crawl, reference_pairs
 
 
 @pytest.mark.parametrize("cfg", [RuleConfig(), RuleConfig(threshold=0.8, sigma=0.5, max_gap_days=3, min_likes=20,

@@ -13,7 +13,7 @@ from iipa.pairs import rules, schema
 
 
 def good_rows(n: int = 3) -> list[dict]:
-    return [{"post_id": f"p{i}", "user_id": "u1", "taken_at": "2020-01-0{}T10:00:00Z".format(i + 1),
+    return [{"post_id": f"p{i}", "user_id": "u1", "taken_at": f"2020-01-0{i + 1}T10:00:00Z",
              "crawled_at": "2020-06-01T00:00:00Z", "media_type": "image", "likes": 100 + i, "comments": 1,
              "caption": f"hello #tag{i}"} for i in range(n)]
 
@@ -69,7 +69,10 @@ def test_bad_rows_go_to_rejects_with_reasons(tmp_path):
         {"likes": "-3", "why": "negative likes"},
         {"likes": "2.5", "why": "non-integer likes"},
         {"likes": None, "why": "missing likes"},
+        {"comments": "1e30", "why": "non-integer comments"},
+        {"crawled_at": "1e30", "why": "unparsable crawled_at"},
         {"comments": "x", "why": "non-numeric comments"},
+        {"taken_at": "1577872800", "why": None},  # Unix seconds are fine
         {"media_type": "reel", "why": "unknown media_type"},
     ]
     for i, b in enumerate(bad):
@@ -81,15 +84,16 @@ def test_bad_rows_go_to_rejects_with_reasons(tmp_path):
     path = tmp_path / "posts.csv"
     pd.DataFrame(rows).to_csv(path, index=False)
     con, summary = load([path], rejects_path=tmp_path / "rejects.csv")
-    expected = {b["why"]: 1 for b in bad} | {"duplicate post_id": 1}
+    expected = {b["why"]: 1 for b in bad if b["why"]} | {"duplicate post_id": 1}
     assert summary.rejected == expected
-    assert summary.valid == 2 and summary.rows == len(rows)
+    assert summary.valid == 3 and summary.rows == len(rows)
     rej = pd.read_csv(tmp_path / "rejects.csv")
     assert sorted(rej["reason"]) == sorted(expected)
     row = rej[rej["reason"] == "non-numeric likes"].iloc[0]
     assert row["source_file"].endswith("posts.csv") and json.loads(row["raw_row"])["likes"] == "many"
     # the duplicate kept is the most recent crawl
     assert con.execute("SELECT likes FROM posts WHERE post_id = 'p0'").fetchall() == [(100,)]
+    assert con.execute("SELECT taken_us FROM posts WHERE post_id = 'bad11'").fetchall() == [(1577872800000000,)]
 
 
 CAPTIONS = [

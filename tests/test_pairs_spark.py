@@ -7,9 +7,9 @@ import shutil
 
 import pandas as pd
 import pytest
-from pairs_helpers import random_crawl
 
 from iipa.pairs import build_pairs
+from pairs_helpers import random_crawl
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 

@@ -56,7 +56,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     s.add_argument("--seed", type=int, default=0, help="seed of the split assignment (default 0)")
     s.add_argument("--split-by-user", action="store_true", help="keep all pairs of a user in one split")
     e = b.add_argument_group("engine")
-    e.add_argument("--memory-limit", help="DuckDB memory limit, e.g. 4GB (default: DuckDB's, 80%% of RAM)")
+    e.add_argument("--memory-limit", default="2GB",
+                   help="DuckDB memory limit; it spills to disk beyond (default 2GB; more is faster on big inputs)")
     e.add_argument("--threads", type=int, help="DuckDB threads (default: all cores)")
     b.set_defaults(pairs_run=_build)
 

@@ -130,11 +130,12 @@ def finish_build(wide: pd.DataFrame, *, cfg: RuleConfig, out_dir, seed: int, val
 
 def build_pairs(posts, out_dir: str | os.PathLike | None = None, *, rules: RuleConfig | None = None,
                 crawled_at=None, seed: int = 0, val=None, test=None, split_by_user: bool = False,
-                engine: str = "duckdb", memory_limit: str | None = None, threads: int | None = None) -> BuildResult:
+                engine: str = "duckdb", memory_limit: str | None = "2GB", threads: int | None = None) -> BuildResult:
     """Build the PDIP database from posts files (or a DataFrame) into ``out_dir``.
 
     Writes ``pairs.parquet``, ``stats.json``, ``stats.md`` and ``rejects.csv`` there when
-    ``out_dir`` is given. See the module docstring for the stages.
+    ``out_dir`` is given. See the module docstring for the stages. ``memory_limit`` caps
+    DuckDB's buffers (it spills beyond); the process peaks about 1 GB above it.
     """
     cfg = rules or RuleConfig()
     if engine == "spark":

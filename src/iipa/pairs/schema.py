@@ -139,10 +139,14 @@ def register_posts(con, posts, *, crawled_at: datetime | str | None = None) -> d
 
 
 def _time_expr(col: str, types: dict[str, str]) -> str:
+    """Microseconds since the epoch; ISO 8601 text, timestamps or Unix seconds; NULL if unparsable."""
+    d = f"TRY_CAST({col} AS DOUBLE)"
+    # Out-of-range seconds must become a reject, not an error that stops the whole build.
+    seconds = f"CASE WHEN abs({d}) < 1e11 THEN epoch_us(to_timestamp({d})) END"
     t = types.get(col, "")
     if t.startswith(("BIGINT", "INTEGER", "DOUBLE", "FLOAT", "DECIMAL", "HUGEINT", "UBIGINT")):
-        return f"epoch_us(to_timestamp(TRY_CAST({col} AS DOUBLE)))"  # Unix seconds
-    return f"epoch_us(TRY_CAST({col} AS TIMESTAMPTZ))"
+        return seconds
+    return f"COALESCE(epoch_us(TRY_CAST({col} AS TIMESTAMPTZ)), {seconds})"
 
 
 def _tags_expr(col: str, regex: str, types: dict[str, str]) -> str:
@@ -185,7 +189,7 @@ def caption_features_sql(types: dict[str, str], source: str) -> str:
 def _number_checks(col: str) -> str:
     d = f"TRY_CAST({col} AS DOUBLE)"
     return (f"WHEN {col} IS NULL THEN 'missing {col}' WHEN {d} IS NULL OR isnan({d}) THEN 'non-numeric {col}' "
-            f"WHEN {d} < 0 THEN 'negative {col}' WHEN {d} <> floor({d}) THEN 'non-integer {col}' ")
+            f"WHEN {d} < 0 THEN 'negative {col}' WHEN {d} <> floor({d}) OR {d} > 9e18 THEN 'non-integer {col}' ")
 
 
 def checked_posts_sql(types: dict[str, str], *, crawled_at: datetime | str | None = None) -> str:
@@ -216,7 +220,7 @@ def checked_posts_sql(types: dict[str, str], *, crawled_at: datetime | str | Non
       FROM base
     )
     SELECT pid AS post_id, uid AS user_id, taken_us, crawled_us, {media} AS media_type,
-      CAST(TRY_CAST(likes AS DOUBLE) AS BIGINT) AS likes, CAST(TRY_CAST(comments AS DOUBLE) AS BIGINT) AS comments,
+      TRY_CAST(TRY_CAST(likes AS DOUBLE) AS BIGINT) AS likes, TRY_CAST(TRY_CAST(comments AS DOUBLE) AS BIGINT) AS comments,
       COALESCE(CAST(caption AS VARCHAR), '') AS caption_s{tag_cols}, reason, filename AS source_file,
       CASE WHEN reason IS NOT NULL THEN CAST(to_json(struct_pack({raw_fields})) AS VARCHAR) END AS raw_row
     FROM checked

@@ -79,9 +79,11 @@ def _read(spark, posts):
 
 
 def _time_us(F, df, col: str):
+    d = F.expr(f"try_cast({col} AS DOUBLE)")
+    seconds = F.when(F.abs(d) < 1e11, F.unix_micros(F.timestamp_seconds(d)))  # as schema._time_expr
     if df.schema[col].dataType.simpleString() in NUMERIC:
-        return F.unix_micros(F.timestamp_seconds(F.col(col).cast("double")))
-    return F.unix_micros(F.expr(f"try_cast({col} AS TIMESTAMP)"))
+        return seconds
+    return F.coalesce(F.unix_micros(F.expr(f"try_cast({col} AS TIMESTAMP)")), seconds)
 
 
 def _checked(df, crawled_at):
@@ -103,14 +105,14 @@ def _checked(df, crawled_at):
         d = F.expr(f"try_cast({col} AS DOUBLE)")
         reason = (reason.when(F.col(col).isNull(), f"missing {col}")
                   .when(d.isNull() | F.isnan(d), f"non-numeric {col}").when(d < 0, f"negative {col}")
-                  .when(d != F.floor(d), f"non-integer {col}"))
+                  .when((d != F.floor(d)) | (d > 9e18), f"non-integer {col}"))
     reason = reason.when(F.col("media").isNull() | ~F.col("media").isin(*MEDIA_TYPES), "unknown media_type")
     keep = [c for c in ("hashtags", "mentions") if c in df.columns]
     return df.select(
         F.col("pid").alias("post_id"), F.col("uid").alias("user_id"), "taken_us", "crawled_us",
         F.col("media").alias("media_type"),
-        F.expr("CAST(try_cast(likes AS DOUBLE) AS BIGINT)").alias("likes"),
-        F.expr("CAST(try_cast(comments AS DOUBLE) AS BIGINT)").alias("comments"),
+        F.expr("try_cast(try_cast(likes AS DOUBLE) AS BIGINT)").alias("likes"),
+        F.expr("try_cast(try_cast(comments AS DOUBLE) AS BIGINT)").alias("comments"),
         F.coalesce(F.col("caption").cast("string"), F.lit("")).alias("caption_s"), *keep,
         reason.alias("reason"), F.col("filename").alias("source_file"))
 
