@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from iipa.pairs.fetch import fetch_images
+from iipa.pairs.fetch import fetch_images, items_from_table
 from iipa.pairs.table import write_pairs
 
 
@@ -128,3 +128,13 @@ def test_cli_fetches_a_pairs_table_with_a_template(server, tmp_path, run_cli):
     posts.to_csv(tmp_path / "posts.csv", index=False)
     code, out, err = run_cli("fetch", tmp_path / "posts.csv", "--out", tmp_path / "img", "--retries", "0")
     assert code == 1 and "c9: dead: HTTP 404" in err and "1 already there" in out
+
+
+def test_urls_for_a_pairs_table_come_from_posts_then_the_template(tmp_path):
+    write_pairs(pd.DataFrame({"high_id": ["a", "b"], "low_id": ["c", "a"]}), tmp_path / "pairs.parquet")
+    pd.DataFrame({"post_id": ["a", "c", "z"], "image_url": ["http://h/a.jpg", None, "http://h/z.jpg"]}).to_json(
+        tmp_path / "posts.jsonl", orient="records", lines=True)
+    items = items_from_table(tmp_path / "pairs.parquet", posts=[str(tmp_path / "posts.jsonl")],
+                             url_template="http://t/{post_id}")
+    assert items == [("a", "http://h/a.jpg"), ("b", "http://t/b"), ("c", "http://t/c")]
+    assert items_from_table(tmp_path / "pairs.parquet")[0] == ("a", None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pandas as pd
 import pytest
@@ -41,7 +42,10 @@ def test_outputs_and_invariants(tmp_path):
     assert t1["avg_likes_per_image"] == pytest.approx(likes.mean())
     assert sum(stats["splits"].values()) == len(pairs)
     assert stats["posts"]["valid"] == len(posts)
-    assert "Number of PDIPs" in (tmp_path / "stats.md").read_text()
+    md = (tmp_path / "stats.md").read_text()
+    assert "Number of PDIPs" in md
+    rows = [ln for ln in md.splitlines() if ln.startswith("| ") and "Paper" not in ln]
+    assert all(len(re.split(r"(?<!\\)\|", ln)) == 5 for ln in rows[:10]), "a stray | breaks the Markdown table"
     assert (tmp_path / "rejects.csv").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "temporary files left behind"
     again = build_pairs(posts.sample(frac=1, random_state=5), seed=3)  # row order does not matter

@@ -57,7 +57,8 @@ def table1_markdown(t1: dict) -> str:
     lines = ["| Attribute | This database | Paper (Instagram) |", "| --- | ---: | ---: |"]
     for key, label, paper, fmt in TABLE1:
         value = t1.get(key)
-        lines.append(f"| {label} | {'—' if value is None else fmt.format(value)} | {fmt.format(paper)} |")
+        cell = label.replace("|", "\\|")  # the P label holds a pipe
+        lines.append(f"| {cell} | {'—' if value is None else fmt.format(value)} | {fmt.format(paper)} |")
     return "\n".join(lines) + "\n"
 
 
