@@ -46,4 +46,6 @@ def test_spark_and_duckdb_build_the_same_pairs(spark, tmp_path):
         assert spk.stats[key] == pytest.approx(duck.stats[key]) if key == "table1" else spk.stats[key] == duck.stats[key]
     assert duck.stats["posts"]["rejected"] == {"negative likes": 1, "duplicate post_id": 1}
     rej = pd.read_csv(tmp_path / "spark" / "rejects.csv")
+    assert list(rej.columns) == list(pd.read_csv(tmp_path / "duck" / "rejects.csv").columns)
     assert sorted(rej["reason"]) == ["duplicate post_id", "negative likes"]
+    assert '"likes":"-5"' in rej.set_index("reason").loc["negative likes", "raw_row"]

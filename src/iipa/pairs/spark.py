@@ -108,13 +108,16 @@ def _checked(df, crawled_at):
                   .when((d != F.floor(d)) | (d > 9e18), f"non-integer {col}"))
     reason = reason.when(F.col("media").isNull() | ~F.col("media").isin(*MEDIA_TYPES), "unknown media_type")
     keep = [c for c in ("hashtags", "mentions") if c in df.columns]
+    raw = F.to_json(F.struct(*[F.col(c).cast("string").alias(c) for c in REQUIRED_COLUMNS
+                               if c in df.columns and c != "caption"]))
     return df.select(
         F.col("pid").alias("post_id"), F.col("uid").alias("user_id"), "taken_us", "crawled_us",
         F.col("media").alias("media_type"),
         F.expr("try_cast(try_cast(likes AS DOUBLE) AS BIGINT)").alias("likes"),
         F.expr("try_cast(try_cast(comments AS DOUBLE) AS BIGINT)").alias("comments"),
         F.coalesce(F.col("caption").cast("string"), F.lit("")).alias("caption_s"), *keep,
-        reason.alias("reason"), F.col("filename").alias("source_file"))
+        reason.alias("reason"), F.col("filename").alias("source_file"),
+        F.when(reason.isNotNull(), raw).alias("raw_row"))
 
 
 def _tags(F, df, col: str, regex: str):
@@ -163,16 +166,19 @@ def build_pairs_spark(posts, out_dir=None, *, rules: RuleConfig, crawled_at=None
     order = [F.col("crawled_us").desc(), F.col("likes").desc(), F.col("comments").desc(), "user_id", "taken_us",
              "media_type", "caption_s", "source_file"]  # schema.DUP_ORDER
     ranked = valid.withColumn("rn", F.row_number().over(Window.partitionBy("post_id").orderBy(*order)))
-    posts_ok = ranked.where("rn = 1").drop("rn", "reason", "source_file").cache()
-    losers = ranked.where("rn > 1").select(F.lit("duplicate post_id").alias("reason"), "post_id", "user_id", "source_file")
-    rejects = checked.where(F.col("reason").isNotNull()).select("reason", "post_id", "user_id", "source_file")
+    posts_ok = ranked.where("rn = 1").drop("rn", "reason", "source_file", "raw_row").cache()
+    losers = ranked.where("rn > 1").select(F.lit("duplicate post_id").alias("reason"), "post_id", "user_id",
+                                           "source_file", F.lit(None).cast("string").alias("raw_row"))
+    rejects = checked.where(F.col("reason").isNotNull()).select("reason", "post_id", "user_id", "source_file", "raw_row")
     rejected = rejects.unionByName(losers).toPandas()
     counts = rejected["reason"].value_counts().to_dict()
     summary = PostsSummary(rows=checked.count(), valid=posts_ok.count(),
                            rejected={r: int(counts[r]) for r in REJECT_REASONS if r in counts})
     if out_dir is not None:
         Path(out_dir).mkdir(parents=True, exist_ok=True)
-        rejected.sort_values(["reason", "post_id"], na_position="first").to_csv(Path(out_dir) / "rejects.csv", index=False)
+        tmp = Path(out_dir) / ".rejects.csv.tmp"
+        rejected.sort_values(["reason", "post_id"], na_position="first").to_csv(tmp, index=False)
+        os.replace(tmp, Path(out_dir) / "rejects.csv")
 
     rule = F.expr(B.post_rule_sql(cfg))
     ruled = posts_ok.withColumn("fails", rule)
