@@ -135,3 +135,13 @@ def test_unreadable_and_unknown_files(tmp_path):
     (tmp_path / "broken.parquet").write_bytes(b"not parquet")
     with pytest.raises(IIPAError, match="cannot read posts"):
         load([tmp_path / "broken.parquet"])
+
+
+def test_jsonl_with_a_bad_value_after_the_type_sample(tmp_path):
+    # DuckDB infers JSON types from a sample; a late "abc" must be a reject, not a crash.
+    rows = good_rows(1) * 1
+    lines = [json.dumps(dict(rows[0], post_id=f"p{i}", likes=100)) for i in range(25_000)]
+    lines.append(json.dumps(dict(rows[0], post_id="late", likes="abc")))
+    (tmp_path / "posts.jsonl").write_text("\n".join(lines) + "\n")
+    _, summary = load([tmp_path / "posts.jsonl"])
+    assert summary.rejected == {"non-numeric likes": 1} and summary.valid == 25_000

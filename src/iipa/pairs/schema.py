@@ -92,6 +92,19 @@ def _sql_str(s: str | os.PathLike) -> str:
     return "'" + str(s).replace("'", "''") + "'"
 
 
+def _json_columns(file_list_sql: str) -> list[str]:
+    """Column names of JSONL files (DuckDB's detection over a sample of each file)."""
+    import duckdb
+
+    con = duckdb.connect()
+    try:
+        rows = con.execute(f"DESCRIBE SELECT * FROM read_json({file_list_sql}, format='newline_delimited', "
+                           "union_by_name=true)").fetchall()
+    finally:
+        con.close()
+    return [r[0] for r in rows]
+
+
 def _reader_sql(files: list[Path]) -> str:
     by_kind: dict[str, list[Path]] = {}
     for f in files:
@@ -105,7 +118,11 @@ def _reader_sql(files: list[Path]) -> str:
             # all_varchar: a stray "abc" in likes must become a reject, not a failed read.
             parts.append(f"SELECT * FROM read_csv({lst}, header=true, all_varchar=true, union_by_name=true, filename=true)")
         else:
-            parts.append(f"SELECT * FROM read_json({lst}, format='newline_delimited', union_by_name=true, filename=true)")
+            # Every field as text, like CSV: a stray "abc" after the type-detection sample
+            # must become a reject, not a failed read (lists arrive as JSON text).
+            cols = _json_columns(lst)
+            spec = "{" + ", ".join(f"{_sql_str(c)}: 'VARCHAR'" for c in cols) + "}"
+            parts.append(f"SELECT * FROM read_json({lst}, format='newline_delimited', filename=true, columns={spec})")
     return " UNION ALL BY NAME ".join(parts)
 
 
