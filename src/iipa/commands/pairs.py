@@ -1,0 +1,142 @@
+"""Build popularity-discriminable image pairs (PDIPs) from crawl metadata, and manage pair lists.
+
+sub-commands:
+  build POSTS... --out DIR   posts (Parquet/CSV/JSONL files, folders, globs) -> DIR/pairs.parquet,
+                             stats.json, stats.md (the paper's Table 1), rejects.csv
+  import-authors CSV --out pairs.parquet
+                             the authors' released list (Low_popularity,High_popularity)
+  stats PAIRS                print the statistics of a build folder or a pairs table
+
+examples:
+  iipa pairs build crawl/*.parquet --out pdip/
+  iipa pairs build posts.csv --crawled-at 2019-03-01 --threshold 0.9 --split-by-user --out pdip/
+  iipa pairs build posts.parquet --engine spark --out pdip/
+  iipa pairs import-authors popularity_pairs.csv --out authors.parquet
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+from iipa.errors import IIPAError
+
+NAME = "pairs"
+HELP = "build PDIPs from crawl metadata; import the authors' pair list; statistics"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="pairs_command", metavar="SUBCOMMAND", required=True)
+    b = sub.add_parser("build", help="posts -> pairs.parquet + stats.json/.md + rejects.csv",
+                       description="Build PDIPs (paper §3.1) from posts files.")
+    b.add_argument("posts", nargs="+", help="posts files (.parquet, .csv, .jsonl), folders or globs")
+    b.add_argument("--out", "-o", required=True, help="output folder")
+    b.add_argument("--engine", choices=["duckdb", "spark"], default="duckdb",
+                   help="duckdb (default, one machine, streams from disk) or spark (pyspark; cluster via spark-submit)")
+    b.add_argument("--crawled-at", help="crawl time for posts without a crawled_at column/value (ISO 8601, UTC)")
+    r = b.add_argument_group("rules (defaults: the paper's)")
+    r.add_argument("--threshold", "-T", type=float, default=0.95, help="minimum P(Q_high ≥ Q_low) (default 0.95)")
+    r.add_argument("--sigma", type=float, default=0.3, help="σ of the Thurstone model (default 0.3)")
+    r.add_argument("--log-base", default="e", help="base of S = log(likes): e (default), 10, 2, ...")
+    r.add_argument("--min-likes", type=int, default=50, help="minimum likes per post (default 50)")
+    r.add_argument("--min-age-days", type=float, default=30, help="posted at least this long before the crawl (default 30)")
+    r.add_argument("--max-gap-days", type=float, default=10, help="maximum upload-time gap in a pair (default 10)")
+    r.add_argument("--max-caption-words", type=int, default=6,
+                   help="maximum caption words besides hashtags and @-mentions (default 6)")
+    r.add_argument("--media-types", default="image", help="comma-separated media types to keep (default: image)")
+    r.add_argument("--any-hashtags", action="store_true", help="do not require identical hashtags")
+    r.add_argument("--any-mentions", action="store_true", help="do not require identical @-mentions")
+    s = b.add_argument_group("splits")
+    s.add_argument("--val", help="validation pairs: a count (5000) or a fraction (0.02); default: the paper's "
+                                 "50,000 of 2.5M, i.e. 2 %% capped at 50,000")
+    s.add_argument("--test", help="test pairs, like --val")
+    s.add_argument("--seed", type=int, default=0, help="seed of the split assignment (default 0)")
+    s.add_argument("--split-by-user", action="store_true", help="keep all pairs of a user in one split")
+    e = b.add_argument_group("engine")
+    e.add_argument("--memory-limit", default="2GB",
+                   help="DuckDB memory limit; it spills to disk beyond (default 2GB; more is faster on big inputs)")
+    e.add_argument("--threads", type=int, help="DuckDB threads (default: all cores)")
+    b.set_defaults(pairs_run=_build)
+
+    a = sub.add_parser("import-authors", help="the authors' Low_popularity,High_popularity CSV -> pairs table")
+    a.add_argument("csv", help="the authors' pair list")
+    a.add_argument("--out", "-o", required=True, help="pairs table to write (.parquet or .csv)")
+    a.add_argument("--split", default="test", choices=["train", "val", "test"], help="split of every pair (default test)")
+    a.set_defaults(pairs_run=_import_authors)
+
+    st = sub.add_parser("stats", help="print the statistics of a build folder or a pairs table")
+    st.add_argument("path", help="a build folder (with stats.json) or a pairs table")
+    st.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
+    st.set_defaults(pairs_run=_stats)
+
+
+def run(args: argparse.Namespace) -> int:
+    return args.pairs_run(args)
+
+
+def _rules(args):
+    from iipa.pairs.rules import RuleConfig
+
+    try:
+        base = math.e if args.log_base.lower() == "e" else float(args.log_base)
+    except ValueError:
+        raise IIPAError(f"--log-base {args.log_base!r}: expected e or a number > 1") from None
+    return RuleConfig(min_likes=args.min_likes, min_age_days=args.min_age_days, max_gap_days=args.max_gap_days,
+                      max_caption_words=args.max_caption_words, threshold=args.threshold, sigma=args.sigma,
+                      log_base=base, media_types=tuple(m.strip().lower() for m in args.media_types.split(",") if m.strip()),
+                      same_hashtags=not args.any_hashtags, same_mentions=not args.any_mentions)
+
+
+def _build(args) -> int:
+    from iipa.pairs.build import build_pairs
+    from iipa.pairs.stats import table1_markdown
+
+    res = build_pairs(args.posts, args.out, rules=_rules(args), crawled_at=args.crawled_at, seed=args.seed,
+                      val=args.val, test=args.test, split_by_user=args.split_by_user, engine=args.engine,
+                      memory_limit=args.memory_limit, threads=args.threads)
+    st = res.stats
+    print(table1_markdown(st["table1"]))
+    print(f"splits: {', '.join(f'{k} {v:,}' for k, v in st['splits'].items())}")
+    print(f"wrote {res.paths['pairs']}, {res.paths['stats']}, {res.paths['stats_md']}")
+    posts = st["posts"]
+    if posts["rejected_total"]:
+        print(f"iipa pairs: {posts['rejected_total']:,} of {posts['rows']:,} posts rejected ("
+              + ", ".join(f"{r}: {n:,}" for r, n in posts["rejected"].items()) + f"); see {res.paths['rejects']}",
+              file=sys.stderr)
+    return 0
+
+
+def _import_authors(args) -> int:
+    from iipa.pairs.authors import read_authors_pairs
+    from iipa.pairs.table import write_pairs
+
+    pairs = read_authors_pairs(args.csv, split=args.split)
+    path = write_pairs(pairs, args.out)
+    print(f"wrote {len(pairs):,} pairs to {path}")
+    return 0
+
+
+def _stats(args) -> int:
+    from iipa.pairs.stats import stats_markdown
+    from iipa.pairs.table import read_pairs
+
+    path = Path(args.path)
+    if path.is_dir():
+        if not (path / "stats.json").is_file():
+            raise IIPAError(f"{path}: no stats.json in this folder")
+        stats = json.loads((path / "stats.json").read_text(encoding="utf-8"))
+    else:
+        pairs = read_pairs(path)
+        stats = {"table1": {"pairs": len(pairs), "users": int(pairs["user_id"].nunique()),
+                            "avg_p": _mean(pairs["p"]), "avg_interval_days": _mean(pairs["delta_t_days"])},
+                 "splits": {k: int((pairs["split"] == k).sum()) for k in ("train", "val", "test")}}
+    print(json.dumps(stats, indent=2) if args.json else stats_markdown(stats), end="" if not args.json else "\n")
+    return 0
+
+
+def _mean(col):
+    col = col.dropna()
+    return float(col.astype(float).mean()) if len(col) else None

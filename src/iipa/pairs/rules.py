@@ -1,0 +1,174 @@
+"""The paper's PDIP constraints (§3.1) as pure functions, plus their configuration.
+
+Every engine (DuckDB, Spark) applies the same rules; the SQL versions live next to the
+engines and are tested against these functions. Paper defaults: single-image posts,
+likes ≥ 50, posted ≥ 30 days before the crawl, same user, |Δ taken_at| ≤ 10 days, caption
+≤ 6 words besides hashtags and @-mentions, identical hashtags and @-mentions (content and
+number, case-insensitive), S = ln(likes), P = Φ(ΔS / (√2 σ)) ≥ T with T = 0.95, σ = 0.3.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import unicodedata
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+
+import numpy as np
+from scipy.special import ndtr, ndtri
+
+from iipa.errors import IIPAError
+
+
+@dataclass(frozen=True)
+class RuleConfig:
+    """All PDIP constraints; defaults are the paper's."""
+
+    min_likes: int = 50
+    min_age_days: float = 30.0
+    max_gap_days: float = 10.0
+    max_caption_words: int = 6
+    threshold: float = 0.95
+    sigma: float = 0.3
+    log_base: float = math.e
+    media_types: tuple[str, ...] = field(default=("image",))
+    same_hashtags: bool = True
+    same_mentions: bool = True
+
+    def __post_init__(self) -> None:
+        if not 0.5 < self.threshold < 1.0:
+            # T ≤ 0.5 would admit pairs whose "more popular" image has fewer likes.
+            raise IIPAError(f"threshold T must be in (0.5, 1), got {self.threshold}")
+        if self.sigma <= 0:
+            raise IIPAError(f"sigma must be positive, got {self.sigma}")
+        if self.log_base <= 1:
+            raise IIPAError(f"log base must be > 1, got {self.log_base}")
+        if self.min_likes < 1:
+            raise IIPAError(f"min likes must be ≥ 1 (log of 0 likes is undefined), got {self.min_likes}")
+        if self.max_gap_days < 0 or self.min_age_days < 0 or self.max_caption_words < 0:
+            raise IIPAError("max gap, min age and max caption words must be ≥ 0")
+        if not self.media_types:
+            raise IIPAError("at least one media type must be allowed")
+
+    @property
+    def min_delta_ln_likes(self) -> float:
+        """Smallest ln(likes_high) − ln(likes_low) that can reach P ≥ T (a pre-filter for SQL)."""
+        return math.sqrt(2) * self.sigma * float(ndtri(self.threshold)) * math.log(self.log_base)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["media_types"] = list(self.media_types)
+        return d
+
+
+# ---------------------------------------------------------------- per-post rules
+
+def is_single_image(media_type: str, allowed: tuple[str, ...] = ("image",)) -> bool:
+    """Only single-image posts: likes cannot be split across the items of a carousel."""
+    return str(media_type).strip().lower() in allowed
+
+
+def has_enough_likes(likes: int, min_likes: int = 50) -> bool:
+    """Fewer than 50 likes are dominated by the boundary effect of small counts (paper §3.1)."""
+    return likes >= min_likes
+
+
+def is_settled(taken_at: datetime, crawled_at: datetime, min_age_days: float = 30.0) -> bool:
+    """Likes stop growing after about four weeks, so a post must be ≥ 30 days old at the crawl."""
+    return crawled_at - taken_at >= timedelta(days=min_age_days)
+
+
+# Tab, LF, FF, CR, space and Unicode separators (Z*): the same class the SQL engines use.
+# (Z* = U+0020, U+00A0, U+1680, U+2000-U+200A, U+2028, U+2029, U+202F, U+205F, U+3000.)
+_WHITESPACE = re.compile("[\t\n\f\r \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+")
+
+
+def _is_tag_char(ch: str) -> bool:
+    # Letters, combining marks and digits of any script, and "_": what Instagram links as a tag.
+    return ch == "_" or unicodedata.category(ch)[0] in "LMN"
+
+
+def _scan(caption: str, sigil: str, allow_dots: bool) -> tuple[list[str], str]:
+    """Extract ``sigil``-prefixed tokens; return (lowercased tokens, caption without them)."""
+    tokens: list[str] = []
+    rest: list[str] = []
+    i, n = 0, len(caption)
+    while i < n:
+        if caption[i] == sigil and i + 1 < n and _is_tag_char(caption[i + 1]):
+            j = i + 1
+            while j < n and (_is_tag_char(caption[j]) or (
+                    allow_dots and caption[j] == "." and j + 1 < n and _is_tag_char(caption[j + 1]))):
+                j += 1
+            tokens.append(caption[i + 1:j])
+            rest.append(" ")
+            i = j
+        else:
+            rest.append(caption[i])
+            i += 1
+    return tokens, "".join(rest)
+
+
+def parse_hashtags(caption: str) -> list[str]:
+    """``#tag`` tokens of a caption, lowercased, in order (Unicode letters, marks, digits, _)."""
+    return _scan((caption or "").lower(), "#", allow_dots=False)[0]
+
+
+def parse_mentions(caption: str) -> list[str]:
+    """``@user`` tokens (dots allowed inside, as in Instagram user names), lowercased."""
+    # Lowercase first, then scan: the SQL engines do the same, so both agree on every script.
+    return _scan((caption or "").lower(), "@", allow_dots=True)[0]
+
+
+def descriptive_words(caption: str) -> int:
+    """Words in a caption besides hashtags and @-mentions.
+
+    A word is a whitespace-separated token with at least one letter or digit, so lone
+    emojis and punctuation do not count.
+    """
+    _, rest = _scan(caption or "", "#", allow_dots=False)
+    _, rest = _scan(rest, "@", allow_dots=True)
+    return sum(1 for tok in _WHITESPACE.split(rest) if any(unicodedata.category(c)[0] in "LN" for c in tok))
+
+
+def caption_ok(caption: str, max_words: int = 6) -> bool:
+    """Long captions carry their own appeal; the paper allows at most six descriptive words."""
+    return descriptive_words(caption) <= max_words
+
+
+def tag_key(tags: list[str] | None) -> str:
+    """Canonical form of a hashtag or mention list: order-free, case-free, counts kept."""
+    return " ".join(sorted(t.strip().lstrip("#@").lower() for t in (tags or []) if t and t.strip()))
+
+
+# ---------------------------------------------------------------- pair rules
+
+def same_user(user_a: str, user_b: str) -> bool:
+    """Follower counts differ between users; comparing within one user removes them."""
+    return user_a == user_b
+
+
+def within_gap(taken_a: datetime, taken_b: datetime, max_gap_days: float = 10.0) -> bool:
+    """A user's audience changes over time; both posts must be ≤ 10 days apart."""
+    return abs(taken_a - taken_b) <= timedelta(days=max_gap_days)
+
+
+def same_tags(tags_a: list[str] | None, tags_b: list[str] | None) -> bool:
+    """Identical hashtags (or mentions) in content and number, ignoring order and case."""
+    return tag_key(tags_a) == tag_key(tags_b)
+
+
+def popularity_score(likes, base: float = math.e):
+    """S = log_base(likes), the absolute popularity of a post (scalar or array)."""
+    # Dividing by ln(e) == 1.0 is exact, so the natural-log default loses nothing.
+    return np.log(np.asarray(likes, dtype=np.float64)) / math.log(base)
+
+
+def discriminability(s_a, s_b, sigma: float = 0.3):
+    """P(Q_A ≥ Q_B | S_A, S_B) = Φ((S_A − S_B) / (√2 σ)), paper eq. (6) (scalar or array)."""
+    return ndtr((np.asarray(s_a, dtype=np.float64) - np.asarray(s_b, dtype=np.float64)) / (math.sqrt(2) * sigma))
+
+
+def is_discriminable(p, threshold: float = 0.95):
+    """A pair is a PDIP when P reaches T (P exactly at T counts)."""
+    return np.asarray(p) >= threshold

@@ -1,0 +1,297 @@
+"""The posts table (crawl metadata): reading, validation, rejects, derived caption features.
+
+Columns (Parquet, CSV or JSONL; several files are combined by column name):
+
+required  post_id, user_id, taken_at, crawled_at (or a global ``crawled_at=``), media_type
+          (image | video | carousel), likes, comments, caption (may be empty)
+optional  hashtags, mentions (lists, or strings of tags; else parsed from the caption),
+          image_url, followers, following, user_posts
+
+A bad row is never dropped silently: it goes to the rejects table with the first reason
+that applies (``REJECT_REASONS``) and is counted in the summary. Validation runs inside
+DuckDB so that inputs larger than memory stream from disk.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+
+from iipa.errors import IIPAError
+
+REQUIRED_COLUMNS = ("post_id", "user_id", "taken_at", "crawled_at", "media_type", "likes", "comments", "caption")
+OPTIONAL_COLUMNS = ("hashtags", "mentions", "image_url", "followers", "following", "user_posts")
+MEDIA_TYPES = ("image", "video", "carousel")
+REJECT_REASONS = (
+    "missing post_id", "missing user_id", "unparsable taken_at", "unparsable crawled_at",
+    "taken_at after crawled_at", "missing likes", "non-numeric likes", "negative likes",
+    "non-integer likes", "missing comments", "non-numeric comments", "negative comments",
+    "non-integer comments", "unknown media_type", "duplicate post_id",
+)
+# Which copy of a duplicated post_id is kept: the most recent observation first.
+DUP_ORDER = "crawled_us DESC, likes DESC, comments DESC, user_id, taken_us, media_type, caption_s, source_file"
+SUFFIXES = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".tsv": "csv",
+            ".jsonl": "json", ".ndjson": "json", ".json": "json"}
+
+# Regular expressions shared by DuckDB (RE2) and Spark (Java); rules.py implements the same
+# classes in Python and tests/test_pairs_schema.py checks that they agree.
+TAG_CHARS = r"[\p{L}\p{M}\p{N}_]"
+HASHTAG_RE = "#(" + TAG_CHARS + "+)"
+MENTION_RE = "@(" + TAG_CHARS + r"+(?:\." + TAG_CHARS + "+)*)"
+WHITESPACE_RE = r"[\t\n\f\r \p{Z}]+"
+WORD_RE = r"[\p{L}\p{N}]"
+
+
+@dataclass
+class PostsSummary:
+    """Counts for the build summary: nothing disappears without a number."""
+
+    rows: int = 0
+    valid: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)
+    types: dict[str, str] = field(default_factory=dict)  # input column types (not reported)
+
+    def to_dict(self) -> dict:
+        return {"rows": self.rows, "valid": self.valid, "rejected": dict(self.rejected),
+                "rejected_total": sum(self.rejected.values())}
+
+
+def expand_post_files(specs: Sequence[str | os.PathLike]) -> list[Path]:
+    """Files, folders (their Parquet/CSV/JSONL files, recursively) and globs → sorted paths."""
+    out: list[Path] = []
+    for spec in specs:
+        p = Path(spec)
+        if p.is_dir():
+            found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in SUFFIXES)
+            if not found:
+                raise IIPAError(f"{p}: no .parquet, .csv or .jsonl files in this folder")
+            out.extend(found)
+        elif p.is_file():
+            if p.suffix.lower() not in SUFFIXES:
+                raise IIPAError(f"{p}: unsupported posts file type (use .parquet, .csv or .jsonl)")
+            out.append(p)
+        elif any(ch in str(spec) for ch in "*?["):
+            found = sorted(Path(f) for f in glob.glob(str(spec), recursive=True) if Path(f).suffix.lower() in SUFFIXES)
+            if not found:
+                raise IIPAError(f"{spec}: no posts files match this pattern")
+            out.extend(found)
+        else:
+            raise IIPAError(f"{p}: no such posts file")
+    if not out:
+        raise IIPAError("no posts files given")
+    return out
+
+
+def _sql_str(s: str | os.PathLike) -> str:
+    return "'" + str(s).replace("'", "''") + "'"
+
+
+def _json_columns(file_list_sql: str) -> list[str]:
+    """Column names of JSONL files (DuckDB's detection over a sample of each file)."""
+    import duckdb
+
+    con = duckdb.connect()
+    try:
+        rows = con.execute(f"DESCRIBE SELECT * FROM read_json({file_list_sql}, format='newline_delimited', "
+                           "union_by_name=true)").fetchall()
+    finally:
+        con.close()
+    return [r[0] for r in rows]
+
+
+def _reader_sql(files: list[Path]) -> str:
+    by_kind: dict[str, list[Path]] = {}
+    for f in files:
+        by_kind.setdefault(SUFFIXES[f.suffix.lower()], []).append(f)
+    parts = []
+    for kind, group in by_kind.items():
+        lst = "[" + ", ".join(_sql_str(f) for f in group) + "]"
+        if kind == "parquet":
+            parts.append(f"SELECT * FROM read_parquet({lst}, union_by_name=true, filename=true)")
+        elif kind == "csv":
+            # all_varchar: a stray "abc" in likes must become a reject, not a failed read.
+            parts.append(f"SELECT * FROM read_csv({lst}, header=true, all_varchar=true, union_by_name=true, filename=true)")
+        else:
+            # Every field as text, like CSV: a stray "abc" after the type-detection sample
+            # must become a reject, not a failed read (lists arrive as JSON text).
+            cols = _json_columns(lst)
+            spec = "{" + ", ".join(f"{_sql_str(c)}: 'VARCHAR'" for c in cols) + "}"
+            parts.append(f"SELECT * FROM read_json({lst}, format='newline_delimited', filename=true, columns={spec})")
+    return " UNION ALL BY NAME ".join(parts)
+
+
+def register_posts(con, posts, *, crawled_at: datetime | str | None = None) -> dict[str, str]:
+    """Expose the input posts as the view ``raw_posts``; check required columns.
+
+    ``posts`` is a list of files/folders/globs or a pandas DataFrame. Returns the column
+    types. Raises IIPAError naming every missing required column.
+    """
+    if isinstance(posts, pd.DataFrame):
+        df = posts.copy()
+        df["filename"] = "<dataframe>"
+        con.register("_posts_df", df)
+        con.execute("CREATE OR REPLACE TEMP VIEW raw_posts AS SELECT * FROM _posts_df")
+        where = "the posts table"
+    else:
+        files = expand_post_files(posts)
+        try:
+            con.execute(f"CREATE OR REPLACE TEMP VIEW raw_posts AS {_reader_sql(files)}")
+        except Exception as exc:  # noqa: BLE001 - reader errors are bad input files
+            raise IIPAError(f"cannot read posts from {', '.join(map(str, files))}: {exc}") from None
+        where = ", ".join(map(str, files))
+    types = {r[0]: r[1] for r in con.execute("DESCRIBE raw_posts").fetchall()}
+    needed = [c for c in REQUIRED_COLUMNS if not (c == "crawled_at" and crawled_at is not None)]
+    missing = [c for c in needed if c not in types]
+    if missing:
+        hint = " (or pass a global crawled_at / --crawled-at)" if "crawled_at" in missing else ""
+        raise IIPAError(f"{where}: posts lack required column(s) {', '.join(missing)}{hint}; "
+                        f"found {', '.join(c for c in types if c != 'filename')}")
+    return types
+
+
+def _time_expr(col: str, types: dict[str, str]) -> str:
+    """Microseconds since the epoch; ISO 8601 text, timestamps or Unix seconds; NULL if unparsable."""
+    d = f"TRY_CAST({col} AS DOUBLE)"
+    # Out-of-range seconds must become a reject, not an error that stops the whole build.
+    seconds = f"CASE WHEN abs({d}) < 1e11 THEN epoch_us(to_timestamp({d})) END"
+    t = types.get(col, "")
+    if t.startswith(("BIGINT", "INTEGER", "DOUBLE", "FLOAT", "DECIMAL", "HUGEINT", "UBIGINT")):
+        return seconds
+    return f"COALESCE(epoch_us(TRY_CAST({col} AS TIMESTAMPTZ)), {seconds})"
+
+
+def _tags_expr(col: str, regex: str, types: dict[str, str]) -> str:
+    sigil = regex[0]
+    # The strpos guard skips the regex for the many captions without the sigil.
+    from_caption = (f"CASE WHEN strpos(caption_s, '{sigil}') > 0 THEN "
+                    f"regexp_extract_all(lower(caption_s), '{regex}', 1) ELSE [] END")
+    t = types.get(col)
+    if t is None:
+        return from_caption
+    if t.endswith("[]"):
+        given = (f"list_filter(list_transform({col}, lambda x: lower(trim(ltrim(trim(CAST(x AS VARCHAR)), '#@')))),"
+                 " lambda x: x <> '')")
+    else:  # a string such as "#a #b", "a,b" or '["a", "b"]'
+        given = f"regexp_extract_all(lower(CAST({col} AS VARCHAR)), '{TAG_CHARS}+(?:\\.{TAG_CHARS}+)*')"
+    return f"COALESCE({given}, {from_caption})"
+
+
+def caption_features_sql(types: dict[str, str], source: str) -> str:
+    """SELECT over ``source`` (with ``caption_s`` and the optional tag columns) adding tag_key,
+    mention_key, n_hashtags, n_mentions, n_words and no_caption (rules.py semantics)."""
+    tag_cols = ", ".join(c for c in ("hashtags", "mentions") if c in types)
+    # A word is a whitespace-separated token with a letter or digit: one regex match per word.
+    word = f"[^\\t\\n\\f\\r \\p{{Z}}]*{WORD_RE}[^\\t\\n\\f\\r \\p{{Z}}]*"
+    return f"""
+    SELECT * EXCLUDE (tag_list, mention_list, text_only{", " + tag_cols if tag_cols else ""}),
+      array_to_string(list_sort(tag_list), ' ') AS tag_key, array_to_string(list_sort(mention_list), ' ') AS mention_key,
+      len(tag_list) AS n_hashtags, len(mention_list) AS n_mentions,
+      len(regexp_extract_all(text_only, '{word}')) AS n_words,
+      trim(text_only) = '' AND len(tag_list) = 0 AND len(mention_list) = 0 AS no_caption
+    FROM (
+      SELECT *, {_tags_expr("hashtags", HASHTAG_RE, types)} AS tag_list,
+        {_tags_expr("mentions", MENTION_RE, types)} AS mention_list,
+        CASE WHEN strpos(caption_s, '#') > 0 OR strpos(caption_s, '@') > 0
+             THEN regexp_replace(caption_s, '{HASHTAG_RE}|{MENTION_RE}', ' ', 'g') ELSE caption_s END AS text_only
+      FROM {source})
+    """
+
+
+def _number_checks(col: str) -> str:
+    d = f"TRY_CAST({col} AS DOUBLE)"
+    return (f"WHEN {col} IS NULL THEN 'missing {col}' WHEN {d} IS NULL OR isnan({d}) THEN 'non-numeric {col}' "
+            f"WHEN {d} < 0 THEN 'negative {col}' WHEN {d} <> floor({d}) OR {d} > 9e18 THEN 'non-integer {col}' ")
+
+
+def checked_posts_sql(types: dict[str, str], *, crawled_at: datetime | str | None = None) -> str:
+    """SQL giving every raw row its typed fields, caption features and reject reason (or NULL)."""
+    crawled = _time_expr("crawled_at", types) if "crawled_at" in types else "NULL"
+    if crawled_at is not None:
+        crawled = f"COALESCE({crawled}, epoch_us(TIMESTAMPTZ {_sql_str(pd.Timestamp(crawled_at).isoformat())}))"
+    media = "lower(trim(CAST(media_type AS VARCHAR)))"
+    raw_fields = ", ".join(f"{c} := CAST({c} AS VARCHAR)" for c in REQUIRED_COLUMNS if c in types and c != "caption")
+    tag_cols = "".join(f", {c}" for c in ("hashtags", "mentions") if c in types)
+    return f"""
+    WITH base AS (
+      SELECT *, NULLIF(trim(CAST(post_id AS VARCHAR)), '') AS pid, NULLIF(trim(CAST(user_id AS VARCHAR)), '') AS uid,
+             {_time_expr("taken_at", types)} AS taken_us, {crawled} AS crawled_us
+      FROM raw_posts
+    ), checked AS (
+      SELECT *,
+        CASE
+          WHEN pid IS NULL THEN 'missing post_id'
+          WHEN uid IS NULL THEN 'missing user_id'
+          WHEN taken_us IS NULL THEN 'unparsable taken_at'
+          WHEN crawled_us IS NULL THEN 'unparsable crawled_at'
+          WHEN taken_us > crawled_us THEN 'taken_at after crawled_at'
+          {_number_checks("likes")}
+          {_number_checks("comments")}
+          WHEN {media} IS NULL OR {media} NOT IN ({", ".join(map(_sql_str, MEDIA_TYPES))}) THEN 'unknown media_type'
+        END AS reason
+      FROM base
+    )
+    SELECT pid AS post_id, uid AS user_id, taken_us, crawled_us, {media} AS media_type,
+      TRY_CAST(TRY_CAST(likes AS DOUBLE) AS BIGINT) AS likes, TRY_CAST(TRY_CAST(comments AS DOUBLE) AS BIGINT) AS comments,
+      COALESCE(CAST(caption AS VARCHAR), '') AS caption_s{tag_cols}, reason, filename AS source_file,
+      CASE WHEN reason IS NOT NULL THEN CAST(to_json(struct_pack({raw_fields})) AS VARCHAR) END AS raw_row
+    FROM checked
+    """
+
+
+def load_checked_posts(con, posts, *, crawled_at=None, rejects_path: str | os.PathLike | None = None) -> PostsSummary:
+    """Validate the input into the table ``posts`` (valid, de-duplicated, typed rows).
+
+    Duplicate post ids keep the most recent observation (latest crawled_at, then most likes,
+    then most comments, then the other fields in order); the others become rejects. Rejected
+    rows (reason, post_id, user_id, source file, the raw fields as JSON) go to ``rejects_path``
+    (CSV) when given.
+    """
+    types = register_posts(con, posts, crawled_at=crawled_at)
+    # One pass over the input files: casting, validating and parsing every row again for
+    # each later pass costs more than keeping the typed rows (DuckDB spills them to disk).
+    con.execute(f"CREATE OR REPLACE TEMP TABLE checked AS {checked_posts_sql(types, crawled_at=crawled_at)}")
+    con.execute(f"""
+      CREATE OR REPLACE TEMP TABLE dup_rows AS
+      SELECT * FROM (
+        SELECT *, row_number() OVER (PARTITION BY post_id ORDER BY {DUP_ORDER}) AS rn
+        FROM checked WHERE reason IS NULL AND post_id IN (
+          SELECT post_id FROM checked WHERE reason IS NULL GROUP BY post_id HAVING count(*) > 1))""")
+    con.execute("""
+      CREATE OR REPLACE TEMP VIEW posts AS
+      SELECT * EXCLUDE (reason, source_file, raw_row) FROM checked
+      WHERE reason IS NULL AND post_id NOT IN (SELECT post_id FROM dup_rows)
+      UNION ALL SELECT * EXCLUDE (reason, source_file, raw_row, rn) FROM dup_rows WHERE rn = 1""")
+    summary = PostsSummary(types=types)
+    for reason, n in con.execute("SELECT reason, count(*) FROM checked GROUP BY 1").fetchall():
+        summary.rows += n
+        if reason is None:
+            summary.valid += n
+        else:
+            summary.rejected[reason] = n
+    n_dup = con.execute("SELECT count(*) FROM dup_rows WHERE rn > 1").fetchone()[0]
+    if n_dup:
+        summary.valid -= n_dup
+        summary.rejected["duplicate post_id"] = n_dup
+    summary.rejected = {r: summary.rejected[r] for r in REJECT_REASONS if r in summary.rejected}
+    if rejects_path is not None:
+        write_rejects(con, rejects_path)
+    return summary
+
+
+def write_rejects(con, path: str | os.PathLike) -> Path:
+    """Rejected rows with their reason, as CSV (written atomically)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    con.execute(f"""COPY (
+        SELECT reason, post_id, user_id, source_file, raw_row FROM checked WHERE reason IS NOT NULL
+        UNION ALL SELECT 'duplicate post_id', post_id, user_id, source_file, NULL FROM dup_rows WHERE rn > 1
+        ORDER BY reason, post_id NULLS FIRST) TO {_sql_str(tmp)} (HEADER, DELIMITER ',')""")
+    os.replace(tmp, path)
+    return path
