@@ -42,7 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     base.add_argument("--posts", required=True, help="posts table (.parquet, .csv, .jsonl) with likes and context")
     for p in (noise, arch, base):
         p.add_argument("--out", required=True, help="output folder")
-        p.add_argument("--crops", type=int, default=1, choices=CROPS, help="test-time crops (default 1)")
+        if p is not base:
+            p.add_argument("--crops", type=int, default=1, choices=CROPS, help="test-time crops (default 1)")
         add_train_arguments(p)
 
 
