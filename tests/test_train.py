@@ -191,3 +191,33 @@ def test_ddp_two_gloo_ranks_stay_identical_and_learn(pair_set, tmp_path):
     assert len(digests) == 2 and digests[0] == digests[1]
     assert summary["steps"] == 2 * 4  # batch 64 = 32 per rank; 128 pairs per rank -> 4 steps per epoch
     assert _test_accuracy(out / "best.pt", pair_set) >= 0.9
+
+
+def test_pair_dataset_swaps_about_half_and_soft_labels_follow_the_swap(pair_set):
+    from iipa.profiles import get_profile
+    from iipa.train.data import PairDataset, load_pairs
+
+    df, _ = load_pairs(pair_set[0], pair_set[1], "train")
+    df = df.assign(p=0.8)
+    ds = PairDataset(df.head(64), get_profile("small"), soft=True, seed=3)
+    targets = [ds[i][2] for i in range(64)]
+    assert {round(t, 6) for t in targets} == {0.8, 0.2}
+    assert 16 <= sum(t < 0.5 for t in targets) <= 48
+    a, b, _ = ds[0]
+    assert a.dtype == torch.uint8 and a.shape == b.shape == (3, 64, 64)
+    assert [ds[i][2] for i in range(8)] == targets[:8]  # seeded per (seed, epoch, pair): resumable
+    hard = PairDataset(df.head(8), get_profile("small"), soft=False, swap=False)
+    assert [hard[i][2] for i in range(8)] == [1.0] * 8
+
+
+def test_optimizer_has_the_papers_two_learning_rates_with_offline_imagenet_lite0():
+    from iipa.train.loop import build_model, build_optimizer
+
+    config = TrainConfig(backbone="efficientnet_lite0", pretrained="imagenet")
+    model = build_model(config)
+    opt = build_optimizer(model, config)
+    backbone, head = opt.param_groups
+    assert (backbone["lr"], head["lr"], head["weight_decay"]) == (1e-5, 1e-4, 1e-4)
+    assert {id(p) for p in head["params"]} == {id(model.head.weight), id(model.head.bias)}
+    n_all = sum(1 for _ in model.parameters())
+    assert len(backbone["params"]) + len(head["params"]) == n_all
