@@ -221,3 +221,21 @@ def test_optimizer_has_the_papers_two_learning_rates_with_offline_imagenet_lite0
     assert {id(p) for p in head["params"]} == {id(model.head.weight), id(model.head.bias)}
     n_all = sum(1 for _ in model.parameters())
     assert len(backbone["params"]) + len(head["params"]) == n_all
+
+
+def test_trained_checkpoint_gives_levels_in_iipa_score(clean_run, pair_set, run_cli):
+    _, out = clean_run
+    images = pair_set[1]
+    code, stdout, err = run_cli("score", images / "p00000.png", images / "p00001.png", "--model", out / "best.pt",
+                                "--format", "json", "--workers", "0")
+    assert code == 0, err
+    rows = json.loads(stdout)
+    assert all(r["level"] in ("poor", "bad", "fair", "good", "excellent") for r in rows)
+    assert rows[0]["score"] > rows[1]["score"]  # p00000 is the brighter image of pair 0
+
+
+@pytest.mark.parametrize("argv", [["train"], ["evaluate"], ["experiment", "label-noise"],
+                                  ["experiment", "architectures"], ["experiment", "baseline"]])
+def test_every_command_has_help(argv, run_cli):
+    code, out, _ = run_cli(*argv, "--help")
+    assert code == 0 and "--pairs" in out
