@@ -203,11 +203,26 @@ def test_pair_dataset_swaps_about_half_and_soft_labels_follow_the_swap(pair_set)
     targets = [ds[i][2] for i in range(64)]
     assert {round(t, 6) for t in targets} == {0.8, 0.2}
     assert 16 <= sum(t < 0.5 for t in targets) <= 48
-    a, b, _ = ds[0]
-    assert a.dtype == torch.uint8 and a.shape == b.shape == (3, 64, 64)
+    a, b, _, skipped = ds[0]
+    assert a.dtype == torch.uint8 and a.shape == b.shape == (3, 64, 64) and skipped == 0
     assert [ds[i][2] for i in range(8)] == targets[:8]  # seeded per (seed, epoch, pair): resumable
     hard = PairDataset(df.head(8), get_profile("small"), soft=False, swap=False)
     assert [hard[i][2] for i in range(8)] == [1.0] * 8
+
+
+def test_an_unreadable_image_is_skipped_and_counted(pair_set, tmp_path):
+    from iipa.profiles import get_profile
+    from iipa.train.data import PairDataset, collate_pairs, load_pairs
+
+    df, _ = load_pairs(pair_set[0], pair_set[1], "train")
+    df = df.head(4).copy()
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not a png at all")
+    df.loc[1, "high_path"] = str(broken)
+    ds = PairDataset(df, get_profile("small"), swap=False)
+    a, b, y, skipped = collate_pairs([ds[i] for i in range(4)])
+    assert skipped == 1 and len(y) == 4  # pair 2 stood in for pair 1: the batch keeps its size
+    assert torch.equal(a[1], a[2])
 
 
 def test_optimizer_has_the_papers_two_learning_rates_with_offline_imagenet_lite0():

@@ -21,7 +21,7 @@ from iipa.images import DEFAULT_MAX_PIXELS, open_image
 from iipa.pairs.table import attach_images, read_pairs
 from iipa.profiles import Profile
 
-Item = tuple[torch.Tensor, torch.Tensor, float] | None
+Item = tuple[torch.Tensor, torch.Tensor, float, int] | None
 
 
 def load_pairs(pairs: str | os.PathLike, images: str | os.PathLike, split: str) -> tuple[pd.DataFrame, int]:
@@ -87,6 +87,16 @@ class PairDataset(Dataset):
         return self.profile.to_uint8(img, train=self.train, rng=rng)
 
     def __getitem__(self, index: int) -> Item:
+        """The pair at ``index``; if one of its images cannot be read, the next readable pair
+        stands in (so batches keep their size and DDP ranks stay in step), and the 4th
+        element counts the pairs skipped that way."""
+        for skipped in range(min(len(self), 16)):
+            item = self._pair((index + skipped) % len(self))
+            if item is not None:
+                return (*item, skipped)
+        return None
+
+    def _pair(self, index: int) -> tuple[torch.Tensor, torch.Tensor, float] | None:
         rng = random.Random(hash((self.seed, self.epoch, index)))
         target = self.p[index]
         if self.flipped[index]:
@@ -94,22 +104,23 @@ class PairDataset(Dataset):
         try:
             a, b = self._image(self.high[index], rng), self._image(self.low[index], rng)
         except ImageError:
-            return None  # counted by collate_pairs; one broken file must not stop training
+            return None
         if self.swap and rng.random() < 0.5:
             a, b, target = b, a, 1.0 - target
         return a, b, target
 
 
 def collate_pairs(items: Sequence[Item]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
-    """Stack good pairs; the last element counts pairs dropped for unreadable images."""
+    """Stack the pairs; the last element counts pairs skipped for unreadable images."""
     good = [it for it in items if it is not None]
+    skipped = sum(it[3] for it in good) + len(items) - len(good)
     if not good:
         empty = torch.empty(0, dtype=torch.uint8)
-        return empty, empty, torch.empty(0), len(items)
+        return empty, empty, torch.empty(0), skipped
     a = torch.stack([it[0] for it in good])
     b = torch.stack([it[1] for it in good])
     y = torch.tensor([it[2] for it in good], dtype=torch.float32)
-    return a, b, y, len(items) - len(good)
+    return a, b, y, skipped
 
 
 class _Indices(torch.utils.data.Sampler):

@@ -231,18 +231,18 @@ class Trainer:
         loader = pair_loader(self.train_set, indices[self.batch_in_epoch * self.per_rank_batch:],
                              batch_size=self.per_rank_batch, workers=self.workers, pin_memory=self.device.type == "cuda")
         bar = _progress(batches, self.batch_in_epoch, f"epoch {self.epoch + 1}/{c.epochs}", self.main and c.progress)
-        window: list[tuple[float, float, int]] = []
-        for a, b, y, dropped in loader:
-            if len(y):
+        window: list[tuple[float, float, int, int]] = []
+        for a, b, y, skipped in loader:
+            if len(y):  # empty only if 16 pairs in a row lack images
                 loss, acc = self.train_step(ddp_model, a, b, y)
-                window.append((loss, acc, len(y)))
+                window.append((loss, acc, len(y), skipped))
             self.step += 1
             self.batch_in_epoch += 1
             bar.update(1)
             if window:
                 bar.set_postfix(loss=f"{window[-1][0]:.3f}", acc=f"{window[-1][1]:.2f}")
             if self.step % c.log_every == 0 and window:
-                self._log_window(window, dropped)
+                self._log_window(window)
                 window = []
             if c.val_every and self.step % c.val_every == 0:
                 self._after_validation(self.validate())
@@ -253,7 +253,7 @@ class Trainer:
                 return True
         bar.close()
         if window:
-            self._log_window(window, 0)
+            self._log_window(window)
         self.epoch += 1
         self.batch_in_epoch = 0
         self.scheduler.step()  # the paper's x0.95 after every epoch
@@ -261,11 +261,12 @@ class Trainer:
         self.checkpoint()
         return False
 
-    def _log_window(self, window: list[tuple[float, float, int]], dropped: int) -> None:
+    def _log_window(self, window: list[tuple[float, float, int, int]]) -> None:
         n = sum(w[2] for w in window)
         self.log.write(event="train", step=self.step, epoch=self.epoch,
                        loss=sum(w[0] * w[2] for w in window) / n, accuracy=sum(w[1] * w[2] for w in window) / n,
-                       lr=[g["lr"] for g in self.optimizer.param_groups], dropped_pairs=dropped)
+                       lr=[g["lr"] for g in self.optimizer.param_groups],
+                       skipped_unreadable=sum(w[3] for w in window))
 
     def _finish(self) -> None:
         """Give best.pt and last.pt the reference score distribution (levels, 0-100 scale)."""
