@@ -169,6 +169,7 @@ def test_sigkill_mid_epoch_then_same_command_resumes(pair_set, tmp_path, run_cli
     assert after and min(after) > killed_at  # continues, does not restart at step 1
     summary = json.loads((out / "summary.json").read_text())
     assert summary["steps"] == 32
+    assert not list(out.glob(".*.tmp"))  # no half-written file left behind
     state = torch.load(out / "train_state.pt", weights_only=True)
     adam_steps = {float(s["step"]) for s in state["optimizer"]["state"].values()}
     assert adam_steps == {32.0}  # one optimizer step per batch overall, none repeated or lost

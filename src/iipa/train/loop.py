@@ -120,6 +120,9 @@ class Trainer:
         saved = st.load_state(self.run_dir)
         if saved is None:
             return False
+        if self.main:  # temp files of a write that a kill interrupted
+            for tmp in self.run_dir.glob(".*.tmp"):
+                tmp.unlink(missing_ok=True)
         conflicts = resume_conflicts(saved["config"], self.config)
         if conflicts:
             raise IIPAError(f"{self.run_dir}: holds a run with other settings ({'; '.join(conflicts)}); "
