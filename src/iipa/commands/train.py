@@ -32,7 +32,7 @@ def add_train_arguments(parser: argparse.ArgumentParser, *, required: bool = Tru
     g.add_argument("--images", required=required, help="folder of <post_id>.<ext> images")
     g.add_argument("--max-train-pairs", type=int, help="use at most this many training pairs")
     g.add_argument("--max-val-pairs", type=int, default=d.max_val_pairs, help=f"validation subset (default {d.max_val_pairs})")
-    g.add_argument("--workers", type=int, help="decoding processes (default: half the CPUs, 1-4)")
+    g.add_argument("--workers", type=int, help="decoding processes (default: GPU half the CPUs, 1-4; CPU 0 up to 4 cores, else cores/8)")
     g = parser.add_argument_group("model")
     g.add_argument("--backbone", default=d.backbone, choices=list_backbones(), help=f"default {d.backbone}")
     g.add_argument("--pretrained", default=d.pretrained, choices=["imagenet", "none"],

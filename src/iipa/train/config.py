@@ -35,7 +35,7 @@ class TrainConfig:
     checkpoint_every: int = 200  # optimizer steps between resumable checkpoints
     val_every: int | None = None  # also validate every N steps (default: each epoch end)
     log_every: int = 10  # steps between metrics lines
-    workers: int | None = None  # decoding processes (None: half the CPUs, 1-4)
+    workers: int | None = None  # decoding processes (None: see loop.default_train_workers)
     device: str = "auto"
     precision: str = "auto"  # auto | fp32 | bf16 | fp16
     channels_last: bool = True
