@@ -141,7 +141,7 @@ def _train_cmd(pair_set, out, *extra):
 @pytest.mark.slow
 def test_sigkill_mid_epoch_then_same_command_resumes(pair_set, tmp_path, run_cli):
     out = tmp_path / "run"
-    cmd = _train_cmd(pair_set, out, "--batch-size", "8", "--epochs", "1", "--checkpoint-every", "5")
+    cmd = _train_cmd(pair_set, out, "--batch-size", "4", "--epochs", "1", "--checkpoint-every", "5")
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     killed_at = None
     deadline = time.time() + 120
@@ -168,11 +168,11 @@ def test_sigkill_mid_epoch_then_same_command_resumes(pair_set, tmp_path, run_cli
     after = [r["step"] for r in rows[resume[0]:] if r["event"] == "train"]
     assert after and min(after) > killed_at  # continues, does not restart at step 1
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["steps"] == 32
+    assert summary["steps"] == 64
     assert not list(out.glob(".*.tmp"))  # no half-written file left behind
     state = torch.load(out / "train_state.pt", weights_only=True)
     adam_steps = {float(s["step"]) for s in state["optimizer"]["state"].values()}
-    assert adam_steps == {32.0}  # one optimizer step per batch overall, none repeated or lost
+    assert adam_steps == {64.0}  # one optimizer step per batch overall, none repeated or lost
     # a finished run given the same command again only reports
     code, _, err = run_cli(*cmd[3:])
     assert code == 0 and "already finished" in err
