@@ -64,7 +64,7 @@ def test_baseline_reports_pearson_and_pairwise_accuracy(exp_set, run_cli, tmp_pa
     pairs, images = exp_set
     posts = pairs.parent / "posts.parquet"
     code, stdout, err = run_cli("experiment", "baseline", "--posts", posts, "--pairs", pairs, "--images", images,
-                                "--out", tmp_path / "abs", "--backbone", "tiny", "--epochs", "3", *TINY)
+                                "--out", tmp_path / "abs", "--backbone", "tiny", "--epochs", "10", *TINY)
     assert code == 0, err
     report = json.loads(stdout)
     assert report["train_posts"] == 2 * 96 and report["test_posts"] == 2 * 48
@@ -72,6 +72,8 @@ def test_baseline_reports_pearson_and_pairwise_accuracy(exp_set, run_cli, tmp_pa
     assert report["pearson_r_train"] > 0.8 and report["pearson_r_test"] > 0.8
     # ... and the pairs, which share the user, are judged on all 48 test PDIPs
     assert report["test_pairs"]["n"] == 48 and 0 <= report["test_pairs"]["accuracy"] <= 1
+    # within a user only brightness moves likes; the image scalar, oriented as the MLP uses it, ranks
+    assert report["test_pairs_image_scalar_only"]["accuracy"] >= 0.6
     assert report["absent_features"] == []
     saved = json.loads((tmp_path / "abs" / "baseline.json").read_text())
     assert saved["pearson_r_test"] == report["pearson_r_test"]

@@ -226,6 +226,11 @@ def _report(posts, pairs, pred, image_scalar, target, is_train) -> dict[str, Any
         ok = mask & ~np.isnan(pred)
         return float(np.corrcoef(pred[ok], target[ok])[0, 1]) if ok.sum() > 2 else float("nan")
 
+    # The MLP may use the image scalar with either sign; orient it the way the model does
+    # (its correlation with the predictions on training posts) before judging it alone.
+    ok = is_train & ~np.isnan(pred) & ~np.isnan(image_scalar)
+    if ok.sum() > 2 and np.corrcoef(image_scalar[ok], pred[ok])[0, 1] < 0:
+        image_scalar = -image_scalar
     by_id = dict(zip(posts["post_id"], range(len(posts)), strict=True))
     test = pairs[(pairs["split"] == "test") & pairs["high_id"].isin(by_id) & pairs["low_id"].isin(by_id)]
     hi = test["high_id"].map(by_id).to_numpy(dtype=int)
