@@ -1,0 +1,48 @@
+"""Pairwise accuracy of a model on a pairs table, per split, with 95% Wilson intervals.
+
+A pair is correct when the more popular image (high_id) scores strictly higher; ties
+count as half correct and are reported. Works on any pairs table: Instagram PDIPs, or
+popular-vs-unpopular pairs from Reddit or Flickr (put the popular image in high_id).
+
+examples:
+  iipa evaluate --model runs/r50/best.pt --pairs pairs.parquet --images images/
+  iipa evaluate --pairs reddit_pairs.csv --images reddit/ --split test --crops 10 -o eval.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from iipa.commands._common import add_model_arguments
+from iipa.evaluate import CROPS, evaluate_pairs
+from iipa.output import open_output
+from iipa.pairs.table import SPLITS
+
+NAME = "evaluate"
+HELP = "pairwise accuracy (95% CI) of a model on a pairs table"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--pairs", required=True, help="pairs table (.parquet or .csv)")
+    parser.add_argument("--images", required=True, help="folder of <post_id>.<ext> images")
+    parser.add_argument("--split", action="append", choices=SPLITS,
+                        help="evaluate only this split (repeatable; default: every split present)")
+    parser.add_argument("--crops", type=int, default=1, choices=CROPS,
+                        help="1: centre crop; 5: corners + centre; 10: the same + flips (scores averaged)")
+    parser.add_argument("--max-pairs", type=int, help="a seeded random subset of at most N pairs per split")
+    parser.add_argument("--batch-size", type=int, default=32, help="images per model call (default 32)")
+    parser.add_argument("--workers", type=int, default=0, help="decoding processes (default 0)")
+    parser.add_argument("--output", "-o", help="write the JSON here instead of stdout")
+    add_model_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    result = evaluate_pairs(args.model, args.pairs, args.images, splits=args.split, max_pairs=args.max_pairs,
+                            crops=args.crops, device=args.device, precision=args.precision,
+                            batch_size=args.batch_size, workers=args.workers)
+    result["model"] = str(args.model)
+    result["pairs"] = str(args.pairs)
+    with open_output(args.output) as fh:
+        fh.write(json.dumps(result, indent=2) + "\n")
+    return 0

@@ -1,0 +1,65 @@
+"""The paper's experiments at a size of your choosing (defaults fit a CPU with --backbone tiny).
+
+  label-noise     Table 2: flip q% of the training labels (default q = 0,10,20,30,40)
+  architectures   Table 3: the same schedule with other backbones
+  baseline        §4.2 ablation: absolute IPA (image scalar + 6 context features -> MLP)
+
+label-noise and architectures write OUT/results.csv, results.md and results.png and one
+resumable run folder per configuration; baseline writes OUT/baseline.json and baseline.pt.
+
+examples:
+  iipa experiment label-noise --pairs p.parquet --images img/ --out exp/noise --backbone tiny --pretrained none
+  iipa experiment architectures --pairs p.parquet --images img/ --out exp/arch --profile small --epochs 2
+  iipa experiment baseline --posts posts.parquet --pairs p.parquet --images img/ --out exp/abs
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from iipa.commands.train import add_train_arguments, config_from_args
+from iipa.evaluate import CROPS
+from iipa.train.experiments import ARCHITECTURES, NOISE_LEVELS, markdown_table
+
+NAME = "experiment"
+HELP = "the paper's experiments: label-noise, architectures, baseline"
+
+
+def _floats(text: str) -> list[float]:
+    return [float(v) / 100 for v in text.split(",") if v.strip()]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="experiment", metavar="EXPERIMENT", required=True)
+    noise = sub.add_parser("label-noise", help="Table 2: accuracy vs flipped training labels")
+    noise.add_argument("--levels", type=_floats, default=list(NOISE_LEVELS),
+                       help="percentages, comma-separated (default 0,10,20,30,40)")
+    arch = sub.add_parser("architectures", help="Table 3: accuracy per backbone")
+    arch.add_argument("--backbones", default=",".join(ARCHITECTURES),
+                      help=f"comma-separated (default {','.join(ARCHITECTURES)})")
+    base = sub.add_parser("baseline", help="§4.2: absolute-IPA baseline on log likes")
+    base.add_argument("--posts", required=True, help="posts table (.parquet, .csv, .jsonl) with likes and context")
+    for p in (noise, arch, base):
+        p.add_argument("--out", required=True, help="output folder")
+        if p is not base:
+            p.add_argument("--crops", type=int, default=1, choices=CROPS, help="test-time crops (default 1)")
+        add_train_arguments(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    from iipa.train import experiments
+
+    config = config_from_args(args)
+    if args.experiment == "label-noise":
+        df = experiments.label_noise(config, args.out, levels=args.levels, crops=args.crops)
+    elif args.experiment == "architectures":
+        backbones = [b.strip() for b in args.backbones.split(",") if b.strip()]
+        df = experiments.architectures(config, args.out, backbones=backbones, crops=args.crops)
+    else:
+        from iipa.train.baseline import run_baseline
+
+        print(json.dumps(run_baseline(args.posts, config), indent=2))
+        return 0
+    print(markdown_table(df), end="")
+    return 0

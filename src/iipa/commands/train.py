@@ -1,0 +1,93 @@
+"""Train a popularity model on a pairs table with the paper's Siamese learning-to-rank loss.
+
+Writes RUN/best.pt (best validation pairwise accuracy), RUN/last.pt, RUN/train_state.pt
+(resumable), RUN/metrics.jsonl and RUN/summary.json. Running the same command again
+continues an interrupted run from its last checkpoint. Several processes or GPUs:
+`torchrun --nproc_per_node N -m iipa train ...` (gloo on CPUs, NCCL on GPUs).
+
+examples:
+  iipa train --pairs pairs.parquet --images images/ --out runs/r50
+  iipa train --pairs pairs.parquet --images images/ --out runs/lite0 --backbone efficientnet_lite0
+  iipa train --pairs p.parquet --images img/ --out runs/t --backbone tiny --pretrained none --epochs 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+from iipa.models import list_backbones
+from iipa.train.config import TrainConfig
+
+NAME = "train"
+HELP = "train a model on PDIPs (Siamese learning to rank), resumable, DDP-ready"
+
+
+def add_train_arguments(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
+    """Options shared with `iipa experiment` (which trains several models)."""
+    d = TrainConfig()
+    g = parser.add_argument_group("data")
+    g.add_argument("--pairs", required=required, help="pairs table (.parquet or .csv) with train/val splits")
+    g.add_argument("--images", required=required, help="folder of <post_id>.<ext> images")
+    g.add_argument("--max-train-pairs", type=int, help="use at most this many training pairs")
+    g.add_argument("--max-val-pairs", type=int, default=d.max_val_pairs, help=f"validation subset (default {d.max_val_pairs})")
+    g.add_argument("--workers", type=int, help="decoding processes (default: GPU half the CPUs, 1-4; CPU 0 up to 4 cores, else cores/8)")
+    g = parser.add_argument_group("model")
+    g.add_argument("--backbone", default=d.backbone, choices=list_backbones(), help=f"default {d.backbone}")
+    g.add_argument("--pretrained", default=d.pretrained, choices=["imagenet", "none"],
+                   help="initialise from ImageNet weights (default) or at random")
+    g.add_argument("--profile", help="preprocessing profile (default: the backbone's; `small` for 64 px)")
+    g = parser.add_argument_group("optimisation (paper defaults)")
+    g.add_argument("--epochs", type=int, default=d.epochs, help=f"default {d.epochs}")
+    g.add_argument("--batch-size", type=int, default=d.batch_size, help=f"pairs per step over all ranks (default {d.batch_size})")
+    g.add_argument("--backbone-lr", type=float, default=d.backbone_lr, help=f"default {d.backbone_lr}")
+    g.add_argument("--head-lr", type=float, default=d.head_lr, help=f"default {d.head_lr}")
+    g.add_argument("--weight-decay", type=float, default=d.weight_decay, help=f"Adam l2 penalty (default {d.weight_decay})")
+    g.add_argument("--lr-decay", type=float, default=d.lr_decay, help=f"per-epoch factor (default {d.lr_decay})")
+    g.add_argument("--soft-labels", action="store_true", help="train on the pair's P instead of 0/1")
+    g.add_argument("--no-swap", action="store_true", help="do not randomly swap the two sides")
+    g.add_argument("--label-noise", type=float, default=0.0, help="flip this fraction of training labels")
+    g.add_argument("--max-steps", type=int, help="stop after this many steps in total")
+    g.add_argument("--seed", type=int, default=d.seed)
+    g = parser.add_argument_group("running")
+    g.add_argument("--device", default=d.device, help="auto, cpu, cuda (default auto)")
+    g.add_argument("--precision", default=d.precision, choices=["auto", "fp32", "bf16", "fp16"],
+                   help="auto: bf16 autocast on CPUs with AVX512-BF16/AMX, AMP on GPUs")
+    g.add_argument("--no-channels-last", action="store_true", help="keep NCHW memory format")
+    g.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, help=f"steps (default {d.checkpoint_every})")
+    g.add_argument("--val-every", type=int, help="also validate every N steps (default: each epoch)")
+    g.add_argument("--log-every", type=int, default=d.log_every, help=f"steps between metrics lines (default {d.log_every})")
+    g.add_argument("--exact-decode", action="store_true", help="decode JPEGs at full size")
+    g.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress bars on stderr (default: when stderr is a terminal)")
+
+
+def config_from_args(args: argparse.Namespace, **overrides) -> TrainConfig:
+    values = dict(
+        pairs=args.pairs, images=args.images, out=getattr(args, "out", "") or "", backbone=args.backbone,
+        pretrained=args.pretrained, profile=args.profile, epochs=args.epochs, batch_size=args.batch_size,
+        backbone_lr=args.backbone_lr, head_lr=args.head_lr, weight_decay=args.weight_decay,
+        lr_decay=args.lr_decay, soft_labels=args.soft_labels, swap=not args.no_swap,
+        label_noise=args.label_noise, max_steps=args.max_steps, max_train_pairs=args.max_train_pairs,
+        max_val_pairs=args.max_val_pairs, checkpoint_every=args.checkpoint_every, val_every=args.val_every,
+        log_every=args.log_every, workers=args.workers, device=args.device, precision=args.precision,
+        channels_last=not args.no_channels_last, seed=args.seed, fast_decode=not args.exact_decode,
+        progress=args.progress,
+    )
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", required=True, help="run folder (created; an existing run is resumed)")
+    add_train_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    from iipa.train import train
+
+    summary = train(config_from_args(args))
+    if os.environ.get("RANK", "0") == "0":  # one summary under torchrun, not one per rank
+        print(json.dumps(summary, indent=2))
+    return 0

@@ -1,0 +1,121 @@
+"""The paper's experiments at CPU scale: label noise (Table 2) and architectures (Table 3).
+
+Each configuration is an ordinary training run in its own sub-folder of ``out`` (so an
+interrupted experiment resumes where it stopped), evaluated on the test split; results go
+to ``results.csv``, ``results.md`` and ``results.png``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from iipa.errors import IIPAError, WeightsError
+from iipa.evaluate import evaluate_pairs
+from iipa.train.config import TrainConfig
+from iipa.train.loop import train
+
+NOISE_LEVELS = (0.0, 0.1, 0.2, 0.3, 0.4)
+ARCHITECTURES = ("alexnet", "vgg16", "resnet50", "resnet101", "efficientnet_lite0")
+COLUMNS = ("name", "test_accuracy", "ci95_low", "ci95_high", "test_pairs", "test_ties",
+           "best_val_accuracy", "steps", "parameters", "seconds", "error")
+
+
+def run_one(config: TrainConfig, name: str, *, crops: int = 1) -> dict[str, Any]:
+    """Train ``config`` (resuming if its folder holds a run) and evaluate best.pt on the test split."""
+    started = time.time()
+    row: dict[str, Any] = dict.fromkeys(COLUMNS)
+    row["name"] = name
+    try:
+        summary = train(config)
+    except WeightsError as exc:  # e.g. torchvision ImageNet weights on an offline machine
+        row["error"] = str(exc).split(". ")[0]
+        return row
+    result = evaluate_pairs(summary["best"], config.pairs, config.images, splits=["test"], crops=crops,
+                            precision=config.precision, workers=0)
+    test = result["splits"].get("test")
+    if test is None or test["n"] == 0:
+        raise IIPAError(f"{config.pairs}: no test pairs with images to evaluate on")
+    from iipa.checkpoint import load_checkpoint
+
+    model = load_checkpoint(summary["best"])
+    row.update(test_accuracy=test["accuracy"], ci95_low=test["ci95"][0], ci95_high=test["ci95"][1],
+               test_pairs=test["n"], test_ties=test["ties"], best_val_accuracy=summary["best_val_accuracy"],
+               steps=summary["steps"], parameters=sum(p.numel() for p in model.parameters()),
+               seconds=round(time.time() - started, 1))
+    return row
+
+
+def label_noise(base: TrainConfig, out: str | Path, *, levels: Sequence[float] = NOISE_LEVELS,
+                crops: int = 1) -> pd.DataFrame:
+    """Table 2: train with q% of the training labels flipped, test on clean test pairs."""
+    out = Path(out)
+    rows = []
+    for q in levels:
+        name = f"q={round(100 * q)}%"
+        row = run_one(base.replace(label_noise=q, out=str(out / f"noise_{round(100 * q):02d}")), name, crops=crops)
+        rows.append({"label_noise": q, **row})
+    df = pd.DataFrame(rows)
+    write_results(df, out, title="Label noise (paper Table 2): test pairwise accuracy", x="label_noise")
+    return df
+
+
+def architectures(base: TrainConfig, out: str | Path, *, backbones: Sequence[str] = ARCHITECTURES,
+                  crops: int = 1) -> pd.DataFrame:
+    """Table 3: the same pairs and schedule with different backbones."""
+    out = Path(out)
+    rows = [run_one(base.replace(backbone=b, out=str(out / b)), b, crops=crops) for b in backbones]
+    df = pd.DataFrame(rows)
+    write_results(df, out, title="Architectures (paper Table 3): test pairwise accuracy", x="name")
+    return df
+
+
+def markdown_table(df: pd.DataFrame) -> str:
+    def cell(v: Any) -> str:
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            return ""
+        if isinstance(v, float):
+            return f"{v:.4f}"
+        return str(v).replace("|", "\\|")
+
+    lines = ["| " + " | ".join(df.columns) + " |", "|" + "---|" * len(df.columns)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join(lines) + "\n"
+
+
+def write_results(df: pd.DataFrame, out: Path, *, title: str, x: str) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    df.to_csv(out / "results.csv", index=False)
+    (out / "results.md").write_text(f"## {title}\n\n" + markdown_table(df), encoding="utf-8")
+    plot(df, out / "results.png", title=title, x=x)
+
+
+def plot(df: pd.DataFrame, path: Path, *, title: str, x: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ok = df[df["test_accuracy"].notna()]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    acc = ok["test_accuracy"].astype(float)
+    err = [acc - ok["ci95_low"].astype(float), ok["ci95_high"].astype(float) - acc]
+    if x == "label_noise":
+        ax.errorbar(100 * ok[x].astype(float), acc, yerr=err, marker="o", capsize=4)
+        ax.set_xlabel("flipped training labels q (%)")
+    else:
+        ax.bar(ok[x].astype(str), acc, yerr=err, capsize=4)
+        ax.tick_params(axis="x", rotation=20)
+    ax.axhline(0.5, color="grey", linestyle="--", linewidth=1, label="chance")
+    ax.set_ylabel("test pairwise accuracy (95% CI)")
+    ax.set_ylim(0.4, 1.0)
+    ax.set_title(title, fontsize=10)
+    ax.legend(loc="lower left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
