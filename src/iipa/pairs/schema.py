@@ -62,8 +62,10 @@ class PostsSummary:
                 "rejected_total": sum(self.rejected.values())}
 
 
-def expand_post_files(specs: Sequence[str | os.PathLike]) -> list[Path]:
+def expand_post_files(specs: str | os.PathLike | Sequence[str | os.PathLike]) -> list[Path]:
     """Files, folders (their Parquet/CSV/JSONL files, recursively) and globs → sorted paths."""
+    if isinstance(specs, (str, os.PathLike)):
+        specs = [specs]
     out: list[Path] = []
     for spec in specs:
         p = Path(spec)

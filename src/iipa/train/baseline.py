@@ -195,6 +195,10 @@ def run_baseline(posts_path: str | os.PathLike, config: TrainConfig) -> dict[str
                   epochs=config.epochs)
     if config.out:
         _save(model, report, config, Path(config.out))
+        # Per-post outputs, so others can judge the baseline against any order (the demo: true intrinsic order).
+        pd.DataFrame({"post_id": posts["post_id"].to_numpy(), "split": posts["_split"].to_numpy(),
+                      "prediction": pred, "image_scalar": image_scalar, "log_likes": target}
+                     ).to_parquet(Path(config.out) / "predictions.parquet", index=False)
     return report
 
 
