@@ -2,7 +2,7 @@
 
     python benchmarks/score.py                      # ResNet-50, 256 images of 1080x1080
     python benchmarks/score.py --arch efficientnet_lite0 --n 128
-    python benchmarks/score.py --memory-run 100000  # RSS while scoring 100k inputs
+    python benchmarks/score.py --n 0 --memory-run 100000  # RSS alone, 100k inputs
 
 Images are photographs from scikit-image, randomly cropped, flipped and colour-jittered,
 upscaled to 1080x1080 and saved as quality-90 JPEGs (Instagram's size). The model is a
@@ -78,35 +78,39 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=1080)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--workers", type=int, default=None)
+    ap.add_argument("--optimize", default="none", choices=["none", "jit", "compile"])
     ap.add_argument("--memory-run", type=int, default=0, help="also score this many inputs (tiny model) for RSS")
     args = ap.parse_args()
 
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        t = time.perf_counter()
-        paths = make_jpegs(tmp, args.n, args.size)
-        print(f"generated {args.n} JPEGs of {args.size}x{args.size} in {time.perf_counter() - t:.1f} s")
-        profile = "authors" if args.arch == "resnet50" else None
-        ckpt = save_checkpoint(PopularityNet(args.arch, profile=profile), tmp / "model.pt")
-        print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, arch {args.arch}, "
-              f"batch {args.batch_size}")
+        if args.n:
+            t = time.perf_counter()
+            paths = make_jpegs(tmp, args.n, args.size)
+            print(f"generated {args.n} JPEGs of {args.size}x{args.size} in {time.perf_counter() - t:.1f} s")
+            profile = "authors" if args.arch == "resnet50" else None
+            ckpt = save_checkpoint(PopularityNet(args.arch, profile=profile), tmp / "model.pt")
+            print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, arch {args.arch}, "
+                  f"batch {args.batch_size}, optimize {args.optimize}")
 
-        results = {}
-        for precision in ("bf16", "fp32"):
-            scorer = Scorer(ckpt, precision=precision, batch_size=args.batch_size, num_workers=args.workers)
-            mo = model_only(scorer, args.batch_size, max(2, args.n // args.batch_size // 2))
-            e2e, scores = end_to_end(scorer, paths)
-            results[precision] = scores
-            print(f"[{precision}] end-to-end {e2e:6.1f} img/s | model-only {mo:6.1f} img/s | "
-                  f"ratio {e2e / mo:5.1%} | workers {scorer.num_workers}")
-        rho = spearmanr(results["bf16"], results["fp32"]).statistic
-        print(f"bf16 vs fp32 Spearman rank correlation: {rho:.5f} on {args.n} images")
-        main_rss, child_rss = peak_rss_mb()
-        print(f"peak RSS: main process {main_rss:.0f} MB, largest worker {child_rss:.0f} MB")
+            results = {}
+            for precision in ("bf16", "fp32"):
+                scorer = Scorer(ckpt, precision=precision, batch_size=args.batch_size, num_workers=args.workers,
+                                optimize=args.optimize)
+                mo = model_only(scorer, args.batch_size, max(2, args.n // args.batch_size // 2))
+                e2e, scores = end_to_end(scorer, paths)
+                results[precision] = scores
+                print(f"[{precision}] end-to-end {e2e:6.1f} img/s | model-only {mo:6.1f} img/s | "
+                      f"ratio {e2e / mo:5.1%} | workers {scorer.num_workers}")
+            rho = spearmanr(results["bf16"], results["fp32"]).statistic
+            print(f"bf16 vs fp32 Spearman rank correlation: {rho:.5f} on {args.n} images")
+            main_rss, child_rss = peak_rss_mb()
+            print(f"peak RSS: main process {main_rss:.0f} MB, largest worker {child_rss:.0f} MB")
 
         if args.memory_run:
-            small = make_jpegs(tmp / "small" if (tmp / "small").mkdir() is None else tmp, 200, 320, seed=1)
+            (tmp / "small").mkdir()
+            small = make_jpegs(tmp / "small", 200, 320, seed=1)
             inputs = [small[i % len(small)] for i in range(args.memory_run)]
             tiny = save_checkpoint(PopularityNet("tiny"), tmp / "tiny.pt")
             scorer = Scorer(tiny, batch_size=args.batch_size, num_workers=args.workers)

@@ -87,3 +87,17 @@ def test_readme_example_runs(tmp_path, photos):
     Image.fromarray(photos["rocket"]).save(buf, "JPEG")
     scorer = iipa.Scorer(iipa.load_model(tmp_path / "model.pt"), batch_size=32)
     assert len(scorer.score([buf.getvalue(), Image.fromarray(photos["coffee"])])) == 2
+
+
+@pytest.mark.parametrize("arch", ["tiny", "resnet18"])
+def test_jit_optimized_scores_match_eager(arch, photo_dir, tmp_path):
+    torch.manual_seed(0)
+    path = iipa.save_checkpoint(iipa.PopularityNet(arch), tmp_path / "m.pt")
+    paths = sorted(photo_dir.glob("*.jpg"))
+    eager = iipa.Scorer(path, precision="fp32", num_workers=0).score(paths)
+    jit = iipa.Scorer(path, precision="fp32", num_workers=0, optimize="jit").score(paths)
+    assert np.abs(np.array(eager) - np.array(jit)).max() < 1e-4
+    bf16 = iipa.Scorer(path, precision="bf16", num_workers=0, optimize="jit").score(paths)
+    assert np.argsort(bf16).tolist() == np.argsort(eager).tolist()
+    with pytest.raises(iipa.IIPAError, match="unknown --optimize"):
+        iipa.Scorer(path, optimize="fast")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -125,6 +126,7 @@ class Scorer:
         fast_decode: bool = True,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         channels_last: bool = True,
+        optimize: str = "none",
     ) -> None:
         self.device = resolve_device(device)
         self.model = load_model(model).to(self.device).eval()
@@ -136,6 +138,25 @@ class Scorer:
         self.max_pixels = max_pixels
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.model = self.model.to(memory_format=self.memory_format)
+        self.optimize = optimize
+        self._forward = self._optimized_forward(optimize)
+
+    def _optimized_forward(self, how: str) -> Any:
+        """``jit``: trace + freeze (oneDNN fuses conv/bn/relu; ResNet-50 bf16 on 2 cores: ~30 -> ~37
+        img/s, a few seconds to build). ``compile``: torch.compile (similar speed, ~50 s to build)."""
+        if how == "none":
+            return self.model
+        if how == "compile":
+            return torch.compile(self.model)
+        if how != "jit":
+            raise IIPAError(f"unknown --optimize {how!r}; use none, jit or compile")
+        size = self.profile.input_size
+        example = torch.zeros(2, 3, size, size, device=self.device).contiguous(memory_format=self.memory_format)
+        autocast = (torch.autocast(self.device.type, dtype=self.autocast_dtype, cache_enabled=False)
+                    if self.autocast_dtype is not None else contextlib.nullcontext())
+        with torch.inference_mode(), autocast, warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # TorchScript deprecation notices
+            return torch.jit.freeze(torch.jit.trace(self.model, example, check_trace=False))
 
     @property
     def precision(self) -> str:
@@ -152,7 +173,7 @@ class Scorer:
         x = self.profile.normalize(batch).to(self.device, non_blocking=True)
         x = x.contiguous(memory_format=self.memory_format)
         with self._autocast():
-            out = self.model(x)
+            out = self._forward(x)
         return out.float().cpu()
 
     def iter_scores(self, inputs: Iterable[ImageInput], *, progress: Any = None) -> Iterator[ScoreResult]:

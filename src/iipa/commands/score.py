@@ -34,6 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="torch or onnx (onnxruntime, for files from `iipa export`); "
                              "default: onnx for .onnx files, else torch")
     add_loader_arguments(parser)
+    parser.add_argument("--optimize", default="none", choices=["none", "jit", "compile"],
+                        help="jit: trace and freeze the model (~25%% faster ResNet-50 on CPU, seconds to build); "
+                             "compile: torch.compile (similar, ~1 min to build); default: none")
     g = parser.add_argument_group("output")
     g.add_argument("--output", "-o", help="write here instead of stdout (format from the extension)")
     g.add_argument("--format", "-f", choices=FORMATS, help="table, csv, json or jsonl (default: from --output, else table)")
@@ -56,7 +59,7 @@ def _make_scorer(args: argparse.Namespace) -> Scorer:
         return OnnxScorer(args.model, device=None if args.device == "auto" else args.device, **loading)
     if str(args.model).lower().endswith(".onnx"):
         raise IIPAError(f"{args.model} is an ONNX file; score it with --runtime onnx")
-    return Scorer(args.model, device=args.device, precision=args.precision, **loading)
+    return Scorer(args.model, device=args.device, precision=args.precision, optimize=args.optimize, **loading)
 
 
 def run(args: argparse.Namespace) -> int:
