@@ -70,7 +70,8 @@ def start_server(model: str, batching: bool, args: argparse.Namespace) -> tuple[
     port = free_port()
     cmd = [sys.executable, "-m", "iipa", "serve", "--model", model, "--port", str(port), "--log-level", "warning",
            "--batching" if batching else "--no-batching", "--max-batch-size", str(args.max_batch_size),
-           "--max-wait-ms", str(args.max_wait_ms), "--precision", args.precision]
+           "--max-wait-ms", str(args.max_wait_ms), "--precision", args.precision,
+           "--optimize", args.optimize]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
@@ -145,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-batch-size", type=int, default=16)
     p.add_argument("--max-wait-ms", type=float, default=10.0)
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
+    p.add_argument("--optimize", default="none", choices=["none", "jit", "compile"])
     args = p.parse_args(argv)
     levels = [int(c) for c in args.clients.split(",")]
     images = make_jpegs(16)

@@ -26,6 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     d = ServeSettings()
     add_model_arguments(parser)
+    parser.add_argument("--optimize", default="none", choices=["none", "jit", "compile"],
+                        help="jit: trace and freeze the model (~25%% faster on CPU; seconds at start-up)")
     g = parser.add_argument_group("server")
     g.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, local only)")
     g.add_argument("--port", type=int, default=8000, help="port (default: 8000; 0 picks a free one)")
@@ -85,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     except ImportError as exc:
         raise IIPAError(f"iipa serve needs the serve extra: pip install 'iipa[serve]' ({exc})") from None
     settings = settings_from_args(args)
-    app = create_app(args.model, settings, device=args.device, precision=args.precision)
+    app = create_app(args.model, settings, device=args.device, precision=args.precision, optimize=args.optimize)
     grace = args.graceful_timeout if args.graceful_timeout is not None else settings.request_timeout_s + 5
     config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level,
                             timeout_graceful_shutdown=grace, access_log=args.log_level == "debug")

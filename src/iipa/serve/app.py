@@ -38,11 +38,11 @@ def _asset(name: str) -> str:
 
 
 def create_app(model: Scorer | PopularityNet | str | os.PathLike, settings: ServeSettings | None = None,
-               *, device: str | None = None, precision: str = "auto") -> FastAPI:
+               *, device: str | None = None, precision: str = "auto", optimize: str = "none") -> FastAPI:
     """Build the service around ``model`` (a Scorer, a PopularityNet, a checkpoint or weights name)."""
     settings = settings or ServeSettings()
     scorer = model if isinstance(model, Scorer) else Scorer(model, device=device, precision=precision,
-                                                           num_workers=0)
+                                                           num_workers=0, optimize=optimize)
     service = Service(scorer, settings)
     assets = {name: _asset(name) for name in (*_STATIC, "index.html")}
 
