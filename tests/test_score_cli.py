@@ -105,6 +105,8 @@ def test_every_command_has_help(run_cli):
     parser = build_parser()
     commands = [a for a in parser._subparsers._group_actions[0].choices]
     assert {"score", "models"} <= set(commands)
+    code, out, _ = run_cli("--help")
+    assert code == 0 and all(name in out for name in commands)
     for name in commands:
         code, out, _ = run_cli(name, "--help")
         assert code == 0 and "usage: iipa " + name in out

@@ -26,7 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
         if info.name.startswith("_"):
             continue
         module = importlib.import_module(f"iipa.commands.{info.name}")
-        cmd = sub.add_parser(module.NAME, help=module.HELP, description=module.__doc__,
+        # argparse %-formats help strings: a literal '%' ("95% CI") must be doubled
+        cmd = sub.add_parser(module.NAME, help=module.HELP.replace("%", "%%"), description=module.__doc__,
                              formatter_class=argparse.RawDescriptionHelpFormatter)
         module.add_arguments(cmd)
         cmd.set_defaults(_run=module.run)
