@@ -191,3 +191,27 @@ def test_any_sqlalchemy_url_and_sqlite_pragmas(tmp_path):
         assert conn.execute(text("PRAGMA busy_timeout")).scalar() == 30000
     assert path.is_file()
     assert {"study", "pairs", "participants", "sessions", "answers"} <= set(inspect(store.engine).get_table_names())
+
+
+def test_retried_sign_up_with_a_client_token_registers_once(tmp_path):
+    store = Store(make_study(tmp_path))
+    codes, barrier = [], threading.Barrier(6)
+
+    def sign_up():
+        barrier.wait()
+        codes.append(_new(store, client_token="tok-0123456789"))
+
+    threads = [threading.Thread(target=sign_up) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len(codes) == 6 and len(set(codes)) == 1
+    assert _new(store, client_token="tok-other-token") != codes[0]
+    assert _new(store) != _new(store)  # without a token every call is a new participant
+    from iipa.study.storage import Participant
+
+    with store.session() as s:
+        assert s.scalar(select(func.count()).select_from(Participant)) == 4
+    with pytest.raises(service.StudyError, match="client_token"):
+        _new(store, client_token="short")

@@ -37,6 +37,7 @@ class NewParticipant(BaseModel):
     age_band: str
     instagram: StrictBool
     social_over_3h: StrictBool
+    client_token: str | None = None  # makes a retried sign-up idempotent
 
 
 class NewAnswer(BaseModel):

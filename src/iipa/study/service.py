@@ -14,6 +14,7 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from iipa.errors import IIPAError
@@ -63,8 +64,11 @@ def _parse_yes_no(value: Any, field: str) -> bool:
 
 
 def create_participant(store: Store, *, consent: bool, gender: str, age_band: str,
-                       instagram: Any, social_over_3h: Any) -> str:
-    """Register a consenting participant; returns their code."""
+                       instagram: Any, social_over_3h: Any, client_token: str | None = None) -> str:
+    """Register a consenting participant; returns their code.
+
+    With ``client_token`` the call is idempotent: the same token returns the same code.
+    """
     if consent is not True:
         raise StudyError("consent: the participant must agree before taking part", 422)
     if gender not in GENDERS:
@@ -73,14 +77,27 @@ def create_participant(store: Store, *, consent: bool, gender: str, age_band: st
         raise StudyError(f"age_band: expected one of {', '.join(AGE_BANDS)}, got {age_band!r}", 422)
     row = dict(gender=gender, age_band=age_band, instagram=_parse_yes_no(instagram, "instagram"),
                social_over_3h=_parse_yes_no(social_over_3h, "social_over_3h"))
+    if client_token is not None and not 8 <= len(client_token) <= 64:
+        raise StudyError("client_token: expected 8 to 64 characters", 422)
     with store.session() as s:
         store.study(s)
+        if client_token is not None:
+            known = s.scalar(select(Participant.code).where(Participant.client_token == client_token))
+            if known is not None:
+                return known
         code = "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
-        p = Participant(code=code, **row)
+        p = Participant(code=code, client_token=client_token, **row)
         s.add(p)
-        s.flush()
-        s.add(StudySession(participant_id=p.id))
-        s.commit()
+        try:
+            s.flush()
+            s.add(StudySession(participant_id=p.id))
+            s.commit()
+        except IntegrityError:  # a concurrent copy of this request won the race
+            s.rollback()
+            known = s.scalar(select(Participant.code).where(Participant.client_token == client_token))
+            if client_token is None or known is None:
+                raise
+            return known
     return code
 
 

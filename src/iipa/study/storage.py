@@ -95,6 +95,9 @@ class Participant(Base):
     __tablename__ = "participants"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     code: Mapped[str] = mapped_column(String(32), unique=True, index=True)
+    # Chosen by the page once per sign-up, so a POST retried after a lost reply finds the
+    # participant it already created instead of registering a second one.
+    client_token: Mapped[str | None] = mapped_column(String(64), unique=True, nullable=True)
     consented_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     gender: Mapped[str] = mapped_column(String(16))
     age_band: Mapped[str] = mapped_column(String(16))

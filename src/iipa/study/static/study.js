@@ -8,6 +8,7 @@ let code = localStorage.getItem("iipa-study-code");
 let current = null;      // the item on screen
 let shownAt = 0;         // when both images finished loading
 let busy = false;        // an answer is in flight or feedback is shown
+let signupToken = null;  // idempotency token of the sign-up POST
 
 function show(id) {
   for (const s of document.querySelectorAll(".screen")) s.hidden = s.id !== id;
@@ -130,9 +131,11 @@ async function init() {
     e.preventDefault();
     const radio = (name) => document.querySelector(`input[name=${name}]:checked`).value === "yes";
     try {
+      // One token per sign-up: api() may resend the POST after a lost reply.
+      signupToken = signupToken || (crypto.randomUUID ? crypto.randomUUID() : String(Math.random()).slice(2) + Date.now());
       const r = await api("POST", "/api/participants", {
         consent: $("consent-box").checked, gender: $("gender").value, age_band: $("age-band").value,
-        instagram: radio("instagram"), social_over_3h: radio("social")});
+        instagram: radio("instagram"), social_over_3h: radio("social"), client_token: signupToken});
       setCode(r.code);
       render(r.next);
     } catch (err) { $("demo-error").textContent = err.message; }
