@@ -18,33 +18,18 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image, ImageEnhance
+from _photos import jpeg_photos
 from scipy.stats import spearmanr
 
 from iipa import PopularityNet, Scorer, save_checkpoint
 
 
 def make_jpegs(folder: Path, n: int, size: int, seed: int = 0) -> list[Path]:
-    import skimage.data
-
-    rng = np.random.default_rng(seed)
-    sources = [Image.fromarray(getattr(skimage.data, name)()).convert("RGB")
-               for name in ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry")]
     paths = []
-    for i in range(n):
-        img = sources[i % len(sources)]
-        w, h = img.size
-        cw, ch = int(w * rng.uniform(0.6, 1.0)), int(h * rng.uniform(0.6, 1.0))
-        x, y = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
-        out = img.crop((x, y, x + cw, y + ch)).resize((size, size), Image.BICUBIC)
-        if rng.random() < 0.5:
-            out = out.transpose(Image.FLIP_LEFT_RIGHT)
-        out = ImageEnhance.Color(out).enhance(rng.uniform(0.5, 1.5))
-        out = ImageEnhance.Brightness(out).enhance(rng.uniform(0.7, 1.3))
+    for i, data in enumerate(jpeg_photos(n, size, seed)):
         path = folder / f"img{i:05d}.jpg"
-        out.save(path, quality=90)
+        path.write_bytes(data)
         paths.append(path)
     return paths
 

@@ -15,7 +15,6 @@ speed does not depend on the weights. Clients and server share this machine's co
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import re
 import socket
@@ -28,7 +27,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-from PIL import Image
+from _photos import jpeg_photos
 
 
 def authors_format_resnet50(folder: Path) -> Path:
@@ -43,21 +42,7 @@ def authors_format_resnet50(folder: Path) -> Path:
 
 
 def make_jpegs(n: int, size: int = 1080, seed: int = 0) -> list[bytes]:
-    import skimage.data
-
-    rng = np.random.default_rng(seed)
-    sources = [Image.fromarray(getattr(skimage.data, name)()).convert("RGB")
-               for name in ("astronaut", "chelsea", "coffee", "rocket")]
-    out = []
-    for i in range(n):
-        img = sources[i % len(sources)]
-        w, h = img.size
-        cw, ch = int(w * rng.uniform(0.6, 1.0)), int(h * rng.uniform(0.6, 1.0))
-        x, y = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
-        buf = io.BytesIO()
-        img.crop((x, y, x + cw, y + ch)).resize((size, size), Image.BICUBIC).save(buf, "JPEG", quality=90)
-        out.append(buf.getvalue())
-    return out
+    return jpeg_photos(n, size, seed)
 
 
 def free_port() -> int:
