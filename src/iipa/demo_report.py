@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import html
 import io
 import json
@@ -13,6 +12,7 @@ import pandas as pd
 from PIL import Image
 
 from iipa.levels import LEVELS
+from iipa.report import data_uri, jpeg_thumbnail
 
 _CSS = """
 body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1000px;padding:0 1rem;color:#222}
@@ -24,21 +24,9 @@ figure img{width:170px;height:auto;display:block} img.plot{max-width:100%} .find
 """
 
 
-def _uri(data: bytes, mime: str) -> str:
-    return f"data:{mime};base64," + base64.b64encode(data).decode("ascii")
-
-
 def _png(fig) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", bbox_inches="tight")
-    return buf.getvalue()
-
-
-def _jpeg(img: Image.Image, size: int = 170) -> bytes:
-    img = img.convert("RGB").copy()
-    img.thumbnail((size, size))
-    buf = io.BytesIO()
-    img.save(buf, format="JPEG", quality=85)
     return buf.getvalue()
 
 
@@ -153,13 +141,13 @@ def write_report(path: Path, m: dict[str, Any], *, run_dir: Path, scored: pd.Dat
 
     parts.append("<h2>Training curve</h2>")
     curve = training_curve(run_dir)
-    parts.append(f"<img class='plot' alt='training curve' src='{_uri(curve, 'image/png')}'>" if curve else
+    parts.append(f"<img class='plot' alt='training curve' src='{data_uri(curve, 'image/png')}'>" if curve else
                  "<p>No training metrics were logged.</p>")
 
     ok = scored[scored["error"].isna()] if "error" in scored else scored
     parts.append("<h2>Score histogram with fitted Gaussian (paper Fig. 5)</h2>")
     hist = score_histogram(ok["score"].tolist(), reference=model.reference, title="Test-image scores")
-    parts.append(f"<img class='plot' alt='score histogram' src='{_uri(hist, 'image/png')}'>")
+    parts.append(f"<img class='plot' alt='score histogram' src='{data_uri(hist, 'image/png')}'>")
 
     parts.append("<h2>Examples per popularity level (paper Fig. 6)</h2>")
     for lev in reversed(LEVELS):
@@ -167,7 +155,7 @@ def write_report(path: Path, m: dict[str, Any], *, run_dir: Path, scored: pd.Dat
         parts.append(f"<h3>{lev} ({int((ok['level'] == lev).sum())} images)</h3><div class='grid'>")
         for _, row in group.iterrows():
             img = Image.open(row["path"])
-            parts.append(f"<figure><img alt='{esc(lev)}' src='{_uri(_jpeg(img), 'image/jpeg')}'>"
+            parts.append(f"<figure><img alt='{esc(lev)}' src='{data_uri(jpeg_thumbnail(img.convert('RGB'), 170), 'image/jpeg')}'>"
                          f"<figcaption>score {row['score']:.2f} · {row['scaled']:.0f}/100 · true "
                          f"{row['intrinsic']:+.2f}</figcaption></figure>")
         parts.append("</div>")
@@ -177,7 +165,7 @@ def write_report(path: Path, m: dict[str, Any], *, run_dir: Path, scored: pd.Dat
     k = config.gradcam_examples
     for _, row in pd.concat([ranked.head(k // 2 + k % 2), ranked.tail(k // 2)]).iterrows():
         over = heatmap_overlay(model, row["path"])
-        parts.append(f"<figure><img alt='heatmap' src='{_uri(_jpeg(over), 'image/jpeg')}'>"
+        parts.append(f"<figure><img alt='heatmap' src='{data_uri(jpeg_thumbnail(over, 170), 'image/jpeg')}'>"
                      f"<figcaption>score {row['score']:.2f} ({esc(str(row['level']))})</figcaption></figure>")
     parts.append("</div>")
     parts.append("<h2>Configuration</h2><pre>" + esc(json.dumps(m.get("config"), indent=2)) + "</pre></body></html>")

@@ -92,7 +92,8 @@ def score_histogram(scores: Sequence[float], *, reference: dict[str, Any] | None
     return buf.getvalue()
 
 
-def _jpeg(img: Image.Image, size: int) -> bytes:
+def jpeg_thumbnail(img: Image.Image, size: int) -> bytes:
+    """JPEG bytes of ``img`` shrunk to fit ``size`` x ``size``."""
     img = img.copy()
     img.thumbnail((size, size), Image.BILINEAR)
     buf = io.BytesIO()
@@ -115,16 +116,17 @@ def build_album(results: Sequence[ScoreResult], *, model: PopularityNet | None =
             try:
                 draft = model.profile.draft_size if model is not None else (thumb_size, thumb_size)
                 img = open_image(r.source, draft_size=(max(draft[0], thumb_size), max(draft[1], thumb_size)))
-                entry.thumbnail = _jpeg(img, thumb_size)
+                entry.thumbnail = jpeg_thumbnail(img, thumb_size)
                 if model is not None:
-                    entry.heatmap = _jpeg(explain(model, img).overlay(0.5), thumb_size)
+                    entry.heatmap = jpeg_thumbnail(explain(model, img).overlay(0.5), thumb_size)
             except ImageError as exc:  # vanished or changed since it was scored
                 entry.result = ScoreResult(r.source, r.score, f"{exc.reason} (thumbnail)", r.scaled, r.level)
         entries.append(entry)
     return entries
 
 
-def _data_uri(data: bytes, mime: str) -> str:
+def data_uri(data: bytes, mime: str) -> str:
+    """Embed bytes in HTML: the report needs no file beside it and no network."""
     return f"data:{mime};base64," + base64.b64encode(data).decode("ascii")
 
 
@@ -152,9 +154,9 @@ def album_html(entries: Sequence[AlbumEntry], *, title: str = "iipa album",
         r = e.result
         pics = ""
         if e.thumbnail:
-            pics += f'<img alt="{esc(os.path.basename(r.source))}" src="{_data_uri(e.thumbnail, "image/jpeg")}">'
+            pics += f'<img alt="{esc(os.path.basename(r.source))}" src="{data_uri(e.thumbnail, "image/jpeg")}">'
         if e.heatmap:
-            pics += f'<img alt="heatmap" title="Grad-CAM: warm regions raise the score" src="{_data_uri(e.heatmap, "image/jpeg")}">'
+            pics += f'<img alt="heatmap" title="Grad-CAM: warm regions raise the score" src="{data_uri(e.heatmap, "image/jpeg")}">'
         if r.ok:
             rank += 1
             badge = (f' <span class="level" style="background:{LEVEL_COLOURS.get(r.level, "#555")}">{esc(r.level)}</span>'
@@ -168,7 +170,7 @@ def album_html(entries: Sequence[AlbumEntry], *, title: str = "iipa album",
             f'<div class="card"><div class="pics{" two" if e.heatmap else ""}">{pics}</div>'
             f'<div>{info}</div><div class="name">{esc(r.source)}</div>{err}</div>'
         )
-    hist = (f'<img class="hist" alt="score histogram" src="{_data_uri(histogram_png, "image/png")}">'
+    hist = (f'<img class="hist" alt="score histogram" src="{data_uri(histogram_png, "image/png")}">'
             if histogram_png else "")
     width = 320 if any(e.heatmap for e in entries) else 180
     return (
