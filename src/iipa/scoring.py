@@ -117,7 +117,7 @@ class Scorer:
 
     def __init__(
         self,
-        model: PopularityNet | str | os.PathLike = "authors-resnet50",
+        model: PopularityNet | str | os.PathLike | None = None,
         *,
         device: str | None = None,
         precision: str = "auto",

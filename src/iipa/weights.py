@@ -23,6 +23,8 @@ from iipa.errors import IIPAError, WeightsError
 from iipa.models import PopularityNet
 
 CHUNK = 1 << 20
+# The model every entry point uses when none is named (`iipa score`, `load_model`, ...).
+DEFAULT_MODEL = "authors-resnet50"
 
 
 @dataclass(frozen=True)
@@ -180,9 +182,11 @@ def file_sha256(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
-def load_model(spec: str | os.PathLike | PopularityNet = "authors-resnet50", *,
+def load_model(spec: str | os.PathLike | PopularityNet | None = None, *,
                device: str | None = None, download: bool = True) -> PopularityNet:
-    """A ready-to-score ``PopularityNet`` (eval mode) from a model, a file or a weights name."""
+    """A ready-to-score ``PopularityNet`` (eval mode) from a model, a file or a weights name
+    (default: ``DEFAULT_MODEL``)."""
+    spec = DEFAULT_MODEL if spec is None else spec
     if isinstance(spec, PopularityNet):
         model = spec
     elif Path(spec).is_file():

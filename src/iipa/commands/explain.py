@@ -24,7 +24,7 @@ from iipa.explain import explain, explain_pair, pair_figure, save_explanation
 from iipa.inputs import expand_inputs
 from iipa.output import FORMATS, infer_format, open_output, write_rows
 from iipa.scoring import resolve_device
-from iipa.weights import load_model
+from iipa.weights import DEFAULT_MODEL, load_model
 
 NAME = "explain"
 HELP = "Grad-CAM heatmaps of scores (and of a pair's score difference)"
@@ -34,7 +34,7 @@ COLUMNS = ("path", "score", "scaled", "level", "overlay", "error")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", help="image files, folders, globs, .txt or .csv lists")
     parser.add_argument("--out", "-d", required=True, help="folder for the overlays (created)")
-    parser.add_argument("--model", "-m", default="authors-resnet50", help="checkpoint path or named weights")
+    parser.add_argument("--model", "-m", default=DEFAULT_MODEL, help=f"checkpoint path or named weights (default {DEFAULT_MODEL})")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ... (default: auto)")
     parser.add_argument("--alpha", type=float, default=0.5, help="heatmap opacity in the overlay (0-1, default 0.5)")
     parser.add_argument("--raw", action="store_true", help="also save the raw heatmaps (.npy and grey .png)")

@@ -16,14 +16,14 @@ import argparse
 
 from iipa.errors import IIPAError
 from iipa.export import export_onnx, onnx_parity
-from iipa.weights import load_model
+from iipa.weights import DEFAULT_MODEL, load_model
 
 NAME = "export"
 HELP = "export a model to ONNX (dynamic batch, profile and reference as metadata)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", "-m", default="authors-resnet50", help="checkpoint path or named weights")
+    parser.add_argument("--model", "-m", default=DEFAULT_MODEL, help=f"checkpoint path or named weights (default {DEFAULT_MODEL})")
     parser.add_argument("--format", choices=["onnx"], default="onnx", help="only onnx for now")
     parser.add_argument("--out", "-o", required=True, help="file to write (e.g. model.onnx)")
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
