@@ -12,7 +12,7 @@ from iipa.weights import DEFAULT_MODEL
 def add_model_arguments(parser: argparse.ArgumentParser, *, default: str | None = DEFAULT_MODEL) -> None:
     g = parser.add_argument_group("model")
     g.add_argument("--model", "-m", default=default,
-                   help=f"checkpoint path or named weights (default: {default or "none"}; see `iipa models`)")
+                   help=f"checkpoint path or named weights (default: {default or 'none'}; see `iipa models`)")
     g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ... (default: auto)")
     g.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
                    help="auto: bf16 autocast where the CPU/GPU supports it, else fp32")
