@@ -61,7 +61,7 @@ def test_admin_pages_and_exports_need_the_token(study):
         assert client.get(url, headers={"X-Admin-Token": "wrong"}).status_code == 403
         assert client.get(url + "?token=" + TOKEN[:-1]).status_code == 403
     assert client.get("/admin", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
-    page = client.get(f"/admin?token={TOKEN}")
+    page = client.get("/admin", headers={"X-Admin-Token": TOKEN})
     assert page.status_code == 200 and code in page.text
     rows = list(csv.DictReader(io.StringIO(client.get("/admin/export/answers.csv", headers={"X-Admin-Token": TOKEN}).text)))
     assert len(rows) == 2 + 4 + 1 and {r["participant"] for r in rows} == {code}
@@ -102,20 +102,40 @@ def test_no_ground_truth_or_post_ids_reach_participants_before_the_end(study):
     assert client.get("/api/p/AAAAAAAAAA/review").status_code == 404
 
 
-def test_images_are_served_by_pair_id_and_slot_only(study):
-    client, store = study
-    with store.session() as s:
-        attention = s.scalar(select(Pair).where(Pair.kind == "attention"))
-        trial = s.scalar(select(Pair).where(Pair.kind == "trial"))
-    r = client.get(f"/api/image/{trial.id}/a")
-    assert r.status_code == 200 and r.headers["content-type"] == "image/png"
-    blank_slot = "b" if attention.high_slot == "a" else "a"
-    blank = client.get(f"/api/image/{attention.id}/{blank_slot}")
-    assert blank.status_code == 200 and blank.content[:4] == b"\x89PNG"
-    assert client.get(f"/api/image/{trial.id}/c").status_code == 422
-    assert client.get("/api/image/9999/a").status_code == 404
-    assert client.get("/api/image/..%2f..%2fetc%2fpasswd/a").status_code in (404, 422)
+def test_images_come_from_the_study_store_by_participant_and_side(study):
+    client, _ = study
+    item = client.post("/api/participants", json=DEMO).json()["next"]
+    r = client.get(item["left"])
+    assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg"
+    assert r.headers["cache-control"] == "no-store" and "etag" not in r.headers and "last-modified" not in r.headers
+    assert client.get(item["left"].replace("/left", "/c")).status_code == 422
+    assert client.get(item["left"].replace(f"/{item['pair_id']}/", "/..%2f..%2fetc%2fpasswd/")).status_code in (404, 422)
     assert client.get("/static/../storage.py").status_code == 404
+
+
+def test_admin_link_token_becomes_a_cookie_and_export_links_carry_no_token(study):
+    client, _ = study
+    page = client.get(f"/admin?token={TOKEN}")
+    assert page.status_code == 200 and TOKEN not in page.text and "token=" not in page.text
+    assert "httponly" in page.headers["set-cookie"].lower()
+    assert client.get("/admin/export/answers.csv").status_code == 200  # the cookie authorises it
+    client.cookies.clear()
+    assert client.get("/admin/export/answers.csv").status_code == 403
+    assert client.get(f"/admin/export/answers.csv?token={TOKEN}").status_code == 403  # no tokens in URLs
+
+
+def test_bodies_over_the_limit_get_413_before_parsing(study):
+    from iipa.study.app import MAX_BODY_BYTES
+
+    client, _ = study
+    big = DEMO | {"gender": "x" * (MAX_BODY_BYTES + 10)}
+    assert client.post("/api/participants", json=big).status_code == 413
+
+    def chunks():  # no Content-Length: the streamed count decides
+        for _ in range(100):
+            yield b"{" + b" " * 4096
+    r = client.post("/api/participants", content=chunks(), headers={"content-type": "application/json"})
+    assert r.status_code == 413
 
 
 @pytest.mark.parametrize("body", [

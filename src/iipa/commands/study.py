@@ -74,6 +74,9 @@ def _init(args: argparse.Namespace) -> int:
                            session_minutes=args.session_minutes, attention_pass=args.attention_pass)
     print(f"study created in {args.db}: {summary.training} training, {summary.trials} trial and "
           f"{summary.attention} attention-check pairs")
+    if summary.dropped_unreadable_images:
+        print(f"  {summary.dropped_unreadable_images} test pairs skipped: unreadable image, e.g. "
+              + "; ".join(summary.unreadable[:3]), file=sys.stderr)
     if summary.dropped_missing_images:
         print(f"  {summary.dropped_missing_images} test pairs skipped: image missing in {args.images}", file=sys.stderr)
     if summary.trials < args.n:
@@ -85,6 +88,7 @@ def _init(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from iipa.asgi import server_config
     from iipa.study import Store
     from iipa.study.app import create_app
 
@@ -95,7 +99,8 @@ def _serve(args: argparse.Namespace) -> int:
     store = Store(args.db)
     with store.session() as s:
         store.study(s)  # fail now, not on the first request, if the database holds no study
-    uvicorn.run(create_app(store, admin_token=token), host=args.host, port=args.port, log_level="warning")
+    uvicorn.Server(server_config(create_app(store, admin_token=token), host=args.host, port=args.port,
+                                 log_level="warning")).run()
     return 0
 
 

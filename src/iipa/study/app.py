@@ -4,31 +4,41 @@ Participant API (the participant code is the credential; it only opens that part
 own data): ``POST /api/participants`` (consent + demographics -> code),
 ``POST /api/p/{code}/sessions`` (start or resume after a break), ``GET /api/p/{code}/next``,
 ``POST /api/p/{code}/answers`` (idempotent), ``GET /api/p/{code}/review`` (403 until done).
-Images: ``GET /api/image/{pair_id}/{a|b}``, read from the path stored for that pair, never
-from a client-supplied path; slots a/b are in random order, so URLs do not reveal truth.
-Admin (token in ``Authorization: Bearer``, ``X-Admin-Token`` or ``?token=``): ``/admin``,
+Images: ``GET /api/p/{code}/image/{pair_id}/{left|right}``, only of the participant's
+current or answered pairs, from the bytes re-encoded at init (:mod:`iipa.study.stimuli`),
+with ``Cache-Control: no-store`` and no header derived from a file (no Last-Modified, no
+ETag), so neither a URL nor a header tells which side is the more popular.
+Admin (token in ``Authorization: Bearer`` or ``X-Admin-Token``; ``/admin?token=`` once,
+which sets an HttpOnly cookie so the export links carry no token): ``/admin``,
 ``/admin/export/{answers|participants|pairs}.{csv|json}``.
+Request bodies are limited to ``MAX_BODY_BYTES`` (413).
 """
 
 from __future__ import annotations
 
-import functools
 import html
 import io
 import secrets
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from fastapi import FastAPI, Request
+from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, StrictBool, StrictInt
+from pydantic import BaseModel, Field, StrictBool, StrictInt
 
+from iipa.asgi import BodyLimit
 from iipa.study import service
 from iipa.study.exports import answers_frame, pairs_frame, participants_frame, write_frame
-from iipa.study.storage import BLANK_PREFIX, Pair, Store
+from iipa.study.stimuli import MEDIA_TYPE
+from iipa.study.storage import MAX_ID, Base, Stimulus, Store
 
 STATIC = Path(__file__).parent / "static"
+# A sign-up or an answer is a few hundred bytes of JSON; 64 KiB leaves room and no more.
+MAX_BODY_BYTES = 64 * 1024
+ADMIN_COOKIE = "iipa_admin"
+PairId = Annotated[int, PathParam(ge=1, le=MAX_ID)]
 
 
 class NewParticipant(BaseModel):
@@ -41,19 +51,9 @@ class NewParticipant(BaseModel):
 
 
 class NewAnswer(BaseModel):
-    pair_id: StrictInt
+    pair_id: Annotated[StrictInt, Field(ge=1, le=MAX_ID)]
     side: Literal["left", "right"]
     response_ms: StrictInt
-
-
-@functools.lru_cache(maxsize=64)
-def blank_png(grey: int, size: int = 256) -> bytes:
-    """The decoy of an attention-check pair: a flat grey square."""
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.new("RGB", (size, size), (grey, grey, grey)).save(buf, format="PNG")
-    return buf.getvalue()
 
 
 def create_app(db: str | Store, *, admin_token: str) -> FastAPI:
@@ -61,7 +61,11 @@ def create_app(db: str | Store, *, admin_token: str) -> FastAPI:
     if not admin_token:
         raise ValueError("admin_token must be a non-empty string")
     store = db if isinstance(db, Store) else Store(db)
+    # A database made by an older version has no stimuli table: create it (empty; images
+    # are then encoded on request, the same way).
+    Base.metadata.create_all(store.engine, tables=[Stimulus.__table__])
     app = FastAPI(title="iipa 2AFC study", docs_url=None, redoc_url=None, openapi_url=None)
+    app.add_middleware(BodyLimit, max_body_bytes=MAX_BODY_BYTES)
     app.state.store = store
 
     @app.exception_handler(service.StudyError)
@@ -103,30 +107,27 @@ def create_app(db: str | Store, *, admin_token: str) -> FastAPI:
     def review(code: str) -> dict:
         return service.review(store, code)
 
-    @app.get("/api/image/{pair_id}/{slot}")
-    def image(pair_id: int, slot: Literal["a", "b"]) -> Response:
-        with store.session() as s:
-            pair = s.get(Pair, pair_id)
-            if pair is None:
-                raise service.StudyError(f"pair {pair_id}: no such pair", 404)
-            post_id, path = pair.slot_id(slot), pair.slot_path(slot)
-        headers = {"Cache-Control": "private, max-age=3600"}
-        if post_id.startswith(BLANK_PREFIX):
-            return Response(blank_png(int(post_id[len(BLANK_PREFIX):])), media_type="image/png", headers=headers)
-        if not path or not Path(path).is_file():
-            raise service.StudyError(f"pair {pair_id}: image {slot} is missing on the server", 404)
-        return FileResponse(path, headers=headers)
+    @app.get("/api/p/{code}/image/{pair_id}/{side}")
+    def image(code: str, pair_id: PairId, side: Literal["left", "right"]) -> Response:
+        data = service.stimulus(store, code, pair_id, side)
+        return Response(data, media_type=MEDIA_TYPE, headers={"Cache-Control": "no-store"})
 
-    def require_admin(request: Request) -> None:
-        given = (request.headers.get("x-admin-token") or request.query_params.get("token")
-                 or request.headers.get("authorization", "").removeprefix("Bearer ").strip())
+    def require_admin(request: Request, *, query: bool = False) -> None:
+        given = (request.headers.get("x-admin-token") or request.cookies.get(ADMIN_COOKIE)
+                 or request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+                 or (request.query_params.get("token") if query else None))
         if not given or not secrets.compare_digest(given.encode(), admin_token.encode()):
             raise service.StudyError("admin token required", 403)
 
     @app.get("/admin", response_class=HTMLResponse)
     def admin(request: Request) -> HTMLResponse:
-        require_admin(request)
-        return HTMLResponse(admin_page(store, request.query_params.get("token", "")))
+        # ?token= is accepted here only (the link printed at start); it becomes an HttpOnly
+        # cookie so the export links carry no token into URLs, logs or Referer headers.
+        require_admin(request, query=True)
+        page = HTMLResponse(admin_page(store), headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
+        if request.query_params.get("token"):
+            page.set_cookie(ADMIN_COOKIE, admin_token, httponly=True, samesite="strict", path="/admin")
+        return page
 
     @app.get("/admin/export/{table}.{fmt}")
     def export(request: Request, table: Literal["answers", "participants", "pairs"],
@@ -142,13 +143,12 @@ def create_app(db: str | Store, *, admin_token: str) -> FastAPI:
     return app
 
 
-def admin_page(store: Store, token: str) -> str:
-    """Progress of every participant, with links to the exports."""
+def admin_page(store: Store) -> str:
+    """Progress of every participant, with links to the exports (the cookie authorises them)."""
     people = participants_frame(store)
     with store.session() as s:
         name = store.study(s).name
-    q = f"?token={html.escape(token)}" if token else ""
-    links = " · ".join(f'<a href="/admin/export/{t}.{f}{q}">{t}.{f}</a>'
+    links = " · ".join(f'<a href="/admin/export/{t}.{f}">{t}.{f}</a>'
                        for t in ("answers", "participants", "pairs") for f in ("csv", "json"))
     head = "".join(f"<th>{html.escape(c)}</th>" for c in people.columns)
     body = "".join("<tr>" + "".join(f"<td>{html.escape('' if v is None else str(v))}</td>" for v in row)

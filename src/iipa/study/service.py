@@ -17,14 +17,18 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from iipa.errors import IIPAError
+from iipa.errors import IIPAError, ImageError
 from iipa.study.plan import left_slot, trial_order
+from iipa.study.stimuli import encode_decoy, encode_photo, equalise
 from iipa.study.storage import (
     AGE_BANDS,
+    BLANK_PREFIX,
     GENDERS,
+    MAX_ID,
     Answer,
     Pair,
     Participant,
+    Stimulus,
     Store,
     StudySession,
     record_answer,
@@ -128,10 +132,10 @@ def _current_session(s: Session, p: Participant, minutes: float) -> StudySession
     return latest
 
 
-def _image_urls(study_seed: int, code: str, pair_id: int) -> dict[str, str]:
-    left = left_slot(study_seed, code, pair_id)
-    right = "b" if left == "a" else "a"
-    return {"left": f"/api/image/{pair_id}/{left}", "right": f"/api/image/{pair_id}/{right}"}
+def _image_urls(code: str, pair_id: int) -> dict[str, str]:
+    # Only what the participant already sees (their code, the pair, the side): no slot,
+    # no post id, nothing of the source file.
+    return {side: f"/api/p/{code}/image/{pair_id}/{side}" for side in ("left", "right")}
 
 
 def _answered(s: Session, p: Participant) -> set[int]:
@@ -142,18 +146,66 @@ def _pair_ids(s: Session, *kinds: str) -> list[int]:
     return list(s.scalars(select(Pair.id).where(Pair.kind.in_(kinds)).order_by(Pair.id)))
 
 
+def _todo(s: Session, seed: int, p: Participant) -> tuple[list[tuple[str, int]], dict[str, Any]]:
+    """The participant's pairs still to answer, in order, and their progress counts."""
+    answered = _answered(s, p)
+    training = _pair_ids(s, "training")
+    trials = trial_order(seed, p.code, _pair_ids(s, "trial", "attention"))
+    base = {"code": p.code, "training_total": len(training), "trials_total": len(trials),
+            "trials_done": sum(1 for t in trials if t in answered)}
+    todo = [("training", i) for i in training if i not in answered]
+    todo += [("trial", i) for i in trials if i not in answered]
+    return todo, base
+
+
+def check_pair_id(pair_id: int) -> None:
+    if not 1 <= pair_id <= MAX_ID:
+        raise StudyError(f"pair {pair_id}: no such pair", 404)
+
+
+def stimulus(store: Store, code: str, pair_id: int, side: str) -> bytes:
+    """The image on ``side`` of a pair, for a participant who is shown it now or has
+    answered it; anyone else gets 404 (a code cannot fetch images ahead of its trials)."""
+    if side not in ("left", "right"):
+        raise StudyError(f"side: expected left or right, got {side!r}", 422)
+    check_pair_id(pair_id)
+    with store.session() as s:
+        study = store.study(s)
+        p = _participant(s, code)
+        todo, _ = _todo(s, study.seed, p)
+        current = todo[0][1] if todo else None
+        if pair_id != current and pair_id not in _answered(s, p):
+            raise StudyError(f"pair {pair_id}: not yours to see now", 404)
+        left = left_slot(study.seed, p.code, pair_id)
+        slot = left if side == "left" else ("b" if left == "a" else "a")
+        row = s.get(Stimulus, (pair_id, slot))
+        if row is not None:
+            return row.data
+        pair = s.get(Pair, pair_id)
+    if pair is None:
+        raise StudyError(f"pair {pair_id}: no such pair", 404)
+    a, b = equalise(_encode_late(pair, "a"), _encode_late(pair, "b"))
+    return a if slot == "a" else b
+
+
+def _encode_late(pair: Pair, slot: str) -> bytes:
+    """A study made before stimuli were stored: encode the same way on the fly."""
+    post_id, path = pair.slot_id(slot), pair.slot_path(slot)
+    if post_id.startswith(BLANK_PREFIX):
+        return encode_decoy(int(post_id[len(BLANK_PREFIX):]))
+    try:
+        return encode_photo(path or "")
+    except ImageError:
+        raise StudyError(f"pair {pair.id}: image missing on the server", 404) from None
+
+
 def next_item(store: Store, code: str) -> dict[str, Any]:
     """What the participant sees next: a training pair, a trial, a break, or done."""
     with store.session() as s:
         study = store.study(s)
         p = _participant(s, code)
-        answered = _answered(s, p)
-        training = _pair_ids(s, "training")
-        trials = trial_order(study.seed, p.code, _pair_ids(s, "trial", "attention"))
-        base = {"code": p.code, "training_total": len(training), "trials_total": len(trials),
-                "trials_done": sum(1 for t in trials if t in answered)}
-        todo = [("training", i) for i in training if i not in answered]
-        todo += [("trial", i) for i in trials if i not in answered]
+        todo, base = _todo(s, study.seed, p)
+        training_total = base["training_total"]
         if not todo:
             if p.finished_at is None:
                 p.finished_at = utcnow()
@@ -165,9 +217,9 @@ def next_item(store: Store, code: str) -> dict[str, Any]:
         if _current_session(s, p, study.session_minutes) is None:
             return {**base, "state": "break", "session_minutes": study.session_minutes}
         phase, pair_id = todo[0]
-        index = (training.index(pair_id) if phase == "training" else base["trials_done"]) + 1
-        return {**base, "state": phase, "pair_id": pair_id, "index": index,
-                **_image_urls(study.seed, p.code, pair_id)}
+        index = (training_total - sum(1 for k, _ in todo if k == "training") if phase == "training"
+                 else base["trials_done"]) + 1
+        return {**base, "state": phase, "pair_id": pair_id, "index": index, **_image_urls(p.code, pair_id)}
 
 
 def submit_answer(store: Store, code: str, pair_id: int, side: str, response_ms: int) -> dict[str, Any]:
@@ -179,6 +231,7 @@ def submit_answer(store: Store, code: str, pair_id: int, side: str, response_ms:
         raise StudyError(f"side: expected left or right, got {side!r}", 422)
     if not isinstance(response_ms, int) or isinstance(response_ms, bool) or not 0 <= response_ms <= MAX_RESPONSE_MS:
         raise StudyError(f"response_ms: expected an integer 0..{MAX_RESPONSE_MS}, got {response_ms!r}", 422)
+    check_pair_id(pair_id)
     with store.session() as s:
         study = store.study(s)
         p = _participant(s, code)
@@ -211,7 +264,7 @@ def submit_answer(store: Store, code: str, pair_id: int, side: str, response_ms:
 def review(store: Store, code: str) -> dict[str, Any]:
     """The participant's choices against the ground truth; only once they have finished."""
     with store.session() as s:
-        study = store.study(s)
+        store.study(s)
         p = _participant(s, code)
         if p.finished_at is None:
             raise StudyError("the review opens when all trials are answered", 403)
@@ -220,7 +273,7 @@ def review(store: Store, code: str) -> dict[str, Any]:
                          .order_by(Answer.answered_at, Answer.id)).all()
         items = []
         for ans, pair in rows:
-            items.append({"pair_id": pair.id, **_image_urls(study.seed, p.code, pair.id),
+            items.append({"pair_id": pair.id, **_image_urls(p.code, pair.id),
                           "your_choice": ans.chosen_side, "correct": ans.correct,
                           "more_popular": "left" if pair.high_slot == ans.left_slot else "right",
                           "attention_check": pair.kind == "attention", "response_ms": ans.response_ms})

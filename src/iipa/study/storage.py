@@ -7,8 +7,9 @@ finds the first answer instead of adding a second one; every answer is committed
 the server replies, hence before the next trial is shown.
 
 The two images of a pair are stored as slots ``a`` and ``b`` in random order
-(``high_slot`` says which one is the more popular post), so image URLs
-``/api/image/<pair>/<slot>`` tell nothing about the ground truth.
+(``high_slot`` says which one is the more popular post). Table ``stimuli`` holds the
+bytes shown for each slot, re-encoded alike at init (:mod:`iipa.study.stimuli`), so
+nothing about a source file reaches a participant.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from sqlalchemy import (
     Float,
     ForeignKey,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -89,6 +91,15 @@ class Pair(Base):
 
     def slot_id(self, slot: str) -> str:
         return self.a_id if slot == "a" else self.b_id
+
+
+class Stimulus(Base):
+    """The image bytes a participant sees for one slot of one pair."""
+
+    __tablename__ = "stimuli"
+    pair_id: Mapped[int] = mapped_column(ForeignKey("pairs.id"), primary_key=True)
+    slot: Mapped[str] = mapped_column(String(1), primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class Participant(Base):
@@ -166,6 +177,11 @@ def make_engine(db: str, *, create: bool = False) -> Engine:
     if create:
         Base.metadata.create_all(engine)
     return engine
+
+
+# Pair ids are SQL INTEGERs (32-bit in PostgreSQL): ids outside this range are refused
+# before they reach the database (2**63 overflowed SQLite's driver: a 500).
+MAX_ID = 2**31 - 1
 
 
 class Store:
