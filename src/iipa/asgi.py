@@ -18,11 +18,15 @@ Scope = dict[str, Any]
 
 
 class BodyTooLarge(HTTPException):
+    error = "request too large"
+
     def __init__(self, limit: int) -> None:
         super().__init__(413, f"request body exceeds {limit} bytes")
 
 
 class BodyTooSlow(HTTPException):
+    error = "request timeout"
+
     def __init__(self, seconds: float) -> None:
         super().__init__(408, f"request body not received within {seconds:g} s")
 
@@ -60,8 +64,7 @@ class BodyLimit:
 
     def _payload(self, exc: HTTPException) -> dict[str, Any]:
         if self.error_format == "error":
-            return {"error": "request too large" if exc.status_code == 413 else "request timeout",
-                    "detail": exc.detail}
+            return {"error": getattr(exc, "error", "error"), "detail": exc.detail}
         return {"detail": exc.detail}
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:

@@ -83,13 +83,15 @@ def run(args: argparse.Namespace) -> int:
     try:
         import uvicorn
 
+        from iipa.asgi import server_config
         from iipa.serve.app import create_app
     except ImportError as exc:
         raise IIPAError(f"iipa serve needs the serve extra: pip install 'iipa[serve]' ({exc})") from None
     settings = settings_from_args(args)
     app = create_app(args.model, settings, device=args.device, precision=args.precision, optimize=args.optimize)
     grace = args.graceful_timeout if args.graceful_timeout is not None else settings.request_timeout_s + 5
-    config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level,
-                            timeout_graceful_shutdown=grace, access_log=args.log_level == "debug")
+    config = server_config(app, host=args.host, port=args.port, header_timeout_s=settings.header_timeout_s,
+                           log_level=args.log_level, timeout_graceful_shutdown=grace,
+                           access_log=args.log_level == "debug")
     uvicorn.Server(config).run()
     return 0

@@ -2,6 +2,7 @@
 
 Endpoints: ``POST /v1/score``, ``POST /v1/compare``, ``POST /v1/explain``, ``GET /v1/model``,
 ``GET /healthz``, ``GET /metrics``, ``GET /`` (web page), ``GET /openapi.json``.
+With an API key, only ``/``, ``/static/*`` and ``/healthz`` are open.
 Every error is JSON ``{"error": ..., "detail": ...}``.
 """
 
@@ -56,13 +57,14 @@ def create_app(model: Scorer | PopularityNet | str | os.PathLike, settings: Serv
             service.stop()
 
     # No /docs or /redoc: FastAPI's Swagger and ReDoc pages load their scripts from a CDN,
-    # and this service must work offline; /openapi.json is the document itself.
+    # and this service must work offline; /openapi.json is the document itself, behind the
+    # API key like everything but the page, its assets and /healthz (the middleware checks).
     app = FastAPI(title="iipa scoring service", version=__version__, lifespan=lifespan,
                   docs_url=None, redoc_url=None,
                   description="Intrinsic image popularity (Ding, Ma & Wang, ACM MM 2019): score, compare "
                               "and explain images. Errors are JSON {\"error\", \"detail\"}.")
     app.state.service = service
-    app.add_middleware(ServiceMiddleware, metrics=service.metrics, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(ServiceMiddleware, metrics=service.metrics, settings=settings)
     _add_error_handlers(app)
     app.include_router(build_router(service))
 
@@ -104,7 +106,7 @@ def _add_error_handlers(app: FastAPI) -> None:
             phrase = HTTPStatus(exc.status_code).phrase.lower()
         except ValueError:
             phrase = "error"
-        return JSONResponse({"error": phrase, "detail": exc.detail}, status_code=exc.status_code,
+        return JSONResponse({"error": getattr(exc, "error", phrase), "detail": exc.detail}, status_code=exc.status_code,
                             headers=getattr(exc, "headers", None))
 
     @app.exception_handler(RequestValidationError)

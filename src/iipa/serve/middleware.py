@@ -1,43 +1,62 @@
-"""ASGI middleware: request body limit (before any multipart parsing) and metrics.
+"""ASGI middleware: API key and body limits before anything reads the body, and metrics.
 
-The limit is enforced here, on the raw byte stream, because by the time FastAPI hands an
-``UploadFile`` to an endpoint the whole body has already been parsed and spooled.
+Pure ASGI, so the checks run on the headers, before FastAPI parses (and spools) a
+multipart body: a request without the right key is refused without reading one byte
+of it, and a body over the limit is refused from its Content-Length, or as soon as the
+streamed count passes the limit. Nothing is buffered here.
 """
 
 from __future__ import annotations
 
-import json
+import hmac
 import time
 from typing import Any
 
+from iipa.asgi import BodyLimit, send_json
 from iipa.serve.metrics import Metrics
+from iipa.serve.settings import ServeSettings
 
 Scope = dict[str, Any]
 KNOWN_ENDPOINTS = frozenset({
     "/", "/healthz", "/metrics", "/openapi.json", "/v1/score", "/v1/compare",
     "/v1/explain", "/v1/model", "/static/app.js", "/static/style.css",
 })
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+# Open without a key: the page, its assets and the liveness probe. Everything else needs it.
+OPEN_PATHS = frozenset({"/", "/healthz", "/static/app.js", "/static/style.css"})
 
 
 def endpoint_label(path: str) -> str:
     return path if path in KNOWN_ENDPOINTS else "other"
 
 
-async def _send_json(send: Any, status: int, payload: dict[str, Any]) -> None:
-    body = json.dumps(payload).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                            (b"connection", b"close")]})
-    await send({"type": "http.response.body", "body": body})
+def method_label(method: str) -> str:
+    """A client can send any token as a method: only known ones become metric labels."""
+    return method if method in KNOWN_METHODS else "other"
+
+
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    for key, value in scope.get("headers", []):
+        if key == name:
+            return value
+    return None
 
 
 class ServiceMiddleware:
-    """Count and time every HTTP request; refuse bodies over ``max_body_bytes`` with 413."""
+    """Count and time every HTTP request; refuse a missing/wrong API key with 401 and a body
+    over ``settings.max_body_bytes`` with 413, both before the body is read."""
 
-    def __init__(self, app: Any, *, metrics: Metrics, max_body_bytes: int) -> None:
-        self.app = app
+    def __init__(self, app: Any, *, metrics: Metrics, settings: ServeSettings) -> None:
+        self.app = BodyLimit(app, max_body_bytes=settings.max_body_bytes, body_timeout_s=settings.body_timeout_s,
+                             error_format="error")
         self.metrics = metrics
-        self.max_body_bytes = max_body_bytes
+        self.api_key = settings.api_key.encode() if settings.api_key is not None else None
+
+    def _authorised(self, scope: Scope) -> bool:
+        if self.api_key is None or scope.get("path", "") in OPEN_PATHS:
+            return True
+        given = _header(scope, b"x-api-key")
+        return given is not None and hmac.compare_digest(given, self.api_key)
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -53,49 +72,13 @@ class ServiceMiddleware:
 
         self.metrics.add_in_flight(1)
         try:
-            receive = await self._limited_receive(scope, receive)
-            if receive is None:
-                status["code"] = 413
-                await _send_json(send, 413, {"error": "request too large",
-                                             "detail": f"request body exceeds {self.max_body_bytes} bytes"})
+            if not self._authorised(scope):
+                await send_json(send_wrapper, 401, {"error": "unauthorized",
+                                                    "detail": "missing or wrong X-API-Key header"})
                 return
             await self.app(scope, receive, send_wrapper)
         finally:
             self.metrics.add_in_flight(-1)
-            self.metrics.observe_request(scope.get("method", "?"), endpoint_label(scope.get("path", "")),
+            self.metrics.observe_request(method_label(scope.get("method", "?")),
+                                         endpoint_label(scope.get("path", "")),
                                          status["code"], time.perf_counter() - start)
-
-    async def _limited_receive(self, scope: Scope, receive: Any) -> Any:
-        """A receive callable replaying the buffered body, or None when it is too large."""
-        if scope.get("method") not in ("POST", "PUT", "PATCH"):
-            return receive
-        for name, value in scope.get("headers", []):
-            if name == b"content-length":
-                try:
-                    if int(value) > self.max_body_bytes:
-                        return None
-                except ValueError:
-                    pass
-        chunks, size = [], 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                break
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_body_bytes:
-                return None
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        body = b"".join(chunks)
-        sent = False
-
-        async def replay() -> dict[str, Any]:
-            nonlocal sent
-            if not sent:
-                sent = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        return replay

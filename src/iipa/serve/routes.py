@@ -1,5 +1,7 @@
-"""The /v1 endpoints. Each one: read uploads, decode off the loop, hand tensors to the
-micro-batcher, describe the scores with :mod:`iipa.levels`."""
+"""The /v1 endpoints. Each one: check every upload from its header (a request decoding
+too many pixels in all gets 413 before anything is decoded), decode each inside the
+service's pixel budget, off the loop, hand tensors to the micro-batcher, describe the
+scores with :mod:`iipa.levels`."""
 
 from __future__ import annotations
 
@@ -34,27 +36,38 @@ def require_key(service: Service):
     return check
 
 
-async def read_uploads(files: list[UploadFile], service: Service) -> list[Upload]:
-    limit = service.settings.max_upload_bytes
+def read_uploads(files: list[UploadFile], service: Service) -> list[Upload]:
+    """The request's files as uploads; their bytes stay in the parser's spooled temporary
+    files (on disk past 1 MB) until their image is decoded."""
     if len(files) > service.settings.max_files:
         raise ApiError(413, "too many files", f"{len(files)} files > limit {service.settings.max_files}")
-    uploads = []
-    for i, f in enumerate(files):
-        # Read one byte past the limit: enough to know it is too large, never more.
-        data = await f.read(limit + 1)
-        uploads.append(Upload(safe_label(f.filename, i), data))
-    return uploads
+    return [Upload(safe_label(f.filename, i), f.file) for i, f in enumerate(files)]
 
 
 def _error_entry(index: int, name: str, exc: ApiError) -> dict[str, Any]:
     return {"index": index, "name": name, "error": exc.error, "detail": str(exc.detail), "status": exc.status}
 
 
+async def _try(work: Any) -> Any:
+    try:
+        return await work
+    except ApiError as exc:
+        return exc
+
+
+async def _fail(exc: ApiError) -> Any:
+    raise exc
+
+
 def build_router(service: Service) -> APIRouter:
     router = APIRouter(prefix="/v1", dependencies=[Depends(require_key(service))], responses=ERRORS)
 
     async def score_uploads(uploads: list[Upload]) -> list[dict[str, Any]]:
-        prepared = await asyncio.gather(*(service.prepare(u) for u in uploads), return_exceptions=True)
+        probed = [await _try(service.probe(u)) for u in uploads]
+        service.check_request_pixels([p for p in probed if isinstance(p, int)])
+        prepared = await asyncio.gather(*(service.prepare(u, p) if isinstance(p, int) else _fail(p)
+                                          for u, p in zip(uploads, probed, strict=True)),
+                                        return_exceptions=True)
         for p in prepared:
             if isinstance(p, BaseException) and not isinstance(p, ApiError):
                 raise p
@@ -75,7 +88,7 @@ def build_router(service: Service) -> APIRouter:
         scored gets ``error``/``detail``/``status`` instead; when *every* image fails, the
         request fails with the first image's status (so a single bad upload gets 400/413/415)."""
         async def work() -> Any:
-            results = await score_uploads(await read_uploads(files, service))
+            results = await score_uploads(read_uploads(files, service))
             if all(r.get("error") for r in results):
                 first = results[0]
                 raise ApiError(first["status"], first["error"], first["detail"])
@@ -87,7 +100,7 @@ def build_router(service: Service) -> APIRouter:
     async def compare(image_a: UploadFile = File(...), image_b: UploadFile = File(...)) -> Any:
         """``probability_a`` = logistic(score_a - score_b), the paper's pairwise model."""
         async def work() -> Any:
-            uploads = await read_uploads([image_a, image_b], service)
+            uploads = read_uploads([image_a, image_b], service)
             a, b = await score_uploads(uploads)
             for r in (a, b):
                 if r.get("error"):
@@ -108,13 +121,13 @@ def build_router(service: Service) -> APIRouter:
             raise ApiError(501, "not implemented", f"heatmaps need iipa.explain and grad-cam: {exc}") from None
 
         async def work() -> Response:
-            (upload,) = await read_uploads([file], service)
+            (upload,) = read_uploads([file], service)
             # Scored exactly as /v1/score scores it; the overlay is drawn on a larger decode.
             tensor = await service.prepare(upload)
-            img = await service.decode(upload, draft_size=(EXPLAIN_MAX_SIDE, EXPLAIN_MAX_SIDE))
             (score,) = await service.batcher.score([tensor])
-            img.thumbnail((EXPLAIN_MAX_SIDE, EXPLAIN_MAX_SIDE))  # a PNG for a page, not a print
-            overlay = await service.batcher.run(lambda: heatmap_overlay(service.model, img))
+            async with service.decoded(upload, draft_size=(EXPLAIN_MAX_SIDE, EXPLAIN_MAX_SIDE)) as img:
+                img.thumbnail((EXPLAIN_MAX_SIDE, EXPLAIN_MAX_SIDE))  # a PNG for a page, not a print
+                overlay = await service.batcher.run(lambda: heatmap_overlay(service.model, img))
             buf = io.BytesIO()
             overlay.save(buf, format="PNG")
             meaning = service.describe(score)

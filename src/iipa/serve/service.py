@@ -16,9 +16,10 @@ from PIL import Image
 
 from iipa import levels
 from iipa.serve.batching import MicroBatcher
+from iipa.serve.memory import PixelBudget, fix_mmap_threshold, release_memory
 from iipa.serve.metrics import Metrics
 from iipa.serve.settings import ServeSettings
-from iipa.serve.uploads import ApiError, Upload, decode
+from iipa.serve.uploads import ApiError, Upload, decode, probe
 
 T = TypeVar("T")
 PAPER = "K. Ding, K. Ma, S. Wang. Intrinsic Image Popularity Assessment. ACM Multimedia 2019."
@@ -38,6 +39,9 @@ class Service:
         self._semaphore: asyncio.Semaphore | None = None
         self._semaphore_loop: asyncio.AbstractEventLoop | None = None
         self._admitted = 0
+        self.budget = PixelBudget(settings.decode_budget_pixels)
+        self._decoded_since_trim = 0
+        fix_mmap_threshold()
 
     @property
     def model_name(self) -> str:
@@ -96,27 +100,61 @@ class Service:
                 return await work()
 
         try:
+            # On timeout wait_for cancels the work: queued decodes and model jobs of this
+            # request are cancelled (their futures), waits for the budget end.
             return await asyncio.wait_for(admitted(), timeout)
         except asyncio.TimeoutError:
             raise ApiError(503, "timeout", f"not finished within {timeout:g} s; retry later") from None
+        finally:
+            self.after_request()
 
-    # -- work ------------------------------------------------------------------------------
-    async def decode(self, upload: Upload, *, draft_size: tuple[int, int] | None = None) -> Image.Image:
-        """Upload -> checked RGB image; JPEGs decode at reduced scale, keeping ``draft_size``
-        (default: the profile's input size) on both sides."""
-        size = draft_size or self.profile.draft_size
+    # -- work ----------------------------------------------------------------------------
+    async def _off_loop(self, fn: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(self.decode_pool, lambda: decode(upload, self.settings, draft_size=size))
+            return await loop.run_in_executor(self.decode_pool, fn, *args)
         except ApiError:
             self.metrics.observe_image_error()
             raise
 
-    async def prepare(self, upload: Upload) -> Any:
+    async def probe(self, upload: Upload, *, draft_size: tuple[int, int] | None = None) -> int:
+        """Check an upload from its header; returns the pixels it will decode to."""
+        size = draft_size or self.profile.draft_size
+        return await self._off_loop(lambda: probe(upload, self.settings, draft_size=size))
+
+    def check_request_pixels(self, pixels: list[int]) -> None:
+        total = sum(pixels)
+        if total > self.settings.max_request_pixels:
+            raise ApiError(413, "too many pixels",
+                           f"the images of this request decode to {total} pixels in all "
+                           f"> limit {self.settings.max_request_pixels}")
+
+    @contextlib.asynccontextmanager
+    async def decoded(self, upload: Upload, *, draft_size: tuple[int, int] | None = None,
+                      pixels: int | None = None) -> AsyncIterator[Image.Image]:
+        """The decoded image, alive only inside this block, which holds its pixels of the
+        global decode budget (waiting for them if needed)."""
+        size = draft_size or self.profile.draft_size
+        if pixels is None:
+            pixels = await self.probe(upload, draft_size=size)
+        async with self.budget.hold(pixels):
+            img = await self._off_loop(lambda: decode(upload, self.settings, draft_size=size))
+            try:
+                yield img
+            finally:
+                del img
+                self._decoded_since_trim += pixels
+
+    async def prepare(self, upload: Upload, pixels: int | None = None) -> Any:
         """Upload -> the uint8 CHW tensor the model takes (decoded off the event loop)."""
-        img = await self.decode(upload)
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.decode_pool, self.profile.to_uint8, img)
+        async with self.decoded(upload, pixels=pixels) as img:
+            return await self._off_loop(self.profile.to_uint8, img)
+
+    def after_request(self) -> None:
+        """Once no image is decoded any more, hand the freed memory back to the OS."""
+        if self.budget.in_use == 0 and self._decoded_since_trim >= self.settings.max_pixels // 4:
+            self._decoded_since_trim = 0
+            asyncio.get_running_loop().run_in_executor(self.decode_pool, release_memory)
 
     def describe(self, score: float) -> dict[str, Any]:
         return levels.describe(score, self.model.reference)
@@ -149,7 +187,8 @@ class Service:
             "level_edges": edges,
             "paper": PAPER,
             "limits": {"max_upload_bytes": s.max_upload_bytes, "max_files": s.max_files,
-                       "max_pixels": s.max_pixels, "max_aspect_ratio": s.max_aspect_ratio,
+                       "max_pixels": s.max_pixels, "max_request_pixels": s.max_request_pixels,
+                       "decode_budget_pixels": s.decode_budget_pixels, "max_request_bytes": s.max_body_bytes, "max_aspect_ratio": s.max_aspect_ratio,
                        "allowed_formats": [f for f in s.allowed_formats if f != "MPO"],
                        "request_timeout_s": s.request_timeout_s, "max_concurrency": s.max_concurrency,
                        "batching": s.batching, "max_batch_size": s.max_batch_size, "max_wait_ms": s.max_wait_ms,

@@ -16,7 +16,12 @@ class ServeSettings:
 
     ``max_upload_bytes`` bounds each image file; a whole request may carry ``max_files``
     of them (the body limit is their product plus multipart overhead). ``max_pixels``
-    stops decompression bombs before decoding. ``max_concurrency`` requests are processed
+    stops decompression bombs before decoding. Memory for decoded images is bounded by
+    pixels read from the headers: one request may decode at most ``max_request_pixels`` in
+    all (else 413), and all requests together hold at most ``decode_budget_pixels`` decoded
+    at once (the rest wait, within the request timeout). A request body may not exceed
+    ``max_request_bytes`` and must arrive within ``body_timeout_s``; a client must send a
+    request's headers within ``header_timeout_s``. ``max_concurrency`` requests are processed
     at once and ``max_queue`` more may wait; beyond that, and past ``request_timeout_s``,
     clients get 503. Micro-batching gathers images from concurrent requests into one model
     call of at most ``max_batch_size`` images, waiting at most ``max_wait_ms`` for company.
@@ -25,6 +30,12 @@ class ServeSettings:
     max_upload_bytes: int = 20 * 1024 * 1024
     max_files: int = 32
     max_pixels: int = 50_000_000
+    max_request_pixels: int = 400_000_000
+    # ~1 GB at Pillow's worst case of 16 bytes a pixel while converting modes (see memory.py).
+    decode_budget_pixels: int = 64_000_000
+    max_request_bytes: int = 64 * 1024 * 1024
+    body_timeout_s: float = 60.0
+    header_timeout_s: float = 10.0
     # Short-side profiles scale the short side up to the input size: a 1 x 1,000,000 strip
     # would become a 72 x 72,000,000 image. No photo is anywhere near 20:1.
     max_aspect_ratio: float = 20.0
@@ -38,9 +49,15 @@ class ServeSettings:
     api_key: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
-        for name in ("max_upload_bytes", "max_files", "max_pixels", "max_concurrency", "max_batch_size"):
+        for name in ("max_upload_bytes", "max_files", "max_pixels", "max_concurrency", "max_batch_size",
+                     "max_request_pixels", "decode_budget_pixels", "max_request_bytes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.decode_budget_pixels < self.max_pixels:
+            raise ValueError(f"decode_budget_pixels ({self.decode_budget_pixels}) must be at least max_pixels "
+                             f"({self.max_pixels}), or the largest allowed image could never be decoded")
+        if min(self.body_timeout_s, self.header_timeout_s) <= 0:
+            raise ValueError("body_timeout_s and header_timeout_s must be > 0")
         if self.max_aspect_ratio < 1:
             raise ValueError(f"max_aspect_ratio must be at least 1, got {self.max_aspect_ratio}")
         if self.request_timeout_s <= 0 or self.max_wait_ms < 0 or self.max_queue < 0:
@@ -53,4 +70,4 @@ class ServeSettings:
 
     @property
     def max_body_bytes(self) -> int:
-        return self.max_upload_bytes * self.max_files + 64 * 1024
+        return min(self.max_request_bytes, self.max_upload_bytes * self.max_files + 64 * 1024)

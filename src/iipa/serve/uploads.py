@@ -1,7 +1,9 @@
 """Turn one uploaded file into a checked RGB image, or an :class:`ApiError` with its status.
 
-Uploads are only ever bytes in memory: the client's file name is echoed back as a label
-and never used to open, write or look up anything on disk.
+An upload is bytes, or the spooled temporary file the multipart parser wrote (read only
+when its image is decoded, so a waiting request holds no image bytes in memory). The
+client's file name is echoed back as a label and never used to open, write or look up
+anything on disk.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import io
 import warnings
 from dataclasses import dataclass
-from typing import Any
+from typing import IO, Any
 
 from PIL import Image, UnidentifiedImageError
 
@@ -36,10 +38,24 @@ class ApiError(Exception):
 
 @dataclass
 class Upload:
-    """One file of a multipart request; ``name`` is only a label."""
+    """One file of a multipart request; ``name`` is only a label; ``data`` is the bytes or
+    a seekable binary file holding them."""
 
     name: str
-    data: bytes
+    data: bytes | IO[bytes]
+
+    @property
+    def size(self) -> int:
+        if isinstance(self.data, (bytes, bytearray)):
+            return len(self.data)
+        self.data.seek(0, io.SEEK_END)
+        return self.data.tell()
+
+    def stream(self) -> IO[bytes]:
+        if isinstance(self.data, (bytes, bytearray)):
+            return io.BytesIO(self.data)
+        self.data.seek(0)
+        return self.data
 
 
 def safe_label(filename: str | None, index: int) -> str:
@@ -50,22 +66,26 @@ def safe_label(filename: str | None, index: int) -> str:
 
 
 def check_size(upload: Upload, settings: ServeSettings) -> None:
-    if len(upload.data) > settings.max_upload_bytes:
-        raise ApiError(413, "file too large",
-                       f"{upload.name}: {len(upload.data)} bytes > limit {settings.max_upload_bytes}")
-    if not upload.data:
+    size = upload.size
+    if size > settings.max_upload_bytes:
+        raise ApiError(413, "file too large", f"{upload.name}: {size} bytes > limit {settings.max_upload_bytes}")
+    if not size:
         raise ApiError(400, "empty file", f"{upload.name}: the upload has no bytes")
 
 
-def decode(upload: Upload, settings: ServeSettings, *, draft_size: tuple[int, int] | None) -> Image.Image:
-    """Sniff the format from the bytes (not the name or content type), check it and the
-    pixel count before decoding, then decode with :func:`iipa.images.open_image`."""
+def probe(upload: Upload, settings: ServeSettings, *, draft_size: tuple[int, int] | None) -> int:
+    """Check size, format, pixel count and aspect ratio from the header alone (Pillow opens
+    lazily) and return how many pixels the image will have once decoded (JPEGs at the
+    draft scale ``draft_size`` asks for)."""
     check_size(upload, settings)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(upload.data)) as probe:
-                fmt, (w, h) = probe.format, probe.size
+            with Image.open(upload.stream()) as img:
+                fmt, (w, h) = img.format, img.size
+                if fmt in ("JPEG", "MPO") and draft_size is not None and w * h <= settings.max_pixels:
+                    img.draft("RGB", draft_size)  # sets the decode size; decodes nothing
+                decoded = img.size[0] * img.size[1]
     except UnidentifiedImageError:
         raise ApiError(400, "not an image", f"{upload.name}: no known image format in the bytes") from None
     except Image.DecompressionBombError as exc:
@@ -80,8 +100,17 @@ def decode(upload: Upload, settings: ServeSettings, *, draft_size: tuple[int, in
     if max(w, h) > settings.max_aspect_ratio * max(1, min(w, h)):
         raise ApiError(400, "extreme aspect ratio",
                        f"{upload.name}: {w}x{h} is more than {settings.max_aspect_ratio:g}:1")
+    return decoded
+
+
+def decode(upload: Upload, settings: ServeSettings, *, draft_size: tuple[int, int] | None) -> Image.Image:
+    """Sniff the format from the bytes (not the name or content type), check it and the
+    pixel count before decoding (:func:`probe`), then decode with
+    :func:`iipa.images.open_image`. Callers bound memory by holding the probed pixels
+    of a :class:`~iipa.serve.memory.PixelBudget` around this call."""
+    probe(upload, settings, draft_size=draft_size)
     try:
-        return open_image(upload.data, draft_size=draft_size, max_pixels=settings.max_pixels)
+        return open_image(upload.stream(), draft_size=draft_size, max_pixels=settings.max_pixels)
     except ImageError as exc:
         detail = f"{upload.name}: {exc.reason}" + (f" ({exc.detail})" if exc.detail else "")
         raise ApiError(_REASON_STATUS.get(exc.reason, 400), "undecodable image", detail) from None
