@@ -3,6 +3,7 @@
     python benchmarks/serve_load.py                         # ResNet-50, 1/4/16 clients, batching on and off
     python benchmarks/serve_load.py --clients 16 --requests 100 --modes on
     python benchmarks/serve_load.py --model run/best.pt --max-seconds 20
+    python benchmarks/serve_load.py --worst-memory --clients 8 --max-seconds 60
 
 For each micro-batching mode a fresh server process is started (``iipa serve``), warmed up,
 and driven by N client threads, each posting one 1080x1080 JPEG per request to /v1/score
@@ -10,11 +11,19 @@ and waiting for the answer (closed loop). A level stops after --requests request
 --max-seconds, whichever comes first. The default model is a random-init ResNet-50 saved
 in the authors' plain state-dict format (the released weights are not reachable here);
 speed does not depend on the weights. Clients and server share this machine's cores.
+
+``--worst-memory``: one server with the default limits; N clients (default 8) post, for
+--max-seconds, the largest request the limits allow to *decode*: 8 flat RGBA PNGs of
+7000x7000 (49 MP each, 392 MP in all, under the 400 MP request limit; a few KB on the
+wire, so the byte limits do not help), plus one client posting 9 of them (over the
+request limit: 413). The server's RSS is sampled from /proc every 0.1 s; the peak, the
+RSS when idle afterwards and the answers by status are printed.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import re
 import socket
@@ -120,6 +129,58 @@ def batch_stats(url: str) -> tuple[float, float]:
     return count, total
 
 
+def rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def worst_png(side: int = 7000) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGBA", (side, side), (200, 120, 40, 128)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def worst_memory(model: str, clients: int, seconds: float, args: argparse.Namespace) -> None:
+    proc, url = start_server(model, True, args)
+    try:
+        image, samples, statuses = worst_png(), [], {}
+        lock, stop_at = threading.Lock(), time.perf_counter() + seconds
+        idle = rss_mb(proc.pid)
+
+        def client(n_images: int) -> None:
+            files = [("files", (f"big{i}.png", image, "image/png")) for i in range(n_images)]
+            with httpx.Client(timeout=120) as http:
+                while time.perf_counter() < stop_at:
+                    try:
+                        key = http.post(url + "/v1/score", files=files).status_code
+                    except httpx.HTTPError as exc:
+                        key = type(exc).__name__
+                    with lock:
+                        statuses[key] = statuses.get(key, 0) + 1
+
+        threads = [threading.Thread(target=client, args=(8,)) for _ in range(clients)]
+        threads.append(threading.Thread(target=client, args=(9,)))
+        for t in threads:
+            t.start()
+        while any(t.is_alive() for t in threads):
+            samples.append(rss_mb(proc.pid))
+            time.sleep(0.1)
+        time.sleep(5)
+        after = rss_mb(proc.pid)
+        print(f"PNG {len(image)} bytes, 7000x7000 RGBA; {clients} clients x 8 images + 1 client x 9 images, "
+              f"{seconds:g} s")
+        print(f"server RSS: idle before {idle:.0f} MB, peak {max(samples):.0f} MB, "
+              f"5 s after the burst {after:.0f} MB; answers by status: {statuses}")
+    finally:
+        proc.terminate()
+        proc.wait(60)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", help="checkpoint (default: random-init ResNet-50 in the authors' format)")
@@ -132,7 +193,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-wait-ms", type=float, default=10.0)
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
     p.add_argument("--optimize", default="none", choices=["none", "jit", "compile"])
+    p.add_argument("--worst-memory", action="store_true",
+                   help="measure server RSS under the worst allowed requests instead of speed")
     args = p.parse_args(argv)
+    if args.worst_memory:
+        print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start")
+        with tempfile.TemporaryDirectory() as tmp:
+            clients = int(args.clients.split(",")[-1]) if args.clients != "1,4,16" else 8
+            worst_memory(args.model or str(authors_format_resnet50(Path(tmp))), clients, args.max_seconds, args)
+        print(f"load average {os.getloadavg()[0]:.1f} at end")
+        return 0
     levels = [int(c) for c in args.clients.split(",")]
     images = make_jpegs(16)
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start")

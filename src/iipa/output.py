@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import os
@@ -11,6 +10,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
+from iipa.csvsafe import SafeDictWriter
 from iipa.errors import IIPAError
 
 FORMATS = ("table", "csv", "json", "jsonl")
@@ -44,7 +44,7 @@ def write_rows(rows: Iterable[dict[str, Any]], columns: Sequence[str], fmt: str,
     """Write ``rows`` to ``fh``; returns the number written. Table output buffers to align."""
     n = 0
     if fmt == "csv":
-        writer = csv.DictWriter(fh, fieldnames=list(columns), extrasaction="ignore")
+        writer = SafeDictWriter(fh, fieldnames=list(columns), extrasaction="ignore")
         writer.writeheader()
         for row in rows:
             writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in columns})

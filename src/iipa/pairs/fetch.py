@@ -13,7 +13,6 @@ Outcomes per post: ``ok`` (downloaded), ``cached`` (already there), ``dead`` (HT
 
 from __future__ import annotations
 
-import csv
 import http.client
 import io
 import os
@@ -26,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from iipa.csvsafe import SafeWriter
 from iipa.errors import IIPAError, ImageError
 from iipa.images import image_path_for, open_image
 
@@ -222,7 +222,7 @@ def fetch_images(items: Iterable[tuple[str, str]], out_dir: str | os.PathLike, *
     summary.report = Path(report) if report else out / "fetch_report.csv"
     tmp = summary.report.with_name(f".{summary.report.name}.tmp")
     with open(tmp, "w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh)
+        w = SafeWriter(fh)
         w.writerow(["post_id", "url", "status", "error", "attempts"])
         for o in summary.broken:
             w.writerow([o.post_id, o.url, o.status, o.error, o.attempts])

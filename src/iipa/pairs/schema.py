@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from iipa.csvsafe import sql_neutralise
 from iipa.errors import IIPAError
 
 REQUIRED_COLUMNS = ("post_id", "user_id", "taken_at", "crawled_at", "media_type", "likes", "comments", "caption")
@@ -291,9 +292,10 @@ def write_rejects(con, path: str | os.PathLike) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    con.execute(f"""COPY (
+    cells = ", ".join(f"{sql_neutralise(c)} AS {c}" for c in ("reason", "post_id", "user_id", "source_file", "raw_row"))
+    con.execute(f"""COPY (SELECT {cells} FROM (
         SELECT reason, post_id, user_id, source_file, raw_row FROM checked WHERE reason IS NOT NULL
         UNION ALL SELECT 'duplicate post_id', post_id, user_id, source_file, NULL FROM dup_rows WHERE rn > 1
-        ORDER BY reason, post_id NULLS FIRST) TO {_sql_str(tmp)} (HEADER, DELIMITER ',')""")
+        ORDER BY reason, post_id NULLS FIRST)) TO {_sql_str(tmp)} (HEADER, DELIMITER ',')""")
     os.replace(tmp, path)
     return path

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from iipa.csvsafe import frame_to_csv
 from iipa.errors import IIPAError
 from iipa.pairs import build as B
 from iipa.pairs.rules import RuleConfig
@@ -177,7 +178,7 @@ def build_pairs_spark(posts, out_dir=None, *, rules: RuleConfig, crawled_at=None
     if out_dir is not None:
         Path(out_dir).mkdir(parents=True, exist_ok=True)
         tmp = Path(out_dir) / ".rejects.csv.tmp"
-        rejected.sort_values(["reason", "post_id"], na_position="first").to_csv(tmp, index=False)
+        frame_to_csv(rejected.sort_values(["reason", "post_id"], na_position="first"), tmp)
         os.replace(tmp, Path(out_dir) / "rejects.csv")
 
     rule = F.expr(B.post_rule_sql(cfg))

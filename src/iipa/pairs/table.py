@@ -73,6 +73,8 @@ def write_pairs(df: pd.DataFrame, path: str | os.PathLike) -> Path:
     cols = list(PAIRS_COLUMNS) + [c for c in df.columns if c not in PAIRS_COLUMNS]
     out = df[[c for c in cols if c in df.columns]]
     if path.suffix.lower() == ".csv":
+        # Not through iipa.csvsafe: a pairs table is data that iipa reads back, and post ids
+        # must round-trip (Instagram shortcodes may start with "-"). Parquet is the default.
         out.to_csv(tmp, index=False)
     else:
         out.to_parquet(tmp, index=False)

@@ -31,8 +31,9 @@ class ServeSettings:
     max_files: int = 32
     max_pixels: int = 50_000_000
     max_request_pixels: int = 400_000_000
-    # ~1 GB at Pillow's worst case of 16 bytes a pixel while converting modes (see memory.py).
-    decode_budget_pixels: int = 64_000_000
+    # One image of max_pixels at a time, or many smaller ones: at Pillow's worst case of
+    # 16 bytes a pixel while converting modes (memory.py) that is 0.8 GB above idle.
+    decode_budget_pixels: int = 50_000_000
     max_request_bytes: int = 64 * 1024 * 1024
     body_timeout_s: float = 60.0
     header_timeout_s: float = 10.0

@@ -11,6 +11,7 @@ from typing import IO
 import pandas as pd
 from sqlalchemy import select
 
+from iipa.csvsafe import frame_to_csv
 from iipa.study.storage import Answer, Pair, Participant, Store, StudySession
 
 ANSWER_COLUMNS = ("participant", "pair_id", "kind", "high_id", "low_id", "left_id", "right_id",
@@ -86,7 +87,7 @@ def participants_frame(store: Store, answers: pd.DataFrame | None = None) -> pd.
 def write_frame(df: pd.DataFrame, fmt: str, fh: IO[str]) -> None:
     """CSV or JSON (a list of records) to a text stream."""
     if fmt == "csv":
-        df.to_csv(fh, index=False)
+        frame_to_csv(df, fh)
     elif fmt == "json":
         json.dump(json.loads(df.to_json(orient="records")), fh, indent=1)
         fh.write("\n")

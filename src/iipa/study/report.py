@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from iipa.csvsafe import frame_to_csv
 from iipa.study.analysis import CATEGORIES, StudyResults
 
 THUMB = 96
@@ -171,11 +172,11 @@ def write_report(res: StudyResults, out_dir: str | os.PathLike) -> dict[str, Pat
         ex = plot_examples(res, res.pairs, out / "examples.png")
         if ex is not None:
             files["examples_plot"] = ex
-    res.per_participant.to_csv(out / "participants.csv", index=False)
-    res.per_pair.to_csv(out / "pairs.csv", index=False)
+    frame_to_csv(res.per_participant, out / "participants.csv")
+    frame_to_csv(res.per_pair, out / "pairs.csv")
     files |= {"participants": out / "participants.csv", "pairs": out / "pairs.csv"}
     if res.scale is not None:
-        res.scale.to_csv(out / "scale.csv", index=False)
+        frame_to_csv(res.scale, out / "scale.csv")
         files["scale"] = out / "scale.csv"
     md = markdown(res, [p.name for k, p in files.items() if k.endswith("_plot")])
     (out / "report.md").write_text(md)

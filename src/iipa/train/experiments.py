@@ -15,6 +15,7 @@ from typing import Any
 
 import pandas as pd
 
+from iipa.csvsafe import frame_to_csv
 from iipa.errors import IIPAError, WeightsError
 from iipa.evaluate import evaluate_pairs
 from iipa.train.config import TrainConfig
@@ -90,7 +91,7 @@ def markdown_table(df: pd.DataFrame) -> str:
 
 def write_results(df: pd.DataFrame, out: Path, *, title: str, x: str) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    df.to_csv(out / "results.csv", index=False)
+    frame_to_csv(df, out / "results.csv")
     (out / "results.md").write_text(f"## {title}\n\n" + markdown_table(df), encoding="utf-8")
     plot(df, out / "results.png", title=title, x=x)
 
