@@ -142,9 +142,12 @@ def to_rgb(img: Image.Image) -> Image.Image:
         img = img.convert("RGBA" if "transparency" in img.info else "RGB")
         mode = img.mode
     if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-        rgba = img.convert("RGBA")
+        rgba = img if mode == "RGBA" else img.convert("RGBA")
+        # Composited in place: two full-size copies fewer at the peak (the service budgets
+        # decoded pixels by this peak, see iipa.serve.memory).
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
+        background.alpha_composite(rgba)
+        return background.convert("RGB")
     if mode.startswith("I") or mode == "F":
         return _high_depth_to_rgb(img)
     return img.convert("RGB")

@@ -92,3 +92,18 @@ class open_output:  # noqa: N801 - used like open()
         self.fh.close()
         # On an error too: rows already written are results, and nothing is lost.
         os.replace(self.tmp, self.path)
+
+
+def ensure_out_dir(path: str | os.PathLike, flag: str = "--out") -> Path:
+    """Create the output folder ``path``; a clear :class:`IIPAError` (exit 2) when it names
+    a file, or a file stands where one of its parents should be."""
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise IIPAError(f"{flag} {p}: is a file; give a folder")
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise IIPAError(f"{flag} {p}: a parent of this folder is a file") from None
+    except PermissionError:
+        raise IIPAError(f"{flag} {p}: permission denied") from None
+    return p

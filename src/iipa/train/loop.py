@@ -359,4 +359,7 @@ def _progress(total: int, initial: int, desc: str, enabled: bool | None):
 
 def train(config: TrainConfig) -> dict[str, Any]:
     """Train (or resume) the run in ``config.out``; returns the summary written to summary.json."""
-    return Trainer(config).run()
+    from iipa.train.lock import run_lock
+
+    with run_lock(config.out):  # one run per folder: a second one exits 2 naming the holder
+        return Trainer(config).run()

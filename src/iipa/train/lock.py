@@ -1,0 +1,65 @@
+"""One training run per folder: an ``fcntl`` lock on ``<out>/.iipa-train.lock``.
+
+Two ``iipa train`` runs on one ``--out`` used to both run to the end, interleaving
+``metrics.jsonl`` and overwriting each other's ``train_state.pt``. The second now stops
+at once (exit 2) naming the holder's pid and start time. The kernel drops the lock when
+its process dies (even by ``kill -9``), so a crashed run never blocks the next one; the
+file itself stays (deleting it would race with a run taking it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import socket
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+
+from iipa.errors import IIPAError
+from iipa.output import ensure_out_dir
+
+LOCK_NAME = ".iipa-train.lock"
+
+
+class RunLocked(IIPAError):
+    """Another process trains in this folder."""
+
+
+def _holder(fh) -> str:
+    fh.seek(0)
+    try:
+        info = json.loads(fh.read() or "{}")
+    except ValueError:
+        info = {}
+    return (f"pid {info.get('pid', '?')} on {info.get('host', '?')}, started {info.get('started_at', '?')}"
+            if info else "a process that has not written its details yet")
+
+
+@contextlib.contextmanager
+def run_lock(out: str | os.PathLike) -> Iterator[None]:
+    """Hold the folder's training lock for the block; :class:`RunLocked` if taken.
+
+    Under torchrun only rank 0 takes it (the other ranks are the same run).
+    """
+    if os.environ.get("RANK", "0") != "0":
+        yield
+        return
+    path = ensure_out_dir(out) / LOCK_NAME
+    fh = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held for the whole block
+    try:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunLocked(f"{Path(out)}: another `iipa train` is using this folder ({_holder(fh)}); "
+                            "wait for it, or give another --out") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                             "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}))
+        fh.flush()
+        yield
+    finally:
+        fh.close()  # closing releases the lock
