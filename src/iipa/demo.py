@@ -85,7 +85,8 @@ def run_demo(config: DemoConfig, *, say: Callable[[str], None] | None = None) ->
     crawl = write_crawl(out / "crawl", sim, reuse=True)
 
     stage("building popularity-discriminable pairs (DuckDB, paper rules)")
-    built = build_pairs(crawl.posts, out / "pdip", seed=config.seed, val=config.val, test=config.test)
+    built = build_pairs(crawl.posts, out / "pdip", seed=config.seed, val=config.val, test=config.test,
+                        overwrite=True)
     pairs = built.pairs
     if len(pairs) < 20 or (pairs["split"] == "train").sum() < 10:
         raise IIPAError(f"the simulated crawl gave only {len(pairs)} pairs; use more users")

@@ -76,6 +76,8 @@ def open_image(
                 raise ImageError(name, "not an image", "no known image format") from None
             except Image.DecompressionBombError as exc:
                 raise ImageError(name, "decompression bomb", str(exc)) from None
+            except (OSError, SyntaxError, ValueError, EOFError) as exc:  # e.g. cut inside the header
+                raise _decode_error(name, exc) from None
         if img.format not in ALLOWED_FORMATS:
             raise ImageError(name, "unsupported format", f"{img.format}")
         _check_pixels(img, name, max_pixels)
@@ -85,9 +87,7 @@ def open_image(
             img.seek(0)
             img.load()
         except (OSError, SyntaxError, ValueError, EOFError) as exc:
-            text = str(exc)
-            reason = "truncated" if "truncated" in text or isinstance(exc, EOFError) else "corrupt"
-            raise ImageError(name, reason, text) from None
+            raise _decode_error(name, exc) from None
         try:
             img = ImageOps.exif_transpose(img)
         except Exception:  # noqa: BLE001 - a broken EXIF block must not lose the image
@@ -96,6 +96,14 @@ def open_image(
     finally:
         if not isinstance(source, (bytes, bytearray)) and hasattr(fp, "close") and fp is not source:
             fp.close()
+
+
+def _decode_error(name: str, exc: BaseException) -> ImageError:
+    """Pillow says "image file is truncated" while decoding but "Truncated File Read" in a
+    header: match case-insensitively, or a cut-off file would be called corrupt."""
+    text = str(exc)
+    reason = "truncated" if "truncated" in text.lower() or isinstance(exc, EOFError) else "corrupt"
+    return ImageError(name, reason, text)
 
 
 def _open_stream(source: ImageInput, name: str) -> Any:
@@ -108,7 +116,9 @@ def _open_stream(source: ImageInput, name: str) -> Any:
         try:
             size = path.stat().st_size
             if path.is_dir():
-                raise ImageError(name, "unreadable", "is a directory")
+                listable = os.access(path, os.R_OK | os.X_OK)
+                raise ImageError(name, "unreadable", "is a directory" if listable
+                                 else "a folder that cannot be listed (permission denied)")
             if size == 0:
                 raise ImageError(name, "empty file")
             return open(path, "rb")  # noqa: SIM115 - closed by open_image

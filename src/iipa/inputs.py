@@ -5,6 +5,11 @@ path per line (``#`` comments allowed); a ``.csv`` file lists paths in its ``pat
 column (or ``image``, ``file``, else the first column). Relative paths inside a list
 file are relative to the list file's folder. A pattern with ``*``, ``?`` or ``[`` is a
 glob (``**`` recurses). Inputs that match nothing are kept, so they get an error row.
+
+Nothing is skipped silently: a sub-folder that cannot be listed is kept as an input of
+its own, so it gets an error row ("unreadable"); symlinked folders are followed, and a
+folder reached a second time (a symlink loop, or two links to one folder) is not walked
+again, so every image is listed once. Hidden entries (``.name``) are skipped by design.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from iipa.errors import IIPAError
-from iipa.images import is_image_name, iter_image_files
+from iipa.images import is_image_name
 
 LIST_SUFFIXES = (".txt", ".lst", ".list")
 CSV_COLUMNS = ("path", "image", "file", "filename")
@@ -27,9 +32,7 @@ def expand_inputs(specs: Iterable[str], *, recursive: bool = True) -> list[str]:
     for spec in specs:
         path = Path(spec)
         if path.is_dir():
-            files = iter_image_files(path) if recursive else sorted(
-                p for p in path.iterdir() if p.is_file() and is_image_name(p))
-            out.extend(os.fspath(p) for p in files)
+            out.extend(walk_images(path, recursive=recursive))
         elif path.is_file() and path.suffix.lower() in LIST_SUFFIXES:
             out.extend(_read_txt_list(path))
         elif path.is_file() and path.suffix.lower() == ".csv":
@@ -40,6 +43,27 @@ def expand_inputs(specs: Iterable[str], *, recursive: bool = True) -> list[str]:
         else:
             out.append(spec)  # a file, or a missing path that will be reported as "not found"
     return out
+
+
+def walk_images(folder: Path, *, recursive: bool = True) -> list[str]:
+    """Image files below ``folder`` (sorted), plus every folder that could not be listed."""
+    out: list[str] = []
+    seen: set[str] = set()
+    unreadable: list[str] = []
+
+    def failed(exc: OSError) -> None:
+        unreadable.append(os.fspath(exc.filename) if exc.filename else os.fspath(folder))
+
+    for root, dirs, files in os.walk(folder, onerror=failed, followlinks=True):
+        real = os.path.realpath(root)
+        if real in seen:  # a loop or a second link to a folder already walked
+            dirs[:] = []
+            continue
+        seen.add(real)
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".")) if recursive else []
+        out.extend(os.path.join(root, n) for n in sorted(files)
+                   if not n.startswith(".") and is_image_name(n) and os.path.isfile(os.path.join(root, n)))
+    return out + sorted(unreadable)
 
 
 def _resolve(base: Path, entry: str) -> str:

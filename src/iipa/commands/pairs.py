@@ -33,7 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     b = sub.add_parser("build", help="posts -> pairs.parquet + stats.json/.md + rejects.csv",
                        description="Build PDIPs (paper §3.1) from posts files.")
     b.add_argument("posts", nargs="+", help="posts files (.parquet, .csv, .jsonl), folders or globs")
-    b.add_argument("--out", "-o", required=True, help="output folder")
+    b.add_argument("--out", "-o", required=True, help="output folder (must be empty, unless --overwrite)")
+    b.add_argument("--overwrite", action="store_true", help="replace an earlier build's files in --out")
     b.add_argument("--engine", choices=["duckdb", "spark"], default="duckdb",
                    help="duckdb (default, one machine, streams from disk) or spark (pyspark; cluster via spark-submit)")
     b.add_argument("--crawled-at", help="crawl time for posts without a crawled_at column/value (ISO 8601, UTC)")
@@ -96,7 +97,7 @@ def _build(args) -> int:
 
     res = build_pairs(args.posts, args.out, rules=_rules(args), crawled_at=args.crawled_at, seed=args.seed,
                       val=args.val, test=args.test, split_by_user=args.split_by_user, engine=args.engine,
-                      memory_limit=args.memory_limit, threads=args.threads)
+                      memory_limit=args.memory_limit, threads=args.threads, overwrite=args.overwrite)
     st = res.stats
     print(table1_markdown(st["table1"]))
     print(f"splits: {', '.join(f'{k} {v:,}' for k, v in st['splits'].items())}")

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from iipa.errors import IIPAError
+from iipa.output import ensure_out_dir
 from iipa.pairs.matching import greedy_match
 from iipa.pairs.rules import RuleConfig, discriminability, popularity_score
 from iipa.pairs.schema import caption_features_sql, load_checked_posts
@@ -102,6 +103,15 @@ def match_candidates(high_code, low_code, likes_high, likes_low, cfg: RuleConfig
     return sel, delta_s[sel], p[sel], len(ok)
 
 
+def check_out_dir(out_dir: str | os.PathLike, *, overwrite: bool) -> None:
+    """Create ``out_dir``; refuse one that is a file, or not empty unless ``overwrite``."""
+    out = ensure_out_dir(out_dir)
+    present = sorted(p.name for p in out.iterdir() if not p.name.startswith(".iipa-pairs-"))
+    if present and not overwrite:
+        shown = ", ".join(present[:5]) + (", ..." if len(present) > 5 else "")
+        raise IIPAError(f"--out {out}: not empty ({shown}); pass --overwrite to replace an earlier build's files")
+
+
 def finish_build(wide: pd.DataFrame, *, cfg: RuleConfig, out_dir, seed: int, val, test, by_user: bool,
                  posts_summary: dict, funnel: dict, engine: str, seconds: float) -> BuildResult:
     """Splits, stats and files from the engine's wide pairs frame (shared by all engines)."""
@@ -130,14 +140,18 @@ def finish_build(wide: pd.DataFrame, *, cfg: RuleConfig, out_dir, seed: int, val
 
 def build_pairs(posts, out_dir: str | os.PathLike | None = None, *, rules: RuleConfig | None = None,
                 crawled_at=None, seed: int = 0, val=None, test=None, split_by_user: bool = False,
-                engine: str = "duckdb", memory_limit: str | None = "2GB", threads: int | None = None) -> BuildResult:
+                engine: str = "duckdb", memory_limit: str | None = "2GB", threads: int | None = None,
+                overwrite: bool = False) -> BuildResult:
     """Build the PDIP database from posts files (or a DataFrame) into ``out_dir``.
 
     Writes ``pairs.parquet``, ``stats.json``, ``stats.md`` and ``rejects.csv`` there when
-    ``out_dir`` is given. See the module docstring for the stages. ``memory_limit`` caps
+    ``out_dir`` is given; a folder that already holds anything is refused unless
+    ``overwrite`` (an earlier build's outputs are not replaced without a word). See the module docstring for the stages. ``memory_limit`` caps
     DuckDB's buffers (it spills beyond); the process peaks about 1 GB above it.
     """
     cfg = rules or RuleConfig()
+    if out_dir is not None:
+        check_out_dir(out_dir, overwrite=overwrite)
     if engine == "spark":
         from iipa.pairs.spark import build_pairs_spark
 

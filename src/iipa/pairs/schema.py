@@ -9,7 +9,10 @@ optional  hashtags, mentions (lists, or strings of tags; else parsed from the ca
 
 A bad row is never dropped silently: it goes to the rejects table with the first reason
 that applies (``REJECT_REASONS``) and is counted in the summary. Validation runs inside
-DuckDB so that inputs larger than memory stream from disk.
+DuckDB so that inputs larger than memory stream from disk. A CSV line that cannot become
+a row at all (invalid UTF-8, too many or too few fields) is rejected on its own by
+DuckDB's ``store_rejects`` while the rest of the file is read ("bad encoding", "wrong
+number of fields"; anything else "unparsable row"), with its file, line number and text.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ REQUIRED_COLUMNS = ("post_id", "user_id", "taken_at", "crawled_at", "media_type"
 OPTIONAL_COLUMNS = ("hashtags", "mentions", "image_url", "followers", "following", "user_posts")
 MEDIA_TYPES = ("image", "video", "carousel")
 REJECT_REASONS = (
+    "bad encoding", "wrong number of fields", "unparsable row",  # CSV lines that never became rows
     "missing post_id", "missing user_id", "unparsable taken_at", "unparsable crawled_at",
     "taken_at after crawled_at", "missing likes", "non-numeric likes", "negative likes",
     "non-integer likes", "missing comments", "non-numeric comments", "negative comments",
@@ -119,7 +123,10 @@ def _reader_sql(files: list[Path]) -> str:
             parts.append(f"SELECT * FROM read_parquet({lst}, union_by_name=true, filename=true)")
         elif kind == "csv":
             # all_varchar: a stray "abc" in likes must become a reject, not a failed read.
-            parts.append(f"SELECT * FROM read_csv({lst}, header=true, all_varchar=true, union_by_name=true, filename=true)")
+            # store_rejects: a bad line becomes a reject, not the end of the build; DuckDB
+            # refuses it with union_by_name, so one read per file, united by name below.
+            parts += [f"SELECT * FROM read_csv({_sql_str(f)}, header=true, all_varchar=true, filename=true, "
+                      "store_rejects=true)" for f in group]
         else:
             # Every field as text, like CSV: a stray "abc" after the type-detection sample
             # must become a reject, not a failed read (lists arrive as JSON text).
@@ -270,7 +277,11 @@ def load_checked_posts(con, posts, *, crawled_at=None, rejects_path: str | os.Pa
       SELECT * EXCLUDE (reason, source_file, raw_row) FROM checked
       WHERE reason IS NULL AND post_id NOT IN (SELECT post_id FROM dup_rows)
       UNION ALL SELECT * EXCLUDE (reason, source_file, raw_row, rn) FROM dup_rows WHERE rn = 1""")
+    _collect_bad_lines(con)
     summary = PostsSummary(types=types)
+    for reason, n in con.execute("SELECT reason, count(*) FROM bad_lines GROUP BY 1").fetchall():
+        summary.rows += n
+        summary.rejected[reason] = n
     for reason, n in con.execute("SELECT reason, count(*) FROM checked GROUP BY 1").fetchall():
         summary.rows += n
         if reason is None:
@@ -287,6 +298,24 @@ def load_checked_posts(con, posts, *, crawled_at=None, rejects_path: str | os.Pa
     return summary
 
 
+def _collect_bad_lines(con) -> None:
+    """CSV lines DuckDB could not read (``store_rejects``) as table ``bad_lines``: one row
+    per file line, with its reason (an encoding error wins over a field count)."""
+    have = con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'reject_errors'").fetchone()[0]
+    source = """(SELECT CASE WHEN e.error_type = 'INVALID ENCODING' THEN 'bad encoding'
+                   WHEN e.error_type IN ('TOO MANY COLUMNS', 'MISSING COLUMNS') THEN 'wrong number of fields'
+                   ELSE 'unparsable row' END AS reason,
+                   CASE WHEN e.error_type = 'INVALID ENCODING' THEN 0 WHEN e.error_type LIKE '%COLUMNS' THEN 1
+                   ELSE 2 END AS rank, s.file_path AS source_file, e.line, e.csv_line
+                 FROM reject_errors e JOIN reject_scans s ON e.scan_id = s.scan_id AND e.file_id = s.file_id)"""
+    if not have:
+        source = ("(SELECT NULL::VARCHAR AS reason, 0 AS rank, NULL::VARCHAR AS source_file, 0::BIGINT AS line, "
+                  "NULL::VARCHAR AS csv_line WHERE false)")
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE bad_lines AS
+        SELECT arg_min(reason, rank) AS reason, source_file, line, any_value(csv_line) AS csv_line
+        FROM {source} GROUP BY source_file, line""")
+
+
 def write_rejects(con, path: str | os.PathLike) -> Path:
     """Rejected rows with their reason, as CSV (written atomically)."""
     path = Path(path)
@@ -296,6 +325,8 @@ def write_rejects(con, path: str | os.PathLike) -> Path:
     con.execute(f"""COPY (SELECT {cells} FROM (
         SELECT reason, post_id, user_id, source_file, raw_row FROM checked WHERE reason IS NOT NULL
         UNION ALL SELECT 'duplicate post_id', post_id, user_id, source_file, NULL FROM dup_rows WHERE rn > 1
-        ORDER BY reason, post_id NULLS FIRST)) TO {_sql_str(tmp)} (HEADER, DELIMITER ',')""")
+        UNION ALL SELECT reason, NULL, NULL, source_file,
+          CAST(to_json(struct_pack(line := line, text := csv_line)) AS VARCHAR) FROM bad_lines
+        ORDER BY reason, post_id NULLS FIRST, source_file, raw_row)) TO {_sql_str(tmp)} (HEADER, DELIMITER ',')""")
     os.replace(tmp, path)
     return path
