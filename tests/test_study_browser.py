@@ -87,6 +87,9 @@ def test_participant_flow_in_chromium(live_app):
 
             def answer(key: str | None, side: str) -> None:
                 expect(trial).to_have_attribute("data-ready", "1")
+                # Both stimuli really loaded (onerror also sets data-ready), at the study's size.
+                sizes = page.evaluate("['left', 'right'].map(s => document.getElementById('img-' + s).naturalWidth)")
+                assert sizes == [512, 512], sizes
                 pid = int(trial.get_attribute("data-pair"))
                 if key:
                     page.keyboard.press(key)
@@ -116,6 +119,9 @@ def test_participant_flow_in_chromium(live_app):
             expect(page.locator("#done")).to_be_visible()
             expect(page.locator("#review tbody tr")).to_have_count(4)
             expect(page.locator("#review-summary")).to_contain_text("of 4 pairs")
+            # The review shows the answered pairs' images (allowed: they are answered).
+            page.wait_for_function("[...document.querySelectorAll('#review tbody img')]"
+                                   ".every(i => i.complete && i.naturalWidth === 512)")
         finally:
             browser.close()
 
