@@ -45,6 +45,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except IIPAError as exc:
         print(f"iipa {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except (FileExistsError, NotADirectoryError) as exc:  # e.g. --out names a file
+        print(f"iipa {args.command}: error: {exc.filename}: {exc.strerror}: an output folder "
+              "cannot be created there (is --out a file?)", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

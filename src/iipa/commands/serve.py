@@ -92,6 +92,8 @@ def run(args: argparse.Namespace) -> int:
     grace = args.graceful_timeout if args.graceful_timeout is not None else settings.request_timeout_s + 5
     config = server_config(app, host=args.host, port=args.port, header_timeout_s=settings.header_timeout_s,
                            log_level=args.log_level, timeout_graceful_shutdown=grace,
+                           # connections beyond this get 503 before their body is read
+                           limit_concurrency=2 * (settings.max_concurrency + settings.max_queue),
                            access_log=args.log_level == "debug")
     uvicorn.Server(config).run()
     return 0

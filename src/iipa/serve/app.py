@@ -18,6 +18,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.formparsers import MultiPartParser
 
 from iipa import __version__
 from iipa.models import PopularityNet
@@ -42,6 +43,10 @@ def create_app(model: Scorer | PopularityNet | str | os.PathLike, settings: Serv
                *, device: str | None = None, precision: str = "auto", optimize: str = "none") -> FastAPI:
     """Build the service around ``model`` (a Scorer, a PopularityNet, a checkpoint or weights name)."""
     settings = settings or ServeSettings()
+    # Uploads past 64 KiB go to the parser's temporary files on disk, not 1 MB each in
+    # memory: bodies are read before a request is admitted, so many concurrent uploads of
+    # up to max_request_bytes must not sit in RAM. (A class attribute: process-wide.)
+    MultiPartParser.spool_max_size = 64 * 1024
     scorer = model if isinstance(model, Scorer) else Scorer(model, device=device, precision=precision,
                                                            num_workers=0, optimize=optimize)
     service = Service(scorer, settings)
