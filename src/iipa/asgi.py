@@ -77,10 +77,12 @@ class BodyLimit:
             return
         received = 0
         deadline = time.monotonic() + self.body_timeout_s
-        started = False
+        started = body_done = False
 
         async def limited_receive() -> dict[str, Any]:
-            nonlocal received
+            nonlocal received, body_done
+            if body_done:  # after the body, receive() only waits for a disconnect: no deadline
+                return await receive()
             try:
                 message = await asyncio.wait_for(receive(), max(0.001, deadline - time.monotonic()))
             except asyncio.TimeoutError:
@@ -89,6 +91,9 @@ class BodyLimit:
                 received += len(message.get("body", b""))
                 if received > self.max_body_bytes:
                     raise BodyTooLarge(self.max_body_bytes)
+                body_done = not message.get("more_body", False)
+            else:
+                body_done = True
             return message
 
         async def tracking_send(message: dict[str, Any]) -> None:
