@@ -138,12 +138,17 @@ def create_study(store: Store, pairs_path: str | os.PathLike, images_dir: str | 
                     attention_pass=attention_pass,
                     source=f"pairs={os.fspath(pairs_path)} images={os.fspath(images_dir)}"))
         w = _Writer(s, rng)
-        for kind, rows in (("training", train_rows), ("trial", trial_rows)):
-            for row, high, low in rows:
-                w.photo_pair(row, kind, high, low)
-        for post_id, path, data in photos:
-            grey = int(rng.integers(100, 160))  # the decoy: nobody would like a grey square
-            w.add("attention", (post_id, path, data), (f"{BLANK_PREFIX}{grey}", None, encode_decoy(grey)))
+        for row, high, low in train_rows:
+            w.photo_pair(row, "training", high, low)
+        # Trials and attention checks interleaved at random, so pair ids (in every URL) do
+        # not single out the attention checks as the highest ids.
+        for i in rng.permutation(len(trial_rows) + len(photos)):
+            if i < len(trial_rows):
+                w.photo_pair(trial_rows[i][0], "trial", trial_rows[i][1], trial_rows[i][2])
+            else:
+                post_id, path, data = photos[i - len(trial_rows)]
+                grey = int(rng.integers(100, 160))  # the decoy: nobody would like a grey square
+                w.add("attention", (post_id, path, data), (f"{BLANK_PREFIX}{grey}", None, encode_decoy(grey)))
         s.commit()
     return StudySummary(training=len(train_rows), trials=len(trial_rows), attention=len(photos),
                         dropped_missing_images=dropped, available=len(df),
