@@ -172,7 +172,7 @@ def test_release_memory_runs_on_glibc():
 def slow_server(tiny_checkpoint):
     import uvicorn
 
-    app = create_app(tiny_checkpoint, ServeSettings(body_timeout_s=0.5))
+    app = create_app(tiny_checkpoint, ServeSettings(body_timeout_s=0.5, api_key="live-key-123456"))
     port = free_port()
     server = uvicorn.Server(server_config(app, host="127.0.0.1", port=port, header_timeout_s=0.5,
                                          log_level="warning"))
@@ -202,7 +202,18 @@ def test_slow_headers_and_slow_bodies_are_timed_out(slow_server):
         s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # never finishes the head
         assert _read_all(s, 3.0) == b""  # closed by the server, no answer
     with socket.create_connection(("127.0.0.1", slow_server)) as s:
-        pass_ = b"POST /v1/score HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+        pass_ = (b"POST /v1/score HTTP/1.1\r\nHost: x\r\nX-API-Key: live-key-123456\r\n"
+                 b"Content-Type: multipart/form-data; boundary=b\r\n")
         s.sendall(pass_ + b"Content-Length: 1000\r\n\r\n--b\r\n")  # then stalls
         answer = _read_all(s, 5.0)
         assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+
+
+def test_a_300_mib_body_without_the_key_is_refused_before_it_is_sent(slow_server):
+    head = (b"POST /v1/score HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+            b"Content-Length: 314572800\r\n\r\n")
+    for extra, status in ((b"", b"401"), (b"X-API-Key: live-key-123456\r\n", b"413")):
+        with socket.create_connection(("127.0.0.1", slow_server)) as s:
+            s.sendall(head.replace(b"Host: x\r\n", b"Host: x\r\n" + extra))  # no body byte at all
+            answer = _read_all(s, 3.0)
+            assert answer.startswith(b"HTTP/1.1 " + status), answer[:200]
