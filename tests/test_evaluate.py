@@ -7,7 +7,7 @@ import json
 import pytest
 
 from _pairsynth import make_pair_set
-from iipa.evaluate import crop_boxes, pairwise_accuracy, wilson_interval
+from iipa.evaluate import pairwise_accuracy, wilson_interval
 from iipa.profiles import get_profile
 
 
@@ -33,10 +33,10 @@ def test_ties_count_half_and_are_reported():
 
 def test_five_crops_are_distinct_and_of_crop_size():
     prof = get_profile("small")
-    boxes = crop_boxes(prof, 96, 72, 5)
+    boxes = prof.crop_boxes(96, 72, 5)
     assert len(set(boxes)) == 5
     assert all(r - left == 64 and b - t == 64 for left, t, r, b in boxes)
-    assert crop_boxes(prof, 96, 72, 1) == [(16, 4, 80, 68)]
+    assert prof.crop_boxes(96, 72, 1) == [(16, 4, 80, 68)]
 
 
 def test_evaluate_command_reports_each_split_with_ci(small_set, tiny_checkpoint, run_cli, tmp_path):

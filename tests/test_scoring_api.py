@@ -9,13 +9,12 @@ import torch
 from PIL import Image
 
 import iipa
-from iipa.scoring import cpu_supports_bf16, resolve_precision
+from iipa.runtime import cpu_supports_bf16, resolve_precision
 
 
 @pytest.fixture(scope="module")
 def scorer(tiny_checkpoint):
-    # exact decoding: JPEG draft scaling applies to files and bytes, not to decoded PIL images or arrays
-    return iipa.Scorer(iipa.load_model(tiny_checkpoint), num_workers=0, precision="fp32", fast_decode=False)
+    return iipa.Scorer(iipa.load_model(tiny_checkpoint), num_workers=0, precision="fp32")
 
 
 def test_same_image_scores_the_same_whatever_the_input_type(scorer, photo_dir, photos):

@@ -12,8 +12,9 @@ to its nominal coverage for small n and accuracies near 0 or 1. Pairs share imag
 when the table reuses images (the paper's builder does not), so pairs are treated as
 independent.
 
-Multi-crop averaging (``crops=5``: four corners + centre of the profile's crop; ``10``:
-the same plus horizontal flips) averages each image's scores over the crops.
+Images are scored by :class:`~iipa.scoring.Scorer`, the one inference path; multi-crop
+averaging (``crops=5``: four corners + centre of the profile's crop; ``10``: the same plus
+horizontal flips, :meth:`Profile.crop_boxes`) averages each image's scores over the crops.
 """
 
 from __future__ import annotations
@@ -25,18 +26,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
-from PIL import Image
-from torch.utils.data import DataLoader, Dataset
 
-from iipa.errors import IIPAError, ImageError
-from iipa.images import DEFAULT_MAX_PIXELS, open_image
+from iipa.errors import IIPAError
 from iipa.models import PopularityNet
 from iipa.pairs.table import SPLITS, attach_images, read_pairs
-from iipa.profiles import Profile
+from iipa.profiles import CROPS
 from iipa.scoring import Scorer
 
-CROPS = (1, 5, 10)
+__all__ = ["CROPS", "evaluate_pairs", "pairwise_accuracy", "score_paths", "wilson_interval"]
 
 
 def wilson_interval(successes: float, n: int, z: float = 1.959964) -> tuple[float, float]:
@@ -64,75 +61,18 @@ def pairwise_accuracy(high_scores: Sequence[float], low_scores: Sequence[float])
             "accuracy": acc, "ci95": [low, high], "ci_method": "wilson", "skipped": int((~ok).sum())}
 
 
-def crop_boxes(profile: Profile, width: int, height: int, crops: int) -> list[tuple[int, int, int, int]]:
-    """Crop boxes (left, top, right, bottom) of the profile's crop size in a resized image."""
-    c = profile.crop
-    if c is None or crops == 1:
-        return [(0, 0, width, height)] if c is None else [_centre(width, height, c)]
-    corners = [(0, 0), (width - c, 0), (0, height - c), (width - c, height - c)]
-    return [(x, y, x + c, y + c) for x, y in corners] + [_centre(width, height, c)]
-
-
-def _centre(w: int, h: int, c: int) -> tuple[int, int, int, int]:
-    top, left = int(round((h - c) / 2.0)), int(round((w - c) / 2.0))  # torchvision CenterCrop
-    return (left, top, left + c, top + c)
-
-
-class _CropDataset(Dataset):
-    def __init__(self, paths: Sequence[str], profile: Profile, crops: int, fast_decode: bool, max_pixels: int) -> None:
-        self.paths, self.profile, self.crops = list(paths), profile, crops
-        self.draft = profile.draft_size if fast_decode else None
-        self.max_pixels = max_pixels
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, i: int) -> tuple[int, torch.Tensor | None]:
-        try:
-            img = self.profile.resize_image(open_image(self.paths[i], draft_size=self.draft, max_pixels=self.max_pixels))
-        except ImageError:
-            return i, None
-        views = [img.crop(box) for box in crop_boxes(self.profile, img.width, img.height, self.crops)]
-        if self.crops == 10 or (self.crops > 1 and self.profile.crop is None):
-            views += [v.transpose(Image.FLIP_LEFT_RIGHT) for v in views]
-        arrays = [np.asarray(v.convert("RGB"), dtype=np.uint8) for v in views]
-        return i, torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
-
-
-def _collate(batch):
-    return batch
-
-
 def score_paths(
-    model: PopularityNet | str | os.PathLike,
+    model: PopularityNet | str | os.PathLike | None,
     paths: Sequence[str],
     *,
-    crops: int = 1,
-    device: str | None = None,
-    precision: str = "auto",
-    batch_size: int = 32,
-    workers: int = 0,
-    fast_decode: bool = True,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
     scorer: Scorer | None = None,
+    **scorer_kwargs: Any,
 ) -> np.ndarray:
-    """One score per path (NaN for unreadable images), averaged over ``crops`` views."""
-    if crops not in CROPS:
-        raise IIPAError(f"--crops must be one of {', '.join(map(str, CROPS))}, not {crops}")
-    scorer = scorer or Scorer(model, device=device, precision=precision, batch_size=batch_size)
-    out = np.full(len(paths), np.nan)
-    dataset = _CropDataset(paths, scorer.profile, crops, fast_decode, max_pixels)
-    per_batch = max(1, batch_size // max(1, crops))
-    loader = DataLoader(dataset, batch_size=per_batch, num_workers=workers, collate_fn=_collate,
-                        prefetch_factor=2 if workers else None)
-    for batch in loader:
-        good = [(i, t) for i, t in batch if t is not None]
-        if not good:
-            continue
-        stack = torch.cat([t for _, t in good])
-        scores = scorer.score_batch(stack).view(len(good), -1).mean(dim=1)
-        out[[i for i, _ in good]] = scores.numpy()
-    return out
+    """One score per path (NaN for unreadable images) from ``scorer`` or a
+    ``Scorer(model, **scorer_kwargs)`` (``crops``, ``device``, ``precision``, ``batch_size``,
+    ``num_workers``, ``max_pixels``)."""
+    scorer = scorer or Scorer(model, **scorer_kwargs)
+    return np.array(scorer.score(list(paths), on_error="nan"), dtype=np.float64)
 
 
 def evaluate_pairs(

@@ -7,8 +7,10 @@ assumption that does not hold for us, "the output is a logit vector", is thereby
 everything else (hooks on ``model.cam_layer``, gradient averaging, ReLU, min-max
 scaling) is its standard Grad-CAM.
 
-The network sees the image through its preprocessing profile (resize, then a centre crop
-for ``paper``/``efficientnet``/``small``). :func:`gradcam` maps the CAM back through that
+The network sees the image through its profile's one preprocessing function
+(:meth:`Profile.prepare`: decoding, resize, then a centre crop for ``paper``/``efficientnet``/
+``small``), and the score reported beside a heatmap comes from :class:`~iipa.scoring.Scorer`,
+so it is the score ``iipa score`` gives (same precision). :func:`gradcam` maps the CAM back through that
 geometry onto the *original* image: inside the crop it is the CAM, outside (pixels the
 model never saw) it is 0. Heatmaps are float32 in [0, 1]; 1 is the most important region
 of this image (the scale is per image, as in the paper's figures, not comparable across
@@ -34,6 +36,9 @@ from iipa.errors import IIPAError
 from iipa.images import ImageInput, open_image
 from iipa.models import PopularityNet
 from iipa.profiles import Profile
+from iipa.scoring import Scorer
+
+ModelOrScorer = PopularityNet | Scorer
 
 
 class ScoreTarget:
@@ -46,38 +51,46 @@ class ScoreTarget:
         return self.sign * output
 
 
-def _crop_box(profile: Profile, size: tuple[int, int]) -> tuple[tuple[int, int], tuple[int, int, int, int]]:
-    """(resized w, h) and the (left, top, right, bottom) crop box the profile takes from it.
-
-    Computed on a blank image by the profile itself, so it follows the profile's rounding.
-    """
+def cam_to_original(cam: np.ndarray, profile: Profile, size: tuple[int, int],
+                    out_size: tuple[int, int] | None = None) -> np.ndarray:
+    """A CAM at the network's input size -> a heatmap of the image the profile was given,
+    ``size`` (w, h), or of ``out_size`` (e.g. the full-size image behind a draft decode)."""
     resized = profile.resize_image(Image.new("L", size)).size
-    if profile.crop is None:
-        return resized, (0, 0, resized[0], resized[1])
-    w, h = resized
-    c = profile.crop
-    top, left = int(round((h - c) / 2.0)), int(round((w - c) / 2.0))
-    return resized, (left, top, left + c, top + c)
-
-
-def cam_to_original(cam: np.ndarray, profile: Profile, size: tuple[int, int]) -> np.ndarray:
-    """A CAM at the network's input size -> a heatmap of ``size`` (w, h) of the original image."""
-    resized, (left, top, right, bottom) = _crop_box(profile, size)
+    left, top, right, bottom = profile.centre_box(*resized)
     canvas = np.zeros((resized[1], resized[0]), dtype=np.float32)
     crop = Image.fromarray(cam.astype(np.float32), mode="F").resize((right - left, bottom - top), Image.BILINEAR)
     canvas[top:bottom, left:right] = np.asarray(crop, dtype=np.float32)
-    out = np.asarray(Image.fromarray(canvas, mode="F").resize(size, Image.BILINEAR), dtype=np.float32)
+    out = np.asarray(Image.fromarray(canvas, mode="F").resize(out_size or size, Image.BILINEAR), dtype=np.float32)
     return np.clip(out, 0.0, 1.0)
 
 
-def _input_batch(model: PopularityNet, images: list[Image.Image]) -> torch.Tensor:
-    device = next(model.parameters()).device
-    batch = torch.stack([model.profile.to_uint8(img) for img in images])
-    return model.profile.normalize(batch).to(device)
+def as_scorer(model: ModelOrScorer) -> Scorer:
+    """The Scorer whose scores an explanation reports (a model is scored on its own device)."""
+    if isinstance(model, Scorer):
+        return model
+    return Scorer(model, device=str(next(model.parameters()).device), num_workers=0)
 
 
-def _cams(model: PopularityNet, images: list[Image.Image], signs: list[float]) -> tuple[np.ndarray, list[float]]:
-    """Grad-CAMs at the input size (N x h x w) and the scores, one forward/backward pass."""
+@dataclass
+class _Prepared:
+    display: Image.Image  # the image as the user sees it (full size, upright)
+    decoded: tuple[int, int]  # the size the profile decoded it at (smaller under draft decoding)
+    tensor: torch.Tensor  # uint8 3 x S x S network input
+
+
+def _prepare(profile: Profile, image: ImageInput) -> _Prepared:
+    img = profile.open(image)
+    encoded = isinstance(image, (str, os.PathLike, bytes))
+    display = open_image(image) if profile.decode == "draft" and encoded else img
+    return _Prepared(display, img.size, profile.to_uint8(img))
+
+
+def _heatmap(cam: np.ndarray, profile: Profile, p: _Prepared) -> np.ndarray:
+    return cam_to_original(cam, profile, p.decoded, p.display.size)
+
+
+def _cams(model: PopularityNet, batch: torch.Tensor, signs: list[float]) -> np.ndarray:
+    """Grad-CAMs at the input size (N x h x w) of a uint8 batch, one forward/backward pass."""
     try:
         from pytorch_grad_cam import GradCAM
     except ImportError as exc:
@@ -91,31 +104,30 @@ def _cams(model: PopularityNet, images: list[Image.Image], signs: list[float]) -
     for p in params:
         p.requires_grad_(False)
     model.eval()
-    x = _input_batch(model, images)
+    x = model.profile.normalize(batch).to(next(model.parameters()).device)
     try:
         with torch.enable_grad(), GradCAM(model=model, target_layers=[model.cam_layer]) as cam:
             # Input gradients on: with the parameters frozen, this is what makes the CAM
             # layer's output require grad (the library's gradient hook needs it).
             cam.compute_input_gradient = True
             maps = cam(input_tensor=x, targets=[ScoreTarget(s) for s in signs])
-            scores = cam.outputs.detach().float().cpu().reshape(-1).tolist()
     finally:
         model.train(was_training)
         for p, (requires_grad, grad) in zip(params, saved, strict=True):
             p.requires_grad_(requires_grad)
             p.grad = grad
-    return np.nan_to_num(np.asarray(maps, dtype=np.float32)), scores
+    return np.nan_to_num(np.asarray(maps, dtype=np.float32))
 
 
-def gradcam(model: PopularityNet, image: ImageInput, *, sign: float = 1.0) -> np.ndarray:
+def gradcam(model: ModelOrScorer, image: ImageInput, *, sign: float = 1.0) -> np.ndarray:
     """Grad-CAM of the score: float32 H x W in [0, 1] at the original image's size.
 
     ``image``: a path, PIL image, array or bytes (opened like :func:`iipa.images.open_image`).
     ``sign=-1`` shows the regions that lower the score instead.
     """
-    img = open_image(image)
-    maps, _ = _cams(model, [img], [sign])
-    return cam_to_original(maps[0], model.profile, img.size)
+    net = model.model if isinstance(model, Scorer) else model
+    p = _prepare(net.profile, image)
+    return _heatmap(_cams(net, p.tensor[None], [sign])[0], net.profile, p)
 
 
 def colorize(heatmap: np.ndarray, *, cmap: str = "jet") -> np.ndarray:
@@ -137,11 +149,11 @@ def overlay(image: Image.Image, heatmap: np.ndarray, *, alpha: float = 0.5) -> I
     return Image.fromarray(np.clip(mixed + 0.5, 0, 255).astype(np.uint8), mode="RGB")
 
 
-def heatmap_overlay(model: PopularityNet, image: ImageInput, *, alpha: float = 0.5) -> Image.Image:
+def heatmap_overlay(model: ModelOrScorer, image: ImageInput, *, alpha: float = 0.5) -> Image.Image:
     """The image with its Grad-CAM blended on top, RGB, at the original image's size."""
-    img = open_image(image)
-    maps, _ = _cams(model, [img], [1.0])
-    return overlay(img, cam_to_original(maps[0], model.profile, img.size), alpha=alpha)
+    net = model.model if isinstance(model, Scorer) else model
+    p = _prepare(net.profile, image)
+    return overlay(p.display, _heatmap(_cams(net, p.tensor[None], [1.0])[0], net.profile, p), alpha=alpha)
 
 
 @dataclass
@@ -156,11 +168,14 @@ class Explanation:
         return overlay(self.image, self.heatmap, alpha=alpha)
 
 
-def explain(model: PopularityNet, image: ImageInput) -> Explanation:
-    """Score and Grad-CAM of one image from a single forward/backward pass."""
-    img = open_image(image)
-    maps, scores = _cams(model, [img], [1.0])
-    return Explanation(img, scores[0], cam_to_original(maps[0], model.profile, img.size))
+def explain(model: ModelOrScorer, image: ImageInput) -> Explanation:
+    """Score (:class:`Scorer`'s, the one ``iipa score`` gives) and Grad-CAM of one image.
+    Pass a Scorer when explaining many images: it fixes device and precision once."""
+    scorer = as_scorer(model)
+    p = _prepare(scorer.profile, image)
+    (score,) = scorer.score_views([p.tensor[None]])
+    cam = _cams(scorer.model, p.tensor[None], [1.0])[0]
+    return Explanation(p.display, score, _heatmap(cam, scorer.profile, p))
 
 
 @dataclass
@@ -176,7 +191,7 @@ class PairExplanation:
         return self.a.score - self.b.score
 
 
-def explain_pair(model: PopularityNet, image_a: ImageInput, image_b: ImageInput) -> PairExplanation:
+def explain_pair(model: ModelOrScorer, image_a: ImageInput, image_b: ImageInput) -> PairExplanation:
     """Grad-CAM of d = f(A) - f(B) on each side of the Siamese pair.
 
     The two branches share weights and d is linear in the two scores, so the gradient of d
@@ -184,11 +199,13 @@ def explain_pair(model: PopularityNet, image_a: ImageInput, image_b: ImageInput)
     targets +score and -score is exactly Grad-CAM of the difference. Pass the more popular
     image as A to see what makes it win.
     """
-    img_a, img_b = open_image(image_a), open_image(image_b)
-    maps, scores = _cams(model, [img_a, img_b], [1.0, -1.0])
+    scorer = as_scorer(model)
+    a, b = _prepare(scorer.profile, image_a), _prepare(scorer.profile, image_b)
+    scores = scorer.score_views([a.tensor[None], b.tensor[None]])
+    maps = _cams(scorer.model, torch.stack([a.tensor, b.tensor]), [1.0, -1.0])
     return PairExplanation(
-        Explanation(img_a, scores[0], cam_to_original(maps[0], model.profile, img_a.size)),
-        Explanation(img_b, scores[1], cam_to_original(maps[1], model.profile, img_b.size)),
+        Explanation(a.display, scores[0], _heatmap(maps[0], scorer.profile, a)),
+        Explanation(b.display, scores[1], _heatmap(maps[1], scorer.profile, b)),
     )
 
 

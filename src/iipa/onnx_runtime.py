@@ -1,9 +1,8 @@
-"""Score through onnxruntime: :class:`OnnxScorer` has the :class:`~iipa.scoring.Scorer`
-interface (``score``, ``iter_scores``, ``score_batch``) for files written by :mod:`iipa.export`.
+"""Score through onnxruntime: :class:`OnnxScorer` is a :class:`~iipa.scoring.Scorer` for
+files written by :mod:`iipa.export` (fp32, or int8 from ``--quantize int8``).
 
-Decoding, resizing and error rows are the Scorer's own (same DataLoader, same profile); only
-the network call differs. Useful where PyTorch is heavy to deploy or where onnxruntime is
-faster on the CPU at hand.
+Decoding, resizing, multi-crop and error rows are the Scorer's own (the profile stored in
+the file); only the network call differs. ``Scorer("model.onnx")`` returns one.
 """
 
 from __future__ import annotations
@@ -19,7 +18,8 @@ from iipa.errors import IIPAError
 from iipa.export import INPUT_NAME, read_onnx_metadata
 from iipa.images import DEFAULT_MAX_PIXELS
 from iipa.profiles import Profile
-from iipa.scoring import Scorer, default_workers
+from iipa.runtime import cpu_count
+from iipa.scoring import Scorer
 
 
 @dataclass
@@ -36,6 +36,10 @@ class OnnxModel:
         """uint8 N x 3 x S x S -> float32 N scores."""
         return self.session.run(None, {INPUT_NAME: np.ascontiguousarray(batch, dtype=np.uint8)})[0]
 
+    @property
+    def precision(self) -> str:
+        return str(self.info.get("quantization", {}).get("precision", "fp32"))
+
 
 def load_onnx_model(path: str | os.PathLike, *, device: str | None = "cpu", threads: int | None = None) -> OnnxModel:
     try:
@@ -50,8 +54,10 @@ def load_onnx_model(path: str | os.PathLike, *, device: str | None = "cpu", thre
             raise IIPAError("--device cuda with --runtime onnx needs onnxruntime-gpu (CUDAExecutionProvider)")
         providers.insert(0, "CUDAExecutionProvider")
     options = ort.SessionOptions()
-    if threads:
-        options.intra_op_num_threads = threads
+    options.intra_op_num_threads = threads or cpu_count()
+    # The scorer decodes on every core between model calls: threads spinning after a call
+    # would take those cores from the decoders.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = ort.InferenceSession(os.fspath(path), sess_options=options, providers=providers)
     info = dict(meta["info"] or {})
     info.setdefault("source", os.fspath(path))
@@ -59,29 +65,38 @@ def load_onnx_model(path: str | os.PathLike, *, device: str | None = "cpu", thre
 
 
 class OnnxScorer(Scorer):
-    """Like :class:`Scorer`, with an ONNX file instead of a PyTorch model (fp32 only)."""
+    """Like :class:`Scorer`, with an ONNX file instead of a PyTorch model. The file fixes
+    the precision (fp32 or int8): ``precision`` may only be ``auto`` or ``fp32``."""
 
     def __init__(
         self,
         model: str | os.PathLike | OnnxModel,
         *,
         device: str | None = "cpu",
+        precision: str = "auto",
         batch_size: int = 32,
         num_workers: int | None = None,
-        fast_decode: bool = True,
+        crops: int = 1,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         threads: int | None = None,
+        **_ignored: Any,  # channels_last / optimize: PyTorch-only knobs
     ) -> None:
-        # Deliberately not Scorer.__init__: that loads a PyTorch model. iter_scores and score
-        # only need the attributes set here.
+        # Deliberately not Scorer.__init__: that loads a PyTorch model.
+        if precision not in ("auto", "fp32"):
+            raise IIPAError(f"--precision {precision} does not apply to an ONNX file (its precision is fixed "
+                            "at export: fp32, or int8 with `iipa export --quantize int8`)")
+        if device not in (None, "auto", "cpu") and not str(device).startswith("cuda"):
+            raise IIPAError(f"unknown device {device!r} for onnxruntime; use cpu or cuda")
+        device = None if device == "auto" else device
         self.model = model if isinstance(model, OnnxModel) else load_onnx_model(model, device=device, threads=threads)
         self.profile = self.model.profile
         self.device = torch.device("cpu")  # batches stay on the host; onnxruntime moves them
         self.autocast_dtype = None
-        self.batch_size = batch_size
-        self.num_workers = default_workers() if num_workers is None else num_workers
-        self.fast_decode = fast_decode
-        self.max_pixels = max_pixels
+        self._set_loading(batch_size, num_workers, crops, max_pixels)
+
+    @property
+    def precision(self) -> str:
+        return self.model.precision
 
     def score_batch(self, batch: torch.Tensor) -> torch.Tensor:
         """uint8 N x 3 x H x W (already resized and cropped) -> N float scores."""

@@ -1,8 +1,21 @@
-"""Named preprocessing profiles. Weights carry the name of the profile they expect.
+"""Named preprocessing profiles. Weights carry the profile they expect.
+
+A profile is the whole way from an image to a network input, decoding included:
+:meth:`Profile.prepare` (one view) and :meth:`Profile.prepare_views` (multi-crop) are the
+one function every path that scores an image calls (``iipa score``/``rank``/``explain``/
+``evaluate``/``serve``, the study, the trainer, the Python API, the ONNX runtimes), so a
+score does not depend on how it was asked for.
 
 Resizing uses Pillow's bilinear filter, exactly as torchvision's ``Resize`` does for
 PIL input, and tensors are built as ``ToTensor`` builds them, so a profile reproduces the
 torchvision pipeline it names bit for bit (see ``tests/test_parity.py``).
+
+``decode="exact"`` decodes JPEGs at full size. ``decode="draft"`` lets libjpeg scale by
+1/2-1/8 in the DCT while both sides stay >= ``size`` (2-3x faster on large photos, but the
+pixels differ, most for small input sizes); only a model *trained* with draft decoding may
+carry such a profile, since training and scoring must see the same pixels. Draft scaling
+only applies to encoded inputs (paths, bytes, file objects): an already decoded PIL image
+or array is scored from its pixels as given.
 """
 
 from __future__ import annotations
@@ -16,9 +29,14 @@ import torch
 from PIL import Image
 
 from iipa.errors import IIPAError
+from iipa.images import DEFAULT_MAX_PIXELS, ImageInput, open_image
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+DECODES = ("exact", "draft")
+CROPS = (1, 5, 10)
+
+Box = tuple[int, int, int, int]  # left, top, right, bottom
 
 
 @dataclass(frozen=True)
@@ -28,6 +46,7 @@ class Profile:
     ``resize="stretch"``: resize to ``size`` x ``size`` ignoring the aspect ratio.
     ``resize="short_side"``: scale the short side to ``size``, then crop ``crop`` x
     ``crop`` (centre at test time, random in training).
+    ``decode``: ``exact`` (full-size JPEG decoding) or ``draft`` (see the module docstring).
     """
 
     name: str
@@ -37,6 +56,11 @@ class Profile:
     mean: tuple[float, float, float] | None = None
     std: tuple[float, float, float] | None = None
     description: str = ""
+    decode: Literal["exact", "draft"] = "exact"
+
+    def __post_init__(self) -> None:
+        if self.decode not in DECODES:
+            raise IIPAError(f"profile {self.name}: decode must be one of {', '.join(DECODES)}, not {self.decode!r}")
 
     @property
     def input_size(self) -> int:
@@ -58,6 +82,26 @@ class Profile:
             return img
         return img.resize((new_w, new_h), Image.BILINEAR)
 
+    def centre_box(self, width: int, height: int) -> Box:
+        """The test-time crop of a resized ``width`` x ``height`` image (torchvision
+        ``CenterCrop`` rounding); the whole image when the profile does not crop."""
+        if self.crop is None:
+            return (0, 0, width, height)
+        c = self.crop
+        top, left = int(round((height - c) / 2.0)), int(round((width - c) / 2.0))
+        return (left, top, left + c, top + c)
+
+    def crop_boxes(self, width: int, height: int, crops: int = 1) -> list[Box]:
+        """Boxes of the ``crops`` test-time views: 1 = centre; 5 = four corners + centre;
+        10 = the same five, flipped by :meth:`views` (a non-cropping profile has one box)."""
+        if crops not in CROPS:
+            raise IIPAError(f"crops must be one of {', '.join(map(str, CROPS))}, not {crops}")
+        if self.crop is None or crops == 1:
+            return [self.centre_box(width, height)]
+        c = self.crop
+        corners = [(0, 0), (width - c, 0), (0, height - c), (width - c, height - c)]
+        return [(x, y, x + c, y + c) for x, y in corners] + [self.centre_box(width, height)]
+
     def crop_image(self, img: Image.Image, *, train: bool = False, rng: random.Random | None = None) -> Image.Image:
         if self.crop is None:
             return img
@@ -65,12 +109,35 @@ class Profile:
         c = self.crop
         if w < c or h < c:
             raise IIPAError(f"profile {self.name}: image {w}x{h} smaller than crop {c}")
-        if train:
-            rng = rng or random
-            top, left = rng.randint(0, h - c), rng.randint(0, w - c)
-        else:  # torchvision CenterCrop rounding
-            top, left = int(round((h - c) / 2.0)), int(round((w - c) / 2.0))
+        if not train:
+            return img.crop(self.centre_box(w, h))
+        rng = rng or random
+        top, left = rng.randint(0, h - c), rng.randint(0, w - c)
         return img.crop((left, top, left + c, top + c))
+
+    def views(self, img: Image.Image, crops: int = 1) -> list[Image.Image]:
+        """The resized image's test-time views (``crops`` 1, 5 or 10; with 10, or with more
+        than 1 on a non-cropping profile, each view is followed by its mirror image)."""
+        img = self.resize_image(img)
+        out = [img.crop(box) for box in self.crop_boxes(img.width, img.height, crops)]
+        if crops == 10 or (crops > 1 and self.crop is None):
+            out = [v for view in out for v in (view, view.transpose(Image.FLIP_LEFT_RIGHT))]
+        return out
+
+    def open(self, source: ImageInput, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+        """Decode ``source`` as this profile decodes (exact or draft), upright RGB."""
+        draft = self.draft_size if self.decode == "draft" else None
+        return open_image(source, draft_size=draft, max_pixels=max_pixels)
+
+    def prepare(self, source: ImageInput, *, max_pixels: int = DEFAULT_MAX_PIXELS,
+                train: bool = False, rng: random.Random | None = None) -> torch.Tensor:
+        """Any input (path, bytes, file object, PIL image, array) -> uint8 3 x S x S network input."""
+        return self.to_uint8(self.open(source, max_pixels=max_pixels), train=train, rng=rng)
+
+    def prepare_views(self, source: ImageInput, crops: int = 1, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> torch.Tensor:
+        """Any input -> uint8 V x 3 x S x S, its ``crops`` test-time views (V = 1 for ``crops=1``)."""
+        views = self.views(self.open(source, max_pixels=max_pixels), crops)
+        return torch.from_numpy(np.stack([np.asarray(v, dtype=np.uint8) for v in views])).permute(0, 3, 1, 2)
 
     def to_uint8(self, img: Image.Image, *, train: bool = False, rng: random.Random | None = None) -> torch.Tensor:
         """RGB image -> uint8 CHW tensor of the network's input size (cheap to ship between processes)."""
@@ -100,6 +167,7 @@ class Profile:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Profile:
+        """From :meth:`to_dict`; a dict without ``decode`` (written before it existed) decodes exactly."""
         d = dict(d)
         for key in ("mean", "std"):
             if d.get(key) is not None:

@@ -1,30 +1,36 @@
-"""Batched, streaming inference over files, folders, lists or in-memory images.
+"""The one inference path: batched, streaming scoring of files, lists or in-memory images.
 
-Decoding runs in DataLoader workers (JPEG draft mode by default), the model runs in the
-main process in bf16 autocast where the CPU supports it, channels_last. Results come out
-in input order, one :class:`ScoreResult` per input, failures included; memory stays
-bounded by the batch size and the prefetch depth whatever the number of inputs.
+Every input goes through its model's profile (:meth:`Profile.prepare_views`: decoding,
+resizing, cropping, multi-crop views), decoded by a pool of threads (Pillow's decoders and
+resizers release the GIL); the model runs in the calling thread, channels_last, at the
+precision :mod:`iipa.runtime` resolves. On the CPU decoding and the model alternate, each
+on every core; on a GPU the next batch decodes while the model runs. Results come out in
+input order, one :class:`ScoreResult` per input, failures included; memory stays bounded
+by two batches whatever the number of inputs.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
 
 from iipa import levels
 from iipa.errors import IIPAError, ImageError
-from iipa.images import DEFAULT_MAX_PIXELS, ImageInput, describe, open_image
+from iipa.images import DEFAULT_MAX_PIXELS, ImageInput, describe
 from iipa.models import PopularityNet
-from iipa.profiles import Profile
+from iipa.profiles import CROPS, Profile
+from iipa.runtime import decode_threads, precision_name, resolve_device, resolve_precision
 from iipa.weights import load_model
+
+Prepared = tuple[torch.Tensor | None, str | None]  # (uint8 V x 3 x S x S, error)
 
 
 @dataclass
@@ -47,64 +53,18 @@ class ScoreResult:
                 "level": self.level, "error": self.error}
 
 
-@functools.lru_cache(maxsize=1)
-def cpu_supports_bf16() -> bool:
-    """True on CPUs with native bf16 (AVX512-BF16 or AMX), where autocast is ~2.5x faster."""
+def is_onnx_file(model: Any) -> bool:
+    return isinstance(model, (str, os.PathLike)) and os.fspath(model).lower().endswith(".onnx")
+
+
+def prepare_item(profile: Profile, item: ImageInput, crops: int, max_pixels: int) -> Prepared:
+    """The profile's views of one input, or the error that stops it (never raises)."""
     try:
-        with open("/proc/cpuinfo") as fh:
-            flags = next((line for line in fh if line.startswith("flags")), "")
-    except OSError:
-        return False
-    return any(f in flags.split() for f in ("avx512_bf16", "amx_bf16"))
-
-
-def resolve_device(device: str | None) -> torch.device:
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
-def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for ``precision`` (None: plain fp32)."""
-    if precision == "fp32":
-        return None
-    if precision == "auto":
-        if device.type == "cuda":
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.bfloat16 if cpu_supports_bf16() else None
-    if precision in ("bf16", "fp16"):
-        if precision == "fp16" and device.type == "cpu":
-            raise IIPAError("--precision fp16 needs a GPU; use bf16 or fp32 on the CPU")
-        return torch.bfloat16 if precision == "bf16" else torch.float16
-    raise IIPAError(f"unknown precision {precision!r}; use auto, fp32, bf16 or fp16")
-
-
-class _ImageDataset(Dataset):
-    def __init__(self, items: Sequence[ImageInput], profile: Profile, fast_decode: bool, max_pixels: int) -> None:
-        self.items = items
-        self.profile = profile
-        self.draft = profile.draft_size if fast_decode else None
-        self.max_pixels = max_pixels
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, index: int) -> tuple[int, torch.Tensor | None, str | None]:
-        item = self.items[index]
-        try:
-            img = open_image(item, draft_size=self.draft, max_pixels=self.max_pixels)
-            return index, self.profile.to_uint8(img), None
-        except ImageError as exc:
-            return index, None, exc.reason + (f": {exc.detail}" if exc.detail else "")
-        except Exception as exc:  # noqa: BLE001 - one odd file must not stop a batch
-            return index, None, f"corrupt: {exc.__class__.__name__}: {exc}"
-
-
-def _collate(batch: list[tuple[int, torch.Tensor | None, str | None]]) -> tuple[list[int], torch.Tensor | None, list[tuple[int, str]]]:
-    good = [(i, t) for i, t, _ in batch if t is not None]
-    bad = [(i, e) for i, t, e in batch if t is None]
-    tensor = torch.stack([t for _, t in good]) if good else None
-    return [i for i, _ in good], tensor, bad
+        return profile.prepare_views(item, crops, max_pixels=max_pixels), None
+    except ImageError as exc:
+        return None, exc.reason + (f": {exc.detail}" if exc.detail else "")
+    except Exception as exc:  # noqa: BLE001 - one odd file must not stop a batch
+        return None, f"corrupt: {exc.__class__.__name__}: {exc}"
 
 
 class Scorer:
@@ -113,7 +73,20 @@ class Scorer:
     >>> scorer = Scorer(load_model("run/best.pt"))          # doctest: +SKIP
     >>> scorer.score(["a.jpg", "b.jpg"])                    # doctest: +SKIP
     [3.12, 1.87]
+
+    ``crops``: 1 (the profile's centre crop), 5 (four corners + centre) or 10 (the same
+    and their mirror images); an image's score is the mean over its views.
+    ``num_workers``: decoding threads (default :func:`iipa.runtime.decode_threads`).
+    An ``.onnx`` file (from ``iipa export``, fp32 or int8) gives an
+    :class:`~iipa.onnx_runtime.OnnxScorer`: the same decoding, onnxruntime for the network.
     """
+
+    def __new__(cls, model: Any = None, **kwargs: Any) -> Scorer:
+        if cls is Scorer and is_onnx_file(model):
+            from iipa.onnx_runtime import OnnxScorer
+
+            return super().__new__(OnnxScorer)
+        return super().__new__(cls)
 
     def __init__(
         self,
@@ -123,7 +96,7 @@ class Scorer:
         precision: str = "auto",
         batch_size: int = 32,
         num_workers: int | None = None,
-        fast_decode: bool = True,
+        crops: int = 1,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         channels_last: bool = True,
         optimize: str = "none",
@@ -132,14 +105,21 @@ class Scorer:
         self.model = load_model(model).to(self.device).eval()
         self.profile = self.model.profile
         self.autocast_dtype = resolve_precision(precision, self.device)
-        self.batch_size = batch_size
-        self.num_workers = default_workers() if num_workers is None else num_workers
-        self.fast_decode = fast_decode
-        self.max_pixels = max_pixels
+        self._set_loading(batch_size, num_workers, crops, max_pixels)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.model = self.model.to(memory_format=self.memory_format)
         self.optimize = optimize
         self._forward = self._optimized_forward(optimize)
+
+    def _set_loading(self, batch_size: int, num_workers: int | None, crops: int, max_pixels: int) -> None:
+        if crops not in CROPS:
+            raise IIPAError(f"crops must be one of {', '.join(map(str, CROPS))}, not {crops}")
+        if batch_size < 1:
+            raise IIPAError(f"batch size must be at least 1, got {batch_size}")
+        self.batch_size = batch_size
+        self.num_workers = decode_threads(self.device) if num_workers is None else max(0, num_workers)
+        self.crops = crops
+        self.max_pixels = max_pixels
 
     def _optimized_forward(self, how: str) -> Any:
         """``jit``: trace + freeze (oneDNN fuses conv/bn/relu; ResNet-50 bf16 on 2 cores: ~30 -> ~37
@@ -152,20 +132,18 @@ class Scorer:
             raise IIPAError(f"unknown --optimize {how!r}; use none, jit or compile")
         size = self.profile.input_size
         example = torch.zeros(2, 3, size, size, device=self.device).contiguous(memory_format=self.memory_format)
-        autocast = (torch.autocast(self.device.type, dtype=self.autocast_dtype, cache_enabled=False)
-                    if self.autocast_dtype is not None else contextlib.nullcontext())
-        with torch.inference_mode(), autocast, warnings.catch_warnings():
+        with torch.inference_mode(), self._autocast(cache_enabled=False), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # TorchScript deprecation notices
             return torch.jit.freeze(torch.jit.trace(self.model, example, check_trace=False))
 
     @property
     def precision(self) -> str:
-        return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.autocast_dtype]
+        return precision_name(self.autocast_dtype)
 
-    def _autocast(self) -> contextlib.AbstractContextManager:
+    def _autocast(self, **kwargs: Any) -> contextlib.AbstractContextManager:
         if self.autocast_dtype is None:
             return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype, **kwargs)
 
     @torch.inference_mode()
     def score_batch(self, batch: torch.Tensor) -> torch.Tensor:
@@ -176,34 +154,69 @@ class Scorer:
             out = self._forward(x)
         return out.float().cpu()
 
+    def score_views(self, views: Sequence[torch.Tensor]) -> list[float]:
+        """One score per image from its uint8 V x 3 x S x S views (mean over the views)."""
+        counts = [len(v) for v in views]
+        scores = self.score_batch(torch.cat(list(views))).split(counts)
+        return [float(s.mean()) for s in scores]
+
+    def prepare(self, item: ImageInput) -> Prepared:
+        """One input -> (its views, None) or (None, error): what :meth:`iter_scores` decodes."""
+        return prepare_item(self.profile, item, self.crops, self.max_pixels)
+
+    def _batches(self, items: Sequence[ImageInput], pool: ThreadPoolExecutor | None) -> Iterator[list[Prepared]]:
+        """Decoded batches in order. On the CPU the next batch is only submitted once the
+        caller comes back for it (after the model ran); on a GPU it decodes meanwhile."""
+        per_batch = max(1, self.batch_size // (self.crops if self.profile.crop else min(self.crops, 2)))
+        starts = range(0, len(items), per_batch)
+        overlap = self.device.type != "cpu"
+
+        def submit(start: int) -> list[Future] | list[Prepared]:
+            chunk = items[start:start + per_batch]
+            if pool is None:
+                return [self.prepare(it) for it in chunk]
+            return [pool.submit(self.prepare, it) for it in chunk]
+
+        def done(pending: list) -> list[Prepared]:
+            return [p.result() if isinstance(p, Future) else p for p in pending]
+
+        pending = submit(starts[0]) if starts else []
+        for k in range(len(starts)):
+            batch = done(pending)
+            if overlap and k + 1 < len(starts):
+                pending = submit(starts[k + 1])
+            yield batch
+            if not overlap and k + 1 < len(starts):
+                pending = submit(starts[k + 1])
+
     def iter_scores(self, inputs: Iterable[ImageInput], *, progress: Any = None) -> Iterator[ScoreResult]:
         """One ScoreResult per input, in input order; unreadable inputs carry an error."""
         items = inputs if isinstance(inputs, Sequence) and not isinstance(inputs, (str, bytes)) else list(inputs)
-        dataset = _ImageDataset(items, self.profile, self.fast_decode, self.max_pixels)
-        in_memory = any(not isinstance(it, (str, os.PathLike)) for it in items[:64])
-        workers = 0 if in_memory or len(items) <= self.batch_size else self.num_workers
-        loader = DataLoader(
-            dataset, batch_size=self.batch_size, shuffle=False, num_workers=workers,
-            collate_fn=_collate, prefetch_factor=2 if workers else None,
-            persistent_workers=False, pin_memory=self.device.type == "cuda",
-        )
-        for indices, tensor, bad in loader:
-            results: dict[int, ScoreResult] = {}
-            if tensor is not None:
-                for i, s in zip(indices, self.score_batch(tensor).tolist(), strict=False):
-                    meaning = levels.describe(float(s), self.model.reference)
-                    results[i] = ScoreResult(describe(items[i]), float(s),
-                                             scaled=meaning["scaled"], level=meaning["level"])
-            for i, err in bad:
-                results[i] = ScoreResult(describe(items[i]), None, err)
-            for i in sorted(results):
-                yield results[i]
-            if progress is not None:
-                progress.update(len(results))
+        threads = min(self.num_workers, len(items))
+        pool = ThreadPoolExecutor(threads, thread_name_prefix="iipa-decode") if threads > 1 else None
+        try:
+            done = 0
+            for batch in self._batches(items, pool):
+                good = [(i, views) for i, (views, _) in enumerate(batch, done) if views is not None]
+                scores = dict(zip([i for i, _ in good], self.score_views([v for _, v in good]), strict=True)) if good else {}
+                for i, (_, error) in enumerate(batch, done):
+                    yield self._result(items[i], scores.get(i), error)
+                done += len(batch)
+                if progress is not None:
+                    progress.update(len(batch))
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+
+    def _result(self, item: ImageInput, score: float | None, error: str | None) -> ScoreResult:
+        if score is None:
+            return ScoreResult(describe(item), None, error)
+        meaning = levels.describe(score, self.model.reference)
+        return ScoreResult(describe(item), score, scaled=meaning["scaled"], level=meaning["level"])
 
     def score(self, inputs: ImageInput | Iterable[ImageInput], *, on_error: str = "raise") -> list[float]:
         """Scores as floats. ``on_error="nan"`` gives NaN for unreadable inputs instead of raising."""
-        if isinstance(inputs, (str, os.PathLike, bytes)) or not isinstance(inputs, Iterable):
+        if isinstance(inputs, (str, os.PathLike, bytes, bytearray, np.ndarray)) or not isinstance(inputs, Iterable):
             inputs = [inputs]
         out, failed = [], []
         for r in self.iter_scores(list(inputs)):
@@ -213,9 +226,3 @@ class Scorer:
         if failed and on_error == "raise":
             raise IIPAError(f"{len(failed)} of {len(out)} inputs could not be scored: " + "; ".join(failed[:10]))
         return out
-
-
-def default_workers() -> int:
-    """Decoding workers: on small machines one process keeps decoding ahead of the model."""
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(4, cpus // 2))

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from iipa.images import DEFAULT_MAX_PIXELS
+from iipa.profiles import CROPS
 from iipa.weights import DEFAULT_MODEL
 
 
@@ -21,16 +21,16 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, default: str | None 
 def add_loader_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("loading")
     g.add_argument("--batch-size", type=int, default=32, help="images per model call (default: 32)")
-    g.add_argument("--workers", type=int, default=None, help="decoding processes (default: half the CPUs, 1-4)")
-    g.add_argument("--exact-decode", action="store_true",
-                   help="decode JPEGs at full size (default: DCT draft scaling, several times faster)")
+    g.add_argument("--workers", type=int, default=None, help="decoding threads (default: one per CPU)")
+    g.add_argument("--crops", type=int, default=1, choices=CROPS,
+                   help="1: the profile's centre crop; 5: corners + centre; 10: the same + mirror images "
+                        "(an image's score is the mean over its views; default 1)")
     g.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
                    help=f"refuse larger images as decompression bombs (default: {DEFAULT_MAX_PIXELS})")
 
 
 def progress_bar(total: int, *, enabled: bool | None, desc: str):
-    """A tqdm bar on stderr when it is a TTY (or when forced)."""
-    from tqdm import tqdm
+    """A tqdm bar on stderr when it is a TTY (or when forced); see :func:`iipa.runtime.progress_bar`."""
+    from iipa.runtime import progress_bar as bar
 
-    show = sys.stderr.isatty() if enabled is None else enabled
-    return tqdm(total=total, desc=desc, unit="img", disable=not show, file=sys.stderr, dynamic_ncols=True)
+    return bar(total, enabled=enabled, desc=desc)

@@ -14,8 +14,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from iipa.commands._common import add_model_arguments
-from iipa.evaluate import CROPS, evaluate_pairs
+from iipa.commands._common import add_loader_arguments, add_model_arguments
+from iipa.evaluate import evaluate_pairs
 from iipa.output import open_output
 from iipa.pairs.table import SPLITS
 
@@ -28,19 +28,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--images", required=True, help="folder of <post_id>.<ext> images")
     parser.add_argument("--split", action="append", choices=SPLITS,
                         help="evaluate only this split (repeatable; default: every split present)")
-    parser.add_argument("--crops", type=int, default=1, choices=CROPS,
-                        help="1: centre crop; 5: corners + centre; 10: the same + flips (scores averaged)")
     parser.add_argument("--max-pairs", type=int, help="a seeded random subset of at most N pairs per split")
-    parser.add_argument("--batch-size", type=int, default=32, help="images per model call (default 32)")
-    parser.add_argument("--workers", type=int, default=0, help="decoding processes (default 0)")
     parser.add_argument("--output", "-o", help="write the JSON here instead of stdout")
     add_model_arguments(parser)
+    add_loader_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     result = evaluate_pairs(args.model, args.pairs, args.images, splits=args.split, max_pairs=args.max_pairs,
                             crops=args.crops, device=args.device, precision=args.precision,
-                            batch_size=args.batch_size, workers=args.workers)
+                            batch_size=args.batch_size, num_workers=args.workers, max_pixels=args.max_pixels)
     result["model"] = str(args.model)
     result["pairs"] = str(args.pairs)
     with open_output(args.output) as fh:

@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     if not paths:
         raise IIPAError("no image files found in " + ", ".join(args.inputs))
     scorer = Scorer(args.model, device=args.device, precision=args.precision, batch_size=args.batch_size,
-                    num_workers=args.workers, fast_decode=not args.exact_decode, max_pixels=args.max_pixels)
+                    num_workers=args.workers, crops=args.crops, max_pixels=args.max_pixels)
     with progress_bar(len(paths), enabled=args.progress, desc="scoring") as bar:
         results = list(scorer.iter_scores(paths, progress=bar))
     ok = sorted((r for r in results if r.ok), key=lambda r: r.score, reverse=True)

@@ -48,18 +48,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _make_scorer(args: argparse.Namespace) -> Scorer:
-    runtime = args.runtime or ("onnx" if str(args.model).lower().endswith(".onnx") else "torch")
-    loading = dict(batch_size=args.batch_size, num_workers=args.workers,
-                   fast_decode=not args.exact_decode, max_pixels=args.max_pixels)
-    if runtime == "onnx":
-        if not str(args.model).lower().endswith(".onnx"):
-            raise IIPAError(f"--runtime onnx needs an .onnx file (make one with `iipa export --model {args.model}`)")
-        from iipa.onnx_runtime import OnnxScorer
-
-        return OnnxScorer(args.model, device=None if args.device == "auto" else args.device, **loading)
-    if str(args.model).lower().endswith(".onnx"):
+    onnx = str(args.model).lower().endswith(".onnx")
+    if args.runtime == "onnx" and not onnx:
+        raise IIPAError(f"--runtime onnx needs an .onnx file (make one with `iipa export --model {args.model}`)")
+    if args.runtime == "torch" and onnx:
         raise IIPAError(f"{args.model} is an ONNX file; score it with --runtime onnx")
-    return Scorer(args.model, device=args.device, precision=args.precision, optimize=args.optimize, **loading)
+    # Scorer gives an OnnxScorer for .onnx files: the same decoding, only the network call differs.
+    return Scorer(args.model, device=args.device, precision=args.precision, optimize=args.optimize,
+                  batch_size=args.batch_size, num_workers=args.workers, crops=args.crops, max_pixels=args.max_pixels)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -58,7 +58,9 @@ def add_train_arguments(parser: argparse.ArgumentParser, *, required: bool = Tru
     g.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, help=f"steps (default {d.checkpoint_every})")
     g.add_argument("--val-every", type=int, help="also validate every N steps (default: each epoch)")
     g.add_argument("--log-every", type=int, default=d.log_every, help=f"steps between metrics lines (default {d.log_every})")
-    g.add_argument("--exact-decode", action="store_true", help="decode JPEGs at full size")
+    g.add_argument("--draft-decode", action="store_true",
+                   help="decode JPEGs with DCT draft scaling (faster); the model's profile records it, "
+                        "so scoring decodes the same way (default: the profile's exact decoding)")
     g.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bars on stderr (default: when stderr is a terminal)")
 
@@ -72,7 +74,7 @@ def config_from_args(args: argparse.Namespace, **overrides) -> TrainConfig:
         label_noise=args.label_noise, max_steps=args.max_steps, max_train_pairs=args.max_train_pairs,
         max_val_pairs=args.max_val_pairs, checkpoint_every=args.checkpoint_every, val_every=args.val_every,
         log_every=args.log_every, workers=args.workers, device=args.device, precision=args.precision,
-        channels_last=not args.no_channels_last, seed=args.seed, fast_decode=not args.exact_decode,
+        channels_last=not args.no_channels_last, seed=args.seed, fast_decode=args.draft_decode,
         progress=args.progress,
     )
     values.update(overrides)

@@ -30,10 +30,9 @@ from torch.utils.data import DataLoader, Dataset
 
 from iipa.errors import IIPAError, ImageError
 from iipa.evaluate import pairwise_accuracy
-from iipa.images import open_image
 from iipa.models import PopularityNet
 from iipa.pairs.table import attach_images, read_pairs
-from iipa.scoring import resolve_device, resolve_precision
+from iipa.runtime import resolve_device, resolve_precision
 from iipa.train.config import TrainConfig
 
 FEATURES = ("followers", "following", "user_posts", "n_hashtags", "n_mentions", "caption_length")
@@ -116,10 +115,10 @@ class _PostDataset(Dataset):
     def __getitem__(self, i: int):
         rng = random.Random(hash((self.seed, self.epoch, i)))
         try:
-            img = open_image(self.paths[i], draft_size=self.profile.draft_size)
+            x = self.profile.prepare(self.paths[i], train=self.train, rng=rng)
         except ImageError:
             return None
-        return self.profile.to_uint8(img, train=self.train, rng=rng), self.feats[i], self.target[i], i
+        return x, self.feats[i], self.target[i], i
 
 
 def _collate(items):

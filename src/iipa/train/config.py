@@ -40,7 +40,7 @@ class TrainConfig:
     precision: str = "auto"  # auto | fp32 | bf16 | fp16
     channels_last: bool = True
     seed: int = 0
-    fast_decode: bool = True  # JPEG draft decoding at >= the profile's size
+    fast_decode: bool = False  # train (and so score) with the profile's JPEG draft decoding
     progress: bool | None = None  # None: when stderr is a terminal
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from iipa.errors import IIPAError, ImageError
-from iipa.images import DEFAULT_MAX_PIXELS, open_image
+from iipa.images import DEFAULT_MAX_PIXELS
 from iipa.pairs.table import attach_images, read_pairs
 from iipa.profiles import Profile
 
@@ -60,7 +60,6 @@ class PairDataset(Dataset):
         soft: bool = False,
         flipped: np.ndarray | None = None,
         seed: int = 0,
-        fast_decode: bool = True,
         max_pixels: int = DEFAULT_MAX_PIXELS,
     ) -> None:
         self.high = df["high_path"].astype(str).tolist()
@@ -73,7 +72,6 @@ class PairDataset(Dataset):
         self.swap = swap
         self.seed = seed
         self.epoch = 0
-        self.draft = profile.draft_size if fast_decode else None
         self.max_pixels = max_pixels
 
     def __len__(self) -> int:
@@ -83,8 +81,7 @@ class PairDataset(Dataset):
         self.epoch = epoch
 
     def _image(self, path: str, rng: random.Random) -> torch.Tensor:
-        img = open_image(path, draft_size=self.draft, max_pixels=self.max_pixels)
-        return self.profile.to_uint8(img, train=self.train, rng=rng)
+        return self.profile.prepare(path, max_pixels=self.max_pixels, train=self.train, rng=rng)
 
     def __getitem__(self, index: int) -> Item:
         """The pair at ``index``; if one of its images cannot be read, the next readable pair

@@ -38,7 +38,7 @@ def run_one(config: TrainConfig, name: str, *, crops: int = 1) -> dict[str, Any]
         row["error"] = str(exc).split(". ")[0]
         return row
     result = evaluate_pairs(summary["best"], config.pairs, config.images, splits=["test"], crops=crops,
-                            precision=config.precision, workers=0)
+                            precision=config.precision)
     test = result["splits"].get("test")
     if test is None or test["n"] == 0:
         raise IIPAError(f"{config.pairs}: no test pairs with images to evaluate on")

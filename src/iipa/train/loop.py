@@ -14,6 +14,7 @@ is ``batch_size`` as in the paper. Rank 0 validates and writes files.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import os
 import sys
@@ -28,7 +29,8 @@ from torch import nn
 from iipa.errors import IIPAError
 from iipa.evaluate import pairwise_accuracy, score_paths
 from iipa.models import PopularityNet
-from iipa.scoring import Scorer, default_workers, resolve_device, resolve_precision
+from iipa.runtime import default_workers, resolve_device, resolve_precision
+from iipa.scoring import Scorer
 from iipa.train import state as st
 from iipa.train.config import TrainConfig, resume_conflicts
 from iipa.train.data import PairDataset, epoch_indices, flip_labels, load_pairs, pair_loader
@@ -37,6 +39,8 @@ from iipa.train.distributed import Dist
 
 def build_model(config: TrainConfig) -> PopularityNet:
     model = PopularityNet(config.backbone, pretrained=config.pretrained == "imagenet", profile=config.profile)
+    if config.fast_decode:  # the checkpoint records the decoding it was trained with; scoring follows it
+        model.profile = dataclasses.replace(model.profile, decode="draft")
     model.info = {"config": config.to_dict()}
     return model
 
@@ -99,7 +103,7 @@ class Trainer:
         self.val_df = val_df
         flipped = flip_labels(len(train_df), c.label_noise, c.seed)
         self.train_set = PairDataset(train_df, self.model.profile, train=True, swap=c.swap, soft=c.soft_labels,
-                                     flipped=flipped, seed=c.seed, fast_decode=c.fast_decode)
+                                     flipped=flipped, seed=c.seed)
         self.missing = {"train": missing, "val": val_missing}
         self.workers = default_train_workers(self.device) if c.workers is None else c.workers
         self.per_rank_batch = max(1, c.batch_size // self.dist.world)
@@ -192,8 +196,7 @@ class Trainer:
     def _score(self, paths: list[str]) -> np.ndarray:
         scorer = Scorer(self.model, device=str(self.device), precision=self.config.precision,
                         batch_size=self.per_rank_batch * 2, channels_last=self.config.channels_last)
-        return score_paths(self.model, paths, scorer=scorer, workers=self.workers if len(paths) > 256 else 0,
-                           batch_size=self.per_rank_batch * 2, fast_decode=self.config.fast_decode)
+        return score_paths(self.model, paths, scorer=scorer)
 
     def _after_validation(self, result: dict[str, Any] | None) -> None:
         if result is None:
@@ -308,7 +311,7 @@ class Trainer:
     def _score_with(self, model: PopularityNet) -> np.ndarray:
         paths, _ = self._reference_paths()
         return score_paths(model, paths, device=str(self.device), precision=self.config.precision,
-                           batch_size=self.per_rank_batch * 2, workers=0)
+                           batch_size=self.per_rank_batch * 2)
 
     def _summary(self, seconds: float) -> dict[str, Any]:
         summary = {"out": str(self.run_dir), "steps": self.step, "epochs_completed": self.epoch,

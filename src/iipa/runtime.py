@@ -1,0 +1,97 @@
+"""Where and how a model runs: device, precision, decoding threads and progress bars.
+
+One home for the policy that scoring, training and serving share, so a change of default
+(say, a CPU where bf16 moves scores too much) happens once.
+
+Precision. ``auto`` is bf16 autocast on GPUs and on CPUs with native bf16 (AVX512-BF16 or
+AMX), else fp32. Measured on real photos (``benchmarks/score.py``, skimage photos and a
+few hundred Instagram photos; ResNet-50 in the authors' format and EfficientNet-Lite0)
+bf16 kept the 0-100 scaled score within +-1 point of fp32 for >= 99 % of images, the bar
+a default precision has to clear; the score head always runs in fp32 (``ScoreHead``).
+Pass ``fp32`` for scores that must match fp32 to 1e-4 (parity tests, labels).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from typing import Any
+
+import torch
+
+from iipa.errors import IIPAError
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_flags() -> frozenset[str]:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            line = next((line for line in fh if line.startswith("flags")), "")
+    except OSError:
+        return frozenset()
+    return frozenset(line.split(":", 1)[-1].split())
+
+
+def cpu_supports_bf16() -> bool:
+    """True on CPUs with native bf16 (AVX512-BF16 or AMX), where autocast is 2-3x faster."""
+    return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
+
+
+def cpu_count() -> int:
+    """CPUs this process may run on (the affinity mask, not the machine's count)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def resolve_device(device: str | None) -> torch.device:
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for ``precision`` (None: plain fp32)."""
+    if precision == "fp32":
+        return None
+    if precision == "auto":
+        if device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.bfloat16 if cpu_supports_bf16() else None
+    if precision in ("bf16", "fp16"):
+        if precision == "fp16" and device.type == "cpu":
+            raise IIPAError("--precision fp16 needs a GPU; use bf16 or fp32 on the CPU")
+        return torch.bfloat16 if precision == "bf16" else torch.float16
+    raise IIPAError(f"unknown precision {precision!r}; use {', '.join(PRECISIONS)}")
+
+
+def precision_name(dtype: torch.dtype | None) -> str:
+    return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
+
+
+def default_workers() -> int:
+    """Processes for training data loaders on a GPU: half the CPUs, 1-4."""
+    return max(1, min(4, cpu_count() // 2))
+
+
+def decode_threads(device: torch.device) -> int:
+    """Decoding threads for scoring.
+
+    On the CPU the scorer alternates: it decodes a batch on every core, then runs the model
+    on every core. Overlapping the two would make the model's OpenMP threads wait for the
+    one that shares its core with a decoder (an OpenMP region is as slow as its slowest
+    thread: on 2 cores a decoding process cut throughput to 66-74 %, ``benchmarks/train.py``),
+    and both phases scale over cores, so alternating loses only the hand-over. On a GPU the
+    CPUs are free for decoding while the model runs: one thread per CPU, up to 16.
+    """
+    return cpu_count() if device.type == "cpu" else max(1, min(16, cpu_count()))
+
+
+def progress_bar(total: int, *, enabled: bool | None, desc: str, unit: str = "img", initial: int = 0) -> Any:
+    """A tqdm bar on stderr, shown when stderr is a terminal unless ``enabled`` says otherwise."""
+    from tqdm import tqdm
+
+    show = sys.stderr.isatty() if enabled is None else enabled
+    return tqdm(total=total, initial=initial, desc=desc, unit=unit, disable=not show, file=sys.stderr,
+                dynamic_ncols=True)
