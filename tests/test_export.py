@@ -69,7 +69,7 @@ def test_onnx_scorer_matches_torch_scorer_on_photos(tiny_onnx, tiny_checkpoint, 
 
 def test_cli_export_and_score_with_onnx_runtime(run_cli, tmp_path, tiny_checkpoint, photo_dir):
     out = tmp_path / "m.onnx"
-    code, stdout, err = run_cli("export", "--model", tiny_checkpoint, "--format", "onnx", "--out", out, "--check")
+    code, stdout, err = run_cli("export", "--model", tiny_checkpoint, "--output", out, "--check")
     assert code == 0, err
     assert out.is_file() and "max |delta|" in stdout
     code, stdout, err = run_cli("score", photo_dir, "--model", out, "--runtime", "onnx", "--format", "csv", "--workers", "0")

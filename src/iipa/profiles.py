@@ -71,6 +71,11 @@ class Profile:
         """Smallest decode size that loses nothing: both sides stay >= ``size``."""
         return (self.size, self.size)
 
+    @property
+    def decode_size(self) -> tuple[int, int] | None:
+        """What to pass as ``open_image(draft_size=...)``: None (exact) unless the profile drafts."""
+        return self.draft_size if self.decode == "draft" else None
+
     def resize_image(self, img: Image.Image) -> Image.Image:
         if self.resize == "stretch":
             return img.resize((self.size, self.size), Image.BILINEAR)
@@ -126,8 +131,7 @@ class Profile:
 
     def open(self, source: ImageInput, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
         """Decode ``source`` as this profile decodes (exact or draft), upright RGB."""
-        draft = self.draft_size if self.decode == "draft" else None
-        return open_image(source, draft_size=draft, max_pixels=max_pixels)
+        return open_image(source, draft_size=self.decode_size, max_pixels=max_pixels)
 
     def prepare(self, source: ImageInput, *, max_pixels: int = DEFAULT_MAX_PIXELS,
                 train: bool = False, rng: random.Random | None = None) -> torch.Tensor:

@@ -27,7 +27,7 @@ from iipa.errors import IIPAError, ImageError
 from iipa.images import DEFAULT_MAX_PIXELS, ImageInput, describe
 from iipa.models import PopularityNet
 from iipa.profiles import CROPS, Profile
-from iipa.runtime import decode_threads, precision_name, resolve_device, resolve_precision
+from iipa.runtime import decode_threads, precision_name, resolve_device, resolve_scoring_precision
 from iipa.weights import load_model
 
 Prepared = tuple[torch.Tensor | None, str | None]  # (uint8 V x 3 x S x S, error)
@@ -76,6 +76,7 @@ class Scorer:
 
     ``crops``: 1 (the profile's centre crop), 5 (four corners + centre) or 10 (the same
     and their mirror images); an image's score is the mean over its views.
+    ``precision``: ``auto`` (= fp32, see :mod:`iipa.runtime`), ``fp32``, ``bf16`` or ``fp16``.
     ``num_workers``: decoding threads (default :func:`iipa.runtime.decode_threads`).
     An ``.onnx`` file (from ``iipa export``, fp32 or int8) gives an
     :class:`~iipa.onnx_runtime.OnnxScorer`: the same decoding, onnxruntime for the network.
@@ -104,7 +105,7 @@ class Scorer:
         self.device = resolve_device(device)
         self.model = load_model(model).to(self.device).eval()
         self.profile = self.model.profile
-        self.autocast_dtype = resolve_precision(precision, self.device)
+        self.autocast_dtype = resolve_scoring_precision(precision, self.device)
         self._set_loading(batch_size, num_workers, crops, max_pixels)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.model = self.model.to(memory_format=self.memory_format)

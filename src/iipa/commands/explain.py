@@ -19,12 +19,12 @@ import sys
 from pathlib import Path
 
 from iipa import levels
+from iipa.commands._common import add_model_arguments
 from iipa.errors import IIPAError
 from iipa.explain import explain, explain_pair, pair_figure, save_explanation
 from iipa.inputs import expand_inputs
 from iipa.output import FORMATS, infer_format, open_output, write_rows
-from iipa.scoring import resolve_device
-from iipa.weights import DEFAULT_MODEL, load_model
+from iipa.scoring import Scorer
 
 NAME = "explain"
 HELP = "Grad-CAM heatmaps of scores (and of a pair's score difference)"
@@ -34,8 +34,7 @@ COLUMNS = ("path", "score", "scaled", "level", "overlay", "error")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", help="image files, folders, globs, .txt or .csv lists")
     parser.add_argument("--out", "-d", required=True, help="folder for the overlays (created)")
-    parser.add_argument("--model", "-m", default=DEFAULT_MODEL, help=f"checkpoint path or named weights (default {DEFAULT_MODEL})")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ... (default: auto)")
+    add_model_arguments(parser)
     parser.add_argument("--alpha", type=float, default=0.5, help="heatmap opacity in the overlay (0-1, default 0.5)")
     parser.add_argument("--raw", action="store_true", help="also save the raw heatmaps (.npy and grey .png)")
     parser.add_argument("--pair", action="store_true", help="explain f(A) - f(B) for exactly two images A B")
@@ -67,11 +66,13 @@ def run(args: argparse.Namespace) -> int:
         raise IIPAError("no image files found in " + ", ".join(args.inputs))
     if args.pair and len(paths) != 2:
         raise IIPAError(f"--pair needs exactly two images, got {len(paths)}")
-    model = load_model(args.model, device=str(resolve_device(args.device)))
+    # Scores come from the Scorer, so they are the ones `iipa score` prints for these images.
+    scorer = Scorer(args.model, device=args.device, precision=args.precision, num_workers=0)
+    model = scorer.model
     stems = _stems(paths)
     rows: list[dict] = []
     if args.pair:
-        pair = explain_pair(model, paths[0], paths[1])
+        pair = explain_pair(scorer, paths[0], paths[1])
         for path, stem, side in zip(paths, stems, (pair.a, pair.b), strict=True):
             saved = save_explanation(side, args.out, f"{stem}.pair", alpha=args.alpha, raw=args.raw)
             rows.append(_row(path, side, model.reference, saved["overlay"]))
@@ -79,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         for path, stem in zip(paths, stems, strict=True):
             try:
-                expl = explain(model, path)
+                expl = explain(scorer, path)
             except IIPAError as exc:
                 rows.append({"path": path, "error": getattr(exc, "reason", None) or str(exc)})
                 continue

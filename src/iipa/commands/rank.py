@@ -53,6 +53,8 @@ def run(args: argparse.Namespace) -> int:
     paths = expand_inputs(args.inputs)
     if not paths:
         raise IIPAError("no image files found in " + ", ".join(args.inputs))
+    if args.heatmaps and str(args.model).lower().endswith(".onnx"):
+        raise IIPAError("--heatmaps needs a PyTorch checkpoint (Grad-CAM needs gradients), not an ONNX file")
     scorer = Scorer(args.model, device=args.device, precision=args.precision, batch_size=args.batch_size,
                     num_workers=args.workers, crops=args.crops, max_pixels=args.max_pixels)
     with progress_bar(len(paths), enabled=args.progress, desc="scoring") as bar:
@@ -64,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     with open_output(args.output) as fh:
         write_rows(rows, COLUMNS, fmt, fh)
     if args.report:
-        model = scorer.model.float().cpu()
+        model = scorer.model.float().cpu() if args.heatmaps else None
         out = write_album(shown + failed, args.report, model=model, heatmaps=args.heatmaps,
                           thumb_size=args.thumb_size, histogram_path=args.histogram,
                           all_scores=[r.score for r in ok])

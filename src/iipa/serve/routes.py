@@ -119,6 +119,9 @@ def build_router(service: Service) -> APIRouter:
             from iipa.explain import heatmap_overlay
         except ImportError as exc:
             raise ApiError(501, "not implemented", f"heatmaps need iipa.explain and grad-cam: {exc}") from None
+        if not hasattr(service.model, "cam_layer"):
+            raise ApiError(501, "not implemented", "heatmaps need a PyTorch model (Grad-CAM needs gradients); "
+                                                   "this service runs an ONNX file")
 
         async def work() -> Response:
             (upload,) = read_uploads([file], service)

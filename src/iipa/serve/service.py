@@ -119,7 +119,7 @@ class Service:
 
     async def probe(self, upload: Upload, *, draft_size: tuple[int, int] | None = None) -> int:
         """Check an upload from its header; returns the pixels it will decode to."""
-        size = draft_size or self.profile.draft_size
+        size = draft_size or self.profile.decode_size
         return await self._off_loop(lambda: probe(upload, self.settings, draft_size=size))
 
     def check_request_pixels(self, pixels: list[int]) -> None:
@@ -134,7 +134,7 @@ class Service:
                       pixels: int | None = None) -> AsyncIterator[Image.Image]:
         """The decoded image, alive only inside this block, which holds its pixels of the
         global decode budget (waiting for them if needed)."""
-        size = draft_size or self.profile.draft_size
+        size = draft_size or self.profile.decode_size
         if pixels is None:
             pixels = await self.probe(upload, draft_size=size)
         async with self.budget.hold(pixels):
@@ -146,7 +146,9 @@ class Service:
                 self._decoded_since_trim += pixels
 
     async def prepare(self, upload: Upload, pixels: int | None = None) -> Any:
-        """Upload -> the uint8 CHW tensor the model takes (decoded off the event loop)."""
+        """Upload -> the uint8 CHW tensor the model takes (decoded off the event loop), as
+        :meth:`Profile.prepare` makes it: decoded as the profile says (``decode_size``),
+        then ``to_uint8``, so the service's score is every other entry point's."""
         async with self.decoded(upload, pixels=pixels) as img:
             return await self._off_loop(self.profile.to_uint8, img)
 
