@@ -1,15 +1,15 @@
 """`iipa score` reproduces the torchvision pipelines it claims to, within 1e-4."""
 
+import dataclasses
 import json
 
-import numpy as np
 import pytest
 import torch
 import torchvision
 import torchvision.transforms as T
 from PIL import Image
 
-from iipa.profiles import get_profile
+from iipa.profiles import Profile, get_profile
 
 SIZES = [(300, 200), (123, 457), (224, 224), (640, 480)]
 
@@ -48,11 +48,11 @@ def _reference_scores(model, paths):
     return out
 
 
-@pytest.mark.parametrize("ext,extra", [("png", []), ("jpg", ["--exact-decode"])])
-def test_authors_checkpoint_matches_reference_pipeline(run_cli, authors_model, images, ext, extra):
+@pytest.mark.parametrize("ext", ["png", "jpg"])
+def test_authors_checkpoint_matches_reference_pipeline_with_default_flags(run_cli, authors_model, images, ext):
     model, path = authors_model
     paths = sorted(images.glob(f"*.{ext}"))
-    code, out, err = run_cli("score", *paths, "--model", path, "--precision", "fp32", "-f", "json", *extra)
+    code, out, err = run_cli("score", *paths, "--model", path, "-f", "json")
     assert code == 0, err
     ours = {r["path"]: r["score"] for r in json.loads(out)}
     ref = _reference_scores(model, paths)
@@ -77,12 +77,22 @@ def test_authors_profile_equals_torchvision_transforms(images):
         assert torch.equal(profile(img), tv(img)), p.name
 
 
-def test_fast_decode_stays_close_to_exact(run_cli, authors_model, images):
-    _, path = authors_model
-    paths = sorted(images.glob("*.jpg"))
-    runs = []
-    for extra in ([], ["--exact-decode"]):
-        code, out, _ = run_cli("score", *paths, "--model", path, "--precision", "fp32", "-f", "json", *extra)
-        assert code == 0
-        runs.append(np.array([r["score"] for r in json.loads(out)]))
-    assert np.abs(runs[0] - runs[1]).max() < 0.05 * (np.ptp(runs[1]) + 1e-6) + 0.02
+def test_draft_decoding_is_a_profile_property_that_travels_with_the_checkpoint(images, tmp_path):
+    from iipa import PopularityNet, Scorer, load_checkpoint, save_checkpoint
+
+    big = images / "big.jpg"
+    Image.open(images / "img3.png").resize((1600, 1200)).save(big, quality=92)
+    exact = get_profile("small")
+    draft = dataclasses.replace(exact, decode="draft")
+    assert exact.decode == "exact" and all(get_profile(n).decode == "exact" for n in ("authors", "paper"))
+    # Draft decoding gives other pixels (that is why only a model trained with it may use it) ...
+    assert not torch.equal(exact.prepare(big), draft.prepare(big))
+    assert torch.equal(draft.prepare(big), draft.prepare(big.read_bytes()))
+    # ... and the checkpoint keeps the mode, so scoring decodes as training did.
+    torch.manual_seed(0)
+    ckpt = save_checkpoint(PopularityNet("tiny", profile=draft), tmp_path / "draft.pt")
+    assert load_checkpoint(ckpt).profile.decode == "draft"
+    scorer = Scorer(ckpt, precision="fp32", num_workers=0)
+    expected = scorer.score_batch(draft.prepare(big)[None]).item()
+    assert scorer.score(big)[0] == pytest.approx(expected, abs=1e-6)
+    assert Profile.from_dict({k: v for k, v in exact.to_dict().items() if k != "decode"}).decode == "exact"
