@@ -64,7 +64,7 @@ def open_image(
         return _from_array(source, name)
     if isinstance(source, Image.Image):
         _check_pixels(source, name, max_pixels)
-        return to_rgb(ImageOps.exif_transpose(source))
+        return to_rgb(upright(source))
     fp = _open_stream(source, name)
     try:
         with warnings.catch_warnings():
@@ -89,7 +89,7 @@ def open_image(
         except (OSError, SyntaxError, ValueError, EOFError) as exc:
             raise _decode_error(name, exc) from None
         try:
-            img = ImageOps.exif_transpose(img)
+            img = upright(img)
         except Exception:  # noqa: BLE001 - a broken EXIF block must not lose the image
             pass
         return to_rgb(img)
@@ -104,6 +104,14 @@ def _decode_error(name: str, exc: BaseException) -> ImageError:
     text = str(exc)
     reason = "truncated" if "truncated" in text.lower() or isinstance(exc, EOFError) else "corrupt"
     return ImageError(name, reason, text)
+
+
+def upright(img: Image.Image) -> Image.Image:
+    """``img`` turned as its EXIF orientation says; ``img`` itself when it needs no turn
+    (``ImageOps.exif_transpose`` would copy it: a full-size copy per photo)."""
+    if img.getexif().get(0x0112, 1) in (None, 1):
+        return img
+    return ImageOps.exif_transpose(img)
 
 
 def _open_stream(source: ImageInput, name: str) -> Any:

@@ -124,7 +124,8 @@ class Profile:
         """The resized image's test-time views (``crops`` 1, 5 or 10; with 10, or with more
         than 1 on a non-cropping profile, each view is followed by its mirror image)."""
         img = self.resize_image(img)
-        out = [img.crop(box) for box in self.crop_boxes(img.width, img.height, crops)]
+        whole = (0, 0, img.width, img.height)
+        out = [img if box == whole else img.crop(box) for box in self.crop_boxes(img.width, img.height, crops)]
         if crops == 10 or (crops > 1 and self.crop is None):
             out = [v for view in out for v in (view, view.transpose(Image.FLIP_LEFT_RIGHT))]
         return out
@@ -139,7 +140,10 @@ class Profile:
         return self.to_uint8(self.open(source, max_pixels=max_pixels), train=train, rng=rng)
 
     def prepare_views(self, source: ImageInput, crops: int = 1, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> torch.Tensor:
-        """Any input -> uint8 V x 3 x S x S, its ``crops`` test-time views (V = 1 for ``crops=1``)."""
+        """Any input -> uint8 V x 3 x S x S, its ``crops`` test-time views (V = 1 for ``crops=1``).
+
+        The tensor is a channels-last view of a V x S x S x 3 array (no transposing copy): the
+        layout the scorer runs the model in."""
         views = self.views(self.open(source, max_pixels=max_pixels), crops)
         return torch.from_numpy(np.stack([np.asarray(v, dtype=np.uint8) for v in views])).permute(0, 3, 1, 2)
 
