@@ -98,6 +98,15 @@ class OnnxScorer(Scorer):
     def precision(self) -> str:
         return self.model.precision
 
+    def prepare(self, item: Any) -> tuple[torch.Tensor | None, str | None]:
+        """The Scorer's views, made NCHW-contiguous here, in the decoding threads: the graph
+        takes NCHW, and transposing the whole batch would happen in the model's thread."""
+        views, error = super().prepare(item)
+        return (None if views is None else views.contiguous()), error
+
+    def _stack(self, views: Any) -> torch.Tensor:
+        return torch.from_numpy(np.concatenate([v.numpy() for v in views]))
+
     def score_batch(self, batch: torch.Tensor) -> torch.Tensor:
         """uint8 N x 3 x H x W (already resized and cropped) -> N float scores."""
         return torch.from_numpy(np.asarray(self.model(batch.numpy()), dtype=np.float32).reshape(-1))
