@@ -21,11 +21,14 @@ examples:
 from __future__ import annotations
 
 import argparse
+import sys
 
 from iipa.errors import IIPAError
 from iipa.weights import DEFAULT_MODEL, load_model
 
 NAME = "export"
+# What an int8 model should keep of fp32 on photos (issue 12's bar for ResNet-50).
+GOOD_SPEARMAN, GOOD_SCALED = 0.99, 3.0
 HELP = "export a model to ONNX, fp32 or int8 (dynamic batch, profile and reference as metadata)"
 
 
@@ -60,6 +63,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"int8 vs fp32 on {agree['n']} held-apart photos: Spearman {agree['spearman']:.4f}, "
               f"max |delta| {agree['max_abs_delta']:.4f}, max |delta scaled| {agree['max_abs_delta_scaled']:.2f} "
               f"(scaled against {agree['scaled_basis']})")
+        if not (agree["spearman"] >= GOOD_SPEARMAN and agree["max_abs_delta_scaled"] <= GOOD_SCALED):
+            print(f"iipa export: warning: int8 moves this model's scores more than Spearman >= {GOOD_SPEARMAN} and "
+                  f"|delta scaled| <= {GOOD_SCALED} allow; calibrate on more of your own photos (--calibration) "
+                  "or use the fp32 export", file=sys.stderr)
         return 0
     from iipa.export import export_onnx, onnx_parity
 
