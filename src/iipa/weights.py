@@ -24,7 +24,7 @@ from iipa.models import PopularityNet
 
 CHUNK = 1 << 20
 # The model every entry point uses when none is named (`iipa score`, `load_model`, ...).
-DEFAULT_MODEL = "authors-resnet50"
+DEFAULT_MODEL = "instagram-lite0"
 
 
 @dataclass(frozen=True)
@@ -80,11 +80,30 @@ register_weights(NamedWeights(
 ))
 
 
+# Weights that ship inside the package (no download, work offline).
+PACKAGED_WEIGHTS_DIR = Path(__file__).resolve().parent / "assets" / "weights"
+
+
+register_weights(NamedWeights(
+    name="instagram-lite0",
+    filename="instagram-lite0.pt",
+    url="",  # ships inside the package (iipa/assets/weights/): no download, works offline
+    arch="efficientnet_lite0",
+    profile="efficientnet",
+    description="EfficientNet-Lite0 trained by `iipa train`'s default recipe on real Instagram photos "
+                "(instagram-dev, 403 accounts); see its card for data, accuracy on unseen users and limits.",
+))
+
+
 def iipa_home() -> Path:
     return Path(os.environ.get("IIPA_HOME") or Path.home() / ".cache" / "iipa")
 
 
 def weights_path(entry: NamedWeights) -> Path:
+    """Where the file is: inside the package for shipped weights, else in the cache dir."""
+    packaged = PACKAGED_WEIGHTS_DIR / entry.filename
+    if not entry.url or packaged.is_file():
+        return packaged
     return iipa_home() / "weights" / entry.filename
 
 
@@ -94,6 +113,8 @@ def resolve_weights(name: str, *, download: bool = True, retries: int = 3) -> Pa
     target = weights_path(entry)
     if target.is_file():
         return target
+    if not entry.url:
+        raise WeightsError(f"weights {entry.name!r} ship inside the package but {target} is missing: reinstall iipa")
     if not download:
         raise WeightsError(_offline_message(entry, target, "downloads are disabled"))
     try:

@@ -45,6 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         if p is not base:
             p.add_argument("--crops", type=int, default=1, choices=CROPS, help="test-time crops (default 1)")
         add_train_arguments(p)
+        p.set_defaults(recipe="paper")  # the paper's experiments use the paper's recipe
 
 
 def run(args: argparse.Namespace) -> int:

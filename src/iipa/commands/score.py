@@ -64,6 +64,9 @@ def run(args: argparse.Namespace) -> int:
     if not paths:
         raise IIPAError("no image files found in " + ", ".join(args.inputs))
     scorer = _make_scorer(args)
+    from iipa.modelcard import warn_if_simulated
+
+    warn_if_simulated(scorer.model, "iipa score")
     failed: list[dict] = []
 
     def rows():

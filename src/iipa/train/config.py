@@ -9,26 +9,47 @@ from typing import Any
 
 from iipa.errors import IIPAError
 
+# Values that depend on the recipe. ``paper``: §4.1 exactly (Adam, two learning rates,
+# x0.95 per epoch, batch 64, hard labels, random crops). ``default``: the small-data recipe
+# of ``train/small.py`` (linear-probe warm start, top stages fine-tuned on cached frozen
+# features, every within-user pair with soft labels, EMA, early stopping on unseen users).
+RECIPES: dict[str, dict[str, Any]] = {
+    "paper": {"backbone": "resnet50", "epochs": 10, "batch_size": 64, "backbone_lr": 1e-5, "head_lr": 1e-4,
+              "weight_decay": 1e-4, "soft_labels": False},
+    "default": {"backbone": "efficientnet_lite0", "epochs": 10, "batch_size": 128, "backbone_lr": 1e-4,
+                "head_lr": 1e-3, "weight_decay": 1e-2, "soft_labels": True},
+}
+
 
 @dataclass
 class TrainConfig:
-    """Paper defaults (§4.1) unless a field says otherwise."""
+    """A training run. Fields left None take the value of ``recipe`` (see ``RECIPES``)."""
 
     pairs: str = ""
     images: str = ""
     out: str = ""
-    backbone: str = "resnet50"
+    recipe: str = "default"  # default (small data) | paper (§4.1 exactly)
+    posts: str | None = None  # default recipe: derive every within-user pair of the training users
+    backbone: str | None = None
     pretrained: str = "imagenet"  # imagenet | none
     profile: str | None = None  # None: the backbone's own profile
-    epochs: int = 10
-    batch_size: int = 64
-    backbone_lr: float = 1e-5  # pretrained layers
-    head_lr: float = 1e-4  # the new one-output last layer
-    weight_decay: float = 1e-4  # Adam's l2 penalty, as in the paper
-    lr_decay: float = 0.95  # learning rates x 0.95 after every epoch
-    soft_labels: bool = False  # beyond the paper: target = the pair's P instead of 1
+    epochs: int | None = None
+    batch_size: int | None = None  # paper: pairs per step; default recipe: images per step (whole users)
+    backbone_lr: float | None = None  # pretrained layers (default recipe: the topmost trained stage)
+    head_lr: float | None = None  # the new one-output last layer
+    weight_decay: float | None = None  # paper: Adam's l2 penalty; default recipe: AdamW's decoupled decay
+    lr_decay: float = 0.95  # paper: learning rates x 0.95 after every epoch
+    soft_labels: bool | None = None  # target = the pair's P instead of 1
     swap: bool = True  # randomly present the more popular image as B (label 0)
     label_noise: float = 0.0  # flip this fraction of the training labels (Table 2)
+    tune_stages: int = 1  # default recipe: stages trained from the top (0: linear probe only)
+    layer_decay: float = 0.5  # default recipe: lr factor per stage below the top
+    ema_halflife_epochs: float = 1.0  # default recipe: half-life of the weight average
+    patience: int = 2  # default recipe: epochs without progress on validation users before stopping
+    hflip: bool = True  # default recipe: horizontal flips (the only augmentation)
+    max_gap_days: float | None = 10.0  # default recipe with --posts: largest upload gap of a derived pair
+    min_pair_p: float = 0.5  # default recipe with --posts: smallest P of a derived training pair (0.5: all)
+    domain: str = "real"  # real photos | simulated (demo, rendered shapes): written into the card
     max_steps: int | None = None  # stop after this many optimizer steps in total
     max_train_pairs: int | None = None  # use at most this many training pairs
     max_val_pairs: int | None = 2000  # validation subset per evaluation (None: all)
@@ -45,13 +66,22 @@ class TrainConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if self.recipe not in RECIPES:
+            raise IIPAError(f"--recipe must be one of {', '.join(RECIPES)}, not {self.recipe!r}")
+        for key, value in RECIPES[self.recipe].items():
+            if getattr(self, key) is None:
+                setattr(self, key, value)
         if self.pretrained not in ("imagenet", "none"):
             raise IIPAError(f"--pretrained must be imagenet or none, not {self.pretrained!r}")
+        if self.domain not in ("real", "simulated"):
+            raise IIPAError(f"domain must be real or simulated, not {self.domain!r}")
         if not 0.0 <= self.label_noise < 1.0:
             raise IIPAError(f"label noise must be in [0, 1), not {self.label_noise}")
-        for name in ("epochs", "batch_size", "checkpoint_every", "log_every"):
+        for name in ("batch_size", "checkpoint_every", "log_every"):
             if getattr(self, name) < 1:
                 raise IIPAError(f"{name} must be >= 1, not {getattr(self, name)}")
+        if self.epochs < (0 if self.recipe == "default" else 1):
+            raise IIPAError(f"epochs must be >= 1, not {self.epochs}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -41,7 +41,7 @@ def build_model(config: TrainConfig) -> PopularityNet:
     model = PopularityNet(config.backbone, pretrained=config.pretrained == "imagenet", profile=config.profile)
     if config.fast_decode:  # the checkpoint records the decoding it was trained with; scoring follows it
         model.profile = dataclasses.replace(model.profile, decode="draft")
-    model.info = {"config": config.to_dict()}
+    model.info = {"config": config.to_dict(), "domain": config.domain}
     return model
 
 
@@ -155,7 +155,7 @@ class Trainer:
     def _save_model(self, path: Path, **metrics: Any) -> None:
         from iipa.checkpoint import save_checkpoint
 
-        self.model.info = {"config": self.config.to_dict(),
+        self.model.info = {"config": self.config.to_dict(), "domain": self.config.domain,
                            "metrics": {"step": self.step, "epoch": self.epoch, "best_val_accuracy": self.best_acc, **metrics}}
         save_checkpoint(self.model, path)
 
@@ -361,8 +361,12 @@ def _progress(total: int, initial: int, desc: str, enabled: bool | None):
 
 
 def train(config: TrainConfig) -> dict[str, Any]:
-    """Train (or resume) the run in ``config.out``; returns the summary written to summary.json."""
+    """Train (or resume, paper recipe) the run in ``config.out``; returns the summary written to summary.json."""
     from iipa.train.lock import run_lock
 
     with run_lock(config.out):  # one run per folder: a second one exits 2 naming the holder
+        if config.recipe == "default":
+            from iipa.train.small import SmallDataTrainer
+
+            return SmallDataTrainer(config).run()
         return Trainer(config).run()

@@ -1,11 +1,11 @@
-"""The packaged EfficientNet-Lite0 ImageNet weights land in timm's layout correctly."""
+"""The packaged EfficientNet-Lite0/1/2 ImageNet weights land in timm's layout correctly."""
 
 import pytest
 import torch
 from PIL import Image
 
 from iipa.errors import WeightsError
-from iipa.lite0 import map_lite0_key
+from iipa.lite import map_lite_key
 from iipa.models import PopularityNet, efficientnet_lite0
 from iipa.profiles import get_profile
 
@@ -32,15 +32,34 @@ def test_coffee_is_espresso(classifier, photos):
     assert int(probs.argmax()) == 967
 
 
+@pytest.mark.parametrize("variant", [1, 2])
+def test_lite1_and_lite2_load_offline_at_their_native_sizes(variant, photos):
+    net = PopularityNet(f"efficientnet_lite{variant}", pretrained=True)
+    assert net.profile.input_size == {1: 240, 2: 260}[variant]
+    from iipa.models import get_backbone
+
+    classifier = get_backbone(f"efficientnet_lite{variant}").build(pretrained=True).eval()
+    x = net.profile(Image.fromarray(photos["chelsea"]))[None]
+    with torch.no_grad():
+        probs = classifier(x).softmax(-1)[0]
+    assert int(probs.argmax()) in range(281, 286) and float(probs[281:286].sum()) > 0.5
+
+
+def test_key_mapping_of_deeper_variants_uses_their_stage_layout():
+    lite2 = (1, 3, 3, 4, 4, 5, 1)
+    assert map_lite_key("_blocks.3._expand_conv.weight", lite2) == "blocks.1.2.conv_pw.weight"
+    assert map_lite_key("_blocks.20._bn2.bias", lite2) == "blocks.6.0.bn3.bias"
+
+
 def test_key_mapping_follows_stage_layout():
-    assert map_lite0_key("_conv_stem.weight") == "conv_stem.weight"
-    assert map_lite0_key("_blocks.0._depthwise_conv.weight") == "blocks.0.0.conv_dw.weight"
-    assert map_lite0_key("_blocks.1._expand_conv.weight") == "blocks.1.0.conv_pw.weight"
-    assert map_lite0_key("_blocks.3._project_conv.weight") == "blocks.2.0.conv_pwl.weight"
-    assert map_lite0_key("_blocks.15._bn2.running_mean") == "blocks.6.0.bn3.running_mean"
-    assert map_lite0_key("_fc.bias") == "classifier.bias"
+    assert map_lite_key("_conv_stem.weight") == "conv_stem.weight"
+    assert map_lite_key("_blocks.0._depthwise_conv.weight") == "blocks.0.0.conv_dw.weight"
+    assert map_lite_key("_blocks.1._expand_conv.weight") == "blocks.1.0.conv_pw.weight"
+    assert map_lite_key("_blocks.3._project_conv.weight") == "blocks.2.0.conv_pwl.weight"
+    assert map_lite_key("_blocks.15._bn2.running_mean") == "blocks.6.0.bn3.running_mean"
+    assert map_lite_key("_fc.bias") == "classifier.bias"
     with pytest.raises(KeyError):
-        map_lite0_key("_blocks.2._se_reduce.weight")
+        map_lite_key("_blocks.2._se_reduce.weight")
 
 
 def test_pretrained_popularity_net_keeps_imagenet_features(classifier):

@@ -1,0 +1,140 @@
+"""The shipped real-photo model, the small-data recipe on real photos, and model domains."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from iipa.checkpoint import save_checkpoint
+from iipa.images import open_image
+from iipa.modelcard import model_card
+from iipa.models import PopularityNet
+from iipa.scoring import Scorer
+from iipa.weights import DEFAULT_MODEL, get_weights, load_model, weights_path
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "instagram-dev"
+
+
+def _real_data() -> Path:
+    if not (DATA / "posts.csv").is_file():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{DATA} is missing: CI must have the instagram-dev data beside the clone")
+        pytest.skip(f"{DATA} is missing (real-photo data beside the repository)")
+    return DATA
+
+
+def test_default_model_ships_inside_the_package_and_loads_offline(monkeypatch, tmp_path):
+    monkeypatch.setenv("IIPA_HOME", str(tmp_path))  # an empty cache: nothing to find there
+    entry = get_weights(DEFAULT_MODEL)
+    path = weights_path(entry)
+    assert path.is_file() and "assets" in path.parts
+    assert path.stat().st_size <= 25 * 2**20
+    model = load_model(download=False)
+    assert model.arch.startswith("efficientnet_lite") and model.info["domain"] == "real"
+
+
+def test_shipped_model_scores_a_photo_as_the_training_preprocessing_does(photos, tmp_path):
+    path = tmp_path / "chelsea.jpg"
+    Image.fromarray(photos["chelsea"]).save(path, quality=92)
+    model = load_model()
+    profile = model.profile
+    x = profile.normalize(profile.to_uint8(open_image(path)))[None]  # the trainer's path (train/small.py)
+    with torch.no_grad():
+        expected = float(model(x))
+    scorer = Scorer(DEFAULT_MODEL, precision="fp32")
+    (result,) = list(scorer.iter_scores([str(path)]))
+    assert result.ok and result.score == pytest.approx(expected, abs=1e-4)
+
+
+def test_shipped_card_says_what_it_was_trained_on_and_how_well_it_ranks():
+    card = model_card(DEFAULT_MODEL)
+    assert card["domain"] == "real"
+    data = card["training_data"]
+    assert "instagram-dev" in data["source"] and data["training_users"] > 100 and data["training_pairs"] > 1000
+    val = card["validation"]["validation_users"]
+    assert 0.5 < val["accuracy"] <= 1 and val["ci95"][0] < val["accuracy"] < val["ci95"][1] and val["pairs"] > 100
+    assert card["validation"]["test_users"]["pairs"] > 100
+    assert any("chance" in b["method"] for b in card["baselines"])
+    assert any("299" in limit for limit in card["limits"])
+    assert card["reference"]["std"] > 0 and card["levels"]
+
+
+def _subset(tmp: Path, users: int) -> tuple[Path, Path]:
+    """Posts of the first ``users`` accounts (by name) and pairs split by user."""
+    from iipa.pairs.build import build_pairs
+    from iipa.pairs.rules import RuleConfig
+
+    posts = pd.read_csv(_real_data() / "posts.csv", dtype={"post_id": str, "user_id": str})
+    keep = sorted(posts["user_id"].unique())[:users]
+    subset = tmp / "posts.csv"
+    posts[posts["user_id"].isin(keep)].to_csv(subset, index=False)
+    rules = RuleConfig(max_caption_words=1_000_000, same_hashtags=False, same_mentions=False)
+    build_pairs(subset, tmp / "pairs", rules=rules, seed=0, val=0.4, test=0, split_by_user=True)
+    return subset, tmp / "pairs" / "pairs.parquet"
+
+
+def test_small_data_recipe_beats_chance_on_unseen_users_of_real_photos(tmp_path):
+    """A linear probe (the recipe's first stage) at 128 px on 50 accounts, judged on the
+    discriminable within-user pairs of the held-out accounts: the lower 95 % bound > 0.5."""
+    from iipa.train import TrainConfig, train
+
+    posts, pairs = _subset(tmp_path, 50)
+    summary = train(TrainConfig(pairs=str(pairs), images=str(_real_data() / "images"), out=str(tmp_path / "run"),
+                                posts=str(posts), profile="efficientnet-small", tune_stages=0, epochs=0,
+                                max_val_pairs=None, progress=False))
+    assert summary["data"]["train_users"] >= 25 and summary["select_pairs"] >= 150
+    assert summary["select_ci95"][0] > 0.5, summary
+
+
+def test_simulated_models_say_so_and_score_warns_once(tmp_path, run_cli, photos):
+    model = PopularityNet("tiny", profile="small", reference={"mean": 0.0, "std": 1.0},
+                          info={"domain": "simulated"})
+    ckpt = save_checkpoint(model, tmp_path / "demo.pt")
+    assert model_card(str(ckpt))["domain"] == "simulated"
+    for i in range(2):
+        Image.fromarray(photos["coffee"]).save(tmp_path / f"p{i}.jpg")
+    code, out, err = run_cli("score", tmp_path / "p0.jpg", tmp_path / "p1.jpg", "--model", ckpt)
+    assert code == 0 and err.count("trained on simulated images") == 1
+
+
+def test_real_models_do_not_warn(tmp_path, run_cli, photos):
+    model = PopularityNet("tiny", profile="small", info={"domain": "real"})
+    ckpt = save_checkpoint(model, tmp_path / "real.pt")
+    Image.fromarray(photos["coffee"]).save(tmp_path / "p.jpg")
+    code, _, err = run_cli("score", tmp_path / "p.jpg", "--model", ckpt)
+    assert code == 0 and "simulated" not in err
+
+
+def test_within_user_pairs_follow_the_rules():
+    from iipa.train.allpairs import WithinUserRules, within_user_pairs
+
+    day = 86_400 * 10**6
+    posts = pd.DataFrame({"post_id": ["a", "b", "c", "d"], "user_id": ["u", "u", "u", "v"],
+                          "taken_us": [0, 2 * day, 30 * day, 0], "crawled_us": [400 * day] * 4,
+                          "media_type": "image", "likes": [1000, 100, 5000, 10]})
+    pairs = within_user_pairs(posts, None, WithinUserRules(threshold=0.95, max_gap_days=10))
+    assert list(zip(pairs["high_id"], pairs["low_id"], strict=True)) == [("a", "b")]  # c too late, d alone
+    assert np.all(pairs["p"] >= 0.95)
+    everything = within_user_pairs(posts, {"u"}, WithinUserRules(threshold=0.5, max_gap_days=None))
+    assert len(everything) == 3
+
+
+def test_default_recipe_learns_the_easy_synthetic_task(tmp_path):
+    """Brighter wins, ~250 training pairs: the paper recipe reached 0.74 here (issue 11); the
+    default recipe's first stage must pass 0.9 on held-out pairs (128 px inputs for speed)."""
+    from _pairsynth import make_pair_set
+
+    from iipa.evaluate import evaluate_pairs
+    from iipa.train import TrainConfig, train
+
+    pairs, images = make_pair_set(tmp_path / "set", n_train=250, n_val=40, n_test=80, size=64)
+    summary = train(TrainConfig(pairs=str(pairs), images=str(images), out=str(tmp_path / "run"),
+                                profile="efficientnet-small", tune_stages=0, epochs=0, progress=False))
+    result = evaluate_pairs(summary["best"], pairs, images, splits=["test"], precision="fp32")
+    assert result["splits"]["test"]["accuracy"] > 0.9, result
