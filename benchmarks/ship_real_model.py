@@ -58,19 +58,31 @@ def main(argv: list[str] | None = None) -> int:
     info = dict(model.info)
     metrics, data = info.get("metrics") or {}, info.get("data") or {}
     config = dict(info.get("config") or {})
+    local = {}  # local paths of this machine -> their base names
     for key in ("pairs", "images", "posts", "out"):
         if config.get(key):
-            config[key] = os.path.basename(str(config[key]).rstrip("/"))
+            local[str(config[key])] = config[key] = os.path.basename(str(config[key]).rstrip("/"))
+
+    def clean(text: str) -> str:
+        for path, name in local.items():
+            text = text.replace(path, name)
+        return text
+
+    if model.reference:
+        model.reference = {**model.reference, "source": clean(str(model.reference.get("source", "")))}
     info.update({
         "weights": args.name, "domain": "real", "config": config, "source": f"iipa package ({args.name})",
         "training_data": {"source": SOURCE, "training_users": data.get("train_users"),
                           "training_images": data.get("train_images"), "training_pairs": data.get("train_pairs"),
-                          "pairs": data.get("train_source", "").replace(str(Path(config.get("posts") or "")), "")},
+                          "pairs": clean(data.get("train_source", ""))},
         "validation": {
             "metric": "pairwise accuracy on matched PDIPs of unseen users (iipa pairs build, paper rules without "
                       "caption rules, split by user, seed 0)",
             "validation_users": {"accuracy": metrics.get("val_accuracy"), "ci95": metrics.get("val_ci95"),
                                  "pairs": metrics.get("val_pairs"), "users": data.get("val_users")},
+            "validation_users_all_discriminable_pairs": {
+                "accuracy": metrics.get("select_accuracy"), "ci95": metrics.get("select_ci95"),
+                "pairs": metrics.get("select_pairs"), "what": "every within-user pair with P >= 0.95, <= 10 days apart"},
             "test_users": {"accuracy": test["accuracy"], "ci95": test["ci95"], "pairs": test["n"]},
             "note": "validation users chose the probe's L2 and the epoch; test users were used once, here",
         },

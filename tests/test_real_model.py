@@ -88,7 +88,7 @@ def test_small_data_recipe_beats_chance_on_unseen_users_of_real_photos(tmp_path)
     summary = train(TrainConfig(pairs=str(pairs), images=str(_real_data() / "images"), out=str(tmp_path / "run"),
                                 posts=str(posts), profile="efficientnet-small", tune_stages=0, epochs=0,
                                 max_val_pairs=None, progress=False))
-    assert summary["data"]["train_users"] >= 25 and summary["select_pairs"] >= 150
+    assert summary["data"]["train_users"] >= 25 and summary["select_pairs"] >= 100
     assert summary["select_ci95"][0] > 0.5, summary
 
 
@@ -129,7 +129,6 @@ def test_default_recipe_learns_the_easy_synthetic_task(tmp_path):
     """Brighter wins, ~250 training pairs: the paper recipe reached 0.74 here (issue 11); the
     default recipe's first stage must pass 0.9 on held-out pairs (128 px inputs for speed)."""
     from _pairsynth import make_pair_set
-
     from iipa.evaluate import evaluate_pairs
     from iipa.train import TrainConfig, train
 

@@ -22,6 +22,7 @@ def fit_pairwise_logistic(features: np.ndarray, high: np.ndarray, low: np.ndarra
     where w' are the weights on standardised features. Returns (w, final loss)."""
     feats = torch.as_tensor(np.array(features, dtype=np.float64))
     scale = feats.std(0).clamp_min(1e-6)
+    high, low = torch.as_tensor(np.array(high, dtype=np.int64)), torch.as_tensor(np.array(low, dtype=np.int64))
     x = (feats[high] - feats[low]) / scale
     x = torch.cat([x, -x])  # both orientations: an antisymmetric fit
     y = torch.as_tensor(np.asarray(target, dtype=np.float64))
