@@ -229,7 +229,7 @@ def test_an_unreadable_image_is_skipped_and_counted(pair_set, tmp_path):
 def test_optimizer_has_the_papers_two_learning_rates_with_offline_imagenet_lite0():
     from iipa.train.loop import build_model, build_optimizer
 
-    config = TrainConfig(backbone="efficientnet_lite0", pretrained="imagenet")
+    config = TrainConfig(recipe="paper", backbone="efficientnet_lite0", pretrained="imagenet")
     model = build_model(config)
     opt = build_optimizer(model, config)
     backbone, head = opt.param_groups
