@@ -12,6 +12,7 @@ paths from the saved config, and writes ``src/iipa/assets/weights/<name>.pt``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -53,8 +54,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", help="default: src/iipa/assets/weights/<name>.pt")
     args = ap.parse_args(argv)
     model = load_checkpoint(Path(args.run) / "best.pt")
-    test = evaluate_pairs(model, args.pairs, args.images, splits=["test"])
-    test = test["splits"]["test"]
+    config0 = model.info.get("config") or {}
+    if config0.get("fast_decode", True):
+        # Trained on 299 px JPEGs, where draft decoding (scale >= 256 px) does not scale: the
+        # training pixels are the same under both decodes, so the faster one is recorded.
+        model.profile = dataclasses.replace(model.profile, decode="draft")
+    # The card's figures come from the scoring path users run (`iipa evaluate` gives the same).
+    result = evaluate_pairs(model, args.pairs, args.images, splits=["val", "test"])["splits"]
+    test, val = result["test"], result["val"]
     info = dict(model.info)
     metrics, data = info.get("metrics") or {}, info.get("data") or {}
     config = dict(info.get("config") or {})
@@ -78,11 +85,12 @@ def main(argv: list[str] | None = None) -> int:
         "validation": {
             "metric": "pairwise accuracy on matched PDIPs of unseen users (iipa pairs build, paper rules without "
                       "caption rules, split by user, seed 0)",
-            "validation_users": {"accuracy": metrics.get("val_accuracy"), "ci95": metrics.get("val_ci95"),
-                                 "pairs": metrics.get("val_pairs"), "users": data.get("val_users")},
+            "validation_users": {"accuracy": val["accuracy"], "ci95": val["ci95"], "pairs": val["n"],
+                                 "users": data.get("val_users")},
             "validation_users_all_discriminable_pairs": {
                 "accuracy": metrics.get("select_accuracy"), "ci95": metrics.get("select_ci95"),
-                "pairs": metrics.get("select_pairs"), "what": "every within-user pair with P >= 0.95, <= 10 days apart"},
+                "pairs": metrics.get("select_pairs"), "what": "every within-user pair with P >= 0.95, <= 10 days apart",
+                "computed_by": "the trainer (bf16 cached trunk features)"},
             "test_users": {"accuracy": test["accuracy"], "ci95": test["ci95"], "pairs": test["n"]},
             "note": "validation users chose the probe's L2 and the epoch; test users were used once, here",
         },

@@ -12,7 +12,6 @@ import torch
 from PIL import Image
 
 from iipa.checkpoint import save_checkpoint
-from iipa.images import open_image
 from iipa.modelcard import model_card
 from iipa.models import PopularityNet
 from iipa.scoring import Scorer
@@ -44,7 +43,7 @@ def test_shipped_model_scores_a_photo_as_the_training_preprocessing_does(photos,
     Image.fromarray(photos["chelsea"]).save(path, quality=92)
     model = load_model()
     profile = model.profile
-    x = profile.normalize(profile.to_uint8(open_image(path)))[None]  # the trainer's path (train/small.py)
+    x = profile.normalize(profile.prepare(path))[None]  # the trainer's path (train/small.py)
     with torch.no_grad():
         expected = float(model(x))
     scorer = Scorer(DEFAULT_MODEL, precision="fp32")

@@ -36,7 +36,6 @@ from torch import nn
 
 from iipa.errors import IIPAError, ImageError
 from iipa.evaluate import pairwise_accuracy
-from iipa.images import open_image
 from iipa.models import PopularityNet
 from iipa.pairs.table import attach_images, read_pairs
 from iipa.scoring import resolve_device, resolve_precision
@@ -73,6 +72,8 @@ class SmallDataTrainer:
         self.amp_dtype = resolve_precision(config.precision, self.device)
         torch.manual_seed(config.seed)
         self.model = PopularityNet(config.backbone, pretrained=config.pretrained == "imagenet", profile=config.profile)
+        if config.fast_decode:  # recorded in the checkpoint; scoring decodes the same way
+            self.model.profile = dataclasses.replace(self.model.profile, decode="draft")
         self.model.eval()  # BN statistics stay frozen: batches are small and grouped by user
         self.tune = min(config.tune_stages, stages.max_tune_stages(self.model))
         self.trunk, self.top, self.modules = stages.split(self.model, self.tune)
@@ -141,7 +142,7 @@ class SmallDataTrainer:
             batch = []
             for i in images[k:k + bs]:
                 try:
-                    batch.append(profile.to_uint8(open_image(self.paths[i])))
+                    batch.append(profile.prepare(self.paths[i]))  # the profile's one function (decode included)
                 except ImageError:
                     batch.append(None)
             shape = next((t.shape for t in batch if t is not None), None)
