@@ -38,7 +38,7 @@ from iipa.errors import IIPAError, ImageError
 from iipa.evaluate import pairwise_accuracy
 from iipa.models import PopularityNet
 from iipa.pairs.table import attach_images, read_pairs
-from iipa.scoring import resolve_device, resolve_precision
+from iipa.runtime import resolve_device, resolve_precision
 from iipa.train import allpairs, stages
 from iipa.train import state as st
 from iipa.train.config import TrainConfig
