@@ -66,7 +66,7 @@ def test_model_info_text_and_json(run_cli, detector_checkpoint):
     code, text, err = run_cli("model-info", detector_checkpoint)
     assert code == 0, err
     assert "arch       tiny" in text and "val_accuracy=0.9" in text and "Eq. 7" in text
-    code, out, _ = run_cli("model-info", detector_checkpoint, "--json")
+    code, out, _ = run_cli("model-info", "--model", detector_checkpoint, "--format", "json")
     card = json.loads(out)
     edges = level_edges(card["reference"])
     assert [b["level"] for b in card["levels"]] == ["poor", "bad", "fair", "good", "excellent"]
@@ -80,11 +80,11 @@ def test_model_info_of_onnx_and_named_weights_without_download(run_cli, tmp_path
     from iipa.checkpoint import load_checkpoint
 
     path = export_onnx(load_checkpoint(detector_checkpoint), tmp_path / "d.onnx")
-    code, out, err = run_cli("model-info", path, "--json")
+    code, out, err = run_cli("model-info", path, "--format", "json")
     assert code == 0, err
     card = json.loads(out)
     assert card["kind"] == "onnx" and card["reference"]["std"] == 0.05 and card["levels"]
-    code, out, err = run_cli("model-info", "authors-resnet50", "--json")  # IIPA_HOME is empty
+    code, out, err = run_cli("model-info", "--model", "authors-resnet50", "--format", "json")  # IIPA_HOME is empty
     assert code == 0, err
     card = json.loads(out)
     assert card["cached"] is False and card["reference"]["mean"] == 2.96

@@ -27,7 +27,7 @@ def test_build_with_rule_options_and_splits(tmp_path, run_cli):
     assert pairs.groupby("user_id")["split"].nunique().max() == 1
     code, out, _ = run_cli("pairs", "stats", tmp_path / "out")
     assert code == 0 and "Number of PDIPs" in out and "## Splits" in out
-    code, out, _ = run_cli("pairs", "stats", tmp_path / "out" / "pairs.parquet", "--json")
+    code, out, _ = run_cli("pairs", "stats", tmp_path / "out" / "pairs.parquet", "--format", "json")
     assert code == 0 and json.loads(out)["table1"]["pairs"] == len(pairs)
 
 
@@ -53,16 +53,16 @@ def test_rejects_are_reported(tmp_path, run_cli):
 
 def test_import_authors(tmp_path, run_cli):
     (tmp_path / "a.csv").write_text("Low_popularity,High_popularity\nBsLow1,BsHigh1\nBsLow2 , BsHigh2\n")
-    code, out, err = run_cli("pairs", "import-authors", tmp_path / "a.csv", "--out", tmp_path / "a.parquet")
+    code, out, err = run_cli("pairs", "import-authors", tmp_path / "a.csv", "-o", tmp_path / "a.parquet")
     assert code == 0, err
     pairs = read_pairs(tmp_path / "a.parquet")
     assert pairs[["high_id", "low_id", "split"]].values.tolist() == [["BsHigh1", "BsLow1", "test"],
                                                                      ["BsHigh2", "BsLow2", "test"]]
     (tmp_path / "bad.csv").write_text("low,high\na,b\n")
-    code, _, err = run_cli("pairs", "import-authors", tmp_path / "bad.csv", "--out", tmp_path / "b.parquet")
+    code, _, err = run_cli("pairs", "import-authors", tmp_path / "bad.csv", "-o", tmp_path / "b.parquet")
     assert code == 2 and "Low_popularity" in err
     (tmp_path / "self.csv").write_text("Low_popularity,High_popularity\na,b\nc,c\n")
-    code, _, err = run_cli("pairs", "import-authors", tmp_path / "self.csv", "--out", tmp_path / "b.parquet")
+    code, _, err = run_cli("pairs", "import-authors", tmp_path / "self.csv", "-o", tmp_path / "b.parquet")
     assert code == 2 and "row 3" in err
 
 

@@ -23,11 +23,10 @@ import torch
 
 from iipa import __version__
 from iipa.errors import WeightsError
+from iipa.levels import AUTHORS_REFERENCE  # noqa: F401 - re-exported
 from iipa.models import PopularityNet
 
 FORMAT_VERSION = 1
-# Paper §4.3 / Fig. 5: the authors' model's scores on the 50k test PDIPs are Gaussian.
-AUTHORS_REFERENCE = {"mean": 2.96, "std": 1.55, "source": "paper Fig. 5: Gaussian fit of test-set scores"}
 
 
 def checkpoint_dict(model: PopularityNet) -> dict[str, Any]:

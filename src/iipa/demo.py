@@ -17,12 +17,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from iipa.errors import IIPAError
+
+if TYPE_CHECKING:  # imported where used: `iipa demo --help` reads DemoConfig without them
+    import numpy as np
+    import pandas as pd
 
 
 @dataclass
@@ -69,6 +70,8 @@ class _Stages:
 
 def run_demo(config: DemoConfig, *, say: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Run every stage into ``config.out``; returns the metrics also written to metrics.json."""
+    import pandas as pd
+
     from iipa.pairs.build import build_pairs
     from iipa.simulate import SimConfig, render_images, true_order_agreement, write_crawl
     from iipa.train.config import TrainConfig
@@ -147,6 +150,9 @@ def _truth_sides(test: pd.DataFrame, truth: pd.DataFrame) -> tuple[np.ndarray, n
 
 def _evaluate_ranker(model_path: Path, pairs: pd.DataFrame, images: Path, truth: pd.DataFrame,
                      config: DemoConfig) -> dict[str, Any]:
+    import numpy as np
+    import pandas as pd
+
     from iipa.images import image_path_for
     from iipa.scoring import Scorer
     from iipa.weights import load_model
@@ -173,6 +179,9 @@ def _evaluate_ranker(model_path: Path, pairs: pd.DataFrame, images: Path, truth:
 
 def _run_baseline(posts: Path, tcfg: Any, config: DemoConfig, pairs: pd.DataFrame, truth: pd.DataFrame,
                   out: Path) -> dict[str, Any]:
+    import numpy as np
+    import pandas as pd
+
     from iipa.train.baseline import run_baseline
 
     bcfg = tcfg.replace(out=str(out / "baseline"), epochs=config.baseline_epochs)
@@ -193,6 +202,7 @@ def _run_baseline(posts: Path, tcfg: Any, config: DemoConfig, pairs: pd.DataFram
 
 def _finite(obj: Any) -> Any:
     """JSON has no NaN: write null instead."""
+    import numpy as np
     if isinstance(obj, dict):
         return {str(k): _finite(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):

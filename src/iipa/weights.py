@@ -16,11 +16,13 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from iipa.checkpoint import AUTHORS_REFERENCE, load_checkpoint
 from iipa.errors import IIPAError, WeightsError
-from iipa.models import PopularityNet
+from iipa.levels import AUTHORS_REFERENCE
+
+if TYPE_CHECKING:  # torch is imported by load_model only: the registry is read by `iipa --help`
+    from iipa.models import PopularityNet
 
 CHUNK = 1 << 20
 # The model every entry point uses when none is named (`iipa score`, `load_model`, ...).
@@ -207,6 +209,9 @@ def load_model(spec: str | os.PathLike | PopularityNet | None = None, *,
                device: str | None = None, download: bool = True) -> PopularityNet:
     """A ready-to-score ``PopularityNet`` (eval mode) from a model, a file or a weights name
     (default: ``DEFAULT_MODEL``)."""
+    from iipa.checkpoint import load_checkpoint
+    from iipa.models import PopularityNet
+
     spec = DEFAULT_MODEL if spec is None else spec
     if isinstance(spec, PopularityNet):
         model = spec

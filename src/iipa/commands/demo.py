@@ -2,12 +2,14 @@
 
 simulate → build PDIPs → render images → train (EfficientNet-Lite0, packaged ImageNet
 weights, CPU) → evaluate → absolute-likes baseline → DIR/report.html + DIR/metrics.json.
-About 10 minutes on 2 CPU cores with the defaults; `--quick` takes well under a minute.
+About 3 minutes on 2 CPU cores with the defaults (see the README); `--quick` takes seconds.
 """
 
 from __future__ import annotations
 
 import argparse
+
+from iipa.commands._common import backbone_name, positive_int
 
 NAME = "demo"
 HELP = "offline end-to-end demo on a simulated social network (report.html)"
@@ -17,13 +19,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from iipa.demo import DemoConfig
 
     d = DemoConfig()
-    parser.add_argument("--out", default=d.out, help=f"output folder (default: {d.out})")
+    parser.add_argument("--out", default=d.out, metavar="DIR", help=f"output folder (default: {d.out})")
     parser.add_argument("--seed", type=int, default=d.seed)
-    parser.add_argument("--users", type=int, default=d.users)
-    parser.add_argument("--posts-per-user", type=int, default=d.posts_per_user)
-    parser.add_argument("--epochs", type=int, default=d.epochs)
-    parser.add_argument("--image-size", type=int, default=d.image_size, help="rendered image size in px")
-    parser.add_argument("--backbone", default=d.backbone)
+    parser.add_argument("--users", type=positive_int, default=d.users)
+    parser.add_argument("--posts-per-user", type=positive_int, default=d.posts_per_user)
+    parser.add_argument("--epochs", type=positive_int, default=d.epochs)
+    parser.add_argument("--image-size", type=positive_int, default=d.image_size, help="rendered image size in px")
+    parser.add_argument("--backbone", default=d.backbone, type=backbone_name, help="`iipa models` lists them")
     parser.add_argument("--quick", action="store_true", help="tiny backbone and sizes: a smoke run in seconds")
 
 

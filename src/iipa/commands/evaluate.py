@@ -14,13 +14,12 @@ from __future__ import annotations
 import argparse
 import json
 
-from iipa.commands._common import add_loader_arguments, add_model_arguments
-from iipa.evaluate import evaluate_pairs
-from iipa.output import open_output
-from iipa.pairs.table import SPLITS
+from iipa.commands._common import add_loader_arguments, add_model_arguments, positive_int
 
 NAME = "evaluate"
 HELP = "pairwise accuracy (95% CI) of a model on a pairs table"
+# iipa.pairs.table.SPLITS (that module imports pandas); tests/test_cli_contract.py checks it
+SPLITS = ("train", "val", "test")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,13 +27,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--images", required=True, help="folder of <post_id>.<ext> images")
     parser.add_argument("--split", action="append", choices=SPLITS,
                         help="evaluate only this split (repeatable; default: every split present)")
-    parser.add_argument("--max-pairs", type=int, help="a seeded random subset of at most N pairs per split")
-    parser.add_argument("--output", "-o", help="write the JSON here instead of stdout")
+    parser.add_argument("--max-pairs", type=positive_int, help="a seeded random subset of at most N pairs per split")
+    parser.add_argument("--output", "-o", metavar="FILE", help="write the JSON here instead of stdout")
     add_model_arguments(parser)
     add_loader_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
+    from iipa.evaluate import evaluate_pairs
+    from iipa.output import open_output
+
     result = evaluate_pairs(args.model, args.pairs, args.images, splits=args.split, max_pairs=args.max_pairs,
                             crops=args.crops, device=args.device, precision=args.precision,
                             batch_size=args.batch_size, num_workers=args.workers, max_pixels=args.max_pixels)

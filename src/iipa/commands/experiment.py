@@ -18,16 +18,24 @@ from __future__ import annotations
 import argparse
 import json
 
+from iipa.commands._common import CROPS
 from iipa.commands.train import add_train_arguments, config_from_args
-from iipa.evaluate import CROPS
-from iipa.train.experiments import ARCHITECTURES, NOISE_LEVELS, markdown_table
 
 NAME = "experiment"
 HELP = "the paper's experiments: label-noise, architectures, baseline"
+# iipa.train.experiments' defaults (that module imports torch and pandas)
+NOISE_LEVELS = (0.0, 0.1, 0.2, 0.3, 0.4)
+ARCHITECTURES = ("alexnet", "vgg16", "resnet50", "resnet101", "efficientnet_lite0")
 
 
 def _floats(text: str) -> list[float]:
-    return [float(v) / 100 for v in text.split(",") if v.strip()]
+    try:
+        levels = [float(v) / 100 for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated percentages, got {text!r}") from None
+    if not levels or not all(0 <= q <= 1 for q in levels):
+        raise argparse.ArgumentTypeError(f"expected percentages between 0 and 100, got {text!r}")
+    return levels
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -50,6 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from iipa.train import experiments
+    from iipa.train.experiments import markdown_table
 
     config = config_from_args(args)
     if args.experiment == "label-noise":

@@ -18,13 +18,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from iipa import levels
-from iipa.commands._common import add_model_arguments
+from iipa.commands._common import add_model_arguments, add_table_output_arguments, unit_fraction
 from iipa.errors import IIPAError
-from iipa.explain import explain, explain_pair, pair_figure, save_explanation
-from iipa.inputs import expand_inputs
-from iipa.output import FORMATS, infer_format, open_output, write_rows
-from iipa.scoring import Scorer
 
 NAME = "explain"
 HELP = "Grad-CAM heatmaps of scores (and of a pair's score difference)"
@@ -33,13 +28,12 @@ COLUMNS = ("path", "score", "scaled", "level", "overlay", "error")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", help="image files, folders, globs, .txt or .csv lists")
-    parser.add_argument("--out", "-d", required=True, help="folder for the overlays (created)")
+    parser.add_argument("--out", required=True, metavar="DIR", help="folder for the overlays (created)")
     add_model_arguments(parser)
-    parser.add_argument("--alpha", type=float, default=0.5, help="heatmap opacity in the overlay (0-1, default 0.5)")
+    parser.add_argument("--alpha", type=unit_fraction, default=0.5, help="heatmap opacity in the overlay (0-1, default 0.5)")
     parser.add_argument("--raw", action="store_true", help="also save the raw heatmaps (.npy and grey .png)")
     parser.add_argument("--pair", action="store_true", help="explain f(A) - f(B) for exactly two images A B")
-    parser.add_argument("--output", "-o", help="write the table here instead of stdout")
-    parser.add_argument("--format", "-f", choices=FORMATS, help="table, csv, json or jsonl")
+    add_table_output_arguments(parser)
 
 
 def _stems(paths: list[str]) -> list[str]:
@@ -54,12 +48,17 @@ def _stems(paths: list[str]) -> list[str]:
 
 
 def _row(path: str, expl, reference, overlay: Path) -> dict:
+    from iipa import levels
+
     return {"path": path, **levels.describe(expl.score, reference), "overlay": str(overlay), "error": None}
 
 
 def run(args: argparse.Namespace) -> int:
-    if not 0.0 <= args.alpha <= 1.0:
-        raise IIPAError(f"--alpha must be between 0 and 1, got {args.alpha}")
+    from iipa.explain import explain, explain_pair, pair_figure, save_explanation
+    from iipa.inputs import expand_inputs
+    from iipa.output import infer_format, open_output, write_rows
+    from iipa.scoring import Scorer
+
     fmt = infer_format(args.output, args.format)
     paths = expand_inputs(args.inputs)
     if not paths:

@@ -23,8 +23,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from iipa.commands._common import DEFAULT_MODEL, add_offline_argument, positive_int
 from iipa.errors import IIPAError
-from iipa.weights import DEFAULT_MODEL, load_model
 
 NAME = "export"
 # What an int8 model should keep of fp32 on photos (issue 12's bar for ResNet-50).
@@ -34,17 +34,20 @@ HELP = "export a model to ONNX, fp32 or int8 (dynamic batch, profile and referen
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", "-m", default=DEFAULT_MODEL, help=f"checkpoint path or named weights (default {DEFAULT_MODEL})")
-    parser.add_argument("--output", "-o", required=True, help="file to write; format from the extension (.onnx)")
+    parser.add_argument("--output", "-o", required=True, metavar="FILE", help="file to write; format from the extension (.onnx)")
     parser.add_argument("--quantize", choices=["none", "int8"], default="none",
                         help="int8: static int8 quantisation calibrated on photos (default: none, fp32)")
     parser.add_argument("--calibration", nargs="+", metavar="DIR|LIST",
                         help="photos to calibrate int8 on: folders, .txt/.csv lists, globs "
                              "(default: the 40 photos shipped with iipa)")
-    parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    parser.add_argument("--opset", type=positive_int, default=17, help="ONNX opset (default 17)")
     parser.add_argument("--check", action="store_true", help="verify an fp32 export against PyTorch")
+    add_offline_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
+    from iipa.weights import load_model
+
     if not str(args.output).lower().endswith(".onnx"):
         raise IIPAError(f"--output {args.output}: only ONNX export is supported; name the file *.onnx")
     if args.calibration and args.quantize != "int8":

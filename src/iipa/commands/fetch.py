@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from iipa.commands._common import progress_bar
+from iipa.commands._common import nonnegative_int, positive_float, positive_int, progress_bar
 from iipa.errors import IIPAError
 
 NAME = "fetch"
@@ -27,14 +27,14 @@ HELP = "download the images of a pairs or posts table (concurrent, resumable, va
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("table", help="a pairs table (high_id, low_id) or a posts table (post_id[, image_url])")
-    parser.add_argument("--out", "-o", required=True, help="image folder (<dir>/<post_id>.<ext>)")
+    parser.add_argument("--out", required=True, metavar="DIR", help="image folder (<dir>/<post_id>.<ext>)")
     parser.add_argument("--posts", nargs="+", help="posts files with image_url, for a pairs table")
     parser.add_argument("--url-template", help="URL for posts without image_url; {post_id} is replaced")
-    parser.add_argument("--workers", type=int, default=8, help="concurrent downloads (default 8)")
-    parser.add_argument("--retries", type=int, default=3, help="retries per image for transient errors (default 3)")
-    parser.add_argument("--backoff", type=float, default=0.5, help="first retry delay in seconds, doubled each time (default 0.5)")
-    parser.add_argument("--timeout", type=float, default=30.0, help="seconds per request (default 30)")
-    parser.add_argument("--max-mb", type=float, default=50.0, help="refuse bodies larger than this (default 50 MB)")
+    parser.add_argument("--workers", type=positive_int, default=8, help="concurrent downloads (default 8)")
+    parser.add_argument("--retries", type=nonnegative_int, default=3, help="retries per image for transient errors (default 3)")
+    parser.add_argument("--backoff", type=positive_float, default=0.5, help="first retry delay in seconds, doubled each time (default 0.5)")
+    parser.add_argument("--timeout", type=positive_float, default=30.0, help="seconds per request (default 30)")
+    parser.add_argument("--max-mb", type=positive_float, default=50.0, help="refuse bodies larger than this (default 50 MB)")
     parser.add_argument("--report", help="broken-link report CSV (default <out>/fetch_report.csv)")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                         help="progress bar on stderr (default: when stderr is a terminal)")

@@ -2,11 +2,12 @@
 score means, its range, the reference distribution, the 0-100 scale and the level edges,
 and the training config and metrics stored with the weights.
 
-M is a checkpoint file, an exported .onnx file, or named weights (not downloaded for this).
+--model is a checkpoint file, an exported .onnx file, or named weights (not downloaded for
+this; default: the default model). The model may also be given without --model.
 
 examples:
-  iipa model-info run/best.pt
-  iipa model-info authors-resnet50 --json
+  iipa model-info --model run/best.pt
+  iipa model-info --model authors-resnet50 --format json
 """
 
 from __future__ import annotations
@@ -14,18 +15,26 @@ from __future__ import annotations
 import argparse
 import json
 
-from iipa.modelcard import format_card, model_card
+from iipa.commands._common import DEFAULT_MODEL
 
 NAME = "model-info"
 HELP = "model card: score meaning, range, reference, levels, training"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", metavar="M", help="checkpoint path, .onnx file or named weights")
-    parser.add_argument("--json", action="store_true", help="print the card as JSON")
+    parser.add_argument("--model", "-m", default=None,
+                        help=f"checkpoint path, .onnx file or named weights (default: {DEFAULT_MODEL})")
+    parser.add_argument("model_arg", nargs="?", metavar="MODEL", help="the same as --model")
+    parser.add_argument("--format", "-f", choices=["text", "json"], default="text",
+                        help="text (default) or json")
 
 
 def run(args: argparse.Namespace) -> int:
-    card = model_card(args.model)
-    print(json.dumps(card, indent=2, default=str) if args.json else format_card(card))
+    from iipa.errors import IIPAError
+    from iipa.modelcard import format_card, model_card
+
+    if args.model and args.model_arg and args.model != args.model_arg:
+        raise IIPAError(f"two models given: --model {args.model} and {args.model_arg}")
+    card = model_card(args.model or args.model_arg or DEFAULT_MODEL)
+    print(json.dumps(card, indent=2, default=str) if args.format == "json" else format_card(card))
     return 0

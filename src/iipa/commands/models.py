@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from iipa.models import get_backbone, list_backbones
-from iipa.profiles import get_profile, list_profiles
-from iipa.weights import get_weights, list_weights, weights_path
-
 NAME = "models"
 HELP = "list backbones, named weights and preprocessing profiles"
 
@@ -17,6 +13,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from iipa.models import get_backbone, list_backbones
+    from iipa.profiles import get_profile, list_profiles
+    from iipa.weights import get_weights, list_weights, weights_path
+
     print("backbones (--backbone):")
     for name in list_backbones():
         spec = get_backbone(name)

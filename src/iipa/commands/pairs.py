@@ -3,7 +3,7 @@
 sub-commands:
   build POSTS... --out DIR   posts (Parquet/CSV/JSONL files, folders, globs) -> DIR/pairs.parquet,
                              stats.json, stats.md (the paper's Table 1), rejects.csv
-  import-authors CSV --out pairs.parquet
+  import-authors CSV -o pairs.parquet
                              the authors' released list (Low_popularity,High_popularity)
   stats PAIRS                print the statistics of a build folder or a pairs table
 
@@ -11,7 +11,7 @@ examples:
   iipa pairs build crawl/*.parquet --out pdip/
   iipa pairs build posts.csv --crawled-at 2019-03-01 --threshold 0.9 --split-by-user --out pdip/
   iipa pairs build posts.parquet --engine spark --out pdip/
-  iipa pairs import-authors popularity_pairs.csv --out authors.parquet
+  iipa pairs import-authors popularity_pairs.csv -o authors.parquet
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import math
 import sys
 from pathlib import Path
 
+from iipa.commands._common import nonnegative_int, positive_int
 from iipa.errors import IIPAError
 
 NAME = "pairs"
@@ -33,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     b = sub.add_parser("build", help="posts -> pairs.parquet + stats.json/.md + rejects.csv",
                        description="Build PDIPs (paper §3.1) from posts files.")
     b.add_argument("posts", nargs="+", help="posts files (.parquet, .csv, .jsonl), folders or globs")
-    b.add_argument("--out", "-o", required=True, help="output folder (must be empty, unless --overwrite)")
+    b.add_argument("--out", required=True, metavar="DIR", help="output folder (must be empty, unless --overwrite)")
     b.add_argument("--overwrite", action="store_true", help="replace an earlier build's files in --out")
     b.add_argument("--engine", choices=["duckdb", "spark"], default="duckdb",
                    help="duckdb (default, one machine, streams from disk) or spark (pyspark; cluster via spark-submit)")
@@ -42,10 +43,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     r.add_argument("--threshold", "-T", type=float, default=0.95, help="minimum P(Q_high ≥ Q_low) (default 0.95)")
     r.add_argument("--sigma", type=float, default=0.3, help="σ of the Thurstone model (default 0.3)")
     r.add_argument("--log-base", default="e", help="base of S = log(likes): e (default), 10, 2, ...")
-    r.add_argument("--min-likes", type=int, default=50, help="minimum likes per post (default 50)")
+    r.add_argument("--min-likes", type=nonnegative_int, default=50, help="minimum likes per post (default 50)")
     r.add_argument("--min-age-days", type=float, default=30, help="posted at least this long before the crawl (default 30)")
     r.add_argument("--max-gap-days", type=float, default=10, help="maximum upload-time gap in a pair (default 10)")
-    r.add_argument("--max-caption-words", type=int, default=6,
+    r.add_argument("--max-caption-words", type=nonnegative_int, default=6,
                    help="maximum caption words besides hashtags and @-mentions (default 6)")
     r.add_argument("--media-types", default="image", help="comma-separated media types to keep (default: image)")
     r.add_argument("--any-hashtags", action="store_true", help="do not require identical hashtags")
@@ -59,18 +60,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     e = b.add_argument_group("engine")
     e.add_argument("--memory-limit", default="2GB",
                    help="DuckDB memory limit; it spills to disk beyond (default 2GB; more is faster on big inputs)")
-    e.add_argument("--threads", type=int, help="DuckDB threads (default: all cores)")
+    e.add_argument("--threads", type=positive_int, help="DuckDB threads (default: all cores)")
     b.set_defaults(pairs_run=_build)
 
     a = sub.add_parser("import-authors", help="the authors' Low_popularity,High_popularity CSV -> pairs table")
     a.add_argument("csv", help="the authors' pair list")
-    a.add_argument("--out", "-o", required=True, help="pairs table to write (.parquet or .csv)")
+    a.add_argument("--output", "-o", required=True, metavar="FILE", help="pairs table to write (.parquet or .csv)")
     a.add_argument("--split", default="test", choices=["train", "val", "test"], help="split of every pair (default test)")
     a.set_defaults(pairs_run=_import_authors)
 
     st = sub.add_parser("stats", help="print the statistics of a build folder or a pairs table")
     st.add_argument("path", help="a build folder (with stats.json) or a pairs table")
-    st.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
+    st.add_argument("--format", "-f", choices=["markdown", "json"], default="markdown",
+                    help="markdown (default) or json")
     st.set_defaults(pairs_run=_stats)
 
 
@@ -115,7 +117,7 @@ def _import_authors(args) -> int:
     from iipa.pairs.table import write_pairs
 
     pairs = read_authors_pairs(args.csv, split=args.split)
-    path = write_pairs(pairs, args.out)
+    path = write_pairs(pairs, args.output)
     print(f"wrote {len(pairs):,} pairs to {path}")
     return 0
 
@@ -134,7 +136,8 @@ def _stats(args) -> int:
         stats = {"table1": {"pairs": len(pairs), "users": int(pairs["user_id"].nunique()),
                             "avg_p": _mean(pairs["p"]), "avg_interval_days": _mean(pairs["delta_t_days"])},
                  "splits": {k: int((pairs["split"] == k).sum()) for k in ("train", "val", "test")}}
-    print(json.dumps(stats, indent=2) if args.json else stats_markdown(stats), end="" if not args.json else "\n")
+    as_json = args.format == "json"
+    print(json.dumps(stats, indent=2) if as_json else stats_markdown(stats), end="\n" if as_json else "")
     return 0
 
 

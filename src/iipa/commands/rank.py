@@ -16,12 +16,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from iipa.commands._common import add_loader_arguments, add_model_arguments, progress_bar
+from iipa.commands._common import (
+    add_loader_arguments,
+    add_model_arguments,
+    add_table_output_arguments,
+    positive_int,
+    progress_bar,
+)
 from iipa.errors import IIPAError
-from iipa.inputs import expand_inputs
-from iipa.output import FORMATS, infer_format, open_output, write_rows
-from iipa.report import fit_gaussian, score_histogram, write_album
-from iipa.scoring import Scorer
 
 NAME = "rank"
 HELP = "rank photos best first; HTML album report and score histogram"
@@ -29,22 +31,26 @@ COLUMNS = ("rank", "path", "score", "scaled", "level", "error")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("inputs", nargs="+", help="folders, image files, globs, .txt or .csv lists")
+    parser.add_argument("inputs", nargs="+", help="folders, image files, globs, .txt or .csv lists; - reads paths from stdin")
     add_model_arguments(parser)
     add_loader_arguments(parser)
     g = parser.add_argument_group("report")
     g.add_argument("--report", help="write the HTML album here (e.g. album.html)")
     g.add_argument("--histogram", help="write the histogram PNG here (default with --report: beside it)")
     g.add_argument("--heatmaps", action="store_true", help="add Grad-CAM overlays to the album")
-    g.add_argument("--thumb-size", type=int, default=320, help="longest thumbnail side in pixels (default 320)")
-    g.add_argument("--top", type=int, default=None, help="keep only the N best images (table and album)")
-    g.add_argument("--output", "-o", help="write the table here instead of stdout")
-    g.add_argument("--format", "-f", choices=FORMATS, help="table, csv, json or jsonl")
+    g.add_argument("--thumb-size", type=positive_int, default=320, help="longest thumbnail side in pixels (default 320)")
+    g.add_argument("--top", type=positive_int, default=None, help="keep only the N best images (table and album)")
+    add_table_output_arguments(g)
     g.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar on stderr (default: when stderr is a terminal)")
 
 
 def run(args: argparse.Namespace) -> int:
+    from iipa.inputs import expand_inputs
+    from iipa.output import infer_format, open_output, write_rows
+    from iipa.report import fit_gaussian, score_histogram, write_album
+    from iipa.scoring import Scorer
+
     fmt = infer_format(args.output, args.format)
     if args.heatmaps and not args.report:
         raise IIPAError("--heatmaps needs --report")

@@ -16,11 +16,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from iipa.commands._common import add_loader_arguments, add_model_arguments, progress_bar
+from iipa.commands._common import (
+    add_loader_arguments,
+    add_model_arguments,
+    add_table_output_arguments,
+    progress_bar,
+)
 from iipa.errors import IIPAError
-from iipa.inputs import expand_inputs
-from iipa.output import FORMATS, infer_format, open_output, write_rows
-from iipa.scoring import Scorer
 
 NAME = "score"
 HELP = "score images (files, folders, globs, list files)"
@@ -28,18 +30,17 @@ COLUMNS = ("path", "score", "scaled", "level", "error")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("inputs", nargs="+", help="image files, folders, globs, .txt or .csv lists")
+    parser.add_argument("inputs", nargs="+", help="image files, folders, globs, .txt or .csv lists; - reads paths from stdin")
     add_model_arguments(parser)
     parser.add_argument("--runtime", choices=["torch", "onnx"], default=None,
                         help="torch or onnx (onnxruntime, for files from `iipa export`); "
                              "default: onnx for .onnx files, else torch")
     add_loader_arguments(parser)
     parser.add_argument("--optimize", default="none", choices=["none", "jit", "compile"],
-                        help="jit: trace and freeze the model (~25%% faster ResNet-50 on CPU, seconds to build); "
+                        help="jit: trace and freeze the model (~20%% faster ResNet-50 on the CPU, seconds to build); "
                              "compile: torch.compile (similar, ~1 min to build); default: none")
     g = parser.add_argument_group("output")
-    g.add_argument("--output", "-o", help="write here instead of stdout (format from the extension)")
-    g.add_argument("--format", "-f", choices=FORMATS, help="table, csv, json or jsonl (default: from --output, else table)")
+    add_table_output_arguments(g)
     g.add_argument("--sort", choices=["desc", "asc", "none"], default="none",
                    help="order rows by score (failed inputs last); default: input order, streamed")
     g.add_argument("--no-recursive", action="store_true", help="do not descend into sub-folders")
@@ -47,7 +48,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="progress bar on stderr (default: when stderr is a terminal)")
 
 
-def _make_scorer(args: argparse.Namespace) -> Scorer:
+def _make_scorer(args: argparse.Namespace):
+    from iipa.scoring import Scorer
+
     onnx = str(args.model).lower().endswith(".onnx")
     if args.runtime == "onnx" and not onnx:
         raise IIPAError(f"--runtime onnx needs an .onnx file (make one with `iipa export --model {args.model}`)")
@@ -59,6 +62,9 @@ def _make_scorer(args: argparse.Namespace) -> Scorer:
 
 
 def run(args: argparse.Namespace) -> int:
+    from iipa.inputs import expand_inputs
+    from iipa.output import infer_format, open_output, write_rows
+
     fmt = infer_format(args.output, args.format)
     paths = expand_inputs(args.inputs, recursive=not args.no_recursive)
     if not paths:

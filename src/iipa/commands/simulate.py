@@ -18,7 +18,7 @@ import argparse
 import sys
 import time
 
-from iipa.commands._common import progress_bar
+from iipa.commands._common import positive_int, progress_bar
 from iipa.errors import IIPAError
 
 NAME = "simulate"
@@ -29,13 +29,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from iipa.simulate import SimConfig
 
     d = SimConfig()
-    parser.add_argument("--out", "-o", required=True, help="crawl folder (posts.parquet, truth.parquet, simulation.json)")
+    parser.add_argument("--out", required=True, metavar="DIR", help="crawl folder (posts.parquet, truth.parquet, simulation.json)")
     g = parser.add_argument_group("size and seed")
-    g.add_argument("--users", type=int, default=d.users, help=f"number of users (default: {d.users})")
+    g.add_argument("--users", type=positive_int, default=d.users, help=f"number of users (default: {d.users})")
     size = g.add_mutually_exclusive_group()
     size.add_argument("--posts-per-user", type=float, default=d.posts_per_user,
                       help=f"mean posts per user; activity is heavy-tailed (default: {d.posts_per_user:g})")
-    size.add_argument("--posts", type=int, help="total number of posts (instead of --posts-per-user)")
+    size.add_argument("--posts", type=positive_int, help="total number of posts (instead of --posts-per-user)")
     g.add_argument("--seed", type=int, default=d.seed, help=f"random seed (default: {d.seed})")
     m = parser.add_argument_group("model")
     m.add_argument("--beta", type=float, default=d.beta,

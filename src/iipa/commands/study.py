@@ -16,7 +16,13 @@ import os
 import secrets
 import sys
 
-from iipa.commands._common import add_model_arguments
+from iipa.commands._common import (
+    add_model_arguments,
+    nonnegative_int,
+    positive_float,
+    positive_int,
+    unit_fraction,
+)
 from iipa.errors import IIPAError
 
 NAME = "study"
@@ -30,19 +36,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     init.add_argument("--pairs", required=True, help="pairs table (parquet/csv); the test split is used")
     init.add_argument("--images", required=True, help="id-named image folder (<post_id>.<ext>)")
     init.add_argument("--db", required=True, help="SQLite path or SQLAlchemy URL (must hold no study yet)")
-    init.add_argument("--n", type=int, default=1000, help="trial pairs (default: 1000, as in the paper)")
-    init.add_argument("--training", type=int, default=8, help="training pairs shown with feedback (default: 8)")
-    init.add_argument("--attention", type=int, default=10,
+    init.add_argument("--n", type=positive_int, default=1000, help="trial pairs (default: 1000, as in the paper)")
+    init.add_argument("--training", type=nonnegative_int, default=8, help="training pairs shown with feedback (default: 8)")
+    init.add_argument("--attention", type=nonnegative_int, default=10,
                       help="attention-check pairs: a photo against a flat grey square (default: 10)")
-    init.add_argument("--attention-pass", type=float, default=0.8,
+    init.add_argument("--attention-pass", type=unit_fraction, default=0.8,
                       help="participants below this attention-check accuracy are excluded (default: 0.8)")
-    init.add_argument("--session-minutes", type=float, default=30.0, help="session cap (default: 30)")
+    init.add_argument("--session-minutes", type=positive_float, default=30.0, help="session cap (default: 30)")
     init.add_argument("--seed", type=int, default=0, help="sampling and per-participant order seed")
 
     serve = sub.add_parser("serve", help="run the web app")
     serve.add_argument("--db", required=True, help="SQLite path or SQLAlchemy URL")
     serve.add_argument("--host", default="127.0.0.1", help="bind address (default: 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
+    serve.add_argument("--port", type=nonnegative_int, default=8000, help="port (default: 8000)")
     serve.add_argument("--admin-token", default=None,
                        help=f"token for /admin and exports (default: ${TOKEN_ENV}, else a random one printed at start)")
 
@@ -56,7 +62,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     ana = sub.add_parser("analyze", help="Table 4, model comparison, Fig. 9 categories, Bradley-Terry scale")
     ana.add_argument("--db", required=True, help="SQLite path or SQLAlchemy URL")
     ana.add_argument("--out", required=True, help="output folder (report.md, report.html, results.json, plots)")
-    ana.add_argument("--examples", type=int, default=4, help="example pairs per Fig. 9 category (default: 4)")
+    ana.add_argument("--examples", type=nonnegative_int, default=4, help="example pairs per Fig. 9 category (default: 4)")
     add_model_arguments(ana, default=None)
 
 

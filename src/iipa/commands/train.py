@@ -9,7 +9,8 @@ exactly (ResNet-50, Adam, backbone lr 1e-5, head lr 1e-4, x0.95 per epoch, batch
 
 Writes RUN/best.pt (best validation pairwise accuracy), RUN/last.pt, RUN/train_state.pt
 (resumable), RUN/metrics.jsonl and RUN/summary.json. Running the same command again
-continues an interrupted run from its last checkpoint. Several processes or GPUs:
+continues an interrupted run from its last checkpoint, and a finished one when --epochs
+(or --max-steps) is larger than before. Several processes or GPUs:
 `torchrun --nproc_per_node N -m iipa train ...` (gloo on CPUs, NCCL on GPUs).
 
 examples:
@@ -24,7 +25,13 @@ import argparse
 import json
 import os
 
-from iipa.models import list_backbones
+from iipa.commands._common import (
+    backbone_name,
+    device_name,
+    nonnegative_int,
+    positive_int,
+    unit_fraction,
+)
 from iipa.train.config import RECIPES, TrainConfig
 
 NAME = "train"
@@ -52,19 +59,19 @@ def add_train_arguments(parser: argparse.ArgumentParser, *, required: bool = Tru
                    help=f"smallest discriminability P of a pair derived from --posts; 0.5 keeps every pair, "
                         f"soft labels weigh them (default {d.min_pair_p:g})")
     g.add_argument("--images", required=required, help="folder of <post_id>.<ext> images")
-    g.add_argument("--max-train-pairs", type=int, help="use at most this many training pairs")
-    g.add_argument("--max-val-pairs", type=int, default=d.max_val_pairs, help=f"validation subset (default {d.max_val_pairs})")
-    g.add_argument("--workers", type=int, help="decoding processes (default: GPU half the CPUs, 1-4; CPU 0 up to 4 cores, else cores/8)")
+    g.add_argument("--max-train-pairs", type=positive_int, help="use at most this many training pairs")
+    g.add_argument("--max-val-pairs", type=positive_int, default=d.max_val_pairs, help=f"validation subset (default {d.max_val_pairs})")
+    g.add_argument("--workers", type=nonnegative_int, help="decoding processes (default: GPU half the CPUs, 1-4; CPU 0 up to 4 cores, else cores/8)")
     g = parser.add_argument_group("model")
-    g.add_argument("--backbone", choices=list_backbones(), help=both("backbone"))
+    g.add_argument("--backbone", type=backbone_name, help=both("backbone") + "; `iipa models` lists them")
     g.add_argument("--pretrained", default=d.pretrained, choices=["imagenet", "none"],
                    help="initialise from ImageNet weights (default) or at random")
     g.add_argument("--profile", help="preprocessing profile (default: the backbone's; `small` for 64 px)")
     g.add_argument("--domain", default=d.domain, choices=["real", "simulated"],
                    help="what the training images are, written into the model card (default real)")
     g = parser.add_argument_group("optimisation (defaults depend on --recipe)")
-    g.add_argument("--epochs", type=int, help=f"most epochs ({both('epochs')})")
-    g.add_argument("--batch-size", type=int,
+    g.add_argument("--epochs", type=positive_int, help=f"most epochs ({both('epochs')})")
+    g.add_argument("--batch-size", type=positive_int,
                    help=f"paper: pairs per step over all ranks; default recipe: images per step ({both('batch_size')})")
     g.add_argument("--backbone-lr", type=float, help=both("backbone_lr"))
     g.add_argument("--head-lr", type=float, help=both("head_lr"))
@@ -76,21 +83,21 @@ def add_train_arguments(parser: argparse.ArgumentParser, *, required: bool = Tru
                    help=f"default recipe: stages fine-tuned from the top, 0 = linear probe only (default {d.tune_stages})")
     g.add_argument("--layer-decay", type=float, default=d.layer_decay,
                    help=f"default recipe: lr factor per stage below the top (default {d.layer_decay})")
-    g.add_argument("--patience", type=int, default=d.patience,
+    g.add_argument("--patience", type=positive_int, default=d.patience,
                    help=f"default recipe: epochs without progress on validation users before stopping (default {d.patience})")
     g.add_argument("--no-hflip", action="store_true", help="default recipe: no horizontal flips")
     g.add_argument("--no-swap", action="store_true", help="do not randomly swap the two sides")
-    g.add_argument("--label-noise", type=float, default=0.0, help="flip this fraction of training labels")
-    g.add_argument("--max-steps", type=int, help="stop after this many steps in total")
+    g.add_argument("--label-noise", type=unit_fraction, default=0.0, help="flip this fraction of training labels")
+    g.add_argument("--max-steps", type=positive_int, help="stop after this many steps in total")
     g.add_argument("--seed", type=int, default=d.seed)
     g = parser.add_argument_group("running")
-    g.add_argument("--device", default=d.device, help="auto, cpu, cuda (default auto)")
+    g.add_argument("--device", default=d.device, type=device_name, help="auto, cpu, cuda (default auto)")
     g.add_argument("--precision", default=d.precision, choices=["auto", "fp32", "bf16", "fp16"],
                    help="auto: bf16 autocast on CPUs with AVX512-BF16/AMX, AMP on GPUs")
     g.add_argument("--no-channels-last", action="store_true", help="keep NCHW memory format")
-    g.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, help=f"steps (default {d.checkpoint_every})")
-    g.add_argument("--val-every", type=int, help="also validate every N steps (default: each epoch)")
-    g.add_argument("--log-every", type=int, default=d.log_every, help=f"steps between metrics lines (default {d.log_every})")
+    g.add_argument("--checkpoint-every", type=positive_int, default=d.checkpoint_every, help=f"steps (default {d.checkpoint_every})")
+    g.add_argument("--val-every", type=positive_int, help="also validate every N steps (default: each epoch)")
+    g.add_argument("--log-every", type=positive_int, default=d.log_every, help=f"steps between metrics lines (default {d.log_every})")
     g.add_argument("--draft-decode", action="store_true",
                    help="decode JPEGs with DCT draft scaling (faster); the model's profile records it, "
                         "so scoring decodes the same way (default: the profile's exact decoding)")
@@ -118,7 +125,7 @@ def config_from_args(args: argparse.Namespace, **overrides) -> TrainConfig:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", required=True, help="run folder (created; an existing run is resumed)")
+    parser.add_argument("--out", required=True, metavar="DIR", help="run folder (created; an existing run is resumed)")
     add_train_arguments(parser)
 
 

@@ -5,11 +5,19 @@ rules (``RuleConfig``, rules.py); ``read_authors_pairs`` imports the authors' re
 ``fetch_images`` downloads the images into an id-named folder.
 """
 
-from iipa.pairs.authors import read_authors_pairs
-from iipa.pairs.build import BuildResult, build_pairs
-from iipa.pairs.fetch import fetch_images
-from iipa.pairs.rules import RuleConfig
-from iipa.pairs.table import PAIRS_COLUMNS, attach_images, read_pairs, write_pairs
+from iipa._lazy import lazy_exports
 
-__all__ = ["PAIRS_COLUMNS", "BuildResult", "RuleConfig", "attach_images", "build_pairs", "fetch_images",
-           "read_authors_pairs", "read_pairs", "write_pairs"]
+# Lazy: the CLI reads configuration defaults without importing pandas and pyarrow.
+_EXPORTS = {
+    "read_authors_pairs": "iipa.pairs.authors",
+    "BuildResult": "iipa.pairs.build",
+    "build_pairs": "iipa.pairs.build",
+    "fetch_images": "iipa.pairs.fetch",
+    "RuleConfig": "iipa.pairs.rules",
+    "PAIRS_COLUMNS": "iipa.pairs.table",
+    "attach_images": "iipa.pairs.table",
+    "read_pairs": "iipa.pairs.table",
+    "write_pairs": "iipa.pairs.table",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -15,21 +15,26 @@ Example::
     render_images(pairs["high_id"], files.truth, "sim/images", size=224)
 """
 
-from iipa.simulate.config import SimConfig, read_config
-from iipa.simulate.crawl import (
-    CrawlFiles,
-    read_truth,
-    render_images,
-    render_post,
-    simulate,
-    true_order_agreement,
-    write_crawl,
-)
-from iipa.simulate.network import EFFECT_COLUMNS, POSTS_SCHEMA, TRUTH_SCHEMA
-from iipa.simulate.render import LATENT_COLUMNS, intrinsic_score, render_image, visible_statistics
+from iipa._lazy import lazy_exports
 
-__all__ = [
-    "EFFECT_COLUMNS", "LATENT_COLUMNS", "POSTS_SCHEMA", "TRUTH_SCHEMA", "CrawlFiles", "SimConfig",
-    "intrinsic_score", "read_config", "read_truth", "render_image", "render_images", "render_post",
-    "simulate", "true_order_agreement", "visible_statistics", "write_crawl",
-]
+# Lazy: the CLI reads configuration defaults without importing pandas and pyarrow.
+_EXPORTS = {
+    "SimConfig": "iipa.simulate.config",
+    "read_config": "iipa.simulate.config",
+    "CrawlFiles": "iipa.simulate.crawl",
+    "read_truth": "iipa.simulate.crawl",
+    "render_images": "iipa.simulate.crawl",
+    "render_post": "iipa.simulate.crawl",
+    "simulate": "iipa.simulate.crawl",
+    "true_order_agreement": "iipa.simulate.crawl",
+    "write_crawl": "iipa.simulate.crawl",
+    "EFFECT_COLUMNS": "iipa.simulate.network",
+    "POSTS_SCHEMA": "iipa.simulate.network",
+    "TRUTH_SCHEMA": "iipa.simulate.network",
+    "LATENT_COLUMNS": "iipa.simulate.render",
+    "intrinsic_score": "iipa.simulate.render",
+    "render_image": "iipa.simulate.render",
+    "visible_statistics": "iipa.simulate.render",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -1,6 +1,8 @@
 """Siamese learning-to-rank training on PDIPs, the paper's experiments and the absolute-IPA baseline."""
 
-from iipa.train.config import TrainConfig
-from iipa.train.loop import Trainer, train
+from iipa._lazy import lazy_exports
 
-__all__ = ["TrainConfig", "Trainer", "train"]
+# Lazy: `iipa train --help` reads TrainConfig's defaults without importing torch.
+_EXPORTS = {"TrainConfig": "iipa.train.config", "Trainer": "iipa.train.loop", "train": "iipa.train.loop"}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

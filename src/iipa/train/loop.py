@@ -139,7 +139,15 @@ class Trainer:
         st.set_rng_state(saved["rng"])
         self.step, self.epoch, self.batch_in_epoch = saved["step"], saved["epoch"], saved["batch_in_epoch"]
         self.best_acc, self.done = saved["best_acc"], saved["done"]
-        if self.main:
+        more_steps = self.config.max_steps is None or self.step < self.config.max_steps
+        if self.done and self.epoch < self.config.epochs and more_steps:
+            # a finished run asked for more (a larger --epochs or --max-steps): train on from its state,
+            # as a run started with these settings would have (the lr decay is per epoch, not per run)
+            self.done = False
+            if self.main:
+                print(f"iipa train: {self.run_dir} finished after {self.epoch} epochs (step {self.step}); "
+                      f"continuing to {self.config.epochs} epochs", file=sys.stderr)
+        elif self.main and not self.done:
             print(f"iipa train: resuming {self.run_dir} at step {self.step} (epoch {self.epoch + 1}, "
                   f"batch {self.batch_in_epoch})", file=sys.stderr)
             self.log.write(event="resume", step=self.step, epoch=self.epoch, batch_in_epoch=self.batch_in_epoch)
@@ -217,7 +225,8 @@ class Trainer:
         self.model.train()
         started, stop = time.time(), False
         if self.done and self.main:
-            print(f"iipa train: {self.run_dir} already finished at step {self.step}", file=sys.stderr)
+            print(f"iipa train: {self.run_dir} already finished at step {self.step} after {self.epoch} epochs; "
+                  "a larger --epochs (or --max-steps) trains on", file=sys.stderr)
         while not self.done and not stop and self.epoch < self.config.epochs:
             stop = self._run_epoch(ddp_model)
         if not self.done:
