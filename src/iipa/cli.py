@@ -30,6 +30,7 @@ from pathlib import Path
 from iipa import __version__, commands
 from iipa.commands._common import add_offline_argument, check_args
 from iipa.errors import IIPAError
+from iipa.weights_store import OFFLINE_ENV, offline
 
 # Which extra installs a module that a command may find missing.
 EXTRA_OF = {"pyspark": "spark", "fastapi": "serve", "uvicorn": "serve", "multipart": "serve",
@@ -95,7 +96,9 @@ def _main(argv: Sequence[str] | None) -> int:
         parser.print_help(sys.stderr)
         return 2
     if getattr(args, "offline", False):
-        os.environ["IIPA_OFFLINE"] = "1"
+        os.environ[OFFLINE_ENV] = "1"
+    if offline():
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # timm/huggingface_hub: no network either
     created = _missing_outputs(args)
     try:
         check_args(args)

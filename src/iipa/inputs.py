@@ -4,7 +4,9 @@ A folder is searched recursively for image files; a ``.txt``/``.lst`` file lists
 path per line (``#`` comments allowed); a ``.csv`` file lists paths in its ``path``
 column (or ``image``, ``file``, else the first column). Relative paths inside a list
 file are relative to the list file's folder. A pattern with ``*``, ``?`` or ``[`` is a
-glob (``**`` recurses). Inputs that match nothing are kept, so they get an error row.
+glob (``**`` recurses). ``-`` reads paths from standard input, one per line (relative to
+the current folder; ``find ... | iipa score -``). Inputs that match nothing are kept, so
+they get an error row.
 
 Nothing is skipped silently: a sub-folder that cannot be listed is kept as an input of
 its own, so it gets an error row ("unreadable"); symlinked folders are followed, and a
@@ -17,6 +19,7 @@ from __future__ import annotations
 import csv
 import glob
 import os
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -30,6 +33,9 @@ CSV_COLUMNS = ("path", "image", "file", "filename")
 def expand_inputs(specs: Iterable[str], *, recursive: bool = True) -> list[str]:
     out: list[str] = []
     for spec in specs:
+        if spec == "-":
+            out.extend(_read_stdin_list())
+            continue
         path = Path(spec)
         if path.is_dir():
             out.extend(walk_images(path, recursive=recursive))
@@ -76,7 +82,19 @@ def _read_txt_list(path: Path) -> list[str]:
         lines = path.read_text(encoding="utf-8").splitlines()
     except UnicodeDecodeError as exc:
         raise IIPAError(f"{path}: list file is not UTF-8 text ({exc})") from None
-    return [_resolve(path.parent, s) for s in (line.strip() for line in lines) if s and not s.startswith("#")]
+    return _read_lines(lines, path.parent)
+
+
+def _read_stdin_list() -> list[str]:
+    try:
+        lines = sys.stdin.read().splitlines()
+    except UnicodeDecodeError as exc:
+        raise IIPAError(f"standard input: the list of paths is not UTF-8 text ({exc})") from None
+    return _read_lines(lines, Path("."))
+
+
+def _read_lines(lines: list[str], base: Path) -> list[str]:
+    return [_resolve(base, s) for s in (line.strip() for line in lines) if s and not s.startswith("#")]
 
 
 def _read_csv_list(path: Path) -> list[str]:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from iipa.errors import IIPAError, WeightsError
 from iipa.levels import AUTHORS_REFERENCE
+from iipa.weights_store import OFFLINE_ENV, offline, record_sha256, recorded_sha256
 
 if TYPE_CHECKING:  # torch is imported by load_model only: the registry is read by `iipa --help`
     from iipa.models import PopularityNet
@@ -117,12 +118,15 @@ def resolve_weights(name: str, *, download: bool = True, retries: int = 3) -> Pa
         return target
     if not entry.url:
         raise WeightsError(f"weights {entry.name!r} ship inside the package but {target} is missing: reinstall iipa")
-    if not download:
-        raise WeightsError(_offline_message(entry, target, "downloads are disabled"))
+    if not download or offline():
+        why = f"offline: {OFFLINE_ENV}=1 or --offline" if download else "downloads are disabled"
+        raise WeightsError(_offline_message(entry, target, why))
     try:
-        return download_file(entry.url, target, sha256=entry.sha256, retries=retries)
+        path = download_file(entry.url, target, sha256=entry.sha256 or recorded_sha256(target), retries=retries)
     except WeightsError as exc:
         raise WeightsError(_offline_message(entry, target, str(exc))) from None
+    record_sha256(path, file_sha256(path))  # trust on first use: `iipa weights verify` checks against it
+    return path
 
 
 def _offline_message(entry: NamedWeights, target: Path, why: str) -> str:

@@ -49,7 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     base = sub.add_parser("baseline", help="§4.2: absolute-IPA baseline on log likes")
     base.add_argument("--posts", required=True, help="posts table (.parquet, .csv, .jsonl) with likes and context")
     for p in (noise, arch, base):
-        p.add_argument("--out", required=True, help="output folder")
+        p.add_argument("--out", required=True, metavar="DIR", help="output folder")
         if p is not base:
             p.add_argument("--crops", type=int, default=1, choices=CROPS, help="test-time crops (default 1)")
         add_train_arguments(p)

@@ -61,7 +61,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     ana = sub.add_parser("analyze", help="Table 4, model comparison, Fig. 9 categories, Bradley-Terry scale")
     ana.add_argument("--db", required=True, help="SQLite path or SQLAlchemy URL")
-    ana.add_argument("--out", required=True, help="output folder (report.md, report.html, results.json, plots)")
+    ana.add_argument("--out", required=True, metavar="DIR", help="output folder (report.md, report.html, results.json, plots)")
     ana.add_argument("--examples", type=nonnegative_int, default=4, help="example pairs per Fig. 9 category (default: 4)")
     add_model_arguments(ana, default=None)
 

@@ -1,0 +1,233 @@
+"""The CLI contract, checked for every sub-command: usage errors, exit codes, no tracebacks,
+closed pipes, flag spelling, lazy imports, fast help, nothing left behind on failure."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from iipa.cli import build_parser, main
+
+# One bad value per leaf command (argparse rejects it, or the pre-run checks do: exit 2).
+BAD_VALUES = {
+    ("compare",): ["a.jpg", "b.jpg", "--device", "gpu"],
+    ("demo",): ["--epochs", "0"],
+    ("evaluate",): ["--pairs", "p.parquet", "--images", "img", "--crops", "3"],
+    ("experiment", "architectures"): ["--pairs", "p", "--images", "i", "--out", "o", "--crops", "3"],
+    ("experiment", "baseline"): ["--posts", "p", "--pairs", "p", "--images", "i", "--out", "o", "--epochs", "0"],
+    ("experiment", "label-noise"): ["--pairs", "p", "--images", "i", "--out", "o", "--levels", "200"],
+    ("explain",): ["a.jpg", "--out", "o", "--alpha", "2"],
+    ("export",): ["-o", "m.onnx", "--opset", "0"],
+    ("fetch",): ["t.csv", "--out", "o", "--workers", "0"],
+    ("model-info",): ["--format", "xml"],
+    ("models",): ["--format", "xml"],  # takes no option at all: any value is refused
+    ("pairs", "build"): ["p.csv", "--out", "o", "--min-likes", "-1"],
+    ("pairs", "import-authors"): ["a.csv", "-o", "x.parquet", "--split", "holdout"],
+    ("pairs", "stats"): ["p.parquet", "--format", "xml"],
+    ("rank",): ["a.jpg", "--top", "0"],
+    ("score",): ["a.jpg", "--batch-size", "0"],
+    ("serve",): ["--port", "-1"],
+    ("simulate",): ["--out", "o", "--users", "0"],
+    ("study", "analyze"): ["--db", "d", "--out", "o", "--examples", "-1"],
+    ("study", "export"): ["--db", "d", "--table", "votes"],
+    ("study", "init"): ["--pairs", "p", "--images", "i", "--db", "d", "--n", "0"],
+    ("study", "serve"): ["--db", "d", "--port", "http"],
+    ("train",): ["--pairs", "p", "--images", "i", "--out", "o", "--epochs", "0"],
+    ("weights", "download"): ["no-such-weights"],
+    ("weights", "list"): ["--format", "xml"],
+    ("weights", "path"): ["no-such-weights"],
+    ("weights", "verify"): ["--format", "xml"],
+}
+MODEL_COMMANDS = {("score",), ("rank",), ("explain",), ("evaluate",), ("export",), ("serve",), ("compare",),
+                  ("model-info",), ("study", "analyze")}
+OUTPUT_FORMATS = {"table", "csv", "json", "jsonl", "text", "markdown"}
+
+
+def _subparsers(parser: argparse.ArgumentParser):
+    return [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+
+
+def leaf_parsers(parser=None, path=()):
+    """(command path, parser) for every runnable sub-command, nested ones included."""
+    parser = parser or build_parser()
+    subs = _subparsers(parser)
+    if not subs:
+        return [(path, parser)]
+    return [leaf for name, p in subs[0].choices.items() for leaf in leaf_parsers(p, (*path, name))]
+
+
+LEAVES = leaf_parsers()
+
+
+def test_every_leaf_command_has_a_bad_value_case():
+    assert {path for path, _ in LEAVES} == set(BAD_VALUES)
+
+
+@pytest.mark.parametrize("path", sorted(BAD_VALUES), ids=" ".join)
+def test_bad_flag_and_bad_value_exit_2_with_the_subcommands_usage(path, run_cli, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_cli(*path, "--no-such-flag")
+    assert code == 2 and f"usage: iipa {' '.join(path)}" in err and "Traceback" not in err, err
+    code, _, err = run_cli(*path, *BAD_VALUES[path])
+    assert code == 2 and "Traceback" not in err and "error:" in err, err
+    assert sorted(os.listdir(tmp_path)) == [], "a failed command left files behind"
+
+
+def test_flag_spelling_is_one_contract():
+    for path, parser in LEAVES:
+        assert parser.allow_abbrev is False, path
+        options = {s: a for a in parser._actions for s in a.option_strings}
+        where = " ".join(path)
+        assert "--json" not in options, f"{where}: --json (use --format json)"
+        if "-o" in options:
+            assert "--output" in options["-o"].option_strings, f"{where}: -o must mean --output FILE"
+        if "--out" in options:
+            assert options["--out"].option_strings == ["--out"], f"{where}: --out is the folder, without -o"
+            assert options["--out"].metavar == "DIR", f"{where}: --out names a folder"
+        if "--format" in options:
+            assert set(options["--format"].choices) <= OUTPUT_FORMATS, f"{where}: --format is an output format"
+        if path in MODEL_COMMANDS:
+            assert "--model" in options, f"{where} uses a model: --model"
+
+
+def test_no_prefix_matching(run_cli, tmp_path):
+    code, _, err = run_cli("score", "a.jpg", "--out", tmp_path / "x.csv")  # not --output
+    assert code == 2 and "unrecognized arguments: --out" in err and not (tmp_path / "x.csv").exists()
+    code, _, err = run_cli("score", "a.jpg", "--batch", "4")
+    assert code == 2 and "unrecognized arguments: --batch" in err
+
+
+def test_runtime_checks_happen_before_any_work(run_cli, tmp_path, photo_dir, tiny_checkpoint):
+    text = tmp_path / "notes.pt"
+    text.write_text("not a checkpoint")
+    out = tmp_path / "new" / "heatmaps"
+    code, _, err = run_cli("explain", photo_dir, "--out", out, "--model", text)
+    assert code == 2 and "not a model file" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "new").exists()
+    code, _, err = run_cli("score", photo_dir, "--model", tmp_path / "missing.pt")
+    assert code == 2 and "no such file" in err
+    code, _, err = run_cli("score", photo_dir, "--model", "no-such-weights")
+    assert code == 2 and "authors-resnet50" in err  # lists the known names
+    import torch
+
+    if not torch.cuda.is_available():
+        code, _, err = run_cli("score", photo_dir, "--model", tiny_checkpoint, "--device", "cuda")
+        assert code == 2 and "no CUDA GPU" in err
+    code, _, err = run_cli("demo", "--backbone", "resnet34", "--out", tmp_path / "demo")
+    assert code == 2 and "unknown backbone 'resnet34'" in err and not (tmp_path / "demo").exists()
+
+
+def test_failure_after_creating_the_output_folder_leaves_nothing(run_cli, tmp_path):
+    posts = tmp_path / "posts.csv"
+    posts.write_text("post_id,likes\n1,100\n")  # required columns missing
+    code, _, err = run_cli("pairs", "build", posts, "--out", tmp_path / "made" / "pdip")
+    assert code == 2 and "Traceback" not in err
+    assert not (tmp_path / "made").exists()
+
+
+def test_unexpected_errors_are_one_line_and_debug_shows_the_traceback(run_cli, monkeypatch):
+    import iipa.commands.models as models
+
+    def boom(args):
+        raise ZeroDivisionError("simulated bug")
+
+    monkeypatch.setattr(models, "run", boom)
+    code, _, err = run_cli("models")
+    assert code == 1 and err.strip() == (
+        "iipa models: error: unexpected ZeroDivisionError: simulated bug; IIPA_DEBUG=1 shows the traceback")
+    monkeypatch.setenv("IIPA_DEBUG", "1")
+    code, _, err = run_cli("models")
+    assert code == 1 and "Traceback" in err and "simulated bug" in err
+
+
+def test_ctrl_c_exits_130(run_cli, monkeypatch):
+    import iipa.commands.models as models
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(models, "run", interrupted)
+    code, _, err = run_cli("models")
+    assert code == 130 and "interrupted" in err and "Traceback" not in err
+
+
+def test_missing_extra_names_the_pip_command(run_cli, monkeypatch):
+    import iipa.commands.models as models
+
+    def needs_spark(args):
+        raise ModuleNotFoundError("No module named 'pyspark'", name="pyspark")
+
+    monkeypatch.setattr(models, "run", needs_spark)
+    code, _, err = run_cli("models")
+    assert code == 2 and "pip install 'iipa[spark]'" in err
+
+
+def _closed_stdout(*argv: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """Run iipa with a stdout whose reader has gone (like `| head -0`)."""
+    r, w = os.pipe()
+    os.close(r)
+    try:
+        return subprocess.run([sys.executable, "-m", "iipa", *argv], stdout=w, stderr=subprocess.PIPE,
+                              text=True, timeout=180, cwd=cwd)
+    finally:
+        os.close(w)
+
+
+@pytest.mark.parametrize("path", [(), *sorted(BAD_VALUES)], ids=lambda p: " ".join(p) or "iipa")
+def test_help_into_a_closed_pipe_ends_quietly(path):
+    proc = _closed_stdout(*path, "--help")
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+
+
+def test_real_output_into_a_closed_pipe_ends_quietly(photo_dir, tiny_checkpoint):
+    for argv in (["models"], ["weights", "list"],
+                 ["score", str(photo_dir), "--model", str(tiny_checkpoint), "-f", "csv", "--workers", "0"],
+                 ["model-info", "--model", str(tiny_checkpoint)]):
+        proc = _closed_stdout(*argv)
+        assert proc.returncode == 0 and "Traceback" not in proc.stderr and "Exception" not in proc.stderr, (
+            argv, proc.stderr)
+
+
+def test_building_the_parser_imports_neither_torch_nor_pandas():
+    code = ("import sys; from iipa.cli import build_parser; build_parser(); "
+            "print(','.join(m for m in ('torch', 'pandas', 'scipy', 'pyarrow', 'fastapi') if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "", f"building the parser imported {proc.stdout.strip()}"
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["score", "--help"], ["train", "--help"], ["serve", "--help"]],
+                         ids=" ".join)
+def test_help_is_fast(argv):
+    best = float("inf")
+    for _ in range(3):  # the best of three: a loaded CI machine should not decide
+        start = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-m", "iipa", *argv], capture_output=True, timeout=60)
+        best = min(best, time.perf_counter() - start)
+        assert proc.returncode == 0
+    assert best < 0.5, f"iipa {' '.join(argv)} took {best:.2f} s"
+
+
+def test_constants_repeated_for_lazy_imports_agree_with_the_library():
+    import iipa.commands._common as common
+    import iipa.commands.evaluate as evaluate_cmd
+    import iipa.commands.experiment as experiment_cmd
+    from iipa import evaluate, images
+    from iipa.pairs import table
+    from iipa.train import experiments
+
+    assert common.DEFAULT_MAX_PIXELS == images.DEFAULT_MAX_PIXELS
+    assert evaluate_cmd.CROPS == evaluate.CROPS and evaluate_cmd.SPLITS == table.SPLITS
+    assert experiment_cmd.NOISE_LEVELS == experiments.NOISE_LEVELS
+    assert experiment_cmd.ARCHITECTURES == experiments.ARCHITECTURES
+
+
+def test_main_without_a_command_prints_help_and_exits_2(capsys):
+    assert main([]) == 2
+    assert "usage: iipa" in capsys.readouterr().err
