@@ -1,29 +1,39 @@
-# Every target bootstraps .venv from nothing; a second run installs nothing new
-# because the stamp file only changes when pyproject.toml does.
+# Every target bootstraps .venv from nothing. Two install sets, one stamp each:
+#   core  (`make demo`, `make install`): score, rank, explain, compare, train, the demo
+#   all   (`make test`, `make install-all`): core + every extra (spark, serve, study, onnx) + dev tools
+# A stamp is older than pyproject.toml after an edit, so the set is reinstalled; `all` also
+# stamps `core` (it contains it), so switching between the targets installs only what is missing.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+CORE_STAMP := $(VENV)/.installed-core
+ALL_STAMP := $(VENV)/.installed-all
 
-.PHONY: install test lint demo bench clean
+.PHONY: install install-all test lint demo bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(STAMP): pyproject.toml | $(BIN)/python
+$(CORE_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $(CORE_STAMP)
+
+$(ALL_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[all,dev]'
-	touch $(STAMP)
+	touch $(ALL_STAMP) $(CORE_STAMP)
 
-install: $(STAMP)
+install: $(CORE_STAMP)
 
-lint: $(STAMP)
+install-all: $(ALL_STAMP)
+
+lint: $(ALL_STAMP)
 	$(BIN)/ruff check src tests benchmarks
 
-test: $(STAMP) lint
+test: $(ALL_STAMP) lint
 	$(BIN)/python -m pytest -q
 
-demo: $(STAMP)
+demo: $(CORE_STAMP)
 	$(BIN)/iipa demo
 
 clean:
