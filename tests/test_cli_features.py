@@ -80,7 +80,7 @@ def test_offline_switch_never_touches_the_network(local_weights, run_cli, monkey
     assert code == 2 and "offline" in err and str(weights_path(entry)) in err
     assert server.requests == []  # no download was even attempted
     code, _, err = run_cli("weights", "download", entry.name, *(["--offline"] if how != "env" else []))
-    assert code == 2 and server.requests == []
+    assert code == 2 and "offline: IIPA_OFFLINE=1 or --offline" in err and server.requests == []
 
 
 def test_compare_probability_is_the_logistic_of_the_score_difference(tiny_checkpoint, photo_dir, run_cli):

@@ -24,7 +24,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from iipa.commands._common import DEFAULT_MODEL, add_table_output_arguments
+from iipa.commands._common import DEFAULT_MODEL, add_offline_argument, add_table_output_arguments
 from iipa.errors import IIPAError
 
 NAME = "weights"
@@ -40,6 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     dl = sub.add_parser("download", help="download named weights into the cache")
     dl.add_argument("names", nargs="*", metavar="NAME", help=f"weights names (default: {DEFAULT_MODEL})")
     dl.add_argument("--all", action="store_true", help="every registered name")
+    add_offline_argument(dl)
     pa = sub.add_parser("path", help="print the cached file's path (or the cache folder)")
     pa.add_argument("name", nargs="?", metavar="NAME", help="weights name (none: the cache folder)")
     ve = sub.add_parser("verify", help="check the cached files' SHA-256")
