@@ -34,4 +34,4 @@ def test_bad_limits_and_missing_key_are_usage_errors(run_cli, tiny_checkpoint, m
     code, _, err = run_cli("serve", "--model", tiny_checkpoint, "--api-key-env", "NO_SUCH_KEY_VAR")
     assert code == 2 and "NO_SUCH_KEY_VAR" in err
     code, _, err = run_cli("serve", "--model", tiny_checkpoint, "--max-files", "0")
-    assert code == 2 and "max_files" in err
+    assert code == 2 and "--max-files" in err
