@@ -27,7 +27,7 @@ COLUMNS = ("path", "score", "scaled", "level", "overlay", "error")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("inputs", nargs="+", help="image files, folders, globs, .txt or .csv lists")
+    parser.add_argument("inputs", nargs="+", help="image files, folders, globs, .txt or .csv lists; - reads paths from stdin")
     parser.add_argument("--out", required=True, metavar="DIR", help="folder for the overlays (created)")
     add_model_arguments(parser)
     parser.add_argument("--alpha", type=unit_fraction, default=0.5, help="heatmap opacity in the overlay (0-1, default 0.5)")
