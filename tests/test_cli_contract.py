@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -205,13 +205,16 @@ def test_building_the_parser_imports_neither_torch_nor_pandas():
 @pytest.mark.parametrize("argv", [["--help"], ["score", "--help"], ["train", "--help"], ["serve", "--help"]],
                          ids=" ".join)
 def test_help_is_fast(argv):
+    """Under 0.5 s of CPU time (user + system of the child): the wall time on an idle machine is
+    about the same, and CPU time does not depend on what else the machine is running."""
     best = float("inf")
-    for _ in range(3):  # the best of three: a loaded CI machine should not decide
-        start = time.perf_counter()
+    for _ in range(3):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         proc = subprocess.run([sys.executable, "-m", "iipa", *argv], capture_output=True, timeout=60)
-        best = min(best, time.perf_counter() - start)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
         assert proc.returncode == 0
-    assert best < 0.5, f"iipa {' '.join(argv)} took {best:.2f} s"
+        best = min(best, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime))
+    assert best < 0.5, f"iipa {' '.join(argv)} took {best:.2f} s of CPU"
 
 
 def test_constants_repeated_for_lazy_imports_agree_with_the_library():
