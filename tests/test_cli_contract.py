@@ -221,12 +221,12 @@ def test_constants_repeated_for_lazy_imports_agree_with_the_library():
     import iipa.commands._common as common
     import iipa.commands.evaluate as evaluate_cmd
     import iipa.commands.experiment as experiment_cmd
-    from iipa import evaluate, images
+    from iipa import images, profiles
     from iipa.pairs import table
     from iipa.train import experiments
 
     assert common.DEFAULT_MAX_PIXELS == images.DEFAULT_MAX_PIXELS
-    assert evaluate_cmd.CROPS == evaluate.CROPS and evaluate_cmd.SPLITS == table.SPLITS
+    assert common.CROPS == profiles.CROPS and evaluate_cmd.SPLITS == table.SPLITS
     assert experiment_cmd.NOISE_LEVELS == experiments.NOISE_LEVELS
     assert experiment_cmd.ARCHITECTURES == experiments.ARCHITECTURES
 
