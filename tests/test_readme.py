@@ -17,9 +17,8 @@ from iipa.cli import build_parser
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
-# Options of other programs that the README shows (pip, torchrun, a removed benchmark option named
-# as such); the benchmark scripts own
-# options are read from their source.
+# Options of other programs that the README shows (pip, torchrun, a removed benchmark option that
+# the README names as such); the benchmark scripts' own options are read from their source.
 FOREIGN_OPTIONS = {"--index-url", "--nproc_per_node", "--dry-run", "--memory-run"} | {
     opt for script in (ROOT / "benchmarks").glob("*.py")
     for opt in re.findall(r"add_argument\(\s*\"(--[\w-]+)\"", script.read_text(encoding="utf-8"))}
