@@ -2,7 +2,7 @@
 
 simulate → build PDIPs → render images → train (EfficientNet-Lite0, packaged ImageNet
 weights, CPU) → evaluate → absolute-likes baseline → DIR/report.html + DIR/metrics.json.
-About 3 minutes on 2 CPU cores with the defaults (see the README); `--quick` takes seconds.
+About 3 minutes on an idle 2-core machine with the defaults (see the README); `--quick` takes seconds.
 """
 
 from __future__ import annotations
