@@ -7,7 +7,7 @@ and recorded in sha256.json beside the files on the first download either way, s
 `verify` can tell a damaged or swapped file later. With IIPA_OFFLINE=1 (or `iipa
 --offline`) nothing is downloaded, and a missing file is an error that says where to put it.
 
-  list              name, architecture, profile, cached or not, checksum, path
+  list              name, architecture, profile, cached (or packaged: ships with iipa), checksum, path
   download [NAME…]  fetch into the cache (default: the default model; --all: every one)
   path [NAME]       the cached file's path (exit 1 if not downloaded yet); no NAME: the folder
   verify [NAME…]    recompute SHA-256 and compare (exit 1 on a mismatch or a missing file)
@@ -66,7 +66,7 @@ def _list(args: argparse.Namespace) -> int:
     for entry in _entries(list_weights()):
         path = weights_path(entry)
         rows.append({"name": entry.name, "arch": getattr(entry, "arch", ""), "profile": getattr(entry, "profile", ""),
-                     "cached": "yes" if path.is_file() else "no",
+                     "cached": "packaged" if not entry.url else "yes" if path.is_file() else "no",
                      "sha256": entry.sha256 or recorded_sha256(path) or "", "path": str(path)})
     return _write(args, rows, COLUMNS["list"])
 
@@ -109,7 +109,9 @@ def _verify(args: argparse.Namespace) -> int:
             continue
         digest = file_sha256(path)
         expected = entry.sha256 or recorded_sha256(path)
-        if expected is None:
+        if expected is None and not entry.url:
+            status = "packaged"  # ships inside iipa: nothing is written into the installed package
+        elif expected is None:
             record_sha256(path, digest)
             status = "recorded"  # nothing to compare with yet: trusted from now on
         else:
