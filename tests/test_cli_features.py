@@ -117,7 +117,7 @@ def test_dash_reads_paths_from_stdin(tiny_checkpoint, photo_dir, run_cli, monkey
 
 def test_train_continues_a_finished_run_when_epochs_grows(tmp_path, run_cli):
     pairs, images = make_pair_set(tmp_path / "set", n_train=32, n_val=16, n_test=8, size=40)
-    base = ["train", "--pairs", pairs, "--images", images, "--out", tmp_path / "run", "--backbone", "tiny",
+    base = ["train", "--recipe", "paper", "--pairs", pairs, "--images", images, "--out", tmp_path / "run", "--backbone", "tiny",
             "--pretrained", "none", "--profile", "small", "--batch-size", "16", "--workers", "0", "--no-progress"]
     code, out, err = run_cli(*base, "--epochs", "1")
     assert code == 0, err
