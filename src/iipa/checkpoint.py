@@ -14,7 +14,6 @@ gets the ``authors`` profile and the paper's reference distribution (Fig. 5).
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ import torch
 
 from iipa import __version__
 from iipa.errors import WeightsError
+from iipa.fileio import atomic_open, plain
 from iipa.levels import AUTHORS_REFERENCE  # noqa: F401 - re-exported
 from iipa.models import PopularityNet
 
@@ -36,7 +36,7 @@ def checkpoint_dict(model: PopularityNet) -> dict[str, Any]:
         "arch": model.arch,
         "profile": model.profile.to_dict(),
         "reference": dict(model.reference) if model.reference else None,
-        "info": _plain(model.info),
+        "info": plain(model.info),
         "state_dict": {k: v.detach().cpu() for k, v in model.net.state_dict().items()},
     }
 
@@ -44,25 +44,14 @@ def checkpoint_dict(model: PopularityNet) -> dict[str, Any]:
 def save_checkpoint(model: PopularityNet, path: str | os.PathLike, **extra: Any) -> Path:
     """Write ``model`` atomically (temp file + rename). ``extra`` goes into the dict too."""
     payload = checkpoint_dict(model)
-    payload.update(_plain(extra))
+    payload.update(plain(extra))
     return atomic_torch_save(payload, path)
 
 
 def atomic_torch_save(payload: Any, path: str | os.PathLike) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(payload, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    with atomic_open(path, "wb", fsync=True) as fh:
+        torch.save(payload, fh)
+    return Path(path)
 
 
 def load_checkpoint(path: str | os.PathLike, *, map_location: str | torch.device = "cpu") -> PopularityNet:
@@ -125,19 +114,3 @@ def _load_state(model: PopularityNet, state: Mapping[str, Any], source: str) -> 
         raise WeightsError(f"{source}: weights do not fit architecture {model.arch}: {' '.join(first)}") from None
     model.eval()
 
-
-def _plain(value: Any) -> Any:
-    """Make config/metrics safe for ``weights_only`` loading (dicts, lists, scalars, str)."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    if isinstance(value, torch.Tensor) and value.numel() == 1:
-        return value.item()
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    if hasattr(value, "item"):
-        return value.item()
-    return str(value)

@@ -10,8 +10,6 @@ report checks the paper's claims against ground truth instead of assuming them.
 from __future__ import annotations
 
 import dataclasses
-import json
-import math
 import sys
 import time
 from collections.abc import Callable
@@ -20,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from iipa.errors import IIPAError
+from iipa.fileio import write_json
 
 if TYPE_CHECKING:  # imported where used: `iipa demo --help` reads DemoConfig without them
     import numpy as np
@@ -127,7 +126,7 @@ def run_demo(config: DemoConfig, *, say: Callable[[str], None] | None = None) ->
         "config": dataclasses.asdict(config),
         "seconds": round(time.perf_counter() - started, 1),
     }
-    (out / "metrics.json").write_text(json.dumps(_finite(metrics), indent=2))
+    write_json(out / "metrics.json", metrics)
     from iipa.demo_report import write_report
 
     write_report(out / "report.html", metrics, run_dir=out / "run", scored=ranker["scored"],
@@ -199,16 +198,3 @@ def _run_baseline(posts: Path, tcfg: Any, config: DemoConfig, pairs: pd.DataFram
         result["vs_true_order"] = _accuracy(np.where(first, hi, lo), np.where(first, lo, hi))
     return result
 
-
-def _finite(obj: Any) -> Any:
-    """JSON has no NaN: write null instead."""
-    import numpy as np
-    if isinstance(obj, dict):
-        return {str(k): _finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, (np.integer, np.floating)):
-        return _finite(obj.item())
-    return obj

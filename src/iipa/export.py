@@ -27,8 +27,8 @@ import torch
 from torch import nn
 
 from iipa import __version__
-from iipa.checkpoint import _plain
 from iipa.errors import IIPAError
+from iipa.fileio import atomic_path, plain
 from iipa.models import PopularityNet
 from iipa.profiles import Profile
 
@@ -61,7 +61,7 @@ def onnx_metadata(model: PopularityNet) -> dict[str, str]:
         "iipa.input": INPUT_DOC,
         "iipa.profile": json.dumps(model.profile.to_dict()),
         "iipa.reference": json.dumps(dict(model.reference) if model.reference else None),
-        "iipa.info": json.dumps(_plain(model.info)),
+        "iipa.info": json.dumps(plain(model.info)),
     }
 
 
@@ -97,9 +97,8 @@ def export_onnx(model: PopularityNet, path: str | os.PathLike, *, opset: int = 1
             entry = proto.metadata_props.add()
             entry.key, entry.value = key, value
         proto.doc_string = f"iipa {model.arch} popularity model: {INPUT_DOC}"
-        final = Path(tmp) / "final.onnx"
-        onnx.save(proto, str(final))
-        os.replace(final, path)
+        with atomic_path(path) as final:
+            onnx.save(proto, str(final))
     return path
 
 

@@ -6,12 +6,14 @@ import json
 import math
 import os
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
 from iipa.csvsafe import SafeDictWriter
 from iipa.errors import IIPAError
+from iipa.fileio import atomic_open, plain
 
 FORMATS = ("table", "csv", "json", "jsonl")
 _EXTENSIONS = {".csv": "csv", ".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".txt": "table"}
@@ -36,10 +38,6 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
-    return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
-
-
 def write_rows(rows: Iterable[dict[str, Any]], columns: Sequence[str], fmt: str, fh: IO[str]) -> int:
     """Write ``rows`` to ``fh``; returns the number written. Table output buffers to align."""
     n = 0
@@ -51,12 +49,12 @@ def write_rows(rows: Iterable[dict[str, Any]], columns: Sequence[str], fmt: str,
             n += 1
     elif fmt == "jsonl":
         for row in rows:
-            fh.write(json.dumps(_jsonable(row), ensure_ascii=False) + "\n")
+            fh.write(json.dumps(plain(row), ensure_ascii=False) + "\n")
             n += 1
     elif fmt == "json":
         fh.write("[")
         for row in rows:
-            fh.write(("," if n else "") + "\n  " + json.dumps(_jsonable(row), ensure_ascii=False))
+            fh.write(("," if n else "") + "\n  " + json.dumps(plain(row), ensure_ascii=False))
             n += 1
         fh.write("\n]\n" if n else "]\n")
     elif fmt == "table":
@@ -72,26 +70,15 @@ def write_rows(rows: Iterable[dict[str, Any]], columns: Sequence[str], fmt: str,
     return n
 
 
-class open_output:  # noqa: N801 - used like open()
+@contextmanager
+def open_output(path: str | None) -> Iterator[IO[str]]:
     """``with open_output(path) as fh``: a file written atomically, or stdout for None/'-'."""
-
-    def __init__(self, path: str | None) -> None:
-        self.path = None if path in (None, "-") else Path(path)
-
-    def __enter__(self) -> IO[str]:
-        if self.path is None:
-            return sys.stdout
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = self.path.with_name(f".{self.path.name}.tmp")
-        self.fh = open(self.tmp, "w", encoding="utf-8", newline="")
-        return self.fh
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        if self.path is None:
-            return
-        self.fh.close()
-        # On an error too: rows already written are results, and nothing is lost.
-        os.replace(self.tmp, self.path)
+    if path in (None, "-"):
+        yield sys.stdout
+        return
+    # On an error too: rows already written are results, and nothing is lost.
+    with atomic_open(path, "w", newline="", keep_on_error=True) as fh:
+        yield fh
 
 
 def ensure_out_dir(path: str | os.PathLike, flag: str = "--out") -> Path:

@@ -28,6 +28,7 @@ import numpy as np
 
 from iipa.errors import IIPAError
 from iipa.export import INPUT_NAME, export_onnx
+from iipa.fileio import atomic_path
 from iipa.images import DEFAULT_MAX_PIXELS
 from iipa.models import PopularityNet
 from iipa.profiles import Profile
@@ -145,7 +146,8 @@ def _session_scores(path: str | os.PathLike, batches: list[np.ndarray]) -> np.nd
     return np.concatenate([session.run(None, {INPUT_NAME: b})[0].reshape(-1) for b in batches])
 
 
-def _write_metadata(path: Path, info: dict[str, Any], source_props: dict[str, str]) -> None:
+def _write_metadata(path: Path, info: dict[str, Any], source_props: dict[str, str], dest: Path) -> None:
+    """``path`` with iipa's metadata (``info`` added), written atomically to ``dest``."""
     import onnx
 
     proto = onnx.load(os.fspath(path))
@@ -153,7 +155,8 @@ def _write_metadata(path: Path, info: dict[str, Any], source_props: dict[str, st
     for key, value in {**source_props, "iipa.info": json.dumps(info)}.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
-    onnx.save(proto, os.fspath(path))
+    with atomic_path(dest) as tmp:
+        onnx.save(proto, os.fspath(tmp))
 
 
 def export_int8(model: PopularityNet, path: str | os.PathLike, *,
@@ -179,6 +182,5 @@ def export_int8(model: PopularityNet, path: str | os.PathLike, *,
                                                    model.reference)}
         props = {p.key: p.value for p in onnx.load(os.fspath(fp32), load_external_data=False).metadata_props}
         info = {**json.loads(props.get("iipa.info", "{}")), "quantization": record}
-        _write_metadata(int8, info, props)
-        os.replace(int8, path)
+        _write_metadata(int8, info, props, path)
     return record

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from iipa.csvsafe import SafeWriter
 from iipa.errors import IIPAError, ImageError
+from iipa.fileio import atomic_open, write_bytes
 from iipa.images import image_path_for, open_image
 
 EXTENSIONS = {"JPEG": "jpg", "MPO": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif", "BMP": "bmp", "TIFF": "tif"}
@@ -157,14 +158,7 @@ def _validate(body: bytes, source: str) -> str:
 
 
 def _write_atomic(out_dir: Path, post_id: str, ext: str, body: bytes) -> Path:
-    dest = out_dir / f"{post_id}.{ext}"
-    tmp = out_dir / f".{post_id}.{os.getpid()}.part"
-    with open(tmp, "wb") as fh:
-        fh.write(body)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, dest)
-    return dest
+    return write_bytes(out_dir / f"{post_id}.{ext}", body, fsync=True)
 
 
 def fetch_one(post_id: str, url: str, out_dir: Path, *, retries: int = 3, backoff: float = 0.5,
@@ -220,11 +214,9 @@ def fetch_images(items: Iterable[tuple[str, str]], out_dir: str | os.PathLike, *
     with ThreadPoolExecutor(max_workers=workers) as pool:
         summary.outcomes = list(pool.map(job, items)) + no_url
     summary.report = Path(report) if report else out / "fetch_report.csv"
-    tmp = summary.report.with_name(f".{summary.report.name}.tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as fh:
+    with atomic_open(summary.report, "w", newline="") as fh:
         w = SafeWriter(fh)
         w.writerow(["post_id", "url", "status", "error", "attempts"])
         for o in summary.broken:
             w.writerow([o.post_id, o.url, o.status, o.error, o.attempts])
-    os.replace(tmp, summary.report)
     return summary

@@ -28,6 +28,7 @@ import pandas as pd
 
 from iipa.csvsafe import sql_neutralise
 from iipa.errors import IIPAError
+from iipa.fileio import atomic_path
 
 REQUIRED_COLUMNS = ("post_id", "user_id", "taken_at", "crawled_at", "media_type", "likes", "comments", "caption")
 OPTIONAL_COLUMNS = ("hashtags", "mentions", "image_url", "followers", "following", "user_posts")
@@ -319,14 +320,12 @@ def _collect_bad_lines(con) -> None:
 def write_rejects(con, path: str | os.PathLike) -> Path:
     """Rejected rows with their reason, as CSV (written atomically)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
     cells = ", ".join(f"{sql_neutralise(c)} AS {c}" for c in ("reason", "post_id", "user_id", "source_file", "raw_row"))
-    con.execute(f"""COPY (SELECT {cells} FROM (
-        SELECT reason, post_id, user_id, source_file, raw_row FROM checked WHERE reason IS NOT NULL
-        UNION ALL SELECT 'duplicate post_id', post_id, user_id, source_file, NULL FROM dup_rows WHERE rn > 1
-        UNION ALL SELECT reason, NULL, NULL, source_file,
-          CAST(to_json(struct_pack(line := line, text := csv_line)) AS VARCHAR) FROM bad_lines
-        ORDER BY reason, post_id NULLS FIRST, source_file, raw_row)) TO {_sql_str(tmp)} (HEADER, DELIMITER ',')""")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        con.execute(f"""COPY (SELECT {cells} FROM (
+            SELECT reason, post_id, user_id, source_file, raw_row FROM checked WHERE reason IS NOT NULL
+            UNION ALL SELECT 'duplicate post_id', post_id, user_id, source_file, NULL FROM dup_rows WHERE rn > 1
+            UNION ALL SELECT reason, NULL, NULL, source_file,
+              CAST(to_json(struct_pack(line := line, text := csv_line)) AS VARCHAR) FROM bad_lines
+            ORDER BY reason, post_id NULLS FIRST, source_file, raw_row)) TO {_sql_str(tmp)} (HEADER, DELIMITER ',')""")
     return path

@@ -24,6 +24,7 @@ import pandas as pd
 
 from iipa.csvsafe import frame_to_csv
 from iipa.errors import IIPAError
+from iipa.fileio import atomic_path
 from iipa.pairs import build as B
 from iipa.pairs.rules import RuleConfig
 from iipa.pairs.schema import (
@@ -176,10 +177,8 @@ def build_pairs_spark(posts, out_dir=None, *, rules: RuleConfig, crawled_at=None
     summary = PostsSummary(rows=checked.count(), valid=posts_ok.count(),
                            rejected={r: int(counts[r]) for r in REJECT_REASONS if r in counts})
     if out_dir is not None:
-        Path(out_dir).mkdir(parents=True, exist_ok=True)
-        tmp = Path(out_dir) / ".rejects.csv.tmp"
-        frame_to_csv(rejected.sort_values(["reason", "post_id"], na_position="first"), tmp)
-        os.replace(tmp, Path(out_dir) / "rejects.csv")
+        with atomic_path(Path(out_dir) / "rejects.csv") as tmp:
+            frame_to_csv(rejected.sort_values(["reason", "post_id"], na_position="first"), tmp)
 
     rule = F.expr(B.post_rule_sql(cfg))
     ruled = posts_ok.withColumn("fails", rule)

@@ -6,12 +6,13 @@ pairs (two per pair); P and the upload interval over the pairs.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from iipa.fileio import write_json, write_text
 
 # (key, label, paper value, format)
 TABLE1 = (
@@ -82,20 +83,4 @@ def stats_markdown(stats: dict) -> str:
 def write_stats(stats: dict, out_dir: str | os.PathLike) -> tuple[Path, Path]:
     """Write ``stats.json`` and ``stats.md`` into ``out_dir`` (atomically)."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for name, text in (("stats.json", json.dumps(stats, indent=2, default=_json_default) + "\n"),
-                       ("stats.md", stats_markdown(stats))):
-        tmp = out_dir / f".{name}.tmp"
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, out_dir / name)
-        paths.append(out_dir / name)
-    return paths[0], paths[1]
-
-
-def _json_default(obj):
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.floating):
-        return float(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+    return write_json(out_dir / "stats.json", stats), write_text(out_dir / "stats.md", stats_markdown(stats))

@@ -25,6 +25,7 @@ from pathlib import Path
 import pandas as pd
 
 from iipa.errors import IIPAError
+from iipa.fileio import atomic_path
 from iipa.images import image_path_for
 
 PAIRS_COLUMNS = ("high_id", "low_id", "user_id", "p", "delta_s", "delta_t_days", "split")
@@ -68,17 +69,15 @@ def read_pairs(path: str | os.PathLike, *, split: str | None = None) -> pd.DataF
 def write_pairs(df: pd.DataFrame, path: str | os.PathLike) -> Path:
     """Write a pairs table (Parquet, or CSV by extension) atomically."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
     cols = list(PAIRS_COLUMNS) + [c for c in df.columns if c not in PAIRS_COLUMNS]
     out = df[[c for c in cols if c in df.columns]]
-    if path.suffix.lower() == ".csv":
-        # Not through iipa.csvsafe: a pairs table is data that iipa reads back, and post ids
-        # must round-trip (Instagram shortcodes may start with "-"). Parquet is the default.
-        out.to_csv(tmp, index=False)
-    else:
-        out.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        if path.suffix.lower() == ".csv":
+            # Not through iipa.csvsafe: a pairs table is data that iipa reads back, and post ids
+            # must round-trip (Instagram shortcodes may start with "-"). Parquet is the default.
+            out.to_csv(tmp, index=False)
+        else:
+            out.to_parquet(tmp, index=False)
     return path
 
 

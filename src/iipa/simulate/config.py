@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from iipa.errors import IIPAError
+from iipa.fileio import write_text
 
 FORMAT_VERSION = 1
 
@@ -128,10 +129,7 @@ def write_config(config: SimConfig, path: str | os.PathLike, **info) -> Path:
     """``simulation.json``: the parameters plus whatever summary the caller adds."""
     path = Path(path)
     doc = {"iipa_simulation": FORMAT_VERSION, "config": config.to_dict(), **info}
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(doc, indent=2, sort_keys=False) + "\n")
-    os.replace(tmp, path)
-    return path
+    return write_text(path, json.dumps(doc, indent=2, sort_keys=False) + "\n")
 
 
 def read_config(path: str | os.PathLike) -> SimConfig:

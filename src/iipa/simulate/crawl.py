@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from iipa.errors import IIPAError
+from iipa.fileio import atomic_path
 from iipa.simulate.config import SimConfig, read_config, write_config
 from iipa.simulate.network import MEDIA_TYPES, POSTS_SCHEMA, TRUTH_SCHEMA, draw_users, iter_blocks
 from iipa.simulate.render import render_image
@@ -101,16 +102,14 @@ def write_crawl(out_dir: str | os.PathLike, config: SimConfig, *, reuse: bool = 
     out.mkdir(parents=True, exist_ok=True)
     users = draw_users(config)
     summary = _Summary()
-    tmp_posts, tmp_truth = out / f".{POSTS_FILE}.tmp", out / f".{TRUTH_FILE}.tmp"
-    with pq.ParquetWriter(tmp_posts, POSTS_SCHEMA) as wp, pq.ParquetWriter(tmp_truth, TRUTH_SCHEMA) as wt:
+    with atomic_path(files.posts) as tmp_posts, atomic_path(files.truth) as tmp_truth, \
+            pq.ParquetWriter(tmp_posts, POSTS_SCHEMA) as wp, pq.ParquetWriter(tmp_truth, TRUTH_SCHEMA) as wt:
         for posts, truth in iter_blocks(config, users):
             wp.write_table(posts)
             wt.write_table(truth)
             summary.add(posts)
             if progress:
                 progress(posts.num_rows)
-    os.replace(tmp_posts, files.posts)
-    os.replace(tmp_truth, files.truth)
     write_config(config, files.config, summary=summary.to_dict(users))
     return files
 
@@ -170,9 +169,8 @@ def render_images(post_ids: Iterable[str], truth: pd.DataFrame | str | os.PathLi
     for pid in ids:
         path = out / f"{pid}.jpg"
         if not _has_image(path, size):
-            tmp = out / f".{pid}.jpg.tmp"
-            render_image(rows.loc[pid], size=size).save(tmp, format="JPEG", quality=quality)
-            os.replace(tmp, path)
+            with atomic_path(path) as tmp:
+                render_image(rows.loc[pid], size=size).save(tmp, format="JPEG", quality=quality)
         paths.append(path)
         if progress:
             progress(1)

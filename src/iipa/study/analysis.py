@@ -9,7 +9,6 @@ included participants chose its more popular image; a tie counts half.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +16,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from iipa.fileio import plain
 from iipa.study.exports import answers_frame, pairs_frame, participants_frame
 from iipa.study.storage import Store
 
@@ -49,16 +49,12 @@ class StudyResults:
     scale: pd.DataFrame | None = None
 
     def summary(self) -> dict[str, Any]:
+        """JSON-ready figures (NaN as null)."""
         t = self.table4
-        return {"majority": float(t.loc["mean", "Majority"]), "single_mean": float(t.loc["mean", "Single"]),
-                "single_std": _none_nan(t.loc["std", "Single"]), "model": self.model_accuracy,
-                "participants": int(t.loc["n", "Single"]), "excluded": self.excluded,
-                "pairs": len(self.per_pair),
-                "tests": self.tests.replace({np.nan: None}).to_dict(orient="records")}
-
-
-def _none_nan(v: Any) -> float | None:
-    return None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
+        return plain({"majority": t.loc["mean", "Majority"], "single_mean": t.loc["mean", "Single"],
+                      "single_std": t.loc["std", "Single"], "model": self.model_accuracy,
+                      "participants": int(t.loc["n", "Single"]), "excluded": self.excluded,
+                      "pairs": len(self.per_pair), "tests": self.tests.to_dict(orient="records")})
 
 
 def load_study(store: Store) -> StudyData:

@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from iipa import fileio
 from iipa.checkpoint import atomic_torch_save
 from iipa.errors import IIPAError
 
@@ -87,6 +88,4 @@ def read_metrics(run: str | os.PathLike) -> list[dict[str, Any]]:
 
 
 def write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    fileio.write_text(path, json.dumps(obj, indent=2) + "\n")
