@@ -1,5 +1,6 @@
 import math
 
+import numpy as np
 import pytest
 
 from iipa.levels import LEVELS, describe, level, level_edges, scaled_score
@@ -33,3 +34,12 @@ def test_describe_without_reference_or_score():
     assert describe(math.nan, REF)["level"] is None
     with pytest.raises(ValueError):
         scaled_score(0.0, {"mean": 0.0, "std": 0.0})
+
+
+def test_reference_distribution_is_the_sample_gaussian():
+    from iipa.levels import reference_distribution
+
+    ref = reference_distribution([1.0, 2.0, None, float("nan"), 3.0, 4.0], source="val")
+    assert ref["n"] == 4 and ref["mean"] == pytest.approx(2.5) and ref["source"] == "val"
+    assert ref["std"] == pytest.approx(np.std([1, 2, 3, 4], ddof=1))  # sample std, not the ML one
+    assert reference_distribution([1.0, float("inf")]) is None

@@ -14,7 +14,7 @@ Gaussian with mean 2.96 and std 1.55). Given its mean ``mu`` and std ``sigma``:
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 LEVELS = ("poor", "bad", "fair", "good", "excellent")
@@ -22,6 +22,27 @@ _EDGES = (-1.5, -0.5, 0.5, 1.5)
 # Paper §4.3 / Fig. 5: the authors' model's scores on the 50k test PDIPs are Gaussian.
 # (Here, not in checkpoint.py, so that the weights registry can be read without torch.)
 AUTHORS_REFERENCE = {"mean": 2.96, "std": 1.55, "source": "paper Fig. 5: Gaussian fit of test-set scores"}
+
+
+def reference_distribution(scores: Iterable[float | None], *, source: str | None = None) -> dict[str, Any] | None:
+    """The Gaussian of a model's finite scores (paper Fig. 5) that levels and scaled scores use:
+    ``{"mean", "std", "n"}`` (plus ``source`` when given); None for fewer than 2 finite scores.
+
+    The std is the sample std (ddof=1): a reference is usually fitted on a few hundred
+    validation images and stands for the whole population of images the model will see, so
+    the unbiased estimate is the right one (for n in the thousands the two differ by < 0.1%).
+    Every reference iipa computes (training, album reports) comes from this function.
+    """
+    finite = [float(s) for s in scores if s is not None and math.isfinite(s)]
+    n = len(finite)
+    if n < 2:
+        return None
+    mean = math.fsum(finite) / n
+    std = math.sqrt(math.fsum((s - mean) ** 2 for s in finite) / (n - 1))
+    out: dict[str, Any] = {"mean": mean, "std": std, "n": n}
+    if source is not None:
+        out["source"] = source
+    return out
 
 
 def _mu_sigma(reference: Mapping[str, Any]) -> tuple[float, float]:

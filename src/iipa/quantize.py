@@ -30,6 +30,7 @@ from iipa.errors import IIPAError
 from iipa.export import INPUT_NAME, export_onnx
 from iipa.fileio import atomic_path
 from iipa.images import DEFAULT_MAX_PIXELS
+from iipa.levels import reference_distribution
 from iipa.models import PopularityNet
 from iipa.profiles import Profile
 from iipa.scoring import prepare_item
@@ -129,10 +130,9 @@ def agreement(fp32_scores: np.ndarray, int8_scores: np.ndarray, reference: dict[
     from scipy.stats import norm, spearmanr
 
     a, b = np.asarray(fp32_scores, dtype=np.float64), np.asarray(int8_scores, dtype=np.float64)
-    if reference and reference.get("std"):
-        mean, std, basis = float(reference["mean"]), float(reference["std"]), "the model's reference"
-    else:
-        mean, std, basis = float(a.mean()), float(a.std(ddof=1) or 1.0), "these fp32 scores"
+    fit = reference if reference and reference.get("std") else reference_distribution(a.tolist())
+    basis = "the model's reference" if fit is reference else "these fp32 scores"
+    mean, std = (float(fit["mean"]), float(fit["std"]) or 1.0) if fit else (0.0, 1.0)
     scaled = np.abs(norm.cdf((a - mean) / std) - norm.cdf((b - mean) / std)) * 100.0
     return {"n": int(a.size), "spearman": float(spearmanr(a, b).statistic) if a.size > 2 else float("nan"),
             "max_abs_delta": float(np.abs(a - b).max()), "max_abs_delta_scaled": float(scaled.max()),

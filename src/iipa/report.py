@@ -39,15 +39,8 @@ class AlbumEntry:
     heatmap: bytes | None = None
 
 
-def fit_gaussian(scores: Sequence[float]) -> dict[str, float] | None:
-    """Maximum-likelihood Gaussian of the finite scores (as in Fig. 5); None for fewer than 2.
-
-    The result has the shape of a model's ``reference`` and can serve as one.
-    """
-    finite = np.asarray([s for s in scores if s is not None and math.isfinite(s)], dtype=np.float64)
-    if finite.size < 2:
-        return None
-    return {"mean": float(finite.mean()), "std": float(finite.std()), "n": int(finite.size)}
+# The album's Gaussian is a reference distribution like a model's (one definition, ddof=1).
+fit_gaussian = levels.reference_distribution
 
 
 def score_histogram(scores: Sequence[float], *, reference: dict[str, Any] | None = None,

@@ -28,6 +28,7 @@ from torch import nn
 
 from iipa.errors import IIPAError
 from iipa.evaluate import pairwise_accuracy, score_paths
+from iipa.levels import reference_distribution
 from iipa.models import PopularityNet
 from iipa.runtime import default_workers, resolve_device, resolve_precision
 from iipa.scoring import Scorer
@@ -355,10 +356,10 @@ def default_train_workers(device: torch.device) -> int:
 
 
 def _reference_from(scores: np.ndarray, source: str) -> dict[str, Any]:
-    scores = scores[~np.isnan(scores)]
-    if scores.size < 2:
+    reference = reference_distribution(scores.tolist(), source=source)
+    if reference is None:
         raise IIPAError("cannot compute the reference score distribution: fewer than 2 readable images")
-    return {"mean": float(scores.mean()), "std": float(scores.std(ddof=1)), "source": source, "n": int(scores.size)}
+    return reference
 
 
 def _progress(total: int, initial: int, desc: str, enabled: bool | None):

@@ -36,6 +36,7 @@ from torch import nn
 
 from iipa.errors import IIPAError, ImageError
 from iipa.evaluate import pairwise_accuracy
+from iipa.levels import reference_distribution
 from iipa.models import PopularityNet
 from iipa.pairs.table import attach_images, read_pairs
 from iipa.runtime import resolve_device, resolve_precision
@@ -328,9 +329,9 @@ class SmallDataTrainer:
     def _finish(self, seconds: float) -> dict[str, Any]:
         c = self.config
         scores = self.best_scores[self.eval_images]
-        scores = scores[~np.isnan(scores)]
-        self.model.reference = {"mean": float(scores.mean()), "std": float(scores.std(ddof=1)), "n": int(scores.size),
-                                "source": f"model scores on {scores.size} images of the validation users of {c.pairs}"}
+        n = int((~np.isnan(scores)).sum())
+        self.model.reference = reference_distribution(
+            scores.tolist(), source=f"model scores on {n} images of the validation users of {c.pairs}")
         metrics = {"best_epoch": self.best_result["epoch"], "probe": self.probe, "seconds": round(seconds, 1),
                    **{f"{k}_accuracy": v["accuracy"] for k, v in self.best_result.items() if k != "epoch"},
                    **{f"{k}_ci95": v["ci95"] for k, v in self.best_result.items() if k != "epoch"},
