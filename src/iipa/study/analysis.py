@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from scipy import stats
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
 from iipa.fileio import plain
 from iipa.study.exports import answers_frame, pairs_frame, participants_frame
@@ -130,19 +132,10 @@ def categorise(per_pair: pd.DataFrame) -> pd.DataFrame:
 
 
 def _components(n: int, w: np.ndarray, lo: np.ndarray) -> np.ndarray:
-    """Connected-component label of each image in the comparison graph (union-find)."""
-    parent = list(range(n))
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    for a, b in zip(w.tolist(), lo.tolist(), strict=True):
-        parent[find(a)] = find(b)
-    roots = np.array([find(i) for i in range(n)])
-    return np.unique(roots, return_inverse=True)[1]
+    """Connected-component label of each image in the comparison graph (labels follow the
+    lowest image index of each component)."""
+    graph = coo_matrix((np.ones(len(w)), (w, lo)), shape=(n, n))
+    return connected_components(graph, directed=False)[1]
 
 
 def bradley_terry(winners: list[str], losers: list[str], *, prior: float = 0.1,
