@@ -13,8 +13,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from iipa.errors import IIPAError, WeightsError
+from iipa.errors import WeightsError
 from iipa.profiles import Profile, get_profile
+from iipa.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -29,30 +30,25 @@ class BackboneSpec:
     pretrained: str  # where ImageNet weights come from, for error messages and model cards
 
 
-_BACKBONES: dict[str, BackboneSpec] = {}
+_BACKBONES: Registry[BackboneSpec] = Registry("backbone")
 
 
 def register_backbone(
     name: str, *, head: str, cam_layer: str, profile: str, pretrained: str
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     def wrap(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        if name in _BACKBONES:
-            raise ValueError(f"backbone {name!r} is already registered")
-        _BACKBONES[name] = BackboneSpec(name, fn, head, cam_layer, profile, pretrained)
+        _BACKBONES.register(name, BackboneSpec(name, fn, head, cam_layer, profile, pretrained))
         return fn
 
     return wrap
 
 
 def get_backbone(name: str) -> BackboneSpec:
-    try:
-        return _BACKBONES[name]
-    except KeyError:
-        raise IIPAError(f"unknown backbone {name!r}; known: {', '.join(list_backbones())}") from None
+    return _BACKBONES.get(name)
 
 
 def list_backbones() -> list[str]:
-    return sorted(_BACKBONES)
+    return _BACKBONES.names()
 
 
 def get_submodule(model: nn.Module, path: str) -> nn.Module:

@@ -30,6 +30,7 @@ from PIL import Image
 
 from iipa.errors import IIPAError
 from iipa.images import DEFAULT_MAX_PIXELS, ImageInput, open_image
+from iipa.registry import Registry
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -183,14 +184,11 @@ class Profile:
         return cls(**d)
 
 
-_PROFILES: dict[str, Profile] = {}
+_PROFILES: Registry[Profile] = Registry("preprocessing profile")
 
 
 def register_profile(profile: Profile) -> Profile:
-    if profile.name in _PROFILES:
-        raise ValueError(f"profile {profile.name!r} is already registered")
-    _PROFILES[profile.name] = profile
-    return profile
+    return _PROFILES.register(profile.name, profile)
 
 
 def get_profile(name: str | Profile | dict) -> Profile:
@@ -198,14 +196,11 @@ def get_profile(name: str | Profile | dict) -> Profile:
         return name
     if isinstance(name, dict):
         return Profile.from_dict(name)
-    try:
-        return _PROFILES[name]
-    except KeyError:
-        raise IIPAError(f"unknown preprocessing profile {name!r}; known: {', '.join(list_profiles())}") from None
+    return _PROFILES.get(name)
 
 
 def list_profiles() -> list[str]:
-    return sorted(_PROFILES)
+    return _PROFILES.names()
 
 
 register_profile(Profile(
@@ -216,22 +211,16 @@ register_profile(Profile(
     "paper", "short_side", 256, 224, IMAGENET_MEAN, IMAGENET_STD,
     description="Paper §4.1: short side 256, 224 crop (centre at test), ImageNet mean/std.",
 ))
-register_profile(Profile(
-    "efficientnet", "short_side", 256, 224, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5),
-    description="EfficientNet-Lite (TF weights): short side 256, 224 crop, mean = std = 0.5.",
-))
-register_profile(Profile(
-    "efficientnet-lite1", "short_side", 274, 240, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5),
-    description="EfficientNet-Lite1 at its native 240: short side 274, 240 crop, mean = std = 0.5.",
-))
-register_profile(Profile(
-    "efficientnet-lite2", "short_side", 297, 260, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5),
-    description="EfficientNet-Lite2 at its native 260: short side 297, 260 crop, mean = std = 0.5.",
-))
-register_profile(Profile(
-    "efficientnet-small", "short_side", 146, 128, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5),
-    description="EfficientNet-Lite at 128x128 for quick CPU runs (the demo): short side 146, 128 crop.",
-))
+# EfficientNet-Lite's TF weights take mean = std = 0.5 (see DESIGN.md: verified on ImageNet).
+for _name, _size, _crop, _what in (
+    ("efficientnet", 256, 224, "EfficientNet-Lite (TF weights)"),
+    ("efficientnet-lite1", 274, 240, "EfficientNet-Lite1 at its native 240"),
+    ("efficientnet-lite2", 297, 260, "EfficientNet-Lite2 at its native 260"),
+    ("efficientnet-small", 146, 128, "EfficientNet-Lite at 128x128 for quick CPU runs (the demo)"),
+):
+    register_profile(Profile(_name, "short_side", _size, _crop, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5),
+                             description=f"{_what}: short side {_size}, {_crop} crop, mean = std = 0.5."))
+del _name, _size, _crop, _what
 register_profile(Profile(
     "small", "short_side", 72, 64, IMAGENET_MEAN, IMAGENET_STD,
     description="Tiny inputs for tests and quick experiments: short side 72, 64 crop.",
