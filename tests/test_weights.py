@@ -131,3 +131,69 @@ def test_offline_message_says_which_file_to_put_where(tmp_path):
         resolve_weights("test-offline", retries=0)
     text = str(exc.value)
     assert "offline.pth" in text and str(weights_path(entry)) in text and "IIPA_HOME" in text
+
+
+def _plain_state_file(tmp_path, name):
+    """A plain (non-iipa) state dict of the tiny backbone, as another group might release."""
+    torch.manual_seed(3)
+    path = tmp_path / name
+    torch.save({"module." + k: v for k, v in PopularityNet("tiny").net.state_dict().items()}, path)
+    return path
+
+
+def test_registered_plain_state_dict_gets_the_entrys_profile_and_reference(tmp_path, monkeypatch):
+    monkeypatch.setenv("IIPA_HOME", str(tmp_path / "home"))
+    entry = register_weights(NamedWeights("test-plain", "plain.pth", "http://127.0.0.1:9/plain.pth", "tiny",
+                                          "efficientnet-small", reference={"mean": 1.0, "std": 2.0},
+                                          format="state_dict", domain="real"), replace=True)
+    target = weights_path(entry)
+    target.parent.mkdir(parents=True)
+    target.write_bytes(_plain_state_file(tmp_path, "p.pth").read_bytes())
+    model = load_model("test-plain", download=False)
+    # The entry decides: not the authors' profile a shape-sniffer would have guessed.
+    assert model.arch == "tiny" and model.profile.name == "efficientnet-small"
+    assert model.reference == {"mean": 1.0, "std": 2.0} and model.info["weights"] == "test-plain"
+    assert model.info["domain"] == "real"
+
+
+def test_packaged_weights_load_without_network(tmp_path, monkeypatch):
+    from iipa import weights
+
+    package_dir = tmp_path / "pkg" / "iipa"
+    save_checkpoint(PopularityNet("tiny"), package_dir / "assets" / "shipped.pt")
+    monkeypatch.setattr(weights, "package_root", lambda: package_dir)
+    monkeypatch.setenv("IIPA_HOME", str(tmp_path / "home"))
+    entry = register_weights(NamedWeights("test-packaged", "shipped.pt", "", "tiny", "small",
+                                          package_file="assets/shipped.pt"), replace=True)
+    assert weights_path(entry).is_file()
+    model = load_model("test-packaged", download=False)
+    assert model.arch == "tiny" and model.info["weights"] == "test-packaged"
+    assert not (tmp_path / "home").exists(), "packaged weights need no cache dir"
+
+
+def test_registered_weights_of_another_arch_are_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("IIPA_HOME", str(tmp_path / "home"))
+    entry = register_weights(NamedWeights("test-wrong-arch", "w.pt", "http://127.0.0.1:9/w.pt", "resnet18",
+                                          "paper"), replace=True)
+    save_checkpoint(PopularityNet("tiny"), weights_path(entry))
+    with pytest.raises(WeightsError, match="registered as resnet18 with profile paper"):
+        load_model("test-wrong-arch", download=False)
+
+
+def test_weights_module_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, iipa.weights as w; w.list_weights(); print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_shipped_weights_load_alike_by_name_and_by_path():
+    from iipa.weights import DEFAULT_MODEL, get_weights
+
+    entry = get_weights(DEFAULT_MODEL)
+    assert entry.packaged and entry.domain == "real"
+    by_name, by_path = load_model(DEFAULT_MODEL, download=False), load_model(weights_path(entry))
+    # the checkpoint's own profile (decode mode included) wins over the registered default
+    assert by_name.profile == by_path.profile and by_name.reference == by_path.reference

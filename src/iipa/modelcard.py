@@ -90,7 +90,7 @@ def card_for_model(model: PopularityNet, *, name: str | None = None) -> dict[str
 
 def model_card(spec: str | os.PathLike | PopularityNet) -> dict[str, Any]:
     """The card of a model given as a PopularityNet, checkpoint path, .onnx path or weights name."""
-    from iipa.weights import _WEIGHTS, load_model, weights_path
+    from iipa.weights import get_weights, is_registered, list_weights, load_model, weights_path
 
     if isinstance(spec, PopularityNet):
         return card_for_model(spec)
@@ -99,23 +99,31 @@ def model_card(spec: str | os.PathLike | PopularityNet) -> dict[str, Any]:
         return _onnx_card(path)
     if path.is_file():
         return card_for_model(load_model(path), name=os.fspath(path))
-    if isinstance(spec, str) and spec in _WEIGHTS:
-        entry = _WEIGHTS[spec]
+    if is_registered(spec):
+        entry = get_weights(spec)
         cached = weights_path(entry)
         if cached.is_file():
             card = card_for_model(load_model(spec, download=False), name=spec)
         else:
-            from iipa.profiles import get_profile
-
-            card = {"name": spec, "kind": "named weights (not downloaded)", "arch": entry.arch,
-                    "backbone_imagenet_weights": get_backbone(entry.arch).pretrained,
-                    "profile": _profile(get_profile(entry.profile)), "weights_source": entry.url,
-                    **_meaning(entry.reference or None), "training": None, "info": {}}
-        card.update({"description": entry.description, "homepage": entry.homepage,
-                     "sha256": entry.sha256, "cache_path": str(cached), "cached": cached.is_file()})
+            card = _entry_card(entry)
+        if entry.domain:
+            card["domain"] = entry.domain
+        card.update({"description": entry.description, "homepage": entry.homepage, "meta": dict(entry.meta),
+                     "sha256": entry.sha256, "packaged": entry.packaged, "cache_path": str(cached),
+                     "cached": cached.is_file()})
         return card
     raise IIPAError(f"{os.fspath(spec)!r} is neither a checkpoint, an .onnx file nor named weights "
-                    f"(known: {', '.join(sorted(_WEIGHTS))})")
+                    f"(known: {', '.join(list_weights())})")
+
+
+def _entry_card(entry: Any) -> dict[str, Any]:
+    """The card of named weights that are not downloaded yet, from their registry entry."""
+    from iipa.profiles import get_profile
+
+    return {"name": entry.name, "kind": "named weights (not downloaded)", "arch": entry.arch,
+            "backbone_imagenet_weights": get_backbone(entry.arch).pretrained,
+            "profile": _profile(get_profile(entry.profile)), "weights_source": entry.url,
+            **_meaning(entry.reference or None), "training": None, "info": {}}
 
 
 def _onnx_card(path: Path) -> dict[str, Any]:

@@ -1,9 +1,19 @@
-"""Named weights and ``load_model``: one resolution order for every entry point.
+"""Named weights as data, and ``load_model``: one resolution order for every entry point.
+
+Each :class:`NamedWeights` entry says everything needed to use a weights file (as
+torchvision's ``Weights``): the architecture, the preprocessing profile, the reference
+score distribution, where the file comes from (a URL with its sha256, or a file shipped
+inside the package), the image domain it was trained on, and free-form ``meta``. Loading
+named weights builds the model from the entry; the file only supplies the tensors.
 
 ``load_model(spec)`` accepts, in this order: a ``PopularityNet`` (returned as is), a path
-to a checkpoint file, or the name of registered weights, which is looked up in the cache
-dir (``$IIPA_HOME/weights``, default ``~/.cache/iipa/weights``) and downloaded there on
-first use: resumable, written atomically, checksum-verified when the checksum is known.
+to a checkpoint file, or the name of registered weights. A packaged entry loads from the
+installed package with no network; a downloadable one is looked up in the cache dir
+(``$IIPA_HOME/weights``, default ``~/.cache/iipa/weights``) and downloaded there on first
+use: resumable, written atomically, checksum-verified when the checksum is known.
+
+This module imports torch only when a model is actually loaded, so listing and
+describing weights stays fast.
 """
 
 from __future__ import annotations
@@ -15,11 +25,13 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from iipa.errors import IIPAError, WeightsError
 from iipa.levels import AUTHORS_REFERENCE
+from iipa.registry import Registry
 from iipa.weights_store import OFFLINE_ENV, offline, record_sha256, recorded_sha256
 
 if TYPE_CHECKING:  # torch is imported by load_model only: the registry is read by `iipa --help`
@@ -28,10 +40,20 @@ if TYPE_CHECKING:  # torch is imported by load_model only: the registry is read 
 CHUNK = 1 << 20
 # The model every entry point uses when none is named (`iipa score`, `load_model`, ...).
 DEFAULT_MODEL = "instagram-lite0"
+# How a weights file stores its tensors (see iipa.checkpoint.FORMATS): "iipa" is our
+# checkpoint dict, "state_dict" a plain torchvision state dict (the authors' release).
+WEIGHT_FORMATS = ("iipa", "state_dict")
 
 
 @dataclass(frozen=True)
 class NamedWeights:
+    """One registered weights file and everything needed to use it.
+
+    ``url`` + ``sha256``: downloaded into the cache dir on first use. ``package_file``: a
+    path inside the installed ``iipa`` package (e.g. ``assets/weights/x.pt``), loaded with
+    no network; then ``url`` is only where the file was published, if anywhere.
+    """
+
     name: str
     filename: str
     url: str
@@ -41,27 +63,38 @@ class NamedWeights:
     reference: dict[str, Any] = field(default_factory=dict)
     description: str = ""
     homepage: str = ""
+    domain: str = ""  # what it was trained on: "real" (photos) or "simulated" (the demo's renders)
+    meta: dict[str, Any] = field(default_factory=dict)  # training data, metrics, licence, ...
+    format: str = "iipa"
+    package_file: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.format not in WEIGHT_FORMATS:
+            raise ValueError(f"weights {self.name!r}: format {self.format!r} is not one of {', '.join(WEIGHT_FORMATS)}")
+
+    @property
+    def packaged(self) -> bool:
+        return self.package_file is not None
 
 
-_WEIGHTS: dict[str, NamedWeights] = {}
+_WEIGHTS: Registry[NamedWeights] = Registry("weights")
 
 
 def register_weights(entry: NamedWeights, *, replace: bool = False) -> NamedWeights:
-    if entry.name in _WEIGHTS and not replace:
-        raise ValueError(f"weights {entry.name!r} are already registered")
-    _WEIGHTS[entry.name] = entry
-    return entry
+    return _WEIGHTS.register(entry.name, entry, replace=replace)
 
 
 def get_weights(name: str) -> NamedWeights:
-    try:
-        return _WEIGHTS[name]
-    except KeyError:
-        raise IIPAError(f"unknown weights {name!r}; known: {', '.join(list_weights())}") from None
+    return _WEIGHTS.get(name)
 
 
 def list_weights() -> list[str]:
-    return sorted(_WEIGHTS)
+    return _WEIGHTS.names()
+
+
+def is_registered(name: object) -> bool:
+    """True when ``name`` names registered weights (a string that is not a file path)."""
+    return name in _WEIGHTS
 
 
 register_weights(NamedWeights(
@@ -80,11 +113,18 @@ register_weights(NamedWeights(
     reference=dict(AUTHORS_REFERENCE),
     description="ResNet-50 trained by Ding, Ma & Wang on ~2.5M Instagram PDIPs (76.65% test pairwise accuracy).",
     homepage="https://github.com/dingkeyan93/Intrinsic-Image-Popularity",
+    domain="real",
+    meta={"paper": "Ding, Ma & Wang, ACM MM 2019", "images": "single-image Instagram posts (paper §3)",
+          "pdips": "about 2.5 million (paper Table 1)", "test_pairwise_accuracy": 0.7665},
+    format="state_dict",
 ))
+# A plain state dict loaded from a file (not by name) is the authors' release format.
+PLAIN_STATE_DICT_WEIGHTS = "authors-resnet50"
 
 
-# Weights that ship inside the package (no download, work offline).
-PACKAGED_WEIGHTS_DIR = Path(__file__).resolve().parent / "assets" / "weights"
+def package_root() -> Path:
+    """The installed ``iipa`` package folder, where packaged weights live."""
+    return Path(str(resources.files("iipa")))
 
 
 register_weights(NamedWeights(
@@ -93,6 +133,8 @@ register_weights(NamedWeights(
     url="",  # ships inside the package (iipa/assets/weights/): no download, works offline
     arch="efficientnet_lite0",
     profile="efficientnet",
+    domain="real",
+    package_file="assets/weights/instagram-lite0.pt",
     description="EfficientNet-Lite0 trained by `iipa train`'s default recipe on real Instagram photos "
                 "(instagram-dev, 403 accounts); see its card for data, accuracy on unseen users and limits.",
 ))
@@ -103,10 +145,9 @@ def iipa_home() -> Path:
 
 
 def weights_path(entry: NamedWeights) -> Path:
-    """Where the file is: inside the package for shipped weights, else in the cache dir."""
-    packaged = PACKAGED_WEIGHTS_DIR / entry.filename
-    if not entry.url or packaged.is_file():
-        return packaged
+    """Where the entry's file is (packaged) or will be (cache dir)."""
+    if entry.package_file is not None:
+        return package_root() / entry.package_file
     return iipa_home() / "weights" / entry.filename
 
 
@@ -116,8 +157,9 @@ def resolve_weights(name: str, *, download: bool = True, retries: int = 3) -> Pa
     target = weights_path(entry)
     if target.is_file():
         return target
-    if not entry.url:
-        raise WeightsError(f"weights {entry.name!r} ship inside the package but {target} is missing: reinstall iipa")
+    if entry.packaged:
+        raise WeightsError(f"weights {entry.name!r} ship with iipa but {target} is missing: "
+                           "reinstall iipa (the package data was left out)")
     if not download or offline():
         why = f"offline: {OFFLINE_ENV}=1 or --offline" if download else "downloads are disabled"
         raise WeightsError(_offline_message(entry, target, why))
@@ -213,7 +255,7 @@ def load_model(spec: str | os.PathLike | PopularityNet | None = None, *,
                device: str | None = None, download: bool = True) -> PopularityNet:
     """A ready-to-score ``PopularityNet`` (eval mode) from a model, a file or a weights name
     (default: ``DEFAULT_MODEL``)."""
-    from iipa.checkpoint import load_checkpoint
+    from iipa.checkpoint import load_checkpoint, model_from_entry, read_checkpoint
     from iipa.models import PopularityNet
 
     spec = DEFAULT_MODEL if spec is None else spec
@@ -221,12 +263,9 @@ def load_model(spec: str | os.PathLike | PopularityNet | None = None, *,
         model = spec
     elif Path(spec).is_file():
         model = load_checkpoint(spec)
-    elif isinstance(spec, str) and spec in _WEIGHTS:
-        model = load_checkpoint(resolve_weights(spec, download=download))
-        entry = _WEIGHTS[spec]
-        model.info.setdefault("weights", entry.name)
-        if model.reference is None and entry.reference:
-            model.reference = dict(entry.reference)
+    elif is_registered(spec):
+        path = resolve_weights(spec, download=download)
+        model = model_from_entry(get_weights(spec), read_checkpoint(path), source=str(path))
     else:
         raise IIPAError(
             f"--model {os.fspath(spec)!r} is neither a checkpoint file nor named weights "

@@ -66,7 +66,7 @@ def _list(args: argparse.Namespace) -> int:
     for entry in _entries(list_weights()):
         path = weights_path(entry)
         rows.append({"name": entry.name, "arch": getattr(entry, "arch", ""), "profile": getattr(entry, "profile", ""),
-                     "cached": "packaged" if not entry.url else "yes" if path.is_file() else "no",
+                     "cached": "packaged" if entry.packaged else "yes" if path.is_file() else "no",
                      "sha256": entry.sha256 or recorded_sha256(path) or "", "path": str(path)})
     return _write(args, rows, COLUMNS["list"])
 
@@ -109,7 +109,7 @@ def _verify(args: argparse.Namespace) -> int:
             continue
         digest = file_sha256(path)
         expected = entry.sha256 or recorded_sha256(path)
-        if expected is None and not entry.url:
+        if expected is None and entry.packaged:
             status = "packaged"  # ships inside iipa: nothing is written into the installed package
         elif expected is None:
             record_sha256(path, digest)
