@@ -28,6 +28,9 @@ SCORE_RANGE = "any real number (no bounds); its scale is set by the model, see r
 # Written into shipped checkpoints' info (see benchmarks/ship_real_model.py) and shown as is.
 CARD_FIELDS = ("training_data", "validation", "baselines", "limits")
 SCALED_DEFINITION = "scaled = 100 * Phi((score - mean) / std): the score's percentile in the reference Gaussian"
+COMPARE_MEANING = ("P(A more popular than B) = 1 / (1 + exp(-(score_A - score_B))): the logistic of the "
+                   "score difference the Siamese network is trained on (paper Eq. 7)")
+PAPER = "K. Ding, K. Ma, S. Wang. Intrinsic Image Popularity Assessment. ACM Multimedia 2019."
 
 
 def level_bands(reference: dict[str, Any]) -> list[dict[str, Any]]:
@@ -38,6 +41,7 @@ def level_bands(reference: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _meaning(reference: dict[str, Any] | None) -> dict[str, Any]:
     out: dict[str, Any] = {"score_meaning": SCORE_MEANING, "score_range": SCORE_RANGE,
+                           "compare": COMPARE_MEANING, "paper": PAPER,
                            "reference": dict(reference) if reference else None}
     if reference:
         out["scaled"] = SCALED_DEFINITION
@@ -85,6 +89,25 @@ def card_for_model(model: PopularityNet, *, name: str | None = None) -> dict[str
         "training": {"config": info.get("config"), "metrics": info.get("metrics")},
         **{k: info[k] for k in CARD_FIELDS if k in info},
         "info": {k: v for k, v in info.items() if k not in ("config", "metrics", "domain", *CARD_FIELDS)},
+    }
+
+
+def public_card(model: PopularityNet, *, name: str) -> dict[str, Any]:
+    """The model card in the HTTP API's field names (``serve.schemas.ModelCard``): the same
+    meaning, reference and level bands as :func:`card_for_model`, without server-side paths;
+    the service adds only its runtime and limits."""
+    card = _meaning(model.reference)
+    bands = card["levels"] or [{"level": n, "from": None, "to": None} for n in levels.LEVELS]
+    return {
+        "arch": model.arch, "weights": name,
+        "weights_format": model.info.get("format", "iipa checkpoint"),
+        "profile": _profile(model.profile), "input_size": model.profile.input_size,
+        "score_meaning": card["score_meaning"], "score_range": card["score_range"],
+        "scaled_meaning": card["scaled"], "compare_meaning": card["compare"],
+        "reference": card["reference"],
+        "levels": [{"name": b["level"], "min_score": b["from"], "max_score": b["to"]} for b in bands],
+        "level_edges": [b["from"] for b in bands[1:]] if card["levels"] else None,
+        "paper": card["paper"],
     }
 
 

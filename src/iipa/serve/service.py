@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 from PIL import Image
 
 from iipa import levels
+from iipa.modelcard import public_card
 from iipa.serve.batching import MicroBatcher
 from iipa.serve.memory import PixelBudget, fix_mmap_threshold, release_memory
 from iipa.serve.metrics import Metrics
@@ -22,7 +23,6 @@ from iipa.serve.settings import ServeSettings
 from iipa.serve.uploads import ApiError, Upload, decode, probe
 
 T = TypeVar("T")
-PAPER = "K. Ding, K. Ma, S. Wang. Intrinsic Image Popularity Assessment. ACM Multimedia 2019."
 
 
 class Service:
@@ -162,32 +162,12 @@ class Service:
         return levels.describe(score, self.model.reference)
 
     def card(self) -> dict[str, Any]:
-        ref = self.model.reference
-        edges = levels.level_edges(ref) if ref else None
-        bounds = [None, *(edges or [None] * 4), None]
+        """The one model card (:func:`iipa.modelcard.public_card`) plus this server's runtime and limits."""
         s = self.settings
         return {
-            "arch": self.model.arch,
-            "weights": self.model_name,
-            "weights_format": self.model.info.get("format", "iipa checkpoint"),
-            "profile": self.profile.to_dict(),
-            "input_size": self.profile.input_size,
+            **public_card(self.model, name=self.model_name),
             "device": str(self.scorer.device),
             "precision": self.scorer.precision,
-            "score_meaning": "intrinsic popularity Q (paper §3): a monotone function of the log-scale "
-                             "likes an image would earn on its visual content alone, learned from pairs "
-                             "of posts by the same user; higher is more popular",
-            "score_range": "unbounded real number; only comparisons between scores of the same model, "
-                           "or against its reference distribution, carry meaning",
-            "scaled_meaning": "100 * Phi((score - mean) / std): the percentile of the score in the "
-                              "model's reference Gaussian, 0-100, 50 = typical image",
-            "compare_meaning": "P(A more popular than B) = 1 / (1 + exp(-(score_A - score_B))), "
-                               "the logistic of the score difference the Siamese network is trained on (§4.1)",
-            "reference": dict(ref) if ref else None,
-            "levels": [{"name": name, "min_score": lo, "max_score": hi}
-                       for name, lo, hi in zip(levels.LEVELS, bounds[:-1], bounds[1:], strict=True)],
-            "level_edges": edges,
-            "paper": PAPER,
             "limits": {"max_upload_bytes": s.max_upload_bytes, "max_files": s.max_files,
                        "max_pixels": s.max_pixels, "max_request_pixels": s.max_request_pixels,
                        "decode_budget_pixels": s.decode_budget_pixels, "max_request_bytes": s.max_body_bytes, "max_aspect_ratio": s.max_aspect_ratio,
