@@ -2,8 +2,11 @@
 
 Stages: validate posts (schema.py) → keep posts passing the per-post rules → candidate pairs
 by a self-join within user, identical hashtag and @-mention keys and the time window →
-exact P ≥ T filter and greedy matching in numpy (matching.py, shared with the Spark engine)
-→ splits (splits.py) → pairs.parquet, stats.json/.md (stats.py), rejects.csv.
+exact P ≥ T filter and greedy matching in numpy → splits, pairs.parquet, stats.json/.md,
+rejects.csv (engine.py: the steps every engine shares).
+
+:func:`build_pairs` picks the engine from ``ENGINES``; the Spark engine (spark.py) is
+loaded only when asked for.
 
 The self-join is bounded: posts are bucketed by ``taken_at // window`` and each post
 meets only the posts of its own and the two neighbouring buckets of the same user and
@@ -14,10 +17,10 @@ memory stream.
 
 from __future__ import annotations
 
+import importlib
 import os
 import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -25,47 +28,27 @@ import pandas as pd
 
 from iipa.errors import IIPAError
 from iipa.output import ensure_out_dir
-from iipa.pairs.matching import greedy_match
-from iipa.pairs.rules import RuleConfig, discriminability, popularity_score
+from iipa.pairs.engine import (
+    DAY_US,
+    BuildResult,
+    finish_build,
+    match_candidates,
+    min_ln_gap,
+    pair_key_columns,
+    post_rule_sql,
+    rule_funnel,
+    window_us,
+)
+from iipa.pairs.rules import RuleConfig
 from iipa.pairs.schema import caption_features_sql, load_checked_posts
-from iipa.pairs.splits import assign_splits
-from iipa.pairs.stats import IMAGE_COLUMNS, table1, write_stats
-from iipa.pairs.table import PAIRS_COLUMNS, write_pairs
+from iipa.pairs.stats import IMAGE_COLUMNS
 
-DAY_US = 86_400_000_000
-ENGINES = ("duckdb", "spark")
-
-
-@dataclass
-class BuildResult:
-    """What a build produced: the pairs (PAIRS_COLUMNS) and every count along the way."""
-
-    pairs: pd.DataFrame
-    stats: dict
-    paths: dict[str, Path] = field(default_factory=dict)
-
-
-def post_rule_sql(cfg: RuleConfig) -> str:
-    """First cheap per-post rule a valid post fails, or NULL (SQL shared by DuckDB and Spark).
-
-    The caption rule comes last and separately: it needs the caption features, which are
-    computed only for the posts that pass these.
-    """
-    media = ", ".join("'" + m.replace("'", "''") + "'" for m in cfg.media_types)
-    return f"""CASE
-      WHEN media_type NOT IN ({media}) THEN 'not_single_image'
-      WHEN likes < {int(cfg.min_likes)} THEN 'too_few_likes'
-      WHEN crawled_us - taken_us < {round(cfg.min_age_days * DAY_US)} THEN 'too_recent'
-    END"""
-
-
-def pair_key_columns(cfg: RuleConfig) -> list[str]:
-    """Columns two posts must share to be paired (same user, same tags/mentions keys)."""
-    return ["user_id"] + (["tag_key"] if cfg.same_hashtags else []) + (["mention_key"] if cfg.same_mentions else [])
-
-
-def window_us(cfg: RuleConfig) -> int:
-    return round(cfg.max_gap_days * DAY_US)
+# Engine name -> (its build function as "module:function", the engine-only options it takes).
+# Every build function takes (posts, out_dir, *, rules, crawled_at, seed, val, test, split_by_user).
+ENGINES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "duckdb": ("iipa.pairs.build:build_pairs_duckdb", ("memory_limit", "threads")),
+    "spark": ("iipa.pairs.spark:build_pairs_spark", ()),
+}
 
 
 def candidate_sql(cfg: RuleConfig, table: str = "eligible") -> str:
@@ -74,8 +57,7 @@ def candidate_sql(cfg: RuleConfig, table: str = "eligible") -> str:
     w = window_us(cfg)
     bucket = max(w, 1)
     keys = " AND ".join(f"a.{k} = b.{k}" for k in pair_key_columns(cfg))
-    # 1e-9 slack: SQL and numpy logarithms may differ in the last bit; numpy decides.
-    slack_min = cfg.min_delta_ln_likes - 1e-9
+    slack_min = min_ln_gap(cfg)
     return f"""
     WITH e AS (SELECT *, taken_us // {bucket} AS bucket FROM {table}),
     shifted AS (SELECT e.*, bucket + d AS join_bucket FROM e, (VALUES (-1), (0), (1)) AS t(d))
@@ -87,22 +69,6 @@ def candidate_sql(cfg: RuleConfig, table: str = "eligible") -> str:
     """
 
 
-def match_candidates(high_code, low_code, likes_high, likes_low, cfg: RuleConfig):
-    """Exact P ≥ T test, then the greedy matching.
-
-    Returns (selected candidate indices, their ΔS, their P, number of candidates with P ≥ T).
-
-    Runs the same numpy code for every engine, so both produce identical pairs.
-    """
-    likes_high = np.asarray(likes_high, dtype=np.float64)
-    likes_low = np.asarray(likes_low, dtype=np.float64)
-    delta_s = popularity_score(likes_high, cfg.log_base) - popularity_score(likes_low, cfg.log_base)
-    p = discriminability(delta_s, 0.0, cfg.sigma)
-    ok = np.flatnonzero(p >= cfg.threshold)
-    sel = ok[greedy_match(np.asarray(high_code)[ok], np.asarray(low_code)[ok], delta_s[ok])]
-    return sel, delta_s[sel], p[sel], len(ok)
-
-
 def check_out_dir(out_dir: str | os.PathLike, *, overwrite: bool) -> None:
     """Create ``out_dir``; refuse one that is a file, or not empty unless ``overwrite``."""
     out = ensure_out_dir(out_dir)
@@ -110,32 +76,6 @@ def check_out_dir(out_dir: str | os.PathLike, *, overwrite: bool) -> None:
     if present and not overwrite:
         shown = ", ".join(present[:5]) + (", ..." if len(present) > 5 else "")
         raise IIPAError(f"--out {out}: not empty ({shown}); pass --overwrite to replace an earlier build's files")
-
-
-def finish_build(wide: pd.DataFrame, *, cfg: RuleConfig, out_dir, seed: int, val, test, by_user: bool,
-                 posts_summary: dict, funnel: dict, engine: str, seconds: float) -> BuildResult:
-    """Splits, stats and files from the engine's wide pairs frame (shared by all engines)."""
-    wide = wide.sort_values(["high_id", "low_id"], kind="stable").reset_index(drop=True)
-    wide["split"] = assign_splits(wide, val=val, test=test, seed=seed, by_user=by_user).to_numpy()
-    pairs = wide[list(PAIRS_COLUMNS)].copy()
-    stats = {
-        "table1": table1(wide),
-        "splits": {s: int((pairs["split"] == s).sum()) for s in ("train", "val", "test")},
-        "posts": posts_summary,
-        "funnel": funnel,
-        "rules": cfg.to_dict(),
-        "seed": seed,
-        "split_by_user": by_user,
-        "engine": engine,
-        "seconds": round(seconds, 3),
-    }
-    result = BuildResult(pairs=pairs, stats=stats)
-    if out_dir is not None:
-        out_dir = Path(out_dir)
-        result.paths["pairs"] = write_pairs(pairs, out_dir / "pairs.parquet")
-        result.paths["stats"], result.paths["stats_md"] = write_stats(stats, out_dir)
-        result.paths["rejects"] = out_dir / "rejects.csv"
-    return result
 
 
 def build_pairs(posts, out_dir: str | os.PathLike | None = None, *, rules: RuleConfig | None = None,
@@ -146,21 +86,29 @@ def build_pairs(posts, out_dir: str | os.PathLike | None = None, *, rules: RuleC
 
     Writes ``pairs.parquet``, ``stats.json``, ``stats.md`` and ``rejects.csv`` there when
     ``out_dir`` is given; a folder that already holds anything is refused unless
-    ``overwrite`` (an earlier build's outputs are not replaced without a word). See the module docstring for the stages. ``memory_limit`` caps
-    DuckDB's buffers (it spills beyond); the process peaks about 1 GB above it.
+    ``overwrite`` (an earlier build's outputs are not replaced without a word). See the module
+    docstring for the stages. ``memory_limit`` caps DuckDB's buffers (it spills beyond); the
+    process peaks about 1 GB above it.
     """
-    cfg = rules or RuleConfig()
+    if engine not in ENGINES:
+        raise IIPAError(f"unknown engine {engine!r}; expected one of {', '.join(ENGINES)}")
     if out_dir is not None:
         check_out_dir(out_dir, overwrite=overwrite)
-    if engine == "spark":
-        from iipa.pairs.spark import build_pairs_spark
+    target, option_names = ENGINES[engine]
+    module, _, function = target.partition(":")
+    build = getattr(importlib.import_module(module), function)
+    options = {k: v for k, v in {"memory_limit": memory_limit, "threads": threads}.items() if k in option_names}
+    return build(posts, out_dir, rules=rules or RuleConfig(), crawled_at=crawled_at, seed=seed, val=val,
+                 test=test, split_by_user=split_by_user, **options)
 
-        return build_pairs_spark(posts, out_dir, rules=cfg, crawled_at=crawled_at, seed=seed, val=val,
-                                 test=test, split_by_user=split_by_user)
-    if engine != "duckdb":
-        raise IIPAError(f"unknown engine {engine!r}; expected one of {', '.join(ENGINES)}")
+
+def build_pairs_duckdb(posts, out_dir: str | os.PathLike | None = None, *, rules: RuleConfig, crawled_at=None,
+                       seed: int = 0, val=None, test=None, split_by_user: bool = False,
+                       memory_limit: str | None = "2GB", threads: int | None = None) -> BuildResult:
+    """The DuckDB engine (see the module docstring)."""
     import duckdb
 
+    cfg = rules
     start = time.perf_counter()
     if out_dir is not None:
         Path(out_dir).mkdir(parents=True, exist_ok=True)
@@ -188,13 +136,7 @@ def build_pairs(posts, out_dir: str | os.PathLike | None = None, *, rules: RuleC
 def _pairs_duckdb(con, cfg: RuleConfig, types: dict[str, str]) -> tuple[dict, pd.DataFrame]:
     """Eligible posts → candidates → matching → the wide pairs frame; plus the rule funnel."""
     rule = post_rule_sql(cfg)
-    funnel = {"not_single_image": 0, "too_few_likes": 0, "too_recent": 0}
-    passing = 0
-    for fails, n in con.execute(f"SELECT {rule} AS fails, count(*) FROM posts GROUP BY 1").fetchall():
-        if fails is None:
-            passing = int(n)
-        else:
-            funnel[fails] = int(n)
+    funnel, passing = rule_funnel(dict(con.execute(f"SELECT {rule} AS fails, count(*) FROM posts GROUP BY 1").fetchall()))
     # Node codes in post_id order: the matching's tie-break by id becomes an integer compare.
     features = caption_features_sql(types, f"(SELECT * FROM posts WHERE ({rule}) IS NULL)")
     con.execute(f"""CREATE OR REPLACE TEMP TABLE eligible AS

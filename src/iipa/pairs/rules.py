@@ -1,8 +1,8 @@
 """The paper's PDIP constraints (§3.1) as pure functions, plus their configuration.
 
-Every engine (DuckDB, Spark) applies the same rules; the SQL versions live next to the
-engines and are tested against these functions. Paper defaults: single-image posts,
-likes ≥ 50, posted ≥ 30 days before the crawl, same user, |Δ taken_at| ≤ 10 days, caption
+Every engine (DuckDB, Spark) applies the same rules; the SQL versions live in engine.py
+(shared by both), schema.py and spark.py, and are tested against these functions. Paper
+defaults: single-image posts, likes ≥ 50, posted ≥ 30 days before the crawl, same user, |Δ taken_at| ≤ 10 days, caption
 ≤ 6 words besides hashtags and @-mentions, identical hashtags and @-mentions (content and
 number, case-insensitive), S = ln(likes), P = Φ(ΔS / (√2 σ)) ≥ T with T = 0.95, σ = 0.3.
 """
@@ -10,8 +10,6 @@ number, case-insensitive), S = ln(likes), P = Φ(ΔS / (√2 σ)) ≥ T with T =
 from __future__ import annotations
 
 import math
-import re
-import unicodedata
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 
@@ -19,6 +17,9 @@ import numpy as np
 from scipy.special import ndtr, ndtri
 
 from iipa.errors import IIPAError
+
+# The tag and word parser lives in tags.py (one definition for Python and SQL); re-exported here.
+from iipa.pairs.tags import descriptive_words, parse_hashtags, parse_mentions, tag_key  # noqa: F401
 
 
 @dataclass(frozen=True)
@@ -79,66 +80,9 @@ def is_settled(taken_at: datetime, crawled_at: datetime, min_age_days: float = 3
     return crawled_at - taken_at >= timedelta(days=min_age_days)
 
 
-# Tab, LF, FF, CR, space and Unicode separators (Z*): the same class the SQL engines use.
-# (Z* = U+0020, U+00A0, U+1680, U+2000-U+200A, U+2028, U+2029, U+202F, U+205F, U+3000.)
-_WHITESPACE = re.compile("[\t\n\f\r \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+")
-
-
-def _is_tag_char(ch: str) -> bool:
-    # Letters, combining marks and digits of any script, and "_": what Instagram links as a tag.
-    return ch == "_" or unicodedata.category(ch)[0] in "LMN"
-
-
-def _scan(caption: str, sigil: str, allow_dots: bool) -> tuple[list[str], str]:
-    """Extract ``sigil``-prefixed tokens; return (lowercased tokens, caption without them)."""
-    tokens: list[str] = []
-    rest: list[str] = []
-    i, n = 0, len(caption)
-    while i < n:
-        if caption[i] == sigil and i + 1 < n and _is_tag_char(caption[i + 1]):
-            j = i + 1
-            while j < n and (_is_tag_char(caption[j]) or (
-                    allow_dots and caption[j] == "." and j + 1 < n and _is_tag_char(caption[j + 1]))):
-                j += 1
-            tokens.append(caption[i + 1:j])
-            rest.append(" ")
-            i = j
-        else:
-            rest.append(caption[i])
-            i += 1
-    return tokens, "".join(rest)
-
-
-def parse_hashtags(caption: str) -> list[str]:
-    """``#tag`` tokens of a caption, lowercased, in order (Unicode letters, marks, digits, _)."""
-    return _scan((caption or "").lower(), "#", allow_dots=False)[0]
-
-
-def parse_mentions(caption: str) -> list[str]:
-    """``@user`` tokens (dots allowed inside, as in Instagram user names), lowercased."""
-    # Lowercase first, then scan: the SQL engines do the same, so both agree on every script.
-    return _scan((caption or "").lower(), "@", allow_dots=True)[0]
-
-
-def descriptive_words(caption: str) -> int:
-    """Words in a caption besides hashtags and @-mentions.
-
-    A word is a whitespace-separated token with at least one letter or digit, so lone
-    emojis and punctuation do not count.
-    """
-    _, rest = _scan(caption or "", "#", allow_dots=False)
-    _, rest = _scan(rest, "@", allow_dots=True)
-    return sum(1 for tok in _WHITESPACE.split(rest) if any(unicodedata.category(c)[0] in "LN" for c in tok))
-
-
 def caption_ok(caption: str, max_words: int = 6) -> bool:
     """Long captions carry their own appeal; the paper allows at most six descriptive words."""
     return descriptive_words(caption) <= max_words
-
-
-def tag_key(tags: list[str] | None) -> str:
-    """Canonical form of a hashtag or mention list: order-free, case-free, counts kept."""
-    return " ".join(sorted(t.strip().lstrip("#@").lower() for t in (tags or []) if t and t.strip()))
 
 
 # ---------------------------------------------------------------- pair rules

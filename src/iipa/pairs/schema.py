@@ -29,6 +29,7 @@ import pandas as pd
 from iipa.csvsafe import sql_neutralise
 from iipa.errors import IIPAError
 from iipa.fileio import atomic_path
+from iipa.pairs.tags import GIVEN_TAG_RE, HASHTAG_RE, MENTION_RE, WORD_TOKEN_RE
 
 REQUIRED_COLUMNS = ("post_id", "user_id", "taken_at", "crawled_at", "media_type", "likes", "comments", "caption")
 OPTIONAL_COLUMNS = ("hashtags", "mentions", "image_url", "followers", "following", "user_posts")
@@ -45,13 +46,6 @@ DUP_ORDER = "crawled_us DESC, likes DESC, comments DESC, user_id, taken_us, medi
 SUFFIXES = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".tsv": "csv",
             ".jsonl": "json", ".ndjson": "json", ".json": "json"}
 
-# Regular expressions shared by DuckDB (RE2) and Spark (Java); rules.py implements the same
-# classes in Python and tests/test_pairs_schema.py checks that they agree.
-TAG_CHARS = r"[\p{L}\p{M}\p{N}_]"
-HASHTAG_RE = "#(" + TAG_CHARS + "+)"
-MENTION_RE = "@(" + TAG_CHARS + r"+(?:\." + TAG_CHARS + "+)*)"
-WHITESPACE_RE = r"[\t\n\f\r \p{Z}]+"
-WORD_RE = r"[\p{L}\p{N}]"
 
 
 @dataclass
@@ -157,13 +151,18 @@ def register_posts(con, posts, *, crawled_at: datetime | str | None = None) -> d
             raise IIPAError(f"cannot read posts from {', '.join(map(str, files))}: {exc}") from None
         where = ", ".join(map(str, files))
     types = {r[0]: r[1] for r in con.execute("DESCRIBE raw_posts").fetchall()}
+    check_required_columns(types, crawled_at=crawled_at, where=where)
+    return types
+
+
+def check_required_columns(columns, *, crawled_at, where: str) -> None:
+    """Raise naming every required posts column missing from ``columns`` (every engine)."""
     needed = [c for c in REQUIRED_COLUMNS if not (c == "crawled_at" and crawled_at is not None)]
-    missing = [c for c in needed if c not in types]
+    missing = [c for c in needed if c not in columns]
     if missing:
         hint = " (or pass a global crawled_at / --crawled-at)" if "crawled_at" in missing else ""
         raise IIPAError(f"{where}: posts lack required column(s) {', '.join(missing)}{hint}; "
-                        f"found {', '.join(c for c in types if c != 'filename')}")
-    return types
+                        f"found {', '.join(c for c in columns if c != 'filename')}")
 
 
 def _time_expr(col: str, types: dict[str, str]) -> str:
@@ -189,7 +188,7 @@ def _tags_expr(col: str, regex: str, types: dict[str, str]) -> str:
         given = (f"list_filter(list_transform({col}, lambda x: lower(trim(ltrim(trim(CAST(x AS VARCHAR)), '#@')))),"
                  " lambda x: x <> '')")
     else:  # a string such as "#a #b", "a,b" or '["a", "b"]'
-        given = f"regexp_extract_all(lower(CAST({col} AS VARCHAR)), '{TAG_CHARS}+(?:\\.{TAG_CHARS}+)*')"
+        given = f"regexp_extract_all(lower(CAST({col} AS VARCHAR)), '{GIVEN_TAG_RE}')"
     return f"COALESCE({given}, {from_caption})"
 
 
@@ -197,13 +196,11 @@ def caption_features_sql(types: dict[str, str], source: str) -> str:
     """SELECT over ``source`` (with ``caption_s`` and the optional tag columns) adding tag_key,
     mention_key, n_hashtags, n_mentions, n_words and no_caption (rules.py semantics)."""
     tag_cols = ", ".join(c for c in ("hashtags", "mentions") if c in types)
-    # A word is a whitespace-separated token with a letter or digit: one regex match per word.
-    word = f"[^\\t\\n\\f\\r \\p{{Z}}]*{WORD_RE}[^\\t\\n\\f\\r \\p{{Z}}]*"
     return f"""
     SELECT * EXCLUDE (tag_list, mention_list, text_only{", " + tag_cols if tag_cols else ""}),
       array_to_string(list_sort(tag_list), ' ') AS tag_key, array_to_string(list_sort(mention_list), ' ') AS mention_key,
       len(tag_list) AS n_hashtags, len(mention_list) AS n_mentions,
-      len(regexp_extract_all(text_only, '{word}')) AS n_words,
+      len(regexp_extract_all(text_only, '{WORD_TOKEN_RE}')) AS n_words,
       trim(text_only) = '' AND len(tag_list) = 0 AND len(mention_list) = 0 AS no_caption
     FROM (
       SELECT *, {_tags_expr("hashtags", HASHTAG_RE, types)} AS tag_list,

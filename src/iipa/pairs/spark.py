@@ -3,7 +3,7 @@
 Validation, the per-post rules and the bounded candidate self-join run as Spark DataFrame
 operations with the same regular expressions and SQL rules as the DuckDB engine; the P ≥ T
 test and the greedy matching run per user through ``applyInPandas`` with the very same
-numpy function (``build.match_candidates``). Candidate pairs never cross users and the
+numpy function (``engine.match_candidates``). Candidate pairs never cross users and the
 matching order only compares ΔS and post ids, so matching user by user yields exactly the
 global matching, and the pair set equals the DuckDB engine's.
 
@@ -25,21 +25,20 @@ import pandas as pd
 from iipa.csvsafe import frame_to_csv
 from iipa.errors import IIPAError
 from iipa.fileio import atomic_path
-from iipa.pairs import build as B
+from iipa.pairs import engine as B
 from iipa.pairs.rules import RuleConfig
 from iipa.pairs.schema import (
-    HASHTAG_RE,
+    DUP_ORDER,
     MEDIA_TYPES,
-    MENTION_RE,
     REJECT_REASONS,
     REQUIRED_COLUMNS,
     SUFFIXES,
-    TAG_CHARS,
-    WORD_RE,
     PostsSummary,
+    check_required_columns,
     expand_post_files,
 )
 from iipa.pairs.stats import IMAGE_COLUMNS
+from iipa.pairs.tags import GIVEN_TAG_RE, HASHTAG_RE, MENTION_RE, WORD_TOKEN_RE
 
 NUMERIC = ("int", "bigint", "double", "float", "decimal", "smallint", "tinyint")
 
@@ -130,28 +129,27 @@ def _tags(F, df, col: str, regex: str):
         given = F.filter(F.transform(col, lambda x: F.lower(F.trim(F.regexp_replace(F.trim(x.cast("string")), "^[#@]+", "")))),
                          lambda x: x != "")
     else:
-        given = F.regexp_extract_all(F.lower(F.col(col).cast("string")), F.lit(f"{TAG_CHARS}+(?:\\.{TAG_CHARS}+)*"), 0)
+        given = F.regexp_extract_all(F.lower(F.col(col).cast("string")), F.lit(GIVEN_TAG_RE), 0)
     return F.coalesce(given, from_caption)
 
 
 def _features(df):
     from pyspark.sql import functions as F
 
-    word = f"[^\\t\\n\\f\\r \\p{{Z}}]*{WORD_RE}[^\\t\\n\\f\\r \\p{{Z}}]*"
     df = (df.withColumn("tag_list", _tags(F, df, "hashtags", HASHTAG_RE))
           .withColumn("mention_list", _tags(F, df, "mentions", MENTION_RE))
           .withColumn("text_only", F.regexp_replace("caption_s", f"{HASHTAG_RE}|{MENTION_RE}", " ")))
     return (df.withColumn("tag_key", F.array_join(F.array_sort("tag_list"), " "))
             .withColumn("mention_key", F.array_join(F.array_sort("mention_list"), " "))
             .withColumn("n_hashtags", F.size("tag_list")).withColumn("n_mentions", F.size("mention_list"))
-            .withColumn("n_words", F.size(F.regexp_extract_all("text_only", F.lit(word), 0)))
+            .withColumn("n_words", F.size(F.regexp_extract_all("text_only", F.lit(WORD_TOKEN_RE), 0)))
             .withColumn("no_caption", (F.trim("text_only") == "") & (F.size("tag_list") == 0)
                         & (F.size("mention_list") == 0)))
 
 
 def build_pairs_spark(posts, out_dir=None, *, rules: RuleConfig, crawled_at=None, seed: int = 0, val=None,
                       test=None, split_by_user: bool = False, spark=None) -> B.BuildResult:
-    """Spark twin of ``build.build_pairs`` (same outputs, same pair set)."""
+    """The Spark engine of ``build.build_pairs`` (same outputs, same pair set as DuckDB's)."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
@@ -159,14 +157,11 @@ def build_pairs_spark(posts, out_dir=None, *, rules: RuleConfig, crawled_at=None
     start = time.perf_counter()
     spark = spark or get_spark()
     raw, where = _read(spark, posts)
-    needed = [c for c in REQUIRED_COLUMNS if not (c == "crawled_at" and crawled_at is not None)]
-    missing = [c for c in needed if c not in raw.columns]
-    if missing:
-        raise IIPAError(f"{where}: posts lack required column(s) {', '.join(missing)}")
+    check_required_columns(raw.columns, crawled_at=crawled_at, where=where)
     checked = _checked(raw, crawled_at).cache()
     valid = checked.where(F.col("reason").isNull())
-    order = [F.col("crawled_us").desc(), F.col("likes").desc(), F.col("comments").desc(), "user_id", "taken_us",
-             "media_type", "caption_s", "source_file"]  # schema.DUP_ORDER
+    # The same precedence as the DuckDB engine: schema.DUP_ORDER, read as Spark columns.
+    order = [F.col(c.removesuffix(" DESC")).desc() if c.endswith(" DESC") else F.col(c) for c in DUP_ORDER.split(", ")]
     ranked = valid.withColumn("rn", F.row_number().over(Window.partitionBy("post_id").orderBy(*order)))
     posts_ok = ranked.where("rn = 1").drop("rn", "reason", "source_file", "raw_row").cache()
     losers = ranked.where("rn > 1").select(F.lit("duplicate post_id").alias("reason"), "post_id", "user_id",
@@ -182,13 +177,10 @@ def build_pairs_spark(posts, out_dir=None, *, rules: RuleConfig, crawled_at=None
 
     rule = F.expr(B.post_rule_sql(cfg))
     ruled = posts_ok.withColumn("fails", rule)
-    fails = {r["fails"]: r["count"] for r in ruled.groupBy("fails").count().collect()}
-    passing = int(fails.pop(None, 0))
+    funnel, passing = B.rule_funnel({r["fails"]: r["count"] for r in ruled.groupBy("fails").count().collect()})
     featured = _features(ruled.where(F.col("fails").isNull()))
     eligible = featured.where(F.col("n_words") <= int(cfg.max_caption_words)).cache()
     n_eligible = eligible.count()
-    funnel = {"not_single_image": 0, "too_few_likes": 0, "too_recent": 0}
-    funnel.update({k: int(v) for k, v in fails.items()})
     funnel["caption_too_long"] = passing - n_eligible
 
     w, bucket = B.window_us(cfg), max(B.window_us(cfg), 1)
@@ -200,7 +192,7 @@ def build_pairs_spark(posts, out_dir=None, *, rules: RuleConfig, crawled_at=None
     cond.append(F.col("a.bucket") == F.col("b.join_bucket"))
     dt = F.abs(F.col("a.taken_us") - F.col("b.taken_us"))
     cands = (a.join(b, cond).where((F.col("a.likes") > F.col("b.likes"))
-                                   & (F.log(F.col("a.likes")) - F.log(F.col("b.likes")) >= F.lit(cfg.min_delta_ln_likes - 1e-9))
+                                   & (F.log(F.col("a.likes")) - F.log(F.col("b.likes")) >= F.lit(B.min_ln_gap(cfg)))
                                    & (dt <= F.lit(w)))
              .select(F.col("a.user_id").alias("user_id"), F.col("a.post_id").alias("high_id"),
                      F.col("b.post_id").alias("low_id"), dt.alias("dt_us"),
@@ -217,7 +209,7 @@ def build_pairs_spark(posts, out_dir=None, *, rules: RuleConfig, crawled_at=None
         out = pdf.iloc[sel].copy()
         out["p"], out["delta_s"], out["delta_t_days"] = p, ds, out["dt_us"].to_numpy(np.float64) / B.DAY_US
         out["n_ok"] = n_ok
-        return out[_wide_columns()]
+        return out[B.wide_columns() + ["n_ok"]]
 
     schema = ("high_id string, low_id string, user_id string, p double, delta_s double, delta_t_days double, "
               + ", ".join(f"{c}_{s} {'boolean' if c == 'no_caption' else 'bigint'}"
@@ -235,7 +227,3 @@ def build_pairs_spark(posts, out_dir=None, *, rules: RuleConfig, crawled_at=None
                           by_user=split_by_user, posts_summary=summary.to_dict(), funnel=funnel, engine="spark",
                           seconds=time.perf_counter() - start)
 
-
-def _wide_columns() -> list[str]:
-    return (["high_id", "low_id", "user_id", "p", "delta_s", "delta_t_days"]
-            + [f"{c}_{s}" for c in IMAGE_COLUMNS for s in ("high", "low")] + ["n_ok"])

@@ -1,0 +1,122 @@
+"""What every PDIP engine shares: the per-post rule SQL, the pair keys and window, the exact
+P ≥ T test with the greedy matching, and the finishing steps (splits, statistics, files).
+
+An engine (``build.py``: DuckDB; ``spark.py``: Spark) validates the posts, applies
+:func:`post_rule_sql` and the caption rule, finds candidate pairs within
+:func:`pair_key_columns` and :func:`window_us`, and hands them to :func:`match_candidates`;
+its wide pairs frame then goes through :func:`finish_build`. Engines import this module,
+never each other, so each can be replaced on its own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from iipa.pairs.matching import greedy_match
+from iipa.pairs.rules import RuleConfig, discriminability, popularity_score
+from iipa.pairs.splits import assign_splits
+from iipa.pairs.stats import IMAGE_COLUMNS, table1, write_stats
+from iipa.pairs.table import PAIRS_COLUMNS, write_pairs
+
+DAY_US = 86_400_000_000
+# The per-post rules in funnel order (post_rule_sql's reasons), each counted even when 0.
+POST_RULES = ("not_single_image", "too_few_likes", "too_recent")
+# 1e-9 slack on the ln-likes pre-filter: SQL and numpy logarithms may differ in the last
+# bit; the exact test in numpy decides.
+LN_SLACK = 1e-9
+
+
+def wide_columns() -> list[str]:
+    """The columns of an engine's wide pairs frame, as :func:`finish_build` takes it."""
+    return (["high_id", "low_id", "user_id", "p", "delta_s", "delta_t_days"]
+            + [f"{c}_{s}" for c in IMAGE_COLUMNS for s in ("high", "low")])
+
+
+@dataclass
+class BuildResult:
+    """What a build produced: the pairs (PAIRS_COLUMNS) and every count along the way."""
+
+    pairs: pd.DataFrame
+    stats: dict
+    paths: dict[str, Path] = field(default_factory=dict)
+
+
+def post_rule_sql(cfg: RuleConfig) -> str:
+    """First cheap per-post rule a valid post fails, or NULL (SQL shared by DuckDB and Spark).
+
+    The caption rule comes last and separately: it needs the caption features, which are
+    computed only for the posts that pass these.
+    """
+    media = ", ".join("'" + m.replace("'", "''") + "'" for m in cfg.media_types)
+    return f"""CASE
+      WHEN media_type NOT IN ({media}) THEN 'not_single_image'
+      WHEN likes < {int(cfg.min_likes)} THEN 'too_few_likes'
+      WHEN crawled_us - taken_us < {round(cfg.min_age_days * DAY_US)} THEN 'too_recent'
+    END"""
+
+
+def pair_key_columns(cfg: RuleConfig) -> list[str]:
+    """Columns two posts must share to be paired (same user, same tags/mentions keys)."""
+    return ["user_id"] + (["tag_key"] if cfg.same_hashtags else []) + (["mention_key"] if cfg.same_mentions else [])
+
+
+def window_us(cfg: RuleConfig) -> int:
+    return round(cfg.max_gap_days * DAY_US)
+
+
+def min_ln_gap(cfg: RuleConfig) -> float:
+    """The candidate pre-filter on ln(likes_high) - ln(likes_low), with the slack above."""
+    return cfg.min_delta_ln_likes - LN_SLACK
+
+
+def rule_funnel(fails: dict) -> tuple[dict[str, int], int]:
+    """``{reason or None: count}`` of :func:`post_rule_sql` -> (funnel, posts passing)."""
+    funnel = dict.fromkeys(POST_RULES, 0)
+    funnel.update({k: int(v) for k, v in fails.items() if k is not None})
+    return funnel, int(fails.get(None, 0))
+
+
+def match_candidates(high_code, low_code, likes_high, likes_low, cfg: RuleConfig):
+    """Exact P ≥ T test, then the greedy matching.
+
+    Returns (selected candidate indices, their ΔS, their P, number of candidates with P ≥ T).
+
+    Runs the same numpy code for every engine, so both produce identical pairs.
+    """
+    likes_high = np.asarray(likes_high, dtype=np.float64)
+    likes_low = np.asarray(likes_low, dtype=np.float64)
+    delta_s = popularity_score(likes_high, cfg.log_base) - popularity_score(likes_low, cfg.log_base)
+    p = discriminability(delta_s, 0.0, cfg.sigma)
+    ok = np.flatnonzero(p >= cfg.threshold)
+    sel = ok[greedy_match(np.asarray(high_code)[ok], np.asarray(low_code)[ok], delta_s[ok])]
+    return sel, delta_s[sel], p[sel], len(ok)
+
+
+def finish_build(wide: pd.DataFrame, *, cfg: RuleConfig, out_dir, seed: int, val, test, by_user: bool,
+                 posts_summary: dict, funnel: dict, engine: str, seconds: float) -> BuildResult:
+    """Splits, stats and files from the engine's wide pairs frame (shared by all engines)."""
+    wide = wide.sort_values(["high_id", "low_id"], kind="stable").reset_index(drop=True)
+    wide["split"] = assign_splits(wide, val=val, test=test, seed=seed, by_user=by_user).to_numpy()
+    pairs = wide[list(PAIRS_COLUMNS)].copy()
+    stats = {
+        "table1": table1(wide),
+        "splits": {s: int((pairs["split"] == s).sum()) for s in ("train", "val", "test")},
+        "posts": posts_summary,
+        "funnel": funnel,
+        "rules": cfg.to_dict(),
+        "seed": seed,
+        "split_by_user": by_user,
+        "engine": engine,
+        "seconds": round(seconds, 3),
+    }
+    result = BuildResult(pairs=pairs, stats=stats)
+    if out_dir is not None:
+        out_dir = Path(out_dir)
+        result.paths["pairs"] = write_pairs(pairs, out_dir / "pairs.parquet")
+        result.paths["stats"], result.paths["stats_md"] = write_stats(stats, out_dir)
+        result.paths["rejects"] = out_dir / "rejects.csv"
+    return result
