@@ -131,7 +131,8 @@ def _reader_sql(files: list[Path]) -> str:
     return " UNION ALL BY NAME ".join(parts)
 
 
-def register_posts(con, posts, *, crawled_at: datetime | str | None = None) -> dict[str, str]:
+def register_posts(con, posts, *, crawled_at: datetime | str | None = None,
+                   required: Sequence[str] = REQUIRED_COLUMNS) -> dict[str, str]:
     """Expose the input posts as the view ``raw_posts``; check required columns.
 
     ``posts`` is a list of files/folders/globs or a pandas DataFrame. Returns the column
@@ -151,13 +152,13 @@ def register_posts(con, posts, *, crawled_at: datetime | str | None = None) -> d
             raise IIPAError(f"cannot read posts from {', '.join(map(str, files))}: {exc}") from None
         where = ", ".join(map(str, files))
     types = {r[0]: r[1] for r in con.execute("DESCRIBE raw_posts").fetchall()}
-    check_required_columns(types, crawled_at=crawled_at, where=where)
+    check_required_columns(types, crawled_at=crawled_at, where=where, required=required)
     return types
 
 
-def check_required_columns(columns, *, crawled_at, where: str) -> None:
+def check_required_columns(columns, *, crawled_at, where: str, required: Sequence[str] = REQUIRED_COLUMNS) -> None:
     """Raise naming every required posts column missing from ``columns`` (every engine)."""
-    needed = [c for c in REQUIRED_COLUMNS if not (c == "crawled_at" and crawled_at is not None)]
+    needed = [c for c in required if not (c == "crawled_at" and crawled_at is not None)]
     missing = [c for c in needed if c not in columns]
     if missing:
         hint = " (or pass a global crawled_at / --crawled-at)" if "crawled_at" in missing else ""
@@ -275,8 +276,16 @@ def load_checked_posts(con, posts, *, crawled_at=None, rejects_path: str | os.Pa
       SELECT * EXCLUDE (reason, source_file, raw_row) FROM checked
       WHERE reason IS NULL AND post_id NOT IN (SELECT post_id FROM dup_rows)
       UNION ALL SELECT * EXCLUDE (reason, source_file, raw_row, rn) FROM dup_rows WHERE rn = 1""")
-    _collect_bad_lines(con)
-    summary = PostsSummary(types=types)
+    collect_bad_lines(con)
+    summary = summarise_checked(con, PostsSummary(types=types))
+    if rejects_path is not None:
+        write_rejects(con, rejects_path)
+    return summary
+
+
+def summarise_checked(con, summary: PostsSummary) -> PostsSummary:
+    """Fill ``summary`` from the tables ``bad_lines`` (lines that never became rows),
+    ``checked`` (a reason per row) and ``dup_rows``."""
     for reason, n in con.execute("SELECT reason, count(*) FROM bad_lines GROUP BY 1").fetchall():
         summary.rows += n
         summary.rejected[reason] = n
@@ -291,12 +300,10 @@ def load_checked_posts(con, posts, *, crawled_at=None, rejects_path: str | os.Pa
         summary.valid -= n_dup
         summary.rejected["duplicate post_id"] = n_dup
     summary.rejected = {r: summary.rejected[r] for r in REJECT_REASONS if r in summary.rejected}
-    if rejects_path is not None:
-        write_rejects(con, rejects_path)
     return summary
 
 
-def _collect_bad_lines(con) -> None:
+def collect_bad_lines(con) -> None:
     """CSV lines DuckDB could not read (``store_rejects``) as table ``bad_lines``: one row
     per file line, with its reason (an encoding error wins over a field count)."""
     have = con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'reject_errors'").fetchone()[0]

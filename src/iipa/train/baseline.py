@@ -17,8 +17,8 @@ from __future__ import annotations
 import contextlib
 import os
 import random
-import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,38 +31,21 @@ from torch.utils.data import DataLoader, Dataset
 from iipa.errors import IIPAError, ImageError
 from iipa.evaluate import pairwise_accuracy
 from iipa.models import PopularityNet
+from iipa.pairs.posts import read_posts_columns
 from iipa.pairs.table import attach_images, read_pairs
+from iipa.pairs.tags import parse_hashtags, parse_mentions
 from iipa.runtime import resolve_device, resolve_precision
 from iipa.train.config import TrainConfig
 
 FEATURES = ("followers", "following", "user_posts", "n_hashtags", "n_mentions", "caption_length")
-HASHTAG = re.compile(r"#\w+")
-MENTION = re.compile(r"@[\w.]+")
 
 
-def read_posts(path: str | os.PathLike) -> pd.DataFrame:
-    """A posts table (.parquet, .csv, .jsonl) with at least post_id and likes."""
-    path = Path(path)
-    if not path.is_file():
-        raise IIPAError(f"{path}: no such posts file")
-    suffix = path.suffix.lower()
-    try:
-        if suffix == ".csv":
-            df = pd.read_csv(path, dtype={"post_id": str, "user_id": str})
-        elif suffix in (".jsonl", ".json"):
-            df = pd.read_json(path, lines=suffix == ".jsonl", dtype={"post_id": str, "user_id": str})
-        else:
-            df = pd.read_parquet(path)
-    except Exception as exc:  # noqa: BLE001
-        raise IIPAError(f"{path}: cannot read posts table ({exc.__class__.__name__}: {exc})") from None
-    missing = [c for c in ("post_id", "likes") if c not in df.columns]
-    if missing:
-        raise IIPAError(f"{path}: posts table lacks column(s) {', '.join(missing)}")
-    bad = pd.to_numeric(df["likes"], errors="coerce")
-    if bad.isna().any() or (bad < 0).any():
-        row = int(np.flatnonzero(bad.isna() | (bad < 0))[0])
-        raise IIPAError(f"{path}: row {row}: likes must be a non-negative integer, got {df['likes'].iloc[row]!r}")
-    df["post_id"] = df["post_id"].astype(str)
+def read_posts(path: str | os.PathLike, *, rejects_path: str | os.PathLike | None = None) -> pd.DataFrame:
+    """A posts table (.parquet, .csv, .jsonl, or a folder of them) with at least post_id and
+    likes, read and checked by the pairs schema: bad rows go to ``rejects_path`` with their
+    reason (and are counted in ``df.attrs["posts"]``) while the rest are used."""
+    df, summary = read_posts_columns(path, required=("post_id", "likes"), rejects_path=rejects_path)
+    df.attrs["posts"] = summary.to_dict()
     return df
 
 
@@ -71,11 +54,11 @@ def context_features(posts: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
     caption = posts["caption"].fillna("").astype(str) if "caption" in posts else pd.Series([""] * len(posts))
     absent = []
 
-    def count(col: str, pattern: re.Pattern) -> np.ndarray:
-        if col in posts:
-            return np.array([len(v) if isinstance(v, (list, np.ndarray)) else len(pattern.findall(c))
-                             for v, c in zip(posts[col], caption, strict=True)], dtype=np.float64)
-        return np.array([len(pattern.findall(c)) for c in caption], dtype=np.float64)
+    def count(col: str, parse: Callable[[str], list[str]]) -> np.ndarray:
+        # A list column counts as given; otherwise the caption is parsed as the pair build does.
+        given = posts[col] if col in posts else [None] * len(posts)
+        return np.array([len(v) if isinstance(v, (list, np.ndarray)) else len(parse(c))
+                         for v, c in zip(given, caption, strict=True)], dtype=np.float64)
 
     cols = []
     for name in ("followers", "following", "user_posts"):
@@ -84,7 +67,7 @@ def context_features(posts: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
         else:
             absent.append(name)
             cols.append(np.zeros(len(posts)))
-    cols += [count("hashtags", HASHTAG), count("mentions", MENTION), np.log1p(caption.str.len().to_numpy())]
+    cols += [count("hashtags", parse_hashtags), count("mentions", parse_mentions), np.log1p(caption.str.len().to_numpy())]
     if "caption" not in posts:
         absent.append("caption")
     return np.stack(cols, axis=1).astype(np.float32), absent
@@ -132,7 +115,8 @@ def _collate(items):
 def run_baseline(posts_path: str | os.PathLike, config: TrainConfig) -> dict[str, Any]:
     """Train the absolute-IPA baseline with ``config``'s backbone and schedule; return its report."""
     pairs = read_pairs(config.pairs)
-    posts = read_posts(posts_path)
+    posts = read_posts(posts_path, rejects_path=Path(config.out) / "posts_rejects.csv" if config.out else None)
+    posts_checked = posts.attrs["posts"]
     feats, absent = context_features(posts)
     posts = posts.assign(_row=np.arange(len(posts)))
     split_of: dict[str, str] = {}
@@ -191,7 +175,7 @@ def run_baseline(posts_path: str | os.PathLike, config: TrainConfig) -> dict[str
     report = _report(posts, pairs, pred, image_scalar, target, is_train)
     report.update(posts=str(posts_path), pairs=str(config.pairs), backbone=config.backbone,
                   missing_images=missing, absent_features=absent, features=["image_score", *FEATURES],
-                  epochs=config.epochs)
+                  epochs=config.epochs, posts_checked=posts_checked)
     if config.out:
         _save(model, report, config, Path(config.out))
         # Per-post outputs, so others can judge the baseline against any order (the demo: true intrinsic order).
@@ -248,9 +232,10 @@ def _save(model: AbsoluteIPA, report: dict[str, Any], config: TrainConfig, out: 
     import json
 
     from iipa.checkpoint import atomic_torch_save
+    from iipa.fileio import write_text
 
     out.mkdir(parents=True, exist_ok=True)
     atomic_torch_save({"config": config.to_dict(), "report": json.loads(json.dumps(report)),
                        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}},
                       out / "baseline.pt")
-    (out / "baseline.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    write_text(out / "baseline.json", json.dumps(report, indent=2) + "\n")
