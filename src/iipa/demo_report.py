@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 import io
 import json
 from pathlib import Path
@@ -11,17 +10,10 @@ from typing import Any
 import pandas as pd
 from PIL import Image
 
+from iipa.fileio import write_text
 from iipa.levels import LEVELS
-from iipa.report import data_uri, jpeg_thumbnail
-
-_CSS = """
-body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1000px;padding:0 1rem;color:#222}
-h1{font-size:1.5rem} h2{font-size:1.15rem;margin-top:2rem;border-bottom:1px solid #ddd}
-table{border-collapse:collapse;margin:.5rem 0} td,th{border:1px solid #ccc;padding:.25rem .6rem;text-align:left}
-th{background:#f3f3f3} .num{text-align:right;font-variant-numeric:tabular-nums}
-.grid{display:flex;flex-wrap:wrap;gap:.6rem} figure{margin:0;width:170px;font-size:.8rem}
-figure img{width:170px;height:auto;display:block} img.plot{max-width:100%} .finding{margin:.3rem 0}
-"""
+from iipa.report import jpeg_thumbnail
+from iipa.templating import render
 
 
 def _png(fig) -> bytes:
@@ -107,67 +99,49 @@ def _verdict(a: dict[str, Any] | None, b: dict[str, Any] | None) -> str:
 
 def write_report(path: Path, m: dict[str, Any], *, run_dir: Path, scored: pd.DataFrame, model_path: Path,
                  config: Any) -> Path:
-    from iipa.explain import heatmap_overlay
     from iipa.report import score_histogram
     from iipa.weights import load_model
 
     model = load_model(model_path)
-    esc = html.escape
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>iipa demo report</title><style>{_CSS}</style>"
-             "</head><body><h1>iipa demo: intrinsic image popularity on a simulated social network</h1>",
-             f"<p>Finished in {m['seconds']:.0f} s. Backbone <b>{esc(config.backbone)}</b> "
-             f"({esc(config.pretrained)} weights), {config.epochs} epochs, images {config.image_size} px, seed "
-             f"{config.seed}. Everything ran offline on the CPU.</p>", "<h2>Findings</h2>"]
-    parts += [f"<p class='finding'>{esc(f)}</p>" for f in _findings(m)]
-
-    parts.append("<h2>PDIP database (paper Table 1)</h2><table>")
-    for key, value in (m.get("table1") or {}).items():
-        shown = f"{value:.4g}" if isinstance(value, float) else esc(str(value))
-        parts.append(f"<tr><th>{esc(str(key))}</th><td class='num'>{shown}</td></tr>")
-    parts.append("</table><p>Pairs per split: " + ", ".join(f"{k} {v}" for k, v in m["pairs"].items()) + "</p>")
-
-    parts.append("<h2>Test pairwise accuracy (95% CI)</h2><table><tr><th>model</th><th>vs PDIP labels</th>"
-                 "<th>vs true intrinsic order</th></tr>")
-    rows = [("PDIP-trained ranker (Siamese, paper §3.2)", m["ranker"].get("vs_pdip_labels"), m["ranker"].get("vs_true_order")),
-            ("absolute-likes baseline (paper §4.2 ablation)", m["baseline"].get("vs_pdip_labels"), m["baseline"].get("vs_true_order")),
-            ("baseline's image scalar alone", m["baseline"].get("image_scalar_vs_pdip_labels"), None)]
-    for name, lab, tru in rows:
-        parts.append(f"<tr><td>{esc(name)}</td><td class='num'>{_pct(lab)}</td><td class='num'>{_pct(tru)}</td></tr>")
-    parts.append("<tr><td>chance</td><td class='num'>50%</td><td class='num'>50%</td></tr></table>")
-    parts.append(f"<p>Baseline Pearson r (predicted vs actual log likes): train "
-                 f"{m['baseline'].get('pearson_r_train') or float('nan'):.3f}, test "
-                 f"{m['baseline'].get('pearson_r_test') or float('nan'):.3f}. Ranker scores vs true intrinsic "
-                 f"popularity on test images: Spearman {m['ranker'].get('spearman_with_true_intrinsic', float('nan')):.3f}.</p>")
-
-    parts.append("<h2>Training curve</h2>")
-    curve = training_curve(run_dir)
-    parts.append(f"<img class='plot' alt='training curve' src='{data_uri(curve, 'image/png')}'>" if curve else
-                 "<p>No training metrics were logged.</p>")
-
     ok = scored[scored["error"].isna()] if "error" in scored else scored
-    parts.append("<h2>Score histogram with fitted Gaussian (paper Fig. 5)</h2>")
-    hist = score_histogram(ok["score"].tolist(), reference=model.reference, title="Test-image scores")
-    parts.append(f"<img class='plot' alt='score histogram' src='{data_uri(hist, 'image/png')}'>")
+    base = m["baseline"]
+    context = {
+        "title": "iipa demo report", "seconds": m["seconds"], "config": config, "findings": _findings(m),
+        "table1": [(str(k), f"{v:.4g}" if isinstance(v, float) else str(v)) for k, v in (m.get("table1") or {}).items()],
+        "pairs_per_split": ", ".join(f"{k} {v}" for k, v in m["pairs"].items()),
+        "accuracy_rows": [(name, _pct(lab), _pct(tru)) for name, lab, tru in (
+            ("PDIP-trained ranker (Siamese, paper §3.2)", m["ranker"].get("vs_pdip_labels"), m["ranker"].get("vs_true_order")),
+            ("absolute-likes baseline (paper §4.2 ablation)", base.get("vs_pdip_labels"), base.get("vs_true_order")),
+            ("baseline's image scalar alone", base.get("image_scalar_vs_pdip_labels"), None))],
+        "pearson_train": base.get("pearson_r_train") or float("nan"),
+        "pearson_test": base.get("pearson_r_test") or float("nan"),
+        "spearman": m["ranker"].get("spearman_with_true_intrinsic", float("nan")),
+        "curve_png": training_curve(run_dir),
+        "histogram_png": score_histogram(ok["score"].tolist(), reference=model.reference, title="Test-image scores"),
+        "levels": _level_examples(ok, config.examples_per_level),
+        "gradcam": _gradcam_examples(model, ok, config.gradcam_examples),
+        "config_json": json.dumps(m.get("config"), indent=2),
+    }
+    return write_text(path, render("demo_report.html", **context))
 
-    parts.append("<h2>Examples per popularity level (paper Fig. 6)</h2>")
+
+def _level_examples(ok: pd.DataFrame, k: int) -> list[tuple[str, int, list[tuple[bytes, str]]]]:
+    """Paper Fig. 6: the top-k images of each level, best level first."""
+    out = []
     for lev in reversed(LEVELS):
-        group = ok[ok["level"] == lev].sort_values("score", ascending=False).head(config.examples_per_level)
-        parts.append(f"<h3>{lev} ({int((ok['level'] == lev).sum())} images)</h3><div class='grid'>")
-        for _, row in group.iterrows():
-            img = Image.open(row["path"])
-            parts.append(f"<figure><img alt='{esc(lev)}' src='{data_uri(jpeg_thumbnail(img.convert('RGB'), 170), 'image/jpeg')}'>"
-                         f"<figcaption>score {row['score']:.2f} · {row['scaled']:.0f}/100 · true "
-                         f"{row['intrinsic']:+.2f}</figcaption></figure>")
-        parts.append("</div>")
+        group = ok[ok["level"] == lev].sort_values("score", ascending=False).head(k)
+        examples = [(jpeg_thumbnail(Image.open(row["path"]).convert("RGB"), 170),
+                     f"score {row['score']:.2f} · {row['scaled']:.0f}/100 · true {row['intrinsic']:+.2f}")
+                    for _, row in group.iterrows()]
+        out.append((lev, int((ok["level"] == lev).sum()), examples))
+    return out
 
-    parts.append("<h2>Grad-CAM: what drives the score (paper Fig. 7)</h2><div class='grid'>")
+
+def _gradcam_examples(model, ok: pd.DataFrame, k: int) -> list[tuple[bytes, str]]:
+    """Paper Fig. 7: Grad-CAM overlays of the best and the worst scored images."""
+    from iipa.explain import heatmap_overlay
+
     ranked = ok.sort_values("score", ascending=False)
-    k = config.gradcam_examples
-    for _, row in pd.concat([ranked.head(k // 2 + k % 2), ranked.tail(k // 2)]).iterrows():
-        over = heatmap_overlay(model, row["path"])
-        parts.append(f"<figure><img alt='heatmap' src='{data_uri(jpeg_thumbnail(over, 170), 'image/jpeg')}'>"
-                     f"<figcaption>score {row['score']:.2f} ({esc(str(row['level']))})</figcaption></figure>")
-    parts.append("</div>")
-    parts.append("<h2>Configuration</h2><pre>" + esc(json.dumps(m.get("config"), indent=2)) + "</pre></body></html>")
-    path.write_text("".join(parts), encoding="utf-8")
-    return path
+    chosen = pd.concat([ranked.head(k // 2 + k % 2), ranked.tail(k // 2)])
+    return [(jpeg_thumbnail(heatmap_overlay(model, row["path"]), 170), f"score {row['score']:.2f} ({row['level']})")
+            for _, row in chosen.iterrows()]

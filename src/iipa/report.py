@@ -8,8 +8,6 @@ opened offline and still shows everything.
 
 from __future__ import annotations
 
-import base64
-import html
 import io
 import math
 import os
@@ -23,9 +21,11 @@ from PIL import Image
 
 from iipa import levels
 from iipa.errors import ImageError
+from iipa.fileio import write_bytes, write_text
 from iipa.images import open_image
 from iipa.models import PopularityNet
 from iipa.scoring import ScoreResult
+from iipa.templating import data_uri, render  # noqa: F401 - data_uri: public since the album had it
 
 LEVEL_COLOURS = {"poor": "#c0392b", "bad": "#e67e22", "fair": "#7f8c8d", "good": "#27ae60", "excellent": "#2471a3"}
 
@@ -118,61 +118,17 @@ def build_album(results: Sequence[ScoreResult], *, model: PopularityNet | None =
     return entries
 
 
-def data_uri(data: bytes, mime: str) -> str:
-    """Embed bytes in HTML: the report needs no file beside it and no network."""
-    return f"data:{mime};base64," + base64.b64encode(data).decode("ascii")
-
-
-_CSS = """
-body{font-family:system-ui,sans-serif;margin:1.5rem;background:#fafafa;color:#222}
-h1{font-size:1.4rem;margin:0 0 .3rem} .meta{color:#555;font-size:.9rem;margin-bottom:1rem}
-.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(%(w)spx,1fr));gap:1rem}
-.card{background:#fff;border:1px solid #ddd;border-radius:6px;padding:.5rem}
-.card img{width:100%%;height:auto;display:block;border-radius:3px}
-.pics{display:grid;gap:.3rem} .pics.two{grid-template-columns:1fr 1fr}
-.name{font-size:.8rem;word-break:break-all;margin:.3rem 0}
-.rank{font-weight:bold;margin-right:.3rem} .score{font-variant-numeric:tabular-nums}
-.level{color:#fff;border-radius:3px;padding:0 .35rem;font-size:.8rem}
-.error{color:#c0392b;font-size:.85rem} .hist{max-width:640px;width:100%%;margin:.5rem 0 1rem}
-"""
-
-
 def album_html(entries: Sequence[AlbumEntry], *, title: str = "iipa album",
                histogram_png: bytes | None = None, summary: str = "") -> str:
-    """The contact sheet as one HTML string (everything embedded)."""
-    esc = html.escape
-    cards = []
-    rank = 0
+    """The contact sheet as one HTML string (everything embedded; template ``album.html``)."""
+    cards, rank = [], 0
     for e in entries:
-        r = e.result
-        pics = ""
-        if e.thumbnail:
-            pics += f'<img alt="{esc(os.path.basename(r.source))}" src="{data_uri(e.thumbnail, "image/jpeg")}">'
-        if e.heatmap:
-            pics += f'<img alt="heatmap" title="Grad-CAM: warm regions raise the score" src="{data_uri(e.heatmap, "image/jpeg")}">'
-        if r.ok:
-            rank += 1
-            badge = (f' <span class="level" style="background:{LEVEL_COLOURS.get(r.level, "#555")}">{esc(r.level)}</span>'
-                     if r.level else "")
-            scaled = f" · {r.scaled:.0f}/100" if r.scaled is not None else ""
-            info = f'<span class="rank">#{rank}</span><span class="score">{r.score:.3f}{scaled}</span>{badge}'
-        else:
-            info = '<span class="rank">–</span>'
-        err = f'<div class="error">{esc(r.error)}</div>' if r.error else ""
-        cards.append(
-            f'<div class="card"><div class="pics{" two" if e.heatmap else ""}">{pics}</div>'
-            f'<div>{info}</div><div class="name">{esc(r.source)}</div>{err}</div>'
-        )
-    hist = (f'<img class="hist" alt="score histogram" src="{data_uri(histogram_png, "image/png")}">'
-            if histogram_png else "")
+        rank += e.result.ok
+        cards.append({"result": e.result, "rank": rank if e.result.ok else None, "thumbnail": e.thumbnail,
+                      "heatmap": e.heatmap, "name": os.path.basename(e.result.source)})
     width = 320 if any(e.heatmap for e in entries) else 180
-    return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-        f"<title>{esc(title)}</title><style>{_CSS % {'w': width}}</style></head><body>"
-        f"<h1>{esc(title)}</h1><div class=\"meta\">{esc(summary)}</div>{hist}"
-        f"<div class=\"grid\">{''.join(cards)}</div></body></html>\n"
-    )
+    return render("album.html", title=title, summary=summary, histogram_png=histogram_png, cards=cards,
+                  width=width, colours=LEVEL_COLOURS)
 
 
 def write_album(results: Sequence[ScoreResult], path: str | os.PathLike, *,
@@ -200,9 +156,8 @@ def write_album(results: Sequence[ScoreResult], path: str | os.PathLike, *,
     if reference:
         summary += (f". Levels and x/100 use the reference mean {float(reference['mean']):.3g}, "
                     f"std {float(reference['std']):.3g}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(album_html(entries, title=title or f"iipa album: {path.stem}", histogram_png=png,
-                               summary=summary), encoding="utf-8")
+    write_text(path, album_html(entries, title=title or f"iipa album: {path.stem}", histogram_png=png,
+                                summary=summary))
     hist_path = Path(histogram_path) if histogram_path else path.with_name(path.stem + ".histogram.png")
-    hist_path.write_bytes(png)
+    write_bytes(hist_path, png)
     return {"report": path, "histogram": hist_path, "fit": fit}

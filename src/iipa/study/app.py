@@ -16,7 +16,6 @@ Request bodies are limited to ``MAX_BODY_BYTES`` (413).
 
 from __future__ import annotations
 
-import html
 import io
 import secrets
 from pathlib import Path
@@ -33,6 +32,7 @@ from iipa.study import service
 from iipa.study.exports import answers_frame, pairs_frame, participants_frame, write_frame
 from iipa.study.stimuli import MEDIA_TYPE
 from iipa.study.storage import MAX_ID, Base, Stimulus, Store
+from iipa.templating import render
 
 STATIC = Path(__file__).parent / "static"
 # A sign-up or an answer is a few hundred bytes of JSON; 64 KiB leaves room and no more.
@@ -144,18 +144,12 @@ def create_app(db: str | Store, *, admin_token: str) -> FastAPI:
 
 
 def admin_page(store: Store) -> str:
-    """Progress of every participant, with links to the exports (the cookie authorises them)."""
+    """Progress of every participant, with links to the exports (the cookie authorises them;
+    template ``study_admin.html``)."""
     people = participants_frame(store)
     with store.session() as s:
         name = store.study(s).name
-    links = " · ".join(f'<a href="/admin/export/{t}.{f}">{t}.{f}</a>'
-                       for t in ("answers", "participants", "pairs") for f in ("csv", "json"))
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in people.columns)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape('' if v is None else str(v))}</td>" for v in row)
-                   + "</tr>" for row in people.itertuples(index=False))
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(name)} admin</title>"
-            "<link rel='stylesheet' href='/static/study.css'></head><body class='admin'>"
-            f"<h1>{html.escape(name)}</h1><p>{len(people)} participants, "
-            f"{int(people['finished_at'].notna().sum())} finished, {int(people['excluded'].sum())} "
-            f"excluded by attention checks.</p><p>Exports: {links}</p>"
-            f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></body></html>")
+    return render("study_admin.html", title=f"{name} admin", name=name, n_people=len(people),
+                  n_finished=int(people["finished_at"].notna().sum()), n_excluded=int(people["excluded"].sum()),
+                  exports=[(t, f) for t in ("answers", "participants", "pairs") for f in ("csv", "json")],
+                  columns=list(people.columns), rows=list(people.itertuples(index=False)))

@@ -3,7 +3,6 @@ PNG plots (matplotlib, Agg backend; nothing is fetched from the network)."""
 
 from __future__ import annotations
 
-import html
 import json
 import math
 import os
@@ -13,7 +12,9 @@ import numpy as np
 import pandas as pd
 
 from iipa.csvsafe import frame_to_csv
+from iipa.fileio import write_text
 from iipa.study.analysis import CATEGORIES, StudyResults
+from iipa.templating import render
 
 THUMB = 96
 
@@ -26,11 +27,16 @@ def _fmt(v: object, digits: int = 1) -> str:
     return str(v)
 
 
+def _cell(text: str) -> str:
+    """A Markdown table cell: a pipe inside a value must not split the cell."""
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
 def _md_table(df: pd.DataFrame, index: bool = False, digits: int = 1) -> str:
     d = df.reset_index() if index else df
-    head = "| " + " | ".join(map(str, d.columns)) + " |"
+    head = "| " + " | ".join(_cell(str(c)) for c in d.columns) + " |"
     sep = "|" + "|".join("---" for _ in d.columns) + "|"
-    rows = ["| " + " | ".join(_fmt(v, digits) for v in row) + " |" for row in d.itertuples(index=False)]
+    rows = ["| " + " | ".join(_cell(_fmt(v, digits)) for v in row) + " |" for row in d.itertuples(index=False)]
     return "\n".join([head, sep, *rows])
 
 
@@ -130,36 +136,8 @@ def markdown(res: StudyResults, plots: list[str]) -> str:
 
 
 def html_report(md_text: str) -> str:
-    """A self-contained HTML rendering of the Markdown (tables, headings, images)."""
-    out, table = [], []
-
-    def flush():
-        if table:
-            rows = [r.strip("|").split("|") for r in table if not r.startswith("|---")]
-            cells = "".join("<tr>" + "".join(f"<{'th' if i == 0 else 'td'}>{html.escape(c.strip())}"
-                                              f"</{'th' if i == 0 else 'td'}>" for c in row) + "</tr>"
-                            for i, row in enumerate(rows))
-            out.append(f"<table>{cells}</table>")
-            table.clear()
-
-    for line in md_text.splitlines():
-        if line.startswith("|"):
-            table.append(line)
-            continue
-        flush()
-        if line.startswith("#"):
-            level = len(line) - len(line.lstrip("#"))
-            out.append(f"<h{level}>{html.escape(line.lstrip('# '))}</h{level}>")
-        elif line.startswith("!["):
-            src = line[line.index("(") + 1:-1]
-            out.append(f'<img src="{html.escape(src)}" alt="{html.escape(src)}">')
-        elif line.strip():
-            out.append(f"<p>{html.escape(line)}</p>")
-    flush()
-    style = ("body{font-family:system-ui,sans-serif;max-width:960px;margin:auto;padding:1rem}"
-             "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.2rem .5rem}"
-             "img{max-width:100%}")
-    return f"<!doctype html><html><head><meta charset='utf-8'><title>2AFC study analysis</title><style>{style}</style></head><body>{''.join(out)}</body></html>\n"
+    """A self-contained HTML rendering of the Markdown (markdown-it-py: tables, headings, images)."""
+    return render("study_report.html", title="2AFC study analysis", markdown_text=md_text)
 
 
 def write_report(res: StudyResults, out_dir: str | os.PathLike) -> dict[str, Path]:
@@ -179,9 +157,9 @@ def write_report(res: StudyResults, out_dir: str | os.PathLike) -> dict[str, Pat
         frame_to_csv(res.scale, out / "scale.csv")
         files["scale"] = out / "scale.csv"
     md = markdown(res, [p.name for k, p in files.items() if k.endswith("_plot")])
-    (out / "report.md").write_text(md)
-    (out / "report.html").write_text(html_report(md))
+    write_text(out / "report.md", md)
+    write_text(out / "report.html", html_report(md))
     summary = res.summary() | {"table4": json.loads(res.table4.to_json())}
-    (out / "results.json").write_text(json.dumps(summary, indent=1) + "\n")
+    write_text(out / "results.json", json.dumps(summary, indent=1) + "\n")
     files |= {"markdown": out / "report.md", "html": out / "report.html", "json": out / "results.json"}
     return files
