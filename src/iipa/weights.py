@@ -93,8 +93,9 @@ register_weights(NamedWeights(
     url="",  # ships inside the package (iipa/assets/weights/): no download, works offline
     arch="efficientnet_lite0",
     profile="efficientnet",
-    description="EfficientNet-Lite0 trained by `iipa train`'s default recipe on real Instagram photos "
-                "(instagram-dev, 403 accounts); see its card for data, accuracy on unseen users and limits.",
+    description="EfficientNet-Lite0 (ImageNet) with a linear score head fitted on real Instagram photos "
+                "(instagram-dev, all 572 accounts); see its card for data, cross-validated accuracy on unseen "
+                "accounts and limits.",
 ))
 
 

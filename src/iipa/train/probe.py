@@ -27,7 +27,7 @@ def fit_pairwise_logistic(features: np.ndarray, high: np.ndarray, low: np.ndarra
     # Scores per image, then differences per pair: no n_pairs x dim matrix (tens of thousands of
     # pairs stay cheap). Both orientations of a pair give the same BCE, so one suffices: the fit
     # is antisymmetric by construction.
-    y = torch.as_tensor(np.asarray(target, dtype=np.float64))
+    y = torch.as_tensor(np.array(target, dtype=np.float64))
     w = torch.zeros(z.shape[1], dtype=torch.float64, requires_grad=True)
     opt = torch.optim.LBFGS([w], max_iter=max_iter, line_search_fn="strong_wolfe", tolerance_grad=1e-9)
 
@@ -38,7 +38,7 @@ def fit_pairwise_logistic(features: np.ndarray, high: np.ndarray, low: np.ndarra
         loss.backward()
         return loss
 
-    loss = float(opt.step(closure))
+    loss = float(opt.step(closure).detach())
     return (w.detach() / scale).numpy(), loss
 
 
