@@ -124,8 +124,10 @@ def fit(F: np.ndarray, index: dict[str, int], train: pd.DataFrame, select: pd.Da
     return {"l2": out["l2"], "w": w, "b": float(-(mu @ w))}
 
 
-def nested_fit(F, index, kind, users, posts, pdips, seed) -> dict:
-    """L2 chosen on 20 % of ``users`` held out, then the fit on all ``users`` with that L2."""
+def nested_fit(F, index, kind, users, posts, pdips, seed, l2: float | None = None) -> dict:
+    """L2 chosen on 20 % of ``users`` held out (or ``l2``, fixed a priori), then the fit on all ``users``."""
+    if l2 is not None:
+        return fit(F, index, training_pairs(kind, users, posts, pdips), None, (l2,))
     order = sorted(users)
     np.random.default_rng(seed).shuffle(order)
     inner_val = set(order[: max(1, len(order) // 5)])
@@ -139,7 +141,8 @@ def score_pairs(F, index, model, pairs) -> tuple[np.ndarray, np.ndarray]:
     return pairs["high_id"].map(s).to_numpy(), pairs["low_id"].map(s).to_numpy()
 
 
-def cross_validate(feats, index, posts, pdips, folds: int, seed: int, variants: list[str]) -> list[dict]:
+def cross_validate(feats, index, posts, pdips, folds: int, seed: int, variants: list[str],
+                   l2: float | None = None) -> list[dict]:
     accounts = sorted(posts["user_id"].astype(str).unique())
     np.random.default_rng(seed).shuffle(accounts)
     fold_of = {u: k % folds for k, u in enumerate(accounts)}
@@ -150,7 +153,7 @@ def cross_validate(feats, index, posts, pdips, folds: int, seed: int, variants: 
         hi_all, lo_all, per_fold, l2s, t0 = [], [], [], [], time.time()
         for k in range(folds):
             train_users = {u for u, f in fold_of.items() if f != k}
-            model = nested_fit(feats[feat], index, kind, train_users, posts, pdips, seed + k)
+            model = nested_fit(feats[feat], index, kind, train_users, posts, pdips, seed + k, l2)
             held = pdips[pdips["fold"] == k]
             hi, lo = score_pairs(feats[feat], index, model, held)
             per_fold.append(pairwise_accuracy(hi, lo)["accuracy"])
@@ -179,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--variants", default="all", help="comma-separated variant letters (a,b1,b2,c,c2) or 'all'")
+    ap.add_argument("--l2", type=float, help="fixed L2 for every fold instead of the nested choice")
     ap.add_argument("--ship", help="also fit on all accounts and save the shipped checkpoint here")
     ap.add_argument("--ship-variant", default="b1")
     args = ap.parse_args(argv)
@@ -191,17 +195,17 @@ def main(argv: list[str] | None = None) -> int:
     wanted = list(VARIANTS) if args.variants == "all" else [
         v for v in VARIANTS if v.split(":")[0] in args.variants.split(",")]
     print(f"{args.folds}-fold CV by account: {posts['user_id'].nunique()} accounts, {len(pdips)} held-out PDIPs "
-          f"of {pdips['user_id'].nunique()} accounts; L2 nested from {L2_GRID}")
+          f"of {pdips['user_id'].nunique()} accounts; L2 " + (f"fixed {args.l2:g}" if args.l2 else f"nested from {L2_GRID}"))
     print("| variant | pooled accuracy [95% Wilson] | PDIPs | per fold | fold mean +- sd | L2 per fold | s |")
     print("|---|---|---|---|---|---|---|")
-    rows = cross_validate(feats, index, posts, pdips, args.folds, args.seed, wanted)
+    rows = cross_validate(feats, index, posts, pdips, args.folds, args.seed, wanted, args.l2)
     if args.ship:
         from ship_cv import ship  # benchmarks/ship_cv.py: writes the head and the card
 
         variant = next(v for v in VARIANTS if v.split(":")[0] == args.ship_variant)
         feat, kind = VARIANTS[variant]
         users = set(posts["user_id"].astype(str))
-        model = nested_fit(feats[feat], index, kind, users, posts, pdips, args.seed)
+        model = nested_fit(feats[feat], index, kind, users, posts, pdips, args.seed, args.l2)
         train = training_pairs(kind, users, posts, pdips)
         cv = next((r for r in rows if r["variant"] == variant), None)
         ship(args.ship, model, train, feats[feat], index, cv, variant, args)
