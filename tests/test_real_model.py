@@ -56,9 +56,12 @@ def test_shipped_card_says_what_it_was_trained_on_and_how_well_it_ranks():
     assert card["domain"] == "real"
     data = card["training_data"]
     assert "instagram-dev" in data["source"] and data["training_users"] > 100 and data["training_pairs"] > 1000
-    val = card["validation"]["validation_users"]
-    assert 0.5 < val["accuracy"] <= 1 and val["ci95"][0] < val["accuracy"] < val["ci95"][1] and val["pairs"] > 100
-    assert card["validation"]["test_users"]["pairs"] > 100
+    # The estimate for unseen accounts: cross-validated by account, pooled over the folds.
+    est = card["validation"]["unseen_accounts"]
+    assert 0.5 < est["accuracy"] <= 1 and est["ci95"][0] < est["accuracy"] < est["ci95"][1] and est["pairs"] > 500
+    assert len(est["per_fold"]) >= 2 and "cross-validation" in est["what"]
+    earlier = card["validation"]["earlier_user_split_model"]  # labelled as the earlier model's
+    assert "previous" in earlier["what"] and earlier["test_users"]["pairs"] > 100
     assert any("chance" in b["method"] for b in card["baselines"])
     assert any("299" in limit for limit in card["limits"])
     assert card["reference"]["std"] > 0 and card["levels"]

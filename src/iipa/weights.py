@@ -135,8 +135,9 @@ register_weights(NamedWeights(
     profile="efficientnet",
     domain="real",
     package_file="assets/weights/instagram-lite0.pt",
-    description="EfficientNet-Lite0 trained by `iipa train`'s default recipe on real Instagram photos "
-                "(instagram-dev, 403 accounts); see its card for data, accuracy on unseen users and limits.",
+    description="EfficientNet-Lite0 (ImageNet) with a linear score head fitted on real Instagram photos "
+                "(instagram-dev, all 572 accounts); see its card for data, cross-validated accuracy on unseen "
+                "accounts and limits.",
 ))
 
 

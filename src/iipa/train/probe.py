@@ -22,21 +22,23 @@ def fit_pairwise_logistic(features: np.ndarray, high: np.ndarray, low: np.ndarra
     where w' are the weights on standardised features. Returns (w, final loss)."""
     feats = torch.as_tensor(np.array(features, dtype=np.float64))
     scale = feats.std(0).clamp_min(1e-6)
+    z = feats / scale
     high, low = torch.as_tensor(np.array(high, dtype=np.int64)), torch.as_tensor(np.array(low, dtype=np.int64))
-    x = (feats[high] - feats[low]) / scale
-    x = torch.cat([x, -x])  # both orientations: an antisymmetric fit
-    y = torch.as_tensor(np.asarray(target, dtype=np.float64))
-    y = torch.cat([y, 1 - y])
-    w = torch.zeros(x.shape[1], dtype=torch.float64, requires_grad=True)
+    # Scores per image, then differences per pair: no n_pairs x dim matrix (tens of thousands of
+    # pairs stay cheap). Both orientations of a pair give the same BCE, so one suffices: the fit
+    # is antisymmetric by construction.
+    y = torch.as_tensor(np.array(target, dtype=np.float64))
+    w = torch.zeros(z.shape[1], dtype=torch.float64, requires_grad=True)
     opt = torch.optim.LBFGS([w], max_iter=max_iter, line_search_fn="strong_wolfe", tolerance_grad=1e-9)
 
     def closure():
         opt.zero_grad()
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(x @ w, y) + l2 * (w @ w)
+        s = z @ w
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(s[high] - s[low], y) + l2 * (w @ w)
         loss.backward()
         return loss
 
-    loss = float(opt.step(closure))
+    loss = float(opt.step(closure).detach())
     return (w.detach() / scale).numpy(), loss
 
 
