@@ -26,7 +26,7 @@ def torch_scorer():
 
 @pytest.fixture(scope="module")
 def onnx_scorer():
-    return Scorer(DEFAULT_MODEL, device="cpu", num_workers=0)
+    return Scorer(device="cpu", num_workers=0)  # no model named: the default, as `iipa.Scorer()`
 
 
 def test_default_model_ships_an_onnx_companion():

@@ -110,13 +110,6 @@ class OnnxScorer(Scorer):
     def precision(self) -> str:
         return self.model.precision
 
-    def _overlaps_decoding(self) -> bool:
-        """Decode the next batch while onnxruntime runs, also on the CPU: its thread pool
-        does not spin at barriers like PyTorch's OpenMP (spinning is off, above), so the OS
-        shares the cores. EfficientNet-Lite0, 128 1080-px JPEGs, 2 loaded cores: 30-35 img/s
-        overlapped vs 25-27 alternating, bare session ~34 (``benchmarks/default_model_speed.py``)."""
-        return True
-
     def prepare(self, item: Any) -> tuple[torch.Tensor | None, str | None]:
         """The Scorer's views, made NCHW-contiguous here, in the decoding threads: the graph
         takes NCHW, and transposing the whole batch would happen in the model's thread."""

@@ -211,18 +211,12 @@ class Scorer:
         """One input -> (its views, None) or (None, error): what :meth:`iter_scores` decodes."""
         return prepare_item(self.profile, item, self.crops, self.max_pixels)
 
-    def _overlaps_decoding(self) -> bool:
-        """PyTorch on the CPU alternates decoding and the model (see
-        :func:`iipa.runtime.decode_threads`); on a GPU the CPUs are free to decode meanwhile."""
-        return self.device.type != "cpu"
-
     def _batches(self, items: Sequence[ImageInput], pool: ThreadPoolExecutor | None) -> Iterator[list[Prepared]]:
-        """Decoded batches in order. With :meth:`_overlaps_decoding` the next batch decodes
-        while the model runs; otherwise it is only submitted once the caller comes back for
-        it (after the model ran)."""
+        """Decoded batches in order. On the CPU the next batch is only submitted once the
+        caller comes back for it (after the model ran); on a GPU it decodes meanwhile."""
         per_batch = max(1, self.batch_size // (self.crops if self.profile.crop else min(self.crops, 2)))
         starts = range(0, len(items), per_batch)
-        overlap = self._overlaps_decoding()
+        overlap = self.device.type != "cpu"
 
         def submit(start: int) -> list[Future] | list[Prepared]:
             chunk = items[start:start + per_batch]
