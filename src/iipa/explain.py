@@ -68,7 +68,7 @@ def as_scorer(model: ModelOrScorer) -> Scorer:
     """The Scorer whose scores an explanation reports (a model is scored on its own device)."""
     if isinstance(model, Scorer):
         return model
-    return Scorer(model, device=str(next(model.parameters()).device), num_workers=0)
+    return Scorer(model, device=str(next(model.parameters()).device), num_workers=0, runtime="torch")
 
 
 @dataclass

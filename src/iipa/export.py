@@ -112,7 +112,11 @@ def read_onnx_metadata(path: str | os.PathLike) -> dict[str, Any]:
         raise IIPAError(f"{path}: no such ONNX file") from None
     except Exception as exc:  # protobuf DecodeError and friends
         raise IIPAError(f"{path}: not a readable ONNX file ({exc.__class__.__name__}: {exc})") from None
-    props = {p.key: p.value for p in proto.metadata_props}
+    return parse_onnx_metadata({p.key: p.value for p in proto.metadata_props}, path)
+
+
+def parse_onnx_metadata(props: dict[str, str], path: str | os.PathLike) -> dict[str, Any]:
+    """The iipa metadata from an ONNX file's ``metadata_props`` (read by onnx or onnxruntime)."""
     if "iipa.profile" not in props:
         raise IIPAError(f"{path}: ONNX file without iipa metadata (iipa.profile); export it with `iipa export`")
     try:

@@ -15,11 +15,11 @@ import numpy as np
 import torch
 
 from iipa.errors import IIPAError
-from iipa.export import INPUT_NAME, read_onnx_metadata
+from iipa.export import INPUT_NAME, parse_onnx_metadata
 from iipa.images import DEFAULT_MAX_PIXELS
 from iipa.profiles import Profile
 from iipa.runtime import cpu_count
-from iipa.scoring import Scorer
+from iipa.scoring import Scorer, onnx_route
 
 
 @dataclass
@@ -45,9 +45,10 @@ def load_onnx_model(path: str | os.PathLike, *, device: str | None = "cpu", thre
     try:
         import onnxruntime as ort
     except ImportError as exc:
-        raise IIPAError(f"--runtime onnx needs onnxruntime: pip install 'iipa[onnx]' ({exc})") from None
+        raise IIPAError(f"--runtime onnx needs onnxruntime: pip install onnxruntime ({exc})") from None
 
-    meta = read_onnx_metadata(path)
+    if not os.path.isfile(path):
+        raise IIPAError(f"{path}: no such ONNX file")
     providers = ["CPUExecutionProvider"]
     if device and device.startswith("cuda"):
         if "CUDAExecutionProvider" not in ort.get_available_providers():
@@ -55,10 +56,17 @@ def load_onnx_model(path: str | os.PathLike, *, device: str | None = "cpu", thre
         providers.insert(0, "CUDAExecutionProvider")
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads or cpu_count()
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     # The scorer decodes on every core between model calls: threads spinning after a call
     # would take those cores from the decoders.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    session = ort.InferenceSession(os.fspath(path), sess_options=options, providers=providers)
+    try:
+        session = ort.InferenceSession(os.fspath(path), sess_options=options, providers=providers)
+    except Exception as exc:  # onnxruntime's InvalidProtobuf / Fail
+        raise IIPAError(f"{path}: not a readable ONNX file ({exc.__class__.__name__}: {exc})") from None
+    # Metadata from onnxruntime itself: scoring needs no `onnx` package (export does).
+    meta = parse_onnx_metadata(session.get_modelmeta().custom_metadata_map, path)
     info = dict(meta["info"] or {})
     info.setdefault("source", os.fspath(path))
     return OnnxModel(session, meta["arch"], meta["profile"], meta["reference"], info)
@@ -68,9 +76,11 @@ class OnnxScorer(Scorer):
     """Like :class:`Scorer`, with an ONNX file instead of a PyTorch model. The file fixes
     the precision (fp32 or int8): ``precision`` may only be ``auto`` or ``fp32``."""
 
+    runtime = "onnx"
+
     def __init__(
         self,
-        model: str | os.PathLike | OnnxModel,
+        model: str | os.PathLike | OnnxModel | None = None,
         *,
         device: str | None = "cpu",
         precision: str = "auto",
@@ -79,7 +89,7 @@ class OnnxScorer(Scorer):
         crops: int = 1,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         threads: int | None = None,
-        **_ignored: Any,  # channels_last / optimize: PyTorch-only knobs
+        **_ignored: Any,  # channels_last / optimize / runtime: PyTorch-only knobs or already resolved
     ) -> None:
         # Deliberately not Scorer.__init__: that loads a PyTorch model.
         if precision not in ("auto", "fp32"):
@@ -88,7 +98,9 @@ class OnnxScorer(Scorer):
         if device not in (None, "auto", "cpu") and not str(device).startswith("cuda"):
             raise IIPAError(f"unknown device {device!r} for onnxruntime; use cpu or cuda")
         device = None if device == "auto" else device
-        self.model = model if isinstance(model, OnnxModel) else load_onnx_model(model, device=device, threads=threads)
+        if not isinstance(model, OnnxModel):  # an .onnx file, or named weights' shipped export
+            model = load_onnx_model(onnx_route(model, runtime="onnx"), device=device, threads=threads)
+        self.model = model
         self.profile = self.model.profile
         self.device = torch.device("cpu")  # batches stay on the host; onnxruntime moves them
         self.autocast_dtype = None

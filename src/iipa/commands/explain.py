@@ -66,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
     if args.pair and len(paths) != 2:
         raise IIPAError(f"--pair needs exactly two images, got {len(paths)}")
     # Scores come from the Scorer, so they are the ones `iipa score` prints for these images.
-    scorer = Scorer(args.model, device=args.device, precision=args.precision, num_workers=0)
+    scorer = Scorer(args.model, device=args.device, precision=args.precision, num_workers=0,
+                    runtime="torch")  # Grad-CAM needs gradients
     model = scorer.model
     stems = _stems(paths)
     rows: list[dict] = []

@@ -61,7 +61,9 @@ def run(args: argparse.Namespace) -> int:
         raise IIPAError("no image files found in " + ", ".join(args.inputs))
     if args.heatmaps and str(args.model).lower().endswith(".onnx"):
         raise IIPAError("--heatmaps needs a PyTorch checkpoint (Grad-CAM needs gradients), not an ONNX file")
+    # Grad-CAM needs the PyTorch model: --heatmaps keeps the torch runtime.
     scorer = Scorer(args.model, device=args.device, precision=args.precision, batch_size=args.batch_size,
+                    runtime="torch" if args.heatmaps else "auto",
                     num_workers=args.workers, crops=args.crops, max_pixels=args.max_pixels)
     with progress_bar(len(paths), enabled=args.progress, desc="scoring") as bar:
         results = list(scorer.iter_scores(paths, progress=bar))

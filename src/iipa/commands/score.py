@@ -32,9 +32,10 @@ COLUMNS = ("path", "score", "scaled", "level", "error")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", help="image files, folders, globs, .txt or .csv lists; - reads paths from stdin")
     add_model_arguments(parser)
-    parser.add_argument("--runtime", choices=["torch", "onnx"], default=None,
-                        help="torch or onnx (onnxruntime, for files from `iipa export`); "
-                             "default: onnx for .onnx files, else torch")
+    parser.add_argument("--runtime", choices=["auto", "torch", "onnx"], default="auto",
+                        help="auto: onnxruntime for .onnx files, and for named weights that ship an ONNX export "
+                             "(the default model does) on the CPU in fp32 -- same scores, several times faster; "
+                             "else PyTorch. torch or onnx force one (default: auto)")
     add_loader_arguments(parser)
     parser.add_argument("--optimize", default="none", choices=["none", "jit", "compile"],
                         help="jit: trace and freeze the model (~20%% faster ResNet-50 on the CPU, seconds to build); "
@@ -51,14 +52,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _make_scorer(args: argparse.Namespace):
     from iipa.scoring import Scorer
 
-    onnx = str(args.model).lower().endswith(".onnx")
-    if args.runtime == "onnx" and not onnx:
-        raise IIPAError(f"--runtime onnx needs an .onnx file (make one with `iipa export --model {args.model}`)")
-    if args.runtime == "torch" and onnx:
-        raise IIPAError(f"{args.model} is an ONNX file; score it with --runtime onnx")
-    # Scorer gives an OnnxScorer for .onnx files: the same decoding, only the network call differs.
+    # Scorer gives an OnnxScorer for .onnx files and shipped ONNX exports (see --runtime):
+    # the same decoding, only the network call differs.
     return Scorer(args.model, device=args.device, precision=args.precision, optimize=args.optimize,
-                  batch_size=args.batch_size, num_workers=args.workers, crops=args.crops, max_pixels=args.max_pixels)
+                  runtime=args.runtime, batch_size=args.batch_size, num_workers=args.workers, crops=args.crops,
+                  max_pixels=args.max_pixels)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,0 +1,117 @@
+"""Scoring speed of the shipped default model, in one run, interleaved:
+
+    python benchmarks/default_model_speed.py            # 128 1080-px JPEGs, 2 rounds
+    python benchmarks/default_model_speed.py --quick    # 48 JPEGs, 1 round
+
+Per round, for the default weights (``DEFAULT_MODEL``) on the CPU in fp32:
+  bare torch    ``Scorer(runtime="torch").score_batch`` on a prepared uint8 batch
+  bare onnx     the shipped ONNX export's session (``OnnxScorer.score_batch``), same batch
+  e2e torch     ``Scorer(runtime="torch").iter_scores`` over the JPEG files
+  e2e default   ``Scorer()`` (what ``iipa score`` builds: onnxruntime via the companion)
+  iipa score    the CLI in a fresh process, startup and model loading included
+and decoding alone (the profile's ``prepare`` on every core). Images: ``_photos.py``.
+The machine may be shared: compare the ratios (taken within a round) and quote the load
+average printed with them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from _photos import jpeg_photos
+
+from iipa import Scorer
+from iipa.runtime import cpu_count
+from iipa.weights import DEFAULT_MODEL
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def bare_rate(scorer: Scorer, batch: torch.Tensor, seconds: float) -> float:
+    scorer.score_batch(batch)  # warm-up
+    n, t = 0, time.perf_counter()
+    while time.perf_counter() - t < seconds or n == 0:
+        scorer.score_batch(batch)
+        n += len(batch)
+    return n / (time.perf_counter() - t)
+
+
+def e2e_rate(scorer: Scorer, paths: list[Path]) -> tuple[float, np.ndarray]:
+    list(scorer.iter_scores(paths[: scorer.batch_size]))  # warm-up
+    t = time.perf_counter()
+    scores = np.array([r.score for r in scorer.iter_scores(paths)])
+    return len(paths) / (time.perf_counter() - t), scores
+
+
+def cli_rate(folder: Path, n: int) -> float:
+    env = dict(os.environ, PYTHONPATH=str(REPO / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    t = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "iipa", "score", str(folder), "--format", "csv", "--device", "cpu"],
+                   check=True, env=env, stdout=subprocess.DEVNULL)
+    return n / (time.perf_counter() - t)
+
+
+def decode_rate(scorer: Scorer, paths: list[Path]) -> float:
+    from concurrent.futures import ThreadPoolExecutor
+
+    t = time.perf_counter()
+    with ThreadPoolExecutor(cpu_count()) as pool:
+        list(pool.map(scorer.prepare, paths))
+    return len(paths) / (time.perf_counter() - t)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, default=128)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--seconds", type=float, default=3.0, help="time per bare-model measurement")
+    ap.add_argument("--quick", action="store_true")
+    args = ap.parse_args()
+    if args.quick:
+        args.n, args.rounds, args.seconds = 48, 1, 2.0
+    print(f"{DEFAULT_MODEL}, {args.n} JPEGs 1080x1080, batch 32, {cpu_count()} CPUs, torch {torch.__version__}, "
+          f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = []
+        for i, data in enumerate(jpeg_photos(args.n, 1080)):
+            paths.append(Path(tmp) / f"img{i:04d}.jpg")
+            paths[-1].write_bytes(data)
+        torch_scorer = Scorer(runtime="torch", device="cpu")
+        default = Scorer(device="cpu")
+        print(f"default Scorer runs on: {default.runtime}")
+        size = default.profile.input_size
+        batch = torch.randint(0, 256, (32, 3, size, size), dtype=torch.uint8)
+        rows: dict[str, list[float]] = {}
+        for r in range(args.rounds):
+            got = {
+                "bare torch": bare_rate(torch_scorer, batch, args.seconds),
+                "bare onnx": bare_rate(default, batch, args.seconds),
+            }
+            got["e2e torch"], ref = e2e_rate(torch_scorer, paths)
+            got["e2e default"], scores = e2e_rate(default, paths)
+            got["iipa score"] = cli_rate(Path(tmp), args.n)
+            got["decode only"] = decode_rate(default, paths)
+            for k, v in got.items():
+                rows.setdefault(k, []).append(v)
+            print(f"round {r + 1}: " + "  ".join(f"{k} {v:.1f}" for k, v in got.items())
+                  + f"  img/s; max |score default - torch| {np.abs(scores - ref).max():.1e}")
+        med = {k: statistics.median(v) for k, v in rows.items()}
+    print("\nmedian img/s: " + "  ".join(f"{k} {v:.1f}" for k, v in med.items()))
+    print(f"bare onnx / bare torch       {med['bare onnx'] / med['bare torch']:.2f}")
+    print(f"e2e default / bare onnx      {med['e2e default'] / med['bare onnx']:.2f}")
+    print(f"e2e default / e2e torch      {med['e2e default'] / med['e2e torch']:.2f}")
+    print(f"iipa score (CLI) / bare onnx {med['iipa score'] / med['bare onnx']:.2f}")
+    print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+
+
+if __name__ == "__main__":
+    main()
