@@ -175,9 +175,9 @@ def format_card(card: dict[str, Any]) -> str:
     if card.get("domain"):
         lines.append(f"domain     {card['domain']}" + ("  (rendered shapes: not for real photos)"
                                                         if card["domain"] == "simulated" else ""))
-    for key in ("description", "homepage", "cache_path"):
+    for key, label in (("description", "about"), ("homepage", "homepage"), ("cache_path", "cached at")):
         if card.get(key):
-            lines.append(f"{key:10s} {card[key]}")
+            lines.append(f"{label:10s} {card[key]}")
     lines += ["", "score      " + card["score_meaning"], "range      " + card["score_range"]]
     ref = card["reference"]
     if ref:

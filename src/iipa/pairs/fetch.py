@@ -75,13 +75,13 @@ def items_from_table(table: str | os.PathLike, *, url_template: str | None = Non
     import duckdb
     import pandas as pd
 
-    from iipa.pairs.schema import _reader_sql, expand_post_files
+    from iipa.pairs.schema import expand_post_files, reader_sql
     from iipa.pairs.table import read_pairs
 
     path = Path(table)
     con = duckdb.connect()
     try:
-        con.execute(f"CREATE VIEW t AS {_reader_sql(expand_post_files([path]))}")
+        con.execute(f"CREATE VIEW t AS {reader_sql(expand_post_files([path]))}")
         cols = {r[0] for r in con.execute("DESCRIBE t").fetchall()}
     except IIPAError:
         raise
@@ -92,7 +92,7 @@ def items_from_table(table: str | os.PathLike, *, url_template: str | None = Non
         ids = list(dict.fromkeys(pd.concat([pairs["high_id"], pairs["low_id"]]).astype(str)))
         urls: dict[str, str] = {}
         if posts:
-            con.execute(f"CREATE VIEW p AS {_reader_sql(expand_post_files(posts))}")
+            con.execute(f"CREATE VIEW p AS {reader_sql(expand_post_files(posts))}")
             pcols = {r[0] for r in con.execute("DESCRIBE p").fetchall()}
             if "image_url" not in pcols or "post_id" not in pcols:
                 raise IIPAError("posts files for URLs need post_id and image_url columns")

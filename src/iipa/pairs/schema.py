@@ -107,7 +107,7 @@ def _json_columns(file_list_sql: str) -> list[str]:
     return [r[0] for r in rows]
 
 
-def _reader_sql(files: list[Path]) -> str:
+def reader_sql(files: list[Path]) -> str:
     by_kind: dict[str, list[Path]] = {}
     for f in files:
         by_kind.setdefault(SUFFIXES[f.suffix.lower()], []).append(f)
@@ -147,7 +147,7 @@ def register_posts(con, posts, *, crawled_at: datetime | str | None = None,
     else:
         files = expand_post_files(posts)
         try:
-            con.execute(f"CREATE OR REPLACE TEMP VIEW raw_posts AS {_reader_sql(files)}")
+            con.execute(f"CREATE OR REPLACE TEMP VIEW raw_posts AS {reader_sql(files)}")
         except Exception as exc:  # noqa: BLE001 - reader errors are bad input files
             raise IIPAError(f"cannot read posts from {', '.join(map(str, files))}: {exc}") from None
         where = ", ".join(map(str, files))
