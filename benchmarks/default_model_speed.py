@@ -28,6 +28,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from _photos import jpeg_photos
+from _timing import bare_rate, decode_rate
+from _timing import end_to_end as e2e_rate
 
 from iipa import Scorer
 from iipa.runtime import cpu_count
@@ -36,37 +38,12 @@ from iipa.weights import DEFAULT_MODEL
 REPO = Path(__file__).resolve().parents[1]
 
 
-def bare_rate(scorer: Scorer, batch: torch.Tensor, seconds: float) -> float:
-    scorer.score_batch(batch)  # warm-up
-    n, t = 0, time.perf_counter()
-    while time.perf_counter() - t < seconds or n == 0:
-        scorer.score_batch(batch)
-        n += len(batch)
-    return n / (time.perf_counter() - t)
-
-
-def e2e_rate(scorer: Scorer, paths: list[Path]) -> tuple[float, np.ndarray]:
-    list(scorer.iter_scores(paths[: scorer.batch_size]))  # warm-up
-    t = time.perf_counter()
-    scores = np.array([r.score for r in scorer.iter_scores(paths)])
-    return len(paths) / (time.perf_counter() - t), scores
-
-
 def cli_rate(folder: Path, n: int) -> float:
     env = dict(os.environ, PYTHONPATH=str(REPO / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""))
     t = time.perf_counter()
     subprocess.run([sys.executable, "-m", "iipa", "score", str(folder), "--format", "csv", "--device", "cpu"],
                    check=True, env=env, stdout=subprocess.DEVNULL)
     return n / (time.perf_counter() - t)
-
-
-def decode_rate(scorer: Scorer, paths: list[Path]) -> float:
-    from concurrent.futures import ThreadPoolExecutor
-
-    t = time.perf_counter()
-    with ThreadPoolExecutor(cpu_count()) as pool:
-        list(pool.map(scorer.prepare, paths))
-    return len(paths) / (time.perf_counter() - t)
 
 
 def main() -> None:
@@ -99,7 +76,7 @@ def main() -> None:
             got["e2e torch"], ref = e2e_rate(torch_scorer, paths)
             got["e2e default"], scores = e2e_rate(default, paths)
             got["iipa score"] = cli_rate(Path(tmp), args.n)
-            got["decode only"] = decode_rate(default, paths)
+            got["decode only"] = decode_rate(default, paths, cpu_count())
             for k, v in got.items():
                 rows.setdefault(k, []).append(v)
             print(f"round {r + 1}: " + "  ".join(f"{k} {v:.1f}" for k, v in got.items())

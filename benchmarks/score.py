@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from _photos import jpeg_photos
+from _timing import bare_rate, decode_rate, end_to_end
 from scipy.stats import norm, spearmanr
 
 from iipa import PopularityNet, Scorer, save_checkpoint
@@ -50,32 +51,6 @@ def make_jpegs(folder: Path, n: int, size: int, seed: int = 0) -> list[Path]:
         path.write_bytes(data)
         paths.append(path)
     return paths
-
-
-def bare_rate(scorer: Scorer, batch: torch.Tensor, seconds: float) -> float:
-    """Images per second of ``score_batch`` alone on a prepared uint8 batch."""
-    scorer.score_batch(batch)  # warm-up (oneDNN / onnxruntime kernel selection)
-    n, t = 0, time.perf_counter()
-    while time.perf_counter() - t < seconds or n == 0:
-        scorer.score_batch(batch)
-        n += len(batch)
-    return n / (time.perf_counter() - t)
-
-
-def end_to_end(scorer: Scorer, paths: list[Path]) -> tuple[float, np.ndarray]:
-    list(scorer.iter_scores(paths[: scorer.batch_size]))  # warm-up
-    t = time.perf_counter()
-    scores = np.array([r.score for r in scorer.iter_scores(paths)], dtype=np.float64)
-    return len(paths) / (time.perf_counter() - t), scores
-
-
-def decode_rate(scorer: Scorer, paths: list[Path], threads: int) -> float:
-    from concurrent.futures import ThreadPoolExecutor
-
-    t = time.perf_counter()
-    with ThreadPoolExecutor(threads) as pool:
-        list(pool.map(scorer.prepare, paths))
-    return len(paths) / (time.perf_counter() - t)
 
 
 def scaled_delta(ref: np.ndarray, other: np.ndarray) -> np.ndarray:

@@ -9,15 +9,10 @@ from iipa._lazy import lazy_exports
 
 # Lazy: the CLI reads configuration defaults without importing pandas and pyarrow.
 _EXPORTS = {
-    "read_authors_pairs": "iipa.pairs.authors",
-    "BuildResult": "iipa.pairs.build",
-    "build_pairs": "iipa.pairs.build",
-    "fetch_images": "iipa.pairs.fetch",
-    "RuleConfig": "iipa.pairs.rules",
-    "PAIRS_COLUMNS": "iipa.pairs.table",
-    "attach_images": "iipa.pairs.table",
-    "read_pairs": "iipa.pairs.table",
-    "write_pairs": "iipa.pairs.table",
+    "iipa.pairs.authors": "read_authors_pairs",
+    "iipa.pairs.build": "BuildResult build_pairs",
+    "iipa.pairs.fetch": "fetch_images",
+    "iipa.pairs.rules": "RuleConfig",
+    "iipa.pairs.table": "PAIRS_COLUMNS attach_images read_pairs write_pairs",
 }
-__all__ = sorted(_EXPORTS)
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

@@ -3,6 +3,8 @@
 from iipa._lazy import lazy_exports
 
 # Lazy: `iipa serve --help` reads ServeSettings' defaults without importing FastAPI or torch.
-_EXPORTS = {"create_app": "iipa.serve.app", "ServeSettings": "iipa.serve.settings"}
-__all__ = sorted(_EXPORTS)
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+_EXPORTS = {
+    "iipa.serve.app": "create_app",
+    "iipa.serve.settings": "ServeSettings",
+}
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

@@ -9,9 +9,11 @@ model and :mod:`iipa.simulate.render` for the images.
 
 Example::
 
+    import pandas as pd
     from iipa.simulate import SimConfig, simulate, write_crawl, render_images
     posts, truth = simulate(SimConfig(users=50, seed=1))          # DataFrames in memory
     files = write_crawl("sim", SimConfig(users=10_000, seed=1))   # posts/truth.parquet + json
+    pairs = pd.read_parquet("pdip/pairs.parquet")  # `iipa pairs build sim/posts.parquet --out pdip`
     render_images(pairs["high_id"], files.truth, "sim/images", size=224)
 """
 
@@ -19,22 +21,9 @@ from iipa._lazy import lazy_exports
 
 # Lazy: the CLI reads configuration defaults without importing pandas and pyarrow.
 _EXPORTS = {
-    "SimConfig": "iipa.simulate.config",
-    "read_config": "iipa.simulate.config",
-    "CrawlFiles": "iipa.simulate.crawl",
-    "read_truth": "iipa.simulate.crawl",
-    "render_images": "iipa.simulate.crawl",
-    "render_post": "iipa.simulate.crawl",
-    "simulate": "iipa.simulate.crawl",
-    "true_order_agreement": "iipa.simulate.crawl",
-    "write_crawl": "iipa.simulate.crawl",
-    "EFFECT_COLUMNS": "iipa.simulate.network",
-    "POSTS_SCHEMA": "iipa.simulate.network",
-    "TRUTH_SCHEMA": "iipa.simulate.network",
-    "LATENT_COLUMNS": "iipa.simulate.render",
-    "intrinsic_score": "iipa.simulate.render",
-    "render_image": "iipa.simulate.render",
-    "visible_statistics": "iipa.simulate.render",
+    "iipa.simulate.config": "SimConfig read_config",
+    "iipa.simulate.crawl": "CrawlFiles read_truth render_images render_post simulate true_order_agreement write_crawl",
+    "iipa.simulate.network": "EFFECT_COLUMNS POSTS_SCHEMA TRUTH_SCHEMA",
+    "iipa.simulate.render": "LATENT_COLUMNS intrinsic_score render_image visible_statistics",
 }
-__all__ = sorted(_EXPORTS)
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)
