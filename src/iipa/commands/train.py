@@ -29,6 +29,7 @@ from iipa.commands._common import (
     backbone_name,
     device_name,
     nonnegative_int,
+    positive_float,
     positive_int,
     unit_fraction,
 )
@@ -81,6 +82,9 @@ def add_train_arguments(parser: argparse.ArgumentParser, *, required: bool = Tru
                    help="train on the pair's P instead of 0/1 (default recipe: on; paper: off)")
     g.add_argument("--tune-stages", type=int, default=d.tune_stages,
                    help=f"default recipe: stages fine-tuned from the top, 0 = linear probe only (default {d.tune_stages})")
+    g.add_argument("--probe-l2", type=positive_float, default=None,
+                   help="default recipe: L2 strength of the linear probe (default: chosen on validation users "
+                        "from 0.1-10; 1 without them)")
     g.add_argument("--layer-decay", type=float, default=d.layer_decay,
                    help=f"default recipe: lr factor per stage below the top (default {d.layer_decay})")
     g.add_argument("--patience", type=positive_int, default=d.patience,
@@ -110,7 +114,7 @@ def config_from_args(args: argparse.Namespace, **overrides) -> TrainConfig:
         pairs=args.pairs, images=args.images, out=getattr(args, "out", "") or "", backbone=args.backbone,
         recipe=args.recipe, posts=args.posts, max_gap_days=args.max_gap_days, domain=args.domain,
         min_pair_p=args.min_pair_p,
-        tune_stages=args.tune_stages, layer_decay=args.layer_decay, patience=args.patience, hflip=not args.no_hflip,
+        tune_stages=args.tune_stages, probe_l2=args.probe_l2, layer_decay=args.layer_decay, patience=args.patience, hflip=not args.no_hflip,
         pretrained=args.pretrained, profile=args.profile, epochs=args.epochs, batch_size=args.batch_size,
         backbone_lr=args.backbone_lr, head_lr=args.head_lr, weight_decay=args.weight_decay,
         lr_decay=args.lr_decay, soft_labels=args.soft_labels, swap=not args.no_swap,

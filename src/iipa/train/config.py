@@ -47,6 +47,7 @@ class TrainConfig:
     ema_halflife_epochs: float = 1.0  # default recipe: half-life of the weight average
     patience: int = 2  # default recipe: epochs without progress on validation users before stopping
     hflip: bool = True  # default recipe: horizontal flips (the only augmentation)
+    probe_l2: float | None = None  # default recipe: the probe's L2 strength (None: chosen on validation users)
     max_gap_days: float | None = 10.0  # default recipe with --posts: largest upload gap of a derived pair
     min_pair_p: float = 0.5  # default recipe with --posts: smallest P of a derived training pair (0.5: all)
     domain: str = "real"  # real photos | simulated (demo, rendered shapes): written into the card
@@ -80,6 +81,8 @@ class TrainConfig:
         for name in ("batch_size", "checkpoint_every", "log_every"):
             if getattr(self, name) < 1:
                 raise IIPAError(f"{name} must be >= 1, not {getattr(self, name)}")
+        if self.probe_l2 is not None and not self.probe_l2 > 0:
+            raise IIPAError(f"--probe-l2 must be > 0, not {self.probe_l2}")
         if self.epochs < (0 if self.recipe == "default" else 1):
             raise IIPAError(f"epochs must be >= 1, not {self.epochs}")
 

@@ -45,6 +45,11 @@ from iipa.train import state as st
 from iipa.train.config import TrainConfig
 from iipa.train.probe import choose_l2
 
+# L2 strengths the probe chooses from on the validation users' pairs (the middle one without
+# validation users). 5-fold CV by account on instagram-dev found 0.3-1 best for EfficientNet-
+# Lite0 features and anything up to 100 within noise (benchmarks/real_photos_cv.py).
+PROBE_L2_GRID = (0.1, 0.3, 1.0, 3.0, 10.0)
+
 
 class PairSet:
     """Pairs as integer indices into one image list, grouped by user."""
@@ -77,6 +82,9 @@ class SmallDataTrainer:
             self.model.profile = dataclasses.replace(self.model.profile, decode="draft")
         self.model.eval()  # BN statistics stay frozen: batches are small and grouped by user
         self.tune = min(config.tune_stages, stages.max_tune_stages(self.model))
+        if self.tune < config.tune_stages and config.epochs > 0:
+            self._say(f"{config.backbone}: only its score head can be trained here (linear probe); "
+                      f"--tune-stages {config.tune_stages} becomes 0")
         self.trunk, self.top, self.modules = stages.split(self.model, self.tune)
 
     # -- data -----------------------------------------------------------------------------
@@ -126,6 +134,10 @@ class SmallDataTrainer:
                           "select_pairs": len(self.select), "val_pairs": len(self.val),
                           "val_users": int(len(set(self.val.user))), "dropped_missing_images": missing}
         self.log.write(event="data", **self.data_info)
+        if not len(self.select) and not len(self.val) and self.tune > 0 and c.epochs > 0:
+            raise IIPAError(f"{c.pairs}: no validation users, so fine-tuning cannot stop early; give the pairs "
+                            "validation users (iipa pairs build --val ... --split-by-user) or train the probe only "
+                            "(--tune-stages 0 or --epochs 0)")
         self._say(f"{len(self.train)} training pairs ({source}), {len(self.train_images)} images; "
                   f"validation: {len(self.val)} PDIPs and {len(self.select)} within-user pairs "
                   f"of {self.data_info['val_users']} unseen users")
@@ -173,7 +185,8 @@ class SmallDataTrainer:
     # -- evaluation -----------------------------------------------------------------------
     def _evaluate(self) -> dict[str, Any]:
         scores = np.full(len(self.paths), np.nan)
-        scores[self.eval_images] = self._score_images(self.eval_cache)
+        if len(self.eval_images):
+            scores[self.eval_images] = self._score_images(self.eval_cache)
         out = {}
         for name, ps in (("select", self.select), ("val", self.val)):
             if len(ps):
@@ -199,14 +212,17 @@ class SmallDataTrainer:
         feats = (feats / len(self.train_cache)).numpy().astype(np.float64)
         full = np.zeros((n_images, feats.shape[1]))
         full[self.train_images] = feats
-        with self._autocast():
-            ev = torch.cat([feats_of(self.eval_cache[k:k + 256].float()).float()
-                            for k in range(0, len(self.eval_cache), 256)]).numpy()
-        full[self.eval_images] = ev
+        if len(self.eval_images):
+            with self._autocast():
+                ev = torch.cat([feats_of(self.eval_cache[k:k + 256].float()).float()
+                                for k in range(0, len(self.eval_cache), 256)]).numpy()
+            full[self.eval_images] = ev
         ok = ~np.isnan(full).any(1)
         full[~ok] = 0.0
         sel = self.select if len(self.select) else self.val
-        fit = choose_l2(full, (self.train.high, self.train.low, self.train.target), (sel.high, sel.low))
+        grid = (self.config.probe_l2,) if self.config.probe_l2 is not None else PROBE_L2_GRID
+        fit = choose_l2(full, (self.train.high, self.train.low, self.train.target),
+                        (sel.high, sel.low) if len(sel) else None, grid=grid)
         head = self.model.head
         head.weight.copy_(torch.as_tensor(fit["w"], dtype=head.weight.dtype)[None])
         head.bias.zero_()
@@ -312,7 +328,7 @@ class SmallDataTrainer:
         eval_images = np.unique(np.concatenate([self.select.high, self.select.low, self.val.high, self.val.low]))
         self.eval_images = eval_images
         self.train_cache = self._cache(self.train_images, flips)
-        self.eval_cache = self._cache(eval_images, (False,))[False]
+        self.eval_cache = self._cache(eval_images, (False,))[False] if len(eval_images) else None
         self.cache_pos = np.full(len(self.paths), -1)
         self.cache_pos[self.train_images] = np.arange(len(self.train_images))
         self._say(f"cached frozen trunk outputs ({time.time() - started:.0f} s)")
@@ -328,10 +344,13 @@ class SmallDataTrainer:
 
     def _finish(self, seconds: float) -> dict[str, Any]:
         c = self.config
-        scores = self.best_scores[self.eval_images]
-        n = int((~np.isnan(scores)).sum())
+        if len(self.eval_images):
+            scores, whose = self.best_scores[self.eval_images], f"the validation users of {c.pairs}"
+        else:  # no validation users (a model trained on every account): its training images
+            scores, whose = self._score_images(self.train_cache[False]), "the training users (no validation users)"
+        scores = scores[~np.isnan(scores)]
         self.model.reference = reference_distribution(
-            scores.tolist(), source=f"model scores on {n} images of the validation users of {c.pairs}")
+            scores.tolist(), source=f"model scores on {scores.size} images of {whose}")
         metrics = {"best_epoch": self.best_result["epoch"], "probe": self.probe, "seconds": round(seconds, 1),
                    **{f"{k}_accuracy": v["accuracy"] for k, v in self.best_result.items() if k != "epoch"},
                    **{f"{k}_ci95": v["ci95"] for k, v in self.best_result.items() if k != "epoch"},
