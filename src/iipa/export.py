@@ -30,12 +30,12 @@ from iipa import __version__
 from iipa.errors import IIPAError
 from iipa.fileio import atomic_path, plain
 from iipa.models import PopularityNet
-from iipa.profiles import Profile
-
-INPUT_NAME = "image"
-OUTPUT_NAME = "score"
-INPUT_DOC = ("uint8 N x 3 x S x S RGB, resized and cropped as iipa.profile says "
-             "(normalisation happens inside the graph); output: float32 scores, N")
+from iipa.onnx_format import (  # noqa: F401 - re-exported: scoring reads them there, without torch
+    INPUT_DOC,
+    INPUT_NAME,
+    OUTPUT_NAME,
+    parse_onnx_metadata,
+)
 
 
 class _FromUint8(nn.Module):
@@ -113,22 +113,6 @@ def read_onnx_metadata(path: str | os.PathLike) -> dict[str, Any]:
     except Exception as exc:  # protobuf DecodeError and friends
         raise IIPAError(f"{path}: not a readable ONNX file ({exc.__class__.__name__}: {exc})") from None
     return parse_onnx_metadata({p.key: p.value for p in proto.metadata_props}, path)
-
-
-def parse_onnx_metadata(props: dict[str, str], path: str | os.PathLike) -> dict[str, Any]:
-    """The iipa metadata from an ONNX file's ``metadata_props`` (read by onnx or onnxruntime)."""
-    if "iipa.profile" not in props:
-        raise IIPAError(f"{path}: ONNX file without iipa metadata (iipa.profile); export it with `iipa export`")
-    try:
-        return {
-            "arch": props.get("iipa.arch"),
-            "version": props.get("iipa.version"),
-            "profile": Profile.from_dict(json.loads(props["iipa.profile"])),
-            "reference": json.loads(props.get("iipa.reference", "null")),
-            "info": json.loads(props.get("iipa.info", "{}")),
-        }
-    except (ValueError, TypeError) as exc:
-        raise IIPAError(f"{path}: malformed iipa metadata ({exc})") from None
 
 
 def onnx_parity(model: PopularityNet, path: str | os.PathLike, *, batch: int = 3, seed: int = 0) -> float:

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from iipa import levels
 from iipa.errors import IIPAError
-from iipa.models import PopularityNet, get_backbone
 from iipa.profiles import Profile
+
+if TYPE_CHECKING:  # imported where a card is built: warn_if_simulated runs on torch-free paths
+    from iipa.models import PopularityNet
 
 SCORE_MEANING = (
     "Predicted intrinsic popularity (Ding, Ma & Wang 2019): how popular the image would be "
@@ -56,13 +58,14 @@ def _profile(profile: Profile) -> dict[str, Any]:
     return profile.to_dict()
 
 
-def model_domain(model: PopularityNet) -> str:
-    """``real`` (photos), ``simulated`` (rendered images: the demo) or ``unknown`` (older checkpoints)."""
+def model_domain(model: PopularityNet | Any) -> str:
+    """``real`` (photos), ``simulated`` (rendered images: the demo) or ``unknown`` (older checkpoints).
+    ``model``: anything with an ``info`` dict (a PopularityNet, an exported ONNX model)."""
     info = model.info or {}
     return str(info.get("domain") or (info.get("config") or {}).get("domain") or "unknown")
 
 
-def warn_if_simulated(model: PopularityNet, who: str) -> bool:
+def warn_if_simulated(model: PopularityNet | Any, who: str) -> bool:
     """One stderr line when a model trained on simulated images is about to score real files."""
     if model_domain(model) != "simulated":
         return False
@@ -74,6 +77,8 @@ def warn_if_simulated(model: PopularityNet, who: str) -> bool:
 
 
 def card_for_model(model: PopularityNet, *, name: str | None = None) -> dict[str, Any]:
+    from iipa.models import get_backbone
+
     info = dict(model.info)
     spec = get_backbone(model.arch)
     return {
@@ -113,6 +118,7 @@ def public_card(model: PopularityNet, *, name: str) -> dict[str, Any]:
 
 def model_card(spec: str | os.PathLike | PopularityNet) -> dict[str, Any]:
     """The card of a model given as a PopularityNet, checkpoint path, .onnx path or weights name."""
+    from iipa.models import PopularityNet
     from iipa.weights import get_weights, is_registered, list_weights, load_model, weights_path
 
     if isinstance(spec, PopularityNet):
@@ -141,6 +147,7 @@ def model_card(spec: str | os.PathLike | PopularityNet) -> dict[str, Any]:
 
 def _entry_card(entry: Any) -> dict[str, Any]:
     """The card of named weights that are not downloaded yet, from their registry entry."""
+    from iipa.models import get_backbone
     from iipa.profiles import get_profile
 
     return {"name": entry.name, "kind": "named weights (not downloaded)", "arch": entry.arch,

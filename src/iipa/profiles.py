@@ -16,21 +16,27 @@ pixels differ, most for small input sizes); only a model *trained* with draft de
 carry such a profile, since training and scoring must see the same pixels. Draft scaling
 only applies to encoded inputs (paths, bytes, file objects): an already decoded PIL image
 or array is scored from its pixels as given.
+
+Everything up to the uint8 pixels (decoding, resizing, cropping, views) is PIL + numpy, so
+the onnxruntime path scores without importing torch (~2-3 s of a fresh process's start-up);
+the methods that return tensors import it when called.
 """
 
 from __future__ import annotations
 
 import random
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import torch
 from PIL import Image
 
 from iipa.errors import IIPAError
 from iipa.images import DEFAULT_MAX_PIXELS, ImageInput, open_image
 from iipa.registry import Registry
+
+if TYPE_CHECKING:  # imported by the methods that return tensors: see the module docstring
+    import torch
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -143,19 +149,30 @@ class Profile:
     def prepare_views(self, source: ImageInput, crops: int = 1, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> torch.Tensor:
         """Any input -> uint8 V x 3 x S x S, its ``crops`` test-time views (V = 1 for ``crops=1``).
 
-        The tensor is a channels-last view of a V x S x S x 3 array (no transposing copy): the
-        layout the scorer runs the model in."""
+        The tensor is a channels-last view of :meth:`view_array`'s V x S x S x 3 array (no
+        transposing copy): the layout the scorer runs the model in."""
+        import torch
+
+        return torch.from_numpy(self.view_array(source, crops, max_pixels=max_pixels)).permute(0, 3, 1, 2)
+
+    def view_array(self, source: ImageInput, crops: int = 1, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+        """Any input -> uint8 V x S x S x 3 numpy array of its ``crops`` test-time views: what
+        :meth:`prepare_views` wraps as a tensor, and what onnxruntime scores without torch."""
         views = self.views(self.open(source, max_pixels=max_pixels), crops)
-        return torch.from_numpy(np.stack([np.asarray(v, dtype=np.uint8) for v in views])).permute(0, 3, 1, 2)
+        return np.stack([np.asarray(v, dtype=np.uint8) for v in views])
 
     def to_uint8(self, img: Image.Image, *, train: bool = False, rng: random.Random | None = None) -> torch.Tensor:
         """RGB image -> uint8 CHW tensor of the network's input size (cheap to ship between processes)."""
+        import torch
+
         img = self.crop_image(self.resize_image(img), train=train, rng=rng)
         arr = np.asarray(img, dtype=np.uint8)
         return torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()
 
     def normalize(self, batch: torch.Tensor) -> torch.Tensor:
         """uint8 NCHW (or CHW) -> float input, exactly ``ToTensor`` then ``Normalize``."""
+        import torch
+
         x = batch.float().div(255)
         if self.mean is not None and self.std is not None:
             shape = (-1, 1, 1)

@@ -14,7 +14,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
@@ -23,9 +23,11 @@ from iipa import levels
 from iipa.errors import ImageError
 from iipa.fileio import write_bytes, write_text
 from iipa.images import open_image
-from iipa.models import PopularityNet
 from iipa.scoring import ScoreResult
 from iipa.templating import data_uri, render  # noqa: F401 - data_uri: public since the album had it
+
+if TYPE_CHECKING:  # `iipa rank` without --heatmaps scores through onnxruntime, without torch
+    from iipa.models import PopularityNet
 
 LEVEL_COLOURS = {"poor": "#c0392b", "bad": "#e67e22", "fair": "#7f8c8d", "good": "#27ae60", "excellent": "#2471a3"}
 

@@ -13,18 +13,23 @@ device (bf16 rounding does not depend on the chip); ``bf16`` is an explicit choi
 moves scores. Training's ``auto`` stays bf16 autocast where the hardware has it (mixed
 precision is how models are trained; the trainer scores its validation pairs with the
 scoring precision). The score head always runs in fp32 (``ScoreHead``).
+
+torch is imported by the functions that need it, not by this module: the onnxruntime
+scoring path (:func:`iipa.scoring.onnx_route`) must decide its device without it.
 """
 
 from __future__ import annotations
 
 import functools
+import glob
 import os
 import sys
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from iipa.errors import IIPAError
+
+if TYPE_CHECKING:
+    import torch
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
@@ -50,9 +55,39 @@ def cpu_count() -> int:
 
 
 def resolve_device(device: str | None) -> torch.device:
+    import torch
+
     if device in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
+
+
+# Device nodes a CUDA (or ROCm) GPU needs on Linux: NVIDIA's, WSL2's GPU bridge, AMD's KFD.
+_GPU_NODES = ("/dev/nvidiactl", "/dev/nvidia[0-9]*", "/dev/dxg", "/dev/kfd")
+
+
+def cuda_may_be_present() -> bool:
+    """False only where ``torch.cuda.is_available()`` cannot be True: no GPU device node on
+    Linux, or macOS. Lets ``--device auto`` mean the CPU without importing torch; where a GPU
+    may exist (or the platform has no such nodes to look at) torch itself decides."""
+    if sys.platform == "darwin":
+        return False
+    if not sys.platform.startswith("linux"):
+        return True
+    return any(glob.glob(pattern) for pattern in _GPU_NODES)
+
+
+def runs_on_cpu(device: Any) -> bool:
+    """Whether ``device`` (a name, None/``auto``, or a ``torch.device``) resolves to the CPU;
+    imports torch only for ``auto`` where a GPU may be present."""
+    if device in (None, "auto"):
+        return not cuda_may_be_present() or resolve_device(device).type == "cpu"
+    return device_type(device) == "cpu"
+
+
+def device_type(device: Any) -> str:
+    """``cpu``/``cuda``/``mps`` of a ``torch.device`` or a name such as ``cuda:1``."""
+    return str(getattr(device, "type", None) or device).split(":")[0]
 
 
 def resolve_scoring_precision(precision: str, device: torch.device) -> torch.dtype | None:
@@ -63,6 +98,8 @@ def resolve_scoring_precision(precision: str, device: torch.device) -> torch.dty
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype for training at ``precision`` (None: plain fp32); ``auto`` is
     bf16 (fp16 on GPUs without bf16) where the hardware runs it natively."""
+    import torch
+
     if precision == "fp32":
         return None
     if precision == "auto":
@@ -77,6 +114,10 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
 
 
 def precision_name(dtype: torch.dtype | None) -> str:
+    if dtype is None:
+        return "fp32"
+    import torch
+
     return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
 
 
@@ -85,7 +126,7 @@ def default_workers() -> int:
     return max(1, min(4, cpu_count() // 2))
 
 
-def decode_threads(device: torch.device) -> int:
+def decode_threads(device: torch.device | str) -> int:
     """Decoding threads for scoring.
 
     On the CPU the scorer alternates: it decodes a batch on every core, then runs the model
@@ -95,7 +136,7 @@ def decode_threads(device: torch.device) -> int:
     and both phases scale over cores, so alternating loses only the hand-over. On a GPU the
     CPUs are free for decoding while the model runs: one thread per CPU, up to 16.
     """
-    return cpu_count() if device.type == "cpu" else max(1, min(16, cpu_count()))
+    return cpu_count() if device_type(device) == "cpu" else max(1, min(16, cpu_count()))
 
 
 def progress_bar(total: int, *, enabled: bool | None, desc: str, unit: str = "img", initial: int = 0) -> Any:

@@ -7,6 +7,11 @@ precision :mod:`iipa.runtime` resolves. On the CPU decoding and the model altern
 on every core; on a GPU the next batch decodes while the model runs. Results come out in
 input order, one :class:`ScoreResult` per input, failures included; memory stays bounded
 by two batches whatever the number of inputs.
+
+This module does not import torch: :class:`Scorer` decides its route (:func:`onnx_route`)
+first, and an :class:`~iipa.onnx_runtime.OnnxScorer` decodes into numpy arrays and scores
+with onnxruntime, so ``iipa score`` with the default model on the CPU never loads torch
+(seconds of a fresh process's start-up). The PyTorch methods import it when called.
 """
 
 from __future__ import annotations
@@ -18,20 +23,31 @@ import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from iipa import levels
 from iipa.errors import IIPAError, ImageError
 from iipa.images import DEFAULT_MAX_PIXELS, ImageInput, describe
-from iipa.models import PopularityNet
 from iipa.profiles import CROPS, Profile
-from iipa.runtime import decode_threads, precision_name, resolve_device, resolve_scoring_precision
+from iipa.runtime import (
+    decode_threads,
+    device_type,
+    precision_name,
+    resolve_device,
+    resolve_scoring_precision,
+    runs_on_cpu,
+)
 from iipa.weights import load_model, onnx_companion
 
-Prepared = tuple[torch.Tensor | None, str | None]  # (uint8 V x 3 x S x S, error)
+if TYPE_CHECKING:
+    import torch
+
+    from iipa.models import PopularityNet
+
+# (uint8 V x 3 x S x S views, error): a torch tensor for PyTorch, a numpy array for onnxruntime.
+Prepared = tuple[Any, str | None]
 RUNTIMES = ("auto", "torch", "onnx")
 
 
@@ -84,15 +100,19 @@ def onnx_route(model: Any = None, *, runtime: str = "auto", device: str | None =
         return companion
     if companion is None or precision not in ("auto", "fp32") or optimize != "none":
         return None
-    if resolve_device(device).type != "cpu" or importlib.util.find_spec("onnxruntime") is None:
+    # Decided without importing torch where no GPU can be present (see runtime.runs_on_cpu).
+    if not runs_on_cpu(device) or importlib.util.find_spec("onnxruntime") is None:
         return None
     return companion
 
 
-def prepare_item(profile: Profile, item: ImageInput, crops: int, max_pixels: int) -> Prepared:
-    """The profile's views of one input, or the error that stops it (never raises)."""
+def prepare_item(profile: Profile, item: ImageInput, crops: int, max_pixels: int, *, array: bool = False) -> Prepared:
+    """The profile's views of one input (:meth:`Profile.prepare_views`; with ``array``, the
+    V x S x S x 3 numpy array of :meth:`Profile.view_array`), or the error that stops it
+    (never raises)."""
+    views = profile.view_array if array else profile.prepare_views
     try:
-        return profile.prepare_views(item, crops, max_pixels=max_pixels), None
+        return views(item, crops, max_pixels=max_pixels), None
     except ImageError as exc:
         return None, exc.reason + (f": {exc.detail}" if exc.detail else "")
     except Exception as exc:  # noqa: BLE001 - one odd file must not stop a batch
@@ -144,6 +164,8 @@ class Scorer:
         self.profile = self.model.profile
         self.autocast_dtype = resolve_scoring_precision(precision, self.device)
         self._set_loading(batch_size, num_workers, crops, max_pixels)
+        import torch
+
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.model = self.model.to(memory_format=self.memory_format)
         self.optimize = optimize
@@ -162,6 +184,8 @@ class Scorer:
     def _optimized_forward(self, how: str) -> Any:
         """``jit``: trace + freeze (oneDNN fuses conv/bn/relu; ResNet-50 bf16 on 2 cores: ~30 -> ~37
         img/s, a few seconds to build). ``compile``: torch.compile (similar speed, ~50 s to build)."""
+        import torch
+
         if how == "none":
             return self.model
         if how == "compile":
@@ -181,16 +205,20 @@ class Scorer:
     def _autocast(self, **kwargs: Any) -> contextlib.AbstractContextManager:
         if self.autocast_dtype is None:
             return contextlib.nullcontext()
+        import torch
+
         return torch.autocast(self.device.type, dtype=self.autocast_dtype, **kwargs)
 
-    @torch.inference_mode()
     def score_batch(self, batch: torch.Tensor) -> torch.Tensor:
         """uint8 N x 3 x H x W (already resized and cropped) -> N float scores on the CPU."""
-        x = self.profile.normalize(batch).to(self.device, non_blocking=True)
-        x = x.contiguous(memory_format=self.memory_format)
-        with self._autocast():
-            out = self._forward(x)
-        return out.float().cpu()
+        import torch
+
+        with torch.inference_mode():
+            x = self.profile.normalize(batch).to(self.device, non_blocking=True)
+            x = x.contiguous(memory_format=self.memory_format)
+            with self._autocast():
+                out = self._forward(x)
+            return out.float().cpu()
 
     def score_views(self, views: Sequence[torch.Tensor]) -> list[float]:
         """One score per image from its uint8 V x 3 x S x S views (mean over the views)."""
@@ -204,6 +232,8 @@ class Scorer:
         """Concatenate in the views' own N x H x W x C layout (a plain copy), viewed as NCHW:
         the batch is channels_last with no transposing copy. numpy, not torch.cat: torch 2.x
         took ~1 s for 32 uint8 views, numpy a few ms."""
+        import torch
+
         nhwc = np.concatenate([v.permute(0, 2, 3, 1).numpy() for v in views])
         return torch.from_numpy(nhwc).permute(0, 3, 1, 2)
 
@@ -216,7 +246,7 @@ class Scorer:
         caller comes back for it (after the model ran); on a GPU it decodes meanwhile."""
         per_batch = max(1, self.batch_size // (self.crops if self.profile.crop else min(self.crops, 2)))
         starts = range(0, len(items), per_batch)
-        overlap = self.device.type != "cpu"
+        overlap = device_type(self.device) != "cpu"
 
         def submit(start: int) -> list[Future] | list[Prepared]:
             chunk = items[start:start + per_batch]
