@@ -101,7 +101,8 @@ def build_album(results: Sequence[ScoreResult], *, model: PopularityNet | None =
     """Entries sorted by score (best first, failures last) with thumbnails; with ``model``
     also Grad-CAM overlays (computed on the draft-decoded image: the CAM has the network's
     resolution anyway)."""
-    from iipa.explain import explain
+    if model is not None:  # Grad-CAM needs PyTorch; an album without heatmaps does not
+        from iipa.explain import explain
 
     ok = sorted((r for r in results if r.ok), key=lambda r: r.score, reverse=True)
     entries = []
