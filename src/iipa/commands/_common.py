@@ -20,7 +20,7 @@ from iipa.weights import DEFAULT_MODEL
 # iipa.images.DEFAULT_MAX_PIXELS, repeated here because iipa.images imports numpy and PIL;
 # tests/test_cli_contract.py checks that the two agree.
 DEFAULT_MAX_PIXELS = 100_000_000
-CROPS = (1, 5, 10)  # iipa.profiles.CROPS (that module imports torch); the same test checks it
+CROPS = (1, 5, 10)  # iipa.profiles.CROPS (that module imports numpy and PIL); the same test checks it
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 # File headers of the model files iipa loads: torch.save's zip, a legacy pickle, ONNX protobuf.
 _ZIP_MAGIC, _PICKLE_PROTOCOL = b"PK\x03\x04", 0x80
