@@ -1,6 +1,6 @@
 """Turn an ``iipa train`` run on every instagram-dev account into the model shipped inside the package.
 
-    iipa pairs build --posts DATA/posts.csv --images DATA/images --out all-pairs \\
+    iipa pairs build DATA/posts.csv --out all-pairs \\
         --max-caption-words 1000000 --any-hashtags --any-mentions --val 0 --test 0
     iipa train --posts DATA/posts.csv --pairs all-pairs/pairs.parquet --images DATA/images \\
         --out runs/ship --backbone efficientnet_lite0_ms --tune-stages 0 --probe-l2 1 --no-hflip

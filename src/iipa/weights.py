@@ -135,16 +135,16 @@ register_weights(NamedWeights(
     name="instagram-lite0",
     filename="instagram-lite0.pt",
     url="",  # ships inside the package (iipa/assets/weights/): no download, works offline
-    arch="efficientnet_lite0",
+    arch="efficientnet_lite0_ms",
     profile="efficientnet",
     domain="real",
     package_file="assets/weights/instagram-lite0.pt",
     # Regenerate after retraining the .pt (tests/test_default_onnx.py fails while it is stale):
     #   iipa export --model instagram-lite0 --output src/iipa/assets/weights/instagram-lite0.onnx --check
     onnx_file="assets/weights/instagram-lite0.onnx",
-    description="EfficientNet-Lite0 (ImageNet) with a linear score head fitted on real Instagram photos "
-                "(instagram-dev, all 572 accounts); see its card for data, cross-validated accuracy on unseen "
-                "accounts and limits.",
+    description="EfficientNet-Lite0 (ImageNet) with a linear score head on its final and middle-stage features, "
+                "fitted on real Instagram photos (instagram-dev, all 572 accounts); see its card for data, "
+                "cross-validated accuracy on unseen accounts and limits.",
 ))
 
 

@@ -17,17 +17,19 @@ def run(args: argparse.Namespace) -> int:
     from iipa.profiles import get_profile, list_profiles
     from iipa.weights import get_weights, list_weights, weights_path
 
+    wide = max(map(len, [*list_backbones(), *list_weights()]))
+    pwide = max(map(len, list_profiles()))
     print("backbones (--backbone):")
     for name in list_backbones():
         spec = get_backbone(name)
-        print(f"  {name:20s} profile={spec.profile:13s} ImageNet weights: {spec.pretrained}")
+        print(f"  {name:{wide}s} profile={spec.profile:{pwide}s} ImageNet weights: {spec.pretrained}")
     print("\nnamed weights (--model):")
     for name in list_weights():
         w = get_weights(name)
         state = "cached" if weights_path(w).is_file() else "not downloaded"
-        print(f"  {name:20s} {w.arch}, profile={w.profile}, {state} ({weights_path(w)})")
-        print(f"  {'':20s} {w.description}")
+        print(f"  {name:{wide}s} {w.arch}, profile={w.profile}, {state} ({weights_path(w)})")
+        print(f"  {'':{wide}s} {w.description}")
     print("\npreprocessing profiles:")
     for name in list_profiles():
-        print(f"  {name:13s} {get_profile(name).description}")
+        print(f"  {name:{pwide}s} {get_profile(name).description}")
     return 0

@@ -13,10 +13,13 @@ from iipa.errors import IIPAError
 # x0.95 per epoch, batch 64, hard labels, random crops). ``default``: the small-data recipe
 # of ``train/small.py`` (linear-probe warm start, top stages fine-tuned on cached frozen
 # features, every within-user pair with soft labels, EMA, early stopping on unseen users).
+# Its backbone reads final + middle-stage features (lite.MultiStageLite) and, by default, only
+# its head is trained: on instagram-dev that probe beat the final-feature probe in 5-fold CV by
+# account (0.696 vs 0.684, three fold seeds); fine-tuning conv_head added +0.003 on one split.
 RECIPES: dict[str, dict[str, Any]] = {
     "paper": {"backbone": "resnet50", "epochs": 10, "batch_size": 64, "backbone_lr": 1e-5, "head_lr": 1e-4,
               "weight_decay": 1e-4, "soft_labels": False},
-    "default": {"backbone": "efficientnet_lite0", "epochs": 10, "batch_size": 128, "backbone_lr": 1e-4,
+    "default": {"backbone": "efficientnet_lite0_ms", "epochs": 10, "batch_size": 128, "backbone_lr": 1e-4,
                 "head_lr": 1e-3, "weight_decay": 1e-2, "soft_labels": True},
 }
 
@@ -42,7 +45,7 @@ class TrainConfig:
     soft_labels: bool | None = None  # target = the pair's P instead of 1
     swap: bool = True  # randomly present the more popular image as B (label 0)
     label_noise: float = 0.0  # flip this fraction of the training labels (Table 2)
-    tune_stages: int = 1  # default recipe: stages trained from the top (0: linear probe only)
+    tune_stages: int = 0  # default recipe: stages trained from the top (0: linear probe only)
     layer_decay: float = 0.5  # default recipe: lr factor per stage below the top
     ema_halflife_epochs: float = 1.0  # default recipe: half-life of the weight average
     patience: int = 2  # default recipe: epochs without progress on validation users before stopping
