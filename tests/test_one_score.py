@@ -12,6 +12,7 @@ import pytest
 import torch
 from PIL import Image, ImageOps
 
+from _formats import save_format_variants
 from _pairsynth import make_pair_set
 from iipa import PopularityNet, Scorer, save_checkpoint
 
@@ -30,13 +31,7 @@ def checkpoint(request, tmp_path_factory):
 def images(tmp_path_factory, photos):
     """JPEG, PNG, EXIF-rotated JPEG, CMYK JPEG, a 16 MP JPEG and a 7x5 PNG."""
     d = tmp_path_factory.mktemp("one-score-images")
-    chelsea, coffee, rocket = (Image.fromarray(photos[n]) for n in ("chelsea", "coffee", "rocket"))
-    chelsea.save(d / "plain.jpg", quality=90)
-    coffee.save(d / "plain.png")
-    exif = Image.Exif()
-    exif[0x0112] = 6  # orientation: rotate 90° clockwise to view
-    rocket.save(d / "rotated.jpg", quality=90, exif=exif)
-    coffee.convert("CMYK").save(d / "cmyk.jpg", quality=90)
+    chelsea, _, rocket = save_format_variants(d, photos)
     chelsea.resize((4608, 3456), Image.BILINEAR).save(d / "huge.jpg", quality=85)
     rocket.resize((7, 5), Image.BILINEAR).save(d / "tiny.png")
     return sorted(d.iterdir())

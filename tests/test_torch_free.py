@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
+from _formats import save_format_variants
 from iipa import runtime
 from iipa.scoring import Scorer
 from iipa.weights import DEFAULT_MODEL, get_weights, onnx_companion
@@ -53,13 +53,7 @@ def run_iipa(*argv: object, gpu: str = "as-is") -> tuple[int, str, str, list[str
 def images(tmp_path_factory, photos) -> Path:
     """Real photos as JPEG, PNG, EXIF-rotated JPEG and CMYK JPEG."""
     d = tmp_path_factory.mktemp("torch-free")
-    chelsea, coffee, rocket = (Image.fromarray(photos[n]) for n in ("chelsea", "coffee", "rocket"))
-    chelsea.save(d / "plain.jpg", quality=90)
-    coffee.save(d / "plain.png")
-    exif = Image.Exif()
-    exif[0x0112] = 6  # orientation: rotate 90° clockwise to view
-    rocket.save(d / "rotated.jpg", quality=90, exif=exif)
-    coffee.convert("CMYK").save(d / "cmyk.jpg", quality=90)
+    save_format_variants(d, photos)
     return d
 
 
