@@ -190,3 +190,39 @@ def test_closed_stdin_is_a_one_line_error(tmp_path):
                          preexec_fn=lambda: os.close(0))
     assert res.returncode == 2, res.stderr
     assert res.stderr == "iipa score: error: - reads paths from standard input, but standard input is closed\n"
+
+
+WRITE_TO = ("import sys\n"
+            "from iipa.output import open_output, write_rows\n"
+            "print('before', flush=True)\n"
+            "with open_output(sys.argv[1]) as fh:\n"
+            "    write_rows([{'a': 1}], ['a'], 'csv', fh)\n")
+
+
+def test_descriptor_paths_write_to_the_process_own_stdout(tmp_path):
+    """/dev/fd/1 (the same as /dev/stdout) of a child whose stdout is a pipe, then a file
+    opened for appending: written through, never truncated or renamed over."""
+    res = subprocess.run([sys.executable, "-c", WRITE_TO, "/dev/fd/1"], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0 and res.stdout.splitlines() == ["before", "a", "1"], res.stderr
+    log = tmp_path / "log.txt"
+    log.write_text("old\n")
+    with open(log, "a") as fh:
+        subprocess.run([sys.executable, "-c", WRITE_TO, "/proc/self/fd/1"], stdout=fh, check=True, timeout=60)
+    assert log.read_text().splitlines() == ["old", "before", "a", "1"]
+
+
+def test_ctrl_c_while_writing_keeps_the_old_file(run_cli, odd_album, tiny_checkpoint, tmp_path, monkeypatch):
+    import iipa.output
+
+    out = tmp_path / "scores.csv"
+    out.write_text("old\n")
+    real = iipa.output.write_rows
+
+    def interrupted(rows, columns, fmt, fh):
+        real(iter([next(iter(rows))]), columns, fmt, fh)  # one row written, then Ctrl-C
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(iipa.output, "write_rows", interrupted)
+    code, _, err = run_cli("score", odd_album, "--model", tiny_checkpoint, "-o", out)
+    assert code == 130 and "interrupted" in err
+    assert out.read_text() == "old\n" and sorted(os.listdir(tmp_path)) == ["album", "scores.csv"]

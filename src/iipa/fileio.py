@@ -40,8 +40,8 @@ class Destination:
     """Where a write to ``shown`` (the user's spelling) really goes."""
 
     shown: str
-    real: Path  # the symlink's target when ``shown`` is a link
-    write_through: bool  # a FIFO or character device: written in place, never replaced
+    real: Path  # the symlink's target when ``shown`` is a link; ``shown`` itself when written through
+    write_through: bool  # a FIFO, character device or descriptor: written in place, never replaced
     mode: int | None  # permission bits of the file replaced (kept), None for a new file
 
 
@@ -51,18 +51,21 @@ def destination(path: str | os.PathLike) -> Destination:
     shown = os.fspath(path)
     if shown.endswith(("/", os.sep)):
         raise IIPAError(f"{shown}: is a folder name (ends in /); give a file name")
-    real = Path(os.path.realpath(shown))
     try:
-        st = os.stat(real)
+        st = os.stat(shown)  # through links, /dev/stdout and /proc/self/fd/N included
     except (FileNotFoundError, NotADirectoryError):
         st = None
     if st is not None:
         if stat.S_ISDIR(st.st_mode):
             raise IIPAError(f"{shown}: is a folder; give a file name")
-        if stat.S_ISFIFO(st.st_mode) or stat.S_ISCHR(st.st_mode):
-            if not os.access(real, os.W_OK):
+        # An open descriptor (/dev/stdout, /dev/fd/1) is written through whatever it is: its
+        # "target" may be a pipe with no path, or a file the shell has open (`> out.csv`).
+        if stat.S_ISFIFO(st.st_mode) or stat.S_ISCHR(st.st_mode) or _is_descriptor(shown):
+            if not os.access(shown, os.W_OK):
                 raise IIPAError(f"{shown}: permission denied")
-            return Destination(shown, real, True, None)
+            return Destination(shown, Path(shown), True, None)
+    real = Path(os.path.realpath(shown))
+    if st is not None:
         if not stat.S_ISREG(st.st_mode):
             raise IIPAError(f"{shown}: not a regular file, FIFO or character device; refusing to replace it")
         if not os.access(real, os.W_OK):
@@ -75,6 +78,14 @@ def destination(path: str | os.PathLike) -> Destination:
     if not os.access(folder, os.W_OK | os.X_OK):
         raise IIPAError(f"{shown}: permission denied (cannot write in {folder})")
     return Destination(shown, real, False, None if st is None else stat.S_IMODE(st.st_mode))
+
+
+def _is_descriptor(path: str) -> bool:
+    """``/dev/stdout``, ``/dev/stderr``, ``/dev/fd/N`` or ``/proc/<pid>/fd/N``."""
+    p = os.path.abspath(path)
+    head, _, name = p.rpartition("/")
+    return (p in ("/dev/stdout", "/dev/stderr") or (head == "/dev/fd" and name.isdigit())
+            or (head.startswith("/proc/") and head.endswith("/fd") and name.isdigit()))
 
 
 @contextmanager
@@ -108,6 +119,8 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", *, encoding: str | Non
     """``open()`` for writing, atomically (see :func:`atomic_path`). ``fsync`` flushes the data
     to disk before the rename, for files a crash must not lose (checkpoints, downloads)."""
     binary = "b" in mode
+    if destination(path).write_through:  # append: never truncate what a descriptor points at (`>> log`)
+        mode = mode.replace("w", "a")
     with atomic_path(path) as tmp:
         with open(tmp, mode, encoding=None if binary else encoding, newline=None if binary else newline) as fh:
             yield fh
