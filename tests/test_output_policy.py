@@ -226,3 +226,17 @@ def test_ctrl_c_while_writing_keeps_the_old_file(run_cli, odd_album, tiny_checkp
     code, _, err = run_cli("score", odd_album, "--model", tiny_checkpoint, "-o", out)
     assert code == 130 and "interrupted" in err
     assert out.read_text() == "old\n" and sorted(os.listdir(tmp_path)) == ["album", "scores.csv"]
+
+
+def test_rank_to_stdout_by_path_prints_the_table(odd_album, tiny_checkpoint, tmp_path):
+    """The reported case, `iipa rank photos/ -o /dev/stdout -f csv` printed nothing and replaced
+    /dev/stdout. Here through a link in the test's folder that is what /dev/stdout is (a link to
+    /proc/self/fd/1), so a regression could never touch the machine's own /dev."""
+    stdout = tmp_path / "stdout"
+    stdout.symlink_to("/proc/self/fd/1")
+    res = subprocess.run([sys.executable, "-m", "iipa", "rank", str(odd_album), "--model", str(tiny_checkpoint),
+                          "-o", str(stdout), "-f", "csv"], capture_output=True, text=True, timeout=300)
+    assert stdout.is_symlink()
+    assert res.returncode == 0, res.stderr
+    rows = list(csv.DictReader(res.stdout.splitlines()))
+    assert sorted(Path(r["path"]).name for r in rows) == ["caf\\xe9.jpg", "cat.jpg"]
