@@ -40,7 +40,6 @@ def infer_format(output: str | None, explicit: str | None) -> str:
 
 
 def _cell(value: Any) -> str:
-    value = printable(value)
     if value is None:
         return ""
     if isinstance(value, float):
@@ -51,7 +50,7 @@ def _cell(value: Any) -> str:
 def write_rows(rows: Iterable[dict[str, Any]], columns: Sequence[str], fmt: str, fh: IO[str]) -> int:
     """Write ``rows`` to ``fh``; returns the number written. Table output buffers to align."""
     n = 0
-    rows = ({k: printable(v) for k, v in row.items()} for row in rows)
+    rows = ({k: printable(v) for k, v in row.items()} for row in rows)  # non-UTF-8 names: \xNN in every format
     if fmt == "csv":
         writer = SafeDictWriter(fh, fieldnames=list(columns), extrasaction="ignore")
         writer.writeheader()
