@@ -86,10 +86,14 @@ def _read_txt_list(path: Path) -> list[str]:
 
 
 def _read_stdin_list() -> list[str]:
+    if sys.stdin is None:  # started with stdin closed (`<&-`)
+        raise IIPAError("- reads paths from standard input, but standard input is closed")
     try:
         lines = sys.stdin.read().splitlines()
     except UnicodeDecodeError as exc:
         raise IIPAError(f"standard input: the list of paths is not UTF-8 text ({exc})") from None
+    except (OSError, ValueError) as exc:  # a closed or unreadable descriptor
+        raise IIPAError(f"- reads paths from standard input, which cannot be read ({exc})") from None
     return _read_lines(lines, Path("."))
 
 

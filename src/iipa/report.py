@@ -21,7 +21,7 @@ from PIL import Image
 
 from iipa import levels
 from iipa.errors import ImageError
-from iipa.fileio import write_bytes, write_text
+from iipa.fileio import printable, write_bytes, write_text
 from iipa.images import open_image
 from iipa.scoring import ScoreResult
 from iipa.templating import data_uri, render  # noqa: F401 - data_uri: public since the album had it
@@ -128,7 +128,8 @@ def album_html(entries: Sequence[AlbumEntry], *, title: str = "iipa album",
     for e in entries:
         rank += e.result.ok
         cards.append({"result": e.result, "rank": rank if e.result.ok else None, "thumbnail": e.thumbnail,
-                      "heatmap": e.heatmap, "name": os.path.basename(e.result.source)})
+                      "heatmap": e.heatmap, "name": printable(os.path.basename(e.result.source)),
+                      "source": printable(e.result.source)})  # non-UTF-8 names as \xNN, as in every table
     width = 320 if any(e.heatmap for e in entries) else 180
     return render("album.html", title=title, summary=summary, histogram_png=histogram_png, cards=cards,
                   width=width, colours=LEVEL_COLOURS)

@@ -31,9 +31,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from iipa.compare import compare
-    from iipa.output import infer_format, open_output, write_rows
+    from iipa.output import check_output, infer_format, open_output, write_rows
     from iipa.scoring import Scorer
 
+    check_output(args.output)
     fmt = infer_format(args.output, args.format)
     scorer = Scorer(args.model, device=args.device, precision=args.precision, num_workers=0)
     result = compare(scorer, args.image_a, args.image_b)

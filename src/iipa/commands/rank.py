@@ -46,11 +46,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from iipa.fileio import printable, write_bytes
     from iipa.inputs import expand_inputs
-    from iipa.output import infer_format, open_output, write_rows
+    from iipa.output import check_output, infer_format, open_output, write_rows
     from iipa.report import fit_gaussian, score_histogram, write_album
     from iipa.scoring import Scorer
 
+    for path, flag in ((args.output, "--output"), (args.report, "--report"), (args.histogram, "--histogram")):
+        check_output(path, flag)  # before scoring: a bad path must not cost the whole run
     fmt = infer_format(args.output, args.format)
     if args.heatmaps and not args.report:
         raise IIPAError("--heatmaps needs --report")
@@ -80,12 +83,11 @@ def run(args: argparse.Namespace) -> int:
                           all_scores=[r.score for r in ok])
         print(f"iipa rank: wrote {out['report']} and {out['histogram']}", file=sys.stderr)
     elif args.histogram:
-        with open(args.histogram, "wb") as fh:
-            fh.write(score_histogram([r.score for r in ok], reference=scorer.model.reference))
+        write_bytes(args.histogram, score_histogram([r.score for r in ok], reference=scorer.model.reference))
     fit = fit_gaussian([r.score for r in ok])
     if fit:
         print(f"iipa rank: {fit['n']} scores, fitted Gaussian mean {fit['mean']:.4f} std {fit['std']:.4f}",
               file=sys.stderr)
     for r in failed[:20]:
-        print(f"iipa rank: {r.source}: {r.error}", file=sys.stderr)
+        print(f"iipa rank: {printable(r.source)}: {r.error}", file=sys.stderr)
     return 1 if failed else 0

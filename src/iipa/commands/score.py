@@ -60,9 +60,11 @@ def _make_scorer(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    from iipa.fileio import printable
     from iipa.inputs import expand_inputs
-    from iipa.output import infer_format, open_output, write_rows
+    from iipa.output import check_output, infer_format, open_output, write_rows
 
+    check_output(args.output)  # a folder or an unwritable path fails now, not after scoring
     fmt = infer_format(args.output, args.format)
     paths = expand_inputs(args.inputs, recursive=not args.no_recursive)
     if not paths:
@@ -92,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     if failed:
         print(f"iipa score: {len(failed)} of {n} inputs could not be scored:", file=sys.stderr)
         for row in failed[:20]:
-            print(f"  {row['path']}: {row['error']}", file=sys.stderr)
+            print(f"  {printable(row['path'])}: {row['error']}", file=sys.stderr)
         if len(failed) > 20:
             print(f"  ... and {len(failed) - 20} more (see the error column)", file=sys.stderr)
         return 1
