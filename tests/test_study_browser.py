@@ -118,7 +118,10 @@ def test_participant_flow_in_chromium(live_app):
             answer("ArrowLeft", "left")
             expect(page.locator("#done")).to_be_visible()
             expect(page.locator("#review tbody tr")).to_have_count(4)
-            expect(page.locator("#review-summary")).to_contain_text("of 4 pairs")
+            expect(page.locator("#review-summary")).to_contain_text("% of the pairs")
+            # while the study is open: the choices, not which image received more likes
+            expect(page.locator("#review-note")).to_be_visible()
+            expect(page.locator("#review tbody tr").first.locator("td")).to_have_count(4)
             # The review shows the answered pairs' images (allowed: they are answered).
             page.wait_for_function("[...document.querySelectorAll('#review tbody img')]"
                                    ".every(i => i.complete && i.naturalWidth === 512)")
@@ -126,7 +129,7 @@ def test_participant_flow_in_chromium(live_app):
             browser.close()
 
     with store.session() as s:
-        seed = s.get(Study, 1).seed
+        secret = s.get(Study, 1).secret
         person = s.scalar(select(Participant).where(Participant.code == code))
         assert person.gender == "female" and person.instagram and not person.social_over_3h
         assert person.finished_at is not None
@@ -135,6 +138,6 @@ def test_participant_flow_in_chromium(live_app):
     assert {a.pair_id: a.chosen_side for a, _ in rows} == pressed
     assert len(rows) == 6 and sorted(q.kind for _, q in rows).count("training") == 2
     for a, q in rows:
-        assert a.left_slot == left_slot(seed, code, q.id)
+        assert a.left_slot == left_slot(secret, code, q.id)
         assert a.chosen_slot == (a.left_slot if a.chosen_side == "left" else ("b" if a.left_slot == "a" else "a"))
         assert 0 <= a.response_ms < 60_000
