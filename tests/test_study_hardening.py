@@ -149,3 +149,15 @@ def test_a_database_made_before_the_secret_is_exported_but_not_served(db, run_cl
     assert code == 2 and "cannot be served" in err
     code, out, err = run_cli("study", "export", "--db", db, "--table", "pairs", "--format", "json")
     assert code == 0 and '"pair_id"' in out, err
+
+
+def test_study_close_ends_sign_ups_and_answers(db, run_cli):
+    with TestClient(create_app(Store(db), admin_token=TOKEN)) as client:
+        code, item = (lambda r: (r["code"], r["next"]))(client.post("/api/participants", json=DEMO).json())
+        status, out, err = run_cli("study", "close", "--db", db)
+        assert status == 0 and "closed" in out, err
+        r = client.post(f"/api/p/{code}/answers", json={"pair_id": item["pair_id"], "side": "left"})
+        assert r.status_code == 409 and r.json()["detail"] == "the study is closed"
+        assert client.post("/api/participants", json=DEMO).status_code == 409
+        assert client.get(f"/api/p/{code}/next").json()["state"] == "closed"
+        assert client.get(f"/api/p/{code}/review").json()["closed"] is True
