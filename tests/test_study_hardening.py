@@ -161,3 +161,21 @@ def test_study_close_ends_sign_ups_and_answers(db, run_cli):
         assert client.post("/api/participants", json=DEMO).status_code == 409
         assert client.get(f"/api/p/{code}/next").json()["state"] == "closed"
         assert client.get(f"/api/p/{code}/review").json()["closed"] is True
+
+
+def test_rate_limit_refills_and_forgets_the_oldest_keys():
+    from iipa.study.limits import RateLimit
+
+    now = [0.0]
+    limit = RateLimit(per_hour=60, burst=2, max_keys=3, clock=lambda: now[0])
+    assert [limit.hit("a"), limit.hit("a")] == [0.0, 0.0]
+    assert limit.hit("a") == 60 and limit.blocked("a") == 60  # one a minute
+    now[0] = 30.0
+    assert limit.hit("a") == 30  # refused hits take nothing
+    now[0] = 60.0
+    assert limit.blocked("a") == 0.0 and limit.hit("a") == 0.0 and limit.hit("a") == 60
+    for key in ("b", "c", "d"):  # "a" is the least recently seen: forgotten, full again
+        limit.hit(key)
+    assert limit.hit("a") == 0.0
+    with pytest.raises(ValueError):
+        RateLimit(per_hour=0, burst=1)
