@@ -70,7 +70,7 @@ def _client(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-def _storage_error(exc: Exception) -> JSONResponse:
+def _server_error(exc: Exception) -> JSONResponse:
     full = (isinstance(exc, OSError) and exc.errno == errno.ENOSPC) or "disk is full" in str(exc)
     if full:
         return JSONResponse({"detail": "the server's disk is full; nothing was saved, try again later"},
@@ -101,7 +101,7 @@ def create_app(db: str | Store, *, admin_token: str, signups_per_hour: float = S
         return JSONResponse({"detail": str(exc)}, status_code=exc.status, headers=headers)
 
     for kind in (OSError, SQLAlchemyError, Exception):  # JSON, never Starlette's plain-text 500
-        app.add_exception_handler(kind, lambda _request, exc: _storage_error(exc))
+        app.add_exception_handler(kind, lambda _request, exc: _server_error(exc))
 
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:
