@@ -35,6 +35,7 @@ BAD_VALUES = {
     ("serve",): ["--port", "-1"],
     ("simulate",): ["--out", "o", "--users", "0"],
     ("study", "analyze"): ["--db", "d", "--out", "o", "--examples", "-1"],
+    ("study", "close"): ["--db", "no-such-study.sqlite"],
     ("study", "export"): ["--db", "d", "--table", "votes"],
     ("study", "init"): ["--pairs", "p", "--images", "i", "--db", "d", "--n", "0"],
     ("study", "serve"): ["--db", "d", "--port", "http"],

@@ -24,7 +24,7 @@ def fill_answers(store: Store, people: list[dict], seed: int = 0) -> dict[str, f
     rng = np.random.default_rng(seed)
     realised = {}
     with store.session() as s:
-        study_seed = s.get(Study, 1).seed
+        study_secret = s.get(Study, 1).secret
         pairs = list(s.scalars(select(Pair)))
         for i, spec in enumerate(people):
             code = f"P{i:04d}"
@@ -40,7 +40,7 @@ def fill_answers(store: Store, people: list[dict], seed: int = 0) -> dict[str, f
                     right = bool(rng.random() < spec["acc"])
                 if pair.kind == "trial":
                     hits.append(right)
-                left = left_slot(study_seed, code, pair.id)
+                left = left_slot(study_secret, code, pair.id)
                 low = "b" if pair.high_slot == "a" else "a"
                 chosen = pair.high_slot if right else low
                 s.add(Answer(participant_id=p.id, pair_id=pair.id, left_slot=left,
