@@ -25,6 +25,7 @@ import sys
 
 from iipa.commands._common import DEFAULT_MODEL, add_offline_argument, positive_int
 from iipa.errors import IIPAError
+from iipa.extras import require
 
 NAME = "export"
 # What an int8 model should keep of fp32 on photos (issue 12's bar for ResNet-50).
@@ -46,6 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    require("torch", "iipa export")
     from iipa.weights import load_model
 
     if not str(args.output).lower().endswith(".onnx"):

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from iipa.commands._common import nonnegative_int, positive_int
 from iipa.errors import IIPAError
+from iipa.extras import require
 
 NAME = "pairs"
 HELP = "build PDIPs from crawl metadata; import the authors' pair list; statistics"
@@ -77,6 +78,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    require("pairs", "iipa pairs")
     return args.pairs_run(args)
 
 

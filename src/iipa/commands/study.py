@@ -24,6 +24,7 @@ from iipa.commands._common import (
     unit_fraction,
 )
 from iipa.errors import IIPAError
+from iipa.extras import require
 
 NAME = "study"
 HELP = "2AFC human study: init, serve, export, analyze"
@@ -67,6 +68,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    require("study", "iipa study")
     return {"init": _init, "serve": _serve, "export": _export, "analyze": _analyze}[args.study_command](args)
 
 
