@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src"
-# Subprocesses (``python -m iipa``, torchrun, servers) must import this checkout's code.
-os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SRC), os.environ.get("PYTHONPATH")]))
+# Subprocesses (``python -m iipa``, torchrun, servers) must import this checkout's code,
+# unless the tests check an installed package (.ci/run's core install: IIPA_TEST_INSTALLED=1).
+if not os.environ.get("IIPA_TEST_INSTALLED"):
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SRC), os.environ.get("PYTHONPATH")]))
 try:  # tests/core also runs in the core install, which has no PyTorch
     import torch
 except ModuleNotFoundError:
