@@ -17,8 +17,6 @@ from pathlib import Path
 import pytest
 from _photo import synthetic_photo
 
-from iipa import extras
-
 
 def iipa(*argv: object) -> tuple[int, str, str]:
     proc = subprocess.run([sys.executable, "-m", "iipa", "--offline", *map(str, argv)], capture_output=True,
@@ -95,16 +93,6 @@ def test_model_info_of_the_default_model():
     assert code == 0, err
     card = json.loads(out)
     assert "lite0" in json.dumps(card).lower()
-
-
-def test_a_missing_extra_is_one_line_with_the_pip_line(run_cli, monkeypatch, photos, tmp_path):
-    real = extras.importlib.util.find_spec
-    monkeypatch.setattr(extras.importlib.util, "find_spec", lambda name: None if name == "torch" else real(name))
-    code, out, err = run_cli("explain", photos / "p1.jpg", "--out", tmp_path / "cams")
-    assert code == 2 and not out and len(err.strip().splitlines()) == 1, err
-    assert err.startswith("iipa explain: error: iipa explain needs the torch extra: pip install 'iipa[torch]' "
-                          "(missing: torch"), err
-    assert not (tmp_path / "cams").exists()
 
 
 def test_the_installed_package_is_what_runs():
