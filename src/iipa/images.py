@@ -26,7 +26,8 @@ ImageFile.LOAD_TRUNCATED_IMAGES = False
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff",
                     ".heic", ".heif", ".hif", ".avif")
-# HEIF: phones' HEIC photos, through pillow-heif's opener; AVIF: Pillow's own plugin (≥ 11.3).
+# HEIF: phones' HEIC photos, through pillow-heif's opener; AVIF: Pillow's own plugin, where its
+# build has libavif (PyPI's recent wheels do: PIL.features.check("avif")).
 ALLOWED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP", "GIF", "BMP", "TIFF", "HEIF", "AVIF"})
 HEIF_EXTENSIONS = (".heic", ".heif", ".hif")
 # 100 megapixels: far above any camera photo we score (a 24 MP DSLR frame is 6000x4000),
