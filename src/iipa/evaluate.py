@@ -25,11 +25,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from iipa.errors import IIPAError
 from iipa.models import PopularityNet
-from iipa.pairs.table import SPLITS, attach_images, read_pairs
+from iipa.pairs.table import SPLITS, image_finder, read_pair_columns
 from iipa.profiles import CROPS
 from iipa.scoring import Scorer
 
@@ -77,7 +76,7 @@ def score_paths(
 
 def evaluate_pairs(
     model: PopularityNet | str | os.PathLike,
-    pairs: str | os.PathLike | pd.DataFrame,
+    pairs: str | os.PathLike | Any,
     images: str | os.PathLike,
     *,
     splits: Sequence[str] | None = None,
@@ -85,29 +84,39 @@ def evaluate_pairs(
     seed: int = 0,
     **score_kwargs: Any,
 ) -> dict[str, Any]:
-    """Pairwise accuracy per split (and over all of them) of ``model`` on a pairs table.
+    """Pairwise accuracy per split (and over all of them) of ``model`` on a pairs table
+    (a CSV or Parquet path, or a DataFrame with the pairs columns).
 
     ``max_pairs`` evaluates a seeded random subset of each split (for quick validation).
     Pairs whose images are missing from ``images`` are dropped and counted.
     """
-    df = read_pairs(pairs) if not isinstance(pairs, pd.DataFrame) else pairs
+    cols = read_pair_columns(pairs) if isinstance(pairs, (str, os.PathLike)) else \
+        {c: pairs[c].tolist() for c in pairs.columns}
     if not os.path.isdir(images):
         raise IIPAError(f"{images}: no such images folder")
-    wanted = list(splits) if splits else [s for s in SPLITS if (df["split"] == s).any()]
-    df = df[df["split"].isin(wanted)]
-    if max_pairs is not None:
-        parts = [g.sample(n=min(len(g), max_pairs), random_state=seed) for _, g in df.groupby("split")]
-        df = pd.concat(parts) if parts else df
-    df, missing = attach_images(df, images)
-    paths = sorted(set(df["high_path"]) | set(df["low_path"]))
+    split_of = cols.get("split") or ["test"] * len(cols["high_id"])
+    wanted = list(splits) if splits else [s for s in SPLITS if s in set(split_of)]
+    rng = np.random.default_rng(seed)
+    rows: list[int] = []
+    for split in wanted:
+        members = [i for i, s in enumerate(split_of) if s == split]
+        if max_pairs is not None and len(members) > max_pairs:
+            members = sorted(rng.choice(members, size=max_pairs, replace=False).tolist())
+        rows += members
+    find = image_finder(images)
+    found = [(i, find(str(cols["high_id"][i])), find(str(cols["low_id"][i]))) for i in rows]
+    kept = [(i, hi, lo) for i, hi, lo in found if hi is not None and lo is not None]
+    paths = sorted({p for _, hi, lo in kept for p in (hi, lo)})
     scores = dict(zip(paths, score_paths(model, paths, **score_kwargs), strict=True))
-    hi = df["high_path"].map(scores).to_numpy()
-    lo = df["low_path"].map(scores).to_numpy()
-    result: dict[str, Any] = {"splits": {}, "missing_images_pairs": missing, "images_scored": len(paths),
+    hi = np.array([scores[h] for _, h, _ in kept], dtype=np.float64)
+    lo = np.array([scores[lo_] for _, _, lo_ in kept], dtype=np.float64)
+    kept_split = np.array([split_of[i] for i, _, _ in kept], dtype=object)
+    result: dict[str, Any] = {"splits": {}, "missing_images_pairs": len(found) - len(kept),
+                              "images_scored": len(paths),
                               "unreadable_images": int(sum(math.isnan(v) for v in scores.values())),
                               "crops": score_kwargs.get("crops", 1)}
     for split in wanted:
-        mask = (df["split"] == split).to_numpy()
+        mask = kept_split == split
         result["splits"][split] = pairwise_accuracy(hi[mask], lo[mask])
     result["all"] = pairwise_accuracy(hi, lo)
     return result

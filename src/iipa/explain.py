@@ -94,7 +94,7 @@ def _cams(model: PopularityNet, batch: torch.Tensor, signs: list[float]) -> np.n
     try:
         from pytorch_grad_cam import GradCAM
     except ImportError as exc:
-        raise IIPAError(f"Grad-CAM needs the grad-cam package: pip install 'iipa[explain]' ({exc})") from None
+        raise IIPAError(f"Grad-CAM needs the grad-cam package: pip install 'iipa[torch]' ({exc})") from None
 
     was_training = model.training
     params = list(model.parameters())

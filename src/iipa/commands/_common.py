@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from iipa.errors import IIPAError
+from iipa.extras import explain_missing
 from iipa.weights import DEFAULT_MODEL
 
 # iipa.images.DEFAULT_MAX_PIXELS, repeated here because iipa.images imports numpy and PIL;
@@ -72,7 +73,10 @@ def device_name(text: str) -> str:
 
 def backbone_name(text: str) -> str:
     """A registered backbone. Imports the registry (torch) only when the flag is given."""
-    from iipa.models import list_backbones
+    try:
+        from iipa.models import list_backbones
+    except ModuleNotFoundError as exc:  # the core install: say which extra, as a usage error
+        raise argparse.ArgumentTypeError(explain_missing(exc) or str(exc)) from None
 
     known = list_backbones()
     if text not in known:

@@ -20,6 +20,7 @@ import json
 
 from iipa.commands._common import CROPS
 from iipa.commands.train import add_train_arguments, config_from_args
+from iipa.extras import require
 
 NAME = "experiment"
 HELP = "the paper's experiments: label-noise, architectures, baseline"
@@ -57,6 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    require("torch", "iipa experiment")
     from iipa.train import experiments
     from iipa.train.experiments import markdown_table
 

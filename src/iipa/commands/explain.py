@@ -20,6 +20,7 @@ from pathlib import Path
 
 from iipa.commands._common import add_model_arguments, add_table_output_arguments, unit_fraction
 from iipa.errors import IIPAError
+from iipa.extras import require
 
 NAME = "explain"
 HELP = "Grad-CAM heatmaps of scores (and of a pair's score difference)"
@@ -54,6 +55,7 @@ def _row(path: str, expl, reference, overlay: Path) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    require("torch", "iipa explain")
     from iipa.explain import explain, explain_pair, pair_figure, save_explanation
     from iipa.inputs import expand_inputs
     from iipa.output import infer_format, open_output, write_rows

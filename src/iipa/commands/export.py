@@ -25,9 +25,10 @@ import sys
 
 from iipa.commands._common import DEFAULT_MODEL, add_offline_argument, positive_int
 from iipa.errors import IIPAError
+from iipa.extras import require
 
 NAME = "export"
-# What an int8 model should keep of fp32 on photos (issue 12's bar for ResNet-50).
+# What an int8 model should keep of fp32 on photos: rank order (Spearman) and points of 100.
 GOOD_SPEARMAN, GOOD_SCALED = 0.99, 3.0
 HELP = "export a model to ONNX, fp32 or int8 (dynamic batch, profile and reference as metadata)"
 
@@ -46,6 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    require("torch", "iipa export")
     from iipa.weights import load_model
 
     if not str(args.output).lower().endswith(".onnx"):

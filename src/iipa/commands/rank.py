@@ -2,7 +2,7 @@
 
 Prints rank, path, score, scaled (0-100), level, error. --report album.html writes a
 self-contained HTML contact sheet (thumbnails embedded, no network needed to view it) and
-the score histogram with its fitted Gaussian beside it (album.histogram.png, or
+the score histogram with its fitted Gaussian beside it (album.histogram.svg, or
 --histogram PATH; paper Fig. 5). --heatmaps adds a Grad-CAM overlay next to each
 thumbnail (slower: one backward pass per image).
 
@@ -36,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_loader_arguments(parser)
     g = parser.add_argument_group("report")
     g.add_argument("--report", help="write the HTML album here (e.g. album.html)")
-    g.add_argument("--histogram", help="write the histogram PNG here (default with --report: beside it)")
+    g.add_argument("--histogram", help="write the histogram SVG here (default with --report: beside it)")
     g.add_argument("--heatmaps", action="store_true", help="add Grad-CAM overlays to the album")
     g.add_argument("--thumb-size", type=positive_int, default=320, help="longest thumbnail side in pixels (default 320)")
     g.add_argument("--top", type=positive_int, default=None, help="keep only the N best images (table and album)")
@@ -46,7 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from iipa.fileio import printable, write_bytes
+    from iipa.fileio import printable, write_text
     from iipa.inputs import expand_inputs
     from iipa.output import check_output, infer_format, open_output, write_rows
     from iipa.report import fit_gaussian, score_histogram, write_album
@@ -57,6 +57,8 @@ def run(args: argparse.Namespace) -> int:
     fmt = infer_format(args.output, args.format)
     if args.heatmaps and not args.report:
         raise IIPAError("--heatmaps needs --report")
+    if args.histogram and not args.histogram.lower().endswith(".svg"):
+        raise IIPAError(f"--histogram {args.histogram}: the histogram is an SVG drawing; name it *.svg")
     if args.top is not None and args.top < 1:
         raise IIPAError(f"--top must be at least 1, got {args.top}")
     paths = expand_inputs(args.inputs)
@@ -83,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
                           all_scores=[r.score for r in ok])
         print(f"iipa rank: wrote {out['report']} and {out['histogram']}", file=sys.stderr)
     elif args.histogram:
-        write_bytes(args.histogram, score_histogram([r.score for r in ok], reference=scorer.model.reference))
+        write_text(args.histogram, score_histogram([r.score for r in ok], reference=scorer.model.reference))
     fit = fit_gaussian([r.score for r in ok])
     if fit:
         print(f"iipa rank: {fit['n']} scores, fitted Gaussian mean {fit['mean']:.4f} std {fit['std']:.4f}",

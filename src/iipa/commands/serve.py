@@ -16,6 +16,7 @@ import os
 
 from iipa.commands._common import add_model_arguments, nonnegative_int, positive_float, positive_int
 from iipa.errors import IIPAError
+from iipa.extras import require
 
 NAME = "serve"
 HELP = "HTTP scoring service with a web page (POST /v1/score, /v1/compare, /v1/explain)"
@@ -81,13 +82,12 @@ def settings_from_args(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        import uvicorn
+    require("serve", "iipa serve")
+    import uvicorn
 
-        from iipa.asgi import server_config
-        from iipa.serve.app import create_app
-    except ImportError as exc:
-        raise IIPAError(f"iipa serve needs the serve extra: pip install 'iipa[serve]' ({exc})") from None
+    from iipa.asgi import server_config
+    from iipa.serve.app import create_app
+
     settings = settings_from_args(args)
     app = create_app(args.model, settings, device=args.device, precision=args.precision, optimize=args.optimize)
     grace = args.graceful_timeout if args.graceful_timeout is not None else settings.request_timeout_s + 5

@@ -25,6 +25,7 @@ from iipa.commands._common import (
     unit_fraction,
 )
 from iipa.errors import IIPAError
+from iipa.extras import require
 
 NAME = "study"
 HELP = "2AFC human study: init, serve, close, export, analyze"
@@ -77,6 +78,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    require("study", "iipa study")
     return {"init": _init, "serve": _serve, "close": _close, "export": _export,
             "analyze": _analyze}[args.study_command](args)
 

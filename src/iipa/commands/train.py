@@ -33,6 +33,7 @@ from iipa.commands._common import (
     positive_int,
     unit_fraction,
 )
+from iipa.extras import require
 from iipa.train.config import RECIPES, TrainConfig
 
 NAME = "train"
@@ -134,6 +135,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    require("torch", "iipa train")
     from iipa.train import train
 
     summary = train(config_from_args(args))

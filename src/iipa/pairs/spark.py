@@ -27,7 +27,7 @@ from iipa.errors import IIPAError
 from iipa.fileio import atomic_path
 from iipa.pairs import engine as B
 from iipa.pairs.csvread import csv_header
-from iipa.pairs.rules import RuleConfig
+from iipa.pairs.rules import DAY_US, RuleConfig
 from iipa.pairs.schema import (
     DUP_ORDER,
     FUTURE_SLACK_US,
@@ -237,7 +237,7 @@ def build_pairs_spark(posts, out_dir=None, *, rules: RuleConfig, crawled_at=None
         lc = np.searchsorted(ids, pdf["low_id"].to_numpy(str))
         sel, ds, p, n_ok = B.match_candidates(hc, lc, pdf["likes_high"], pdf["likes_low"], cfg)
         out = pdf.iloc[sel].copy()
-        out["p"], out["delta_s"], out["delta_t_days"] = p, ds, out["dt_us"].to_numpy(np.float64) / B.DAY_US
+        out["p"], out["delta_s"], out["delta_t_days"] = p, ds, out["dt_us"].to_numpy(np.float64) / DAY_US
         out["n_ok"] = n_ok
         return out[B.wide_columns() + ["n_ok"]]
 
