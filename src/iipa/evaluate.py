@@ -12,7 +12,8 @@ to its nominal coverage for small n and accuracies near 0 or 1. Pairs share imag
 when the table reuses images (the paper's builder does not), so pairs are treated as
 independent.
 
-Images are scored by :class:`~iipa.scoring.Scorer`, the one inference path; multi-crop
+Images are scored by a :class:`~iipa.scoring.Scorer` (:func:`~iipa.scoring.make_scorer`), the
+one inference path, so evaluating the default model imports no torch; multi-crop
 averaging (``crops=5``: four corners + centre of the profile's crop; ``10``: the same plus
 horizontal flips, :meth:`Profile.crop_boxes`) averages each image's scores over the crops.
 """
@@ -28,12 +29,8 @@ import numpy as np
 import pandas as pd
 
 from iipa.errors import IIPAError
-from iipa.models import PopularityNet
 from iipa.pairs.table import SPLITS, attach_images, read_pairs
-from iipa.profiles import CROPS
-from iipa.scoring import Scorer
-
-__all__ = ["CROPS", "evaluate_pairs", "pairwise_accuracy", "score_paths", "wilson_interval"]
+from iipa.scoring import Scorer, make_scorer
 
 
 def wilson_interval(successes: float, n: int, z: float = 1.959964) -> tuple[float, float]:
@@ -61,22 +58,16 @@ def pairwise_accuracy(high_scores: Sequence[float], low_scores: Sequence[float])
             "accuracy": acc, "ci95": [low, high], "ci_method": "wilson", "skipped": int((~ok).sum())}
 
 
-def score_paths(
-    model: PopularityNet | str | os.PathLike | None,
-    paths: Sequence[str],
-    *,
-    scorer: Scorer | None = None,
-    **scorer_kwargs: Any,
-) -> np.ndarray:
-    """One score per path (NaN for unreadable images) from ``scorer`` or a
-    ``Scorer(model, **scorer_kwargs)`` (``crops``, ``device``, ``precision``, ``batch_size``,
-    ``num_workers``, ``max_pixels``)."""
-    scorer = scorer or Scorer(model, **scorer_kwargs)
+def score_paths(model: Any, paths: Sequence[str], **scorer_kwargs: Any) -> np.ndarray:
+    """One score per path (NaN for unreadable images) from ``model``: a Scorer, or anything
+    :func:`~iipa.scoring.make_scorer` takes, with ``scorer_kwargs`` (``crops``, ``device``,
+    ``precision``, ``runtime``, ``batch_size``, ``num_workers``, ``max_pixels``)."""
+    scorer = model if isinstance(model, Scorer) else make_scorer(model, **scorer_kwargs)
     return np.array(scorer.score(list(paths), on_error="nan"), dtype=np.float64)
 
 
 def evaluate_pairs(
-    model: PopularityNet | str | os.PathLike,
+    model: Any,
     pairs: str | os.PathLike | pd.DataFrame,
     images: str | os.PathLike,
     *,
@@ -85,7 +76,8 @@ def evaluate_pairs(
     seed: int = 0,
     **score_kwargs: Any,
 ) -> dict[str, Any]:
-    """Pairwise accuracy per split (and over all of them) of ``model`` on a pairs table.
+    """Pairwise accuracy per split (and over all of them) of ``model`` (a Scorer, or a model
+    spec scored by ``make_scorer(model, **score_kwargs)``) on a pairs table.
 
     ``max_pairs`` evaluates a seeded random subset of each split (for quick validation).
     Pairs whose images are missing from ``images`` are dropped and counted.
@@ -100,12 +92,13 @@ def evaluate_pairs(
         df = pd.concat(parts) if parts else df
     df, missing = attach_images(df, images)
     paths = sorted(set(df["high_path"]) | set(df["low_path"]))
-    scores = dict(zip(paths, score_paths(model, paths, **score_kwargs), strict=True))
+    scorer = model if isinstance(model, Scorer) else make_scorer(model, **score_kwargs)
+    scores = dict(zip(paths, score_paths(scorer, paths), strict=True))
     hi = df["high_path"].map(scores).to_numpy()
     lo = df["low_path"].map(scores).to_numpy()
     result: dict[str, Any] = {"splits": {}, "missing_images_pairs": missing, "images_scored": len(paths),
                               "unreadable_images": int(sum(math.isnan(v) for v in scores.values())),
-                              "crops": score_kwargs.get("crops", 1)}
+                              "crops": scorer.crops}
     for split in wanted:
         mask = (df["split"] == split).to_numpy()
         result["splits"][split] = pairwise_accuracy(hi[mask], lo[mask])

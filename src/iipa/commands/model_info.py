@@ -35,6 +35,6 @@ def run(args: argparse.Namespace) -> int:
 
     if args.model and args.model_arg and args.model != args.model_arg:
         raise IIPAError(f"two models given: --model {args.model} and {args.model_arg}")
-    card = model_card(args.model or args.model_arg or DEFAULT_MODEL)
+    card = model_card(args.model or args.model_arg or DEFAULT_MODEL)  # a record by now, or the positional name
     print(json.dumps(card, indent=2, default=str) if args.format == "json" else format_card(card))
     return 0
