@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from iipa.export import export_onnx, onnx_parity, read_onnx_metadata
+from iipa.export import export_onnx, onnx_parity
 from iipa.models import PopularityNet
+from iipa.onnx_format import read_onnx_metadata
 from iipa.onnx_runtime import open_session
 from iipa.record import load_model
 from iipa.scoring import make_scorer

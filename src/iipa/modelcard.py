@@ -79,8 +79,8 @@ def model_card(spec: Any) -> dict[str, Any]:
         **{k: info[k] for k in CARD_FIELDS if k in info},
         "info": {k: v for k, v in info.items() if k not in ("config", "metrics", "domain", *CARD_FIELDS)},
     }
-    if record.model is not None:
-        card["parameters"] = sum(p.numel() for p in record.model.parameters())
+    if record.parameters is not None:
+        card["parameters"] = record.parameters
     if record.kind == "onnx":
         card.update(file_bytes=record.onnx_file.stat().st_size, input=INPUT_DOC,
                     precision=record.onnx_precision)

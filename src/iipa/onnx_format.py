@@ -37,6 +37,7 @@ def parse_onnx_metadata(props: dict[str, str], path: str | os.PathLike) -> dict[
             "reference": json.loads(props.get("iipa.reference", "null")),
             "info": json.loads(props.get("iipa.info", "{}")),
             "calibration": json.loads(props.get("iipa.calibration", "null")),
+            "parameters": json.loads(props.get("iipa.parameters", "null")),
         }
     except (ValueError, TypeError) as exc:
         raise IIPAError(f"{path}: malformed iipa metadata ({exc})") from None

@@ -27,11 +27,12 @@ from typing import Any
 import numpy as np
 
 from iipa.errors import IIPAError
-from iipa.export import INPUT_NAME, export_onnx
+from iipa.export import export_onnx
 from iipa.fileio import atomic_path
 from iipa.images import DEFAULT_MAX_PIXELS
 from iipa.levels import reference_distribution
 from iipa.models import PopularityNet
+from iipa.onnx_format import INPUT_NAME
 from iipa.profiles import Profile
 from iipa.scoring import prepare_item
 

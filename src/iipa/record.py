@@ -72,6 +72,7 @@ class ModelRecord:
     weights_format: str = "iipa"
     entry: NamedWeights | None = None
     offline: bool = False
+    parameters: int | None = None  # learned weights, when the file says (not BatchNorm statistics)
     model: Any = field(default=None, compare=False, repr=False)  # the PopularityNet of kind "memory"
 
     @property
@@ -181,14 +182,14 @@ def _from_memory(model: Any) -> ModelRecord:
     info = dict(model.info)
     name = str(info.get("weights") or info.get("source") or model.arch)
     return ModelRecord("memory", name, model.arch, model.profile, model.reference, info.get("calibration"),
-                       info, model=model)
+                       info, parameters=sum(p.numel() for p in model.parameters()), model=model)
 
 
 def _from_onnx(path: Path) -> ModelRecord:
     meta = read_onnx_metadata(path)
     info = _info(meta["info"], source=str(path))
     return ModelRecord("onnx", str(path), meta["arch"], meta["profile"], meta["reference"],
-                       _calibration(meta, info), info, onnx_file=path)
+                       _calibration(meta, info), info, onnx_file=path, parameters=meta["parameters"])
 
 
 def _read_torch_file(path: Path) -> Any:
@@ -214,13 +215,13 @@ def _from_file(path: Path) -> ModelRecord:
         check_version(obj, source)
         info = _info(obj.get("info"), source=source)
         return ModelRecord("checkpoint", source, obj["arch"], get_profile(obj["profile"]), obj.get("reference"),
-                           _calibration(obj, info), info, torch_file=path)
+                           _calibration(obj, info), info, torch_file=path, parameters=_count(obj["state_dict"]))
     if looks_like_authors(obj):
         # Read as the registered authors' release says; it is a file, not those named weights.
         entry = get_weights(PLAIN_STATE_DICT_WEIGHTS)
         info = _info({}, source=source, domain=entry.domain, format=f"plain torchvision {entry.arch} state dict")
         return ModelRecord("state_dict", source, entry.arch, get_profile(entry.profile), entry.reference or None,
-                           None, info, torch_file=path, weights_format="state_dict")
+                           None, info, torch_file=path, weights_format="state_dict", parameters=_count(obj))
     keys = list(obj)[:6] if isinstance(obj, Mapping) else type(obj).__name__
     raise WeightsError(f"{source}: unrecognised checkpoint; expected an iipa checkpoint or a torchvision "
                        f"ResNet-50 state dict with fc = Linear(2048, 1) (found {keys})")
@@ -245,7 +246,8 @@ def _from_entry(entry: NamedWeights, *, offline: bool) -> ModelRecord:
         if is_iipa(obj):
             check_version(obj, str(torch_file))
             _check_agrees(entry, obj["arch"], dict(obj["profile"]).get("name"), str(torch_file))
-            carried = {"profile": get_profile(obj["profile"]), **{k: obj.get(k) for k in ("reference", "info", "calibration")}}
+            carried = {"profile": get_profile(obj["profile"]), "parameters": _count(obj["state_dict"]),
+                       **{k: obj.get(k) for k in ("reference", "info", "calibration")}}
     if carried:
         profile = carried["profile"]
     fmt = f"plain torchvision {entry.arch} state dict" if entry.format == "state_dict" else None
@@ -254,7 +256,16 @@ def _from_entry(entry: NamedWeights, *, offline: bool) -> ModelRecord:
     reference = entry.reference or carried.get("reference") or None
     return ModelRecord("named", entry.name, entry.arch, profile, reference, _calibration(carried, info), info,
                        torch_file=torch_file, onnx_file=onnx_file, weights_format=entry.format, entry=entry,
-                       offline=offline)
+                       offline=offline, parameters=carried.get("parameters"))
+
+
+_BN_STATISTICS = ("running_mean", "running_var", "num_batches_tracked")
+
+
+def _count(state: Mapping[str, Any]) -> int:
+    """Learned weights in a state dict: every tensor but BatchNorm's running statistics."""
+    return sum(int(v.numel()) for k, v in state.items()
+               if hasattr(v, "numel") and not k.endswith(_BN_STATISTICS))
 
 
 def _check_agrees(entry: NamedWeights, arch: str | None, profile: str | None, source: str) -> None:
