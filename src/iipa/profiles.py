@@ -229,7 +229,7 @@ register_profile(Profile(
     "paper", "short_side", 256, 224, IMAGENET_MEAN, IMAGENET_STD,
     description="Paper §4.1: short side 256, 224 crop (centre at test), ImageNet mean/std.",
 ))
-# EfficientNet-Lite's TF weights take mean = std = 0.5 (see DESIGN.md: verified on ImageNet).
+# EfficientNet-Lite's TF weights take mean = std = 0.5 (verified: skimage's chelsea lands in the ImageNet cat classes).
 for _name, _size, _crop, _what in (
     ("efficientnet", 256, 224, "EfficientNet-Lite (TF weights)"),
     ("efficientnet-lite1", 274, 240, "EfficientNet-Lite1 at its native 240"),

@@ -27,7 +27,7 @@ from iipa.commands._common import DEFAULT_MODEL, add_offline_argument, positive_
 from iipa.errors import IIPAError
 
 NAME = "export"
-# What an int8 model should keep of fp32 on photos (issue 12's bar for ResNet-50).
+# What an int8 model should keep of fp32 on photos (the bar ResNet-50's int8 export meets).
 GOOD_SPEARMAN, GOOD_SCALED = 0.99, 3.0
 HELP = "export a model to ONNX, fp32 or int8 (dynamic batch, profile and reference as metadata)"
 
