@@ -81,8 +81,11 @@ def test_cli_scores_without_torch_like_the_torch_route(images, crops):
     ["compare", "{images}/plain.jpg", "{images}/cmyk.jpg", "--device", "cpu"],
     ["score", "{images}", "--runtime", "onnx"],
     ["score", "{images}", "--model", "{onnx}", "--device", "cpu"],
-], ids=["rank-report", "compare", "runtime-onnx", "onnx-file"])
+    ["model-info"],
+    ["evaluate", "--pairs", "{tmp}/pairs.csv", "--images", "{images}", "--device", "cpu"],
+], ids=["rank-report", "compare", "runtime-onnx", "onnx-file", "model-info", "evaluate"])
 def test_other_onnx_routes_import_no_torch(images, tmp_path, argv):
+    (tmp_path / "pairs.csv").write_text("high_id,low_id,split\nrotated,cmyk,test\ncmyk,rotated,test\n")
     argv = [a.format(images=images, tmp=tmp_path, onnx=resolve_model().onnx_file) for a in argv]
     code, out, err, torch = run_iipa(*argv, gpu="no-gpu")
     assert code == 0, err
