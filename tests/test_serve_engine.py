@@ -82,3 +82,36 @@ def test_onnx_only_model_answers_501_with_the_reason(tmp_path, tiny_checkpoint, 
         resp = client.post("/v1/explain", files=[("file", (path.name, path.read_bytes(), "image/jpeg"))])
     assert card["heatmaps"]["available"] is False and "no PyTorch weights" in card["heatmaps"]["reason"]
     assert resp.status_code == 501 and resp.json()["detail"] == card["heatmaps"]["reason"]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/<pid>/maps")
+def test_iipa_serve_command_with_the_default_model_loads_no_torch(photo_dir):
+    import time
+
+    import httpx
+
+    from serve_helpers import free_port
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "iipa", "serve", "--port", str(port), "--log-level", "warning"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        url, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(url + "/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, "iipa serve did not start"
+            time.sleep(0.3)
+        path = photo_dir / "coffee.jpg"
+        resp = httpx.post(url + "/v1/score", files=[("files", (path.name, path.read_bytes(), "image/jpeg"))],
+                          timeout=30)
+        assert resp.status_code == 200, resp.text
+        with open(f"/proc/{proc.pid}/maps") as fh:
+            libs = {line.split()[-1] for line in fh if "torch" in line}
+        assert not libs, sorted(libs)[:3]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
