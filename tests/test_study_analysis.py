@@ -10,7 +10,7 @@ import pytest
 from scipy import stats
 from sqlalchemy import select
 
-from iipa.scoring import Scorer
+from iipa.scoring import make_scorer
 from iipa.study import Store
 from iipa.study.analysis import CATEGORIES, analyze, bradley_terry
 from iipa.study.plan import left_slot
@@ -89,7 +89,7 @@ def test_model_comparison_and_fig9_categories(synthetic, tiny_checkpoint):
     _db, store, _ = synthetic
     res = analyze(store, model=tiny_checkpoint, device="cpu", precision="fp32", num_workers=0)
     pairs = res.pairs
-    scores = Scorer(tiny_checkpoint, device="cpu", precision="fp32", num_workers=0)
+    scores = make_scorer(tiny_checkpoint, device="cpu", precision="fp32", num_workers=0)
     hi = scores.score(list(pairs["high_path"]))
     lo = scores.score(list(pairs["low_path"]))
     assert res.model_accuracy == pytest.approx(np.mean(np.array(hi) > np.array(lo)))

@@ -5,8 +5,8 @@
 extra (pyproject.toml lists the packages):
 
 ======== ==================================================================================
-torch    training, Grad-CAM (explain, rank --heatmaps), --runtime torch, .pt checkpoints
-         without an .onnx companion, the paper's backbones, the demo (includes [pairs])
+torch    training, Grad-CAM (explain, rank --heatmaps), --runtime torch, .pt checkpoints and
+         named weights that ship no ONNX export, the paper's backbones, the demo (includes [pairs])
 pairs    pairs build / fetch / simulate, Parquet tables (pandas, pyarrow, DuckDB, scipy)
 spark    the pairs builder on Spark (includes [pairs])
 serve    the HTTP scoring service (FastAPI, uvicorn)

@@ -147,7 +147,8 @@ def _analyze(args: argparse.Namespace) -> int:
     from iipa.study.analysis import analyze
     from iipa.study.report import write_report
 
-    kwargs = {"device": args.device, "precision": args.precision} if args.model else {}
+    kwargs = {"device": args.device, "precision": args.precision, "runtime": args.runtime,
+              "optimize": args.optimize} if args.model else {}
     res = analyze(Store(args.db), model=args.model, examples=args.examples, **kwargs)
     if not len(res.per_participant):
         raise IIPAError(f"{args.db}: no trial answers from included participants yet")

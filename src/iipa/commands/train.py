@@ -34,6 +34,7 @@ from iipa.commands._common import (
     unit_fraction,
 )
 from iipa.extras import require
+from iipa.runtime import PRECISIONS
 from iipa.train.config import RECIPES, TrainConfig
 
 NAME = "train"
@@ -97,7 +98,7 @@ def add_train_arguments(parser: argparse.ArgumentParser, *, required: bool = Tru
     g.add_argument("--seed", type=int, default=d.seed)
     g = parser.add_argument_group("running")
     g.add_argument("--device", default=d.device, type=device_name, help="auto, cpu, cuda (default auto)")
-    g.add_argument("--precision", default=d.precision, choices=["auto", "fp32", "bf16", "fp16"],
+    g.add_argument("--precision", default=d.precision, choices=PRECISIONS,
                    help="auto: bf16 autocast on CPUs with AVX512-BF16/AMX, AMP on GPUs")
     g.add_argument("--no-channels-last", action="store_true", help="keep NCHW memory format")
     g.add_argument("--checkpoint-every", type=positive_int, default=d.checkpoint_every, help=f"steps (default {d.checkpoint_every})")
