@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from iipa.asgi import server_config
+from iipa.httpserver import server_config
 from iipa.serve import ServeSettings, create_app
 from iipa.serve.memory import PixelBudget, release_memory
 from iipa.serve.metrics import Metrics

@@ -19,6 +19,7 @@ import sys
 from iipa.commands._common import (
     add_model_arguments,
     nonnegative_int,
+    port_number,
     positive_float,
     positive_int,
     unit_fraction,
@@ -48,7 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     serve = sub.add_parser("serve", help="run the web app")
     serve.add_argument("--db", required=True, help="SQLite path or SQLAlchemy URL")
     serve.add_argument("--host", default="127.0.0.1", help="bind address (default: 127.0.0.1)")
-    serve.add_argument("--port", type=nonnegative_int, default=8000, help="port (default: 8000)")
+    serve.add_argument("--port", type=port_number, default=8000, help="port (default: 8000)")
     serve.add_argument("--admin-token", default=None,
                        help=f"token for /admin and exports (default: ${TOKEN_ENV}, else a random one printed at start)")
 
@@ -92,21 +93,23 @@ def _init(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from iipa.asgi import server_config
+    from iipa.httpserver import listen, run_server, server_config
     from iipa.study import Store
     from iipa.study.app import create_app
 
     token = args.admin_token or os.environ.get(TOKEN_ENV)
-    if not token:
-        token = secrets.token_urlsafe(16)
-        print(f"admin token: {token}  (pages: http://{args.host}:{args.port}/admin?token=...)", file=sys.stderr)
     store = Store(args.db)
     with store.session() as s:
         store.study(s)  # fail now, not on the first request, if the database holds no study
-    uvicorn.Server(server_config(create_app(store, admin_token=token), host=args.host, port=args.port,
-                                 log_level="warning")).run()
+    sock = listen(args.host, args.port)
+    if not token:
+        token = secrets.token_urlsafe(16)
+        print(f"admin token: {token}  (pages: http://{args.host}:{args.port}/admin?token=...)", file=sys.stderr)
+    try:
+        run_server(server_config(create_app(store, admin_token=token), host=args.host, port=args.port,
+                                 body_timeout_s=30.0, log_level="warning"), sock)
+    finally:
+        sock.close()
     return 0
 
 
