@@ -50,3 +50,15 @@ def test_a_bad_port_and_a_port_in_use_are_one_line_errors(run_cli, tiny_checkpoi
     assert code == 2, err
     assert err.strip().splitlines() == [f"iipa serve: error: cannot listen on 127.0.0.1:{port}: Address already in use"]
     assert out == ""
+
+
+def test_iipa_debug_0_prints_no_traceback(run_cli, tiny_checkpoint, monkeypatch):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        for value, traceback in (("0", False), ("", False), ("off", False), ("1", True)):
+            monkeypatch.setenv("IIPA_DEBUG", value)
+            code, _, err = run_cli("serve", "--model", tiny_checkpoint, "--port", str(busy.getsockname()[1]))
+            assert code == 2 and ("Traceback" in err) is traceback, (value, err)

@@ -70,7 +70,7 @@ def _middleware(settings):
         reached["app"] = True
         await receive()
 
-    return ServiceMiddleware(app, metrics=Metrics(), settings=settings), reached
+    return ServiceMiddleware(app, metrics=Metrics(), settings=settings, budget=MemoryBudget(2**30)), reached
 
 
 def _call(mw, headers, path="/v1/score"):
@@ -226,3 +226,27 @@ def test_a_300_mib_body_without_the_key_is_refused_before_it_is_sent(slow_server
             s.sendall(head.replace(b"Host: x\r\n", b"Host: x\r\n" + extra))  # no body byte at all
             answer = _read_all(s, 3.0)
             assert answer.startswith(b"HTTP/1.1 " + status), answer[:200]
+
+
+def test_a_body_of_many_small_parts_stops_at_max_files_inside_the_parse_budget(tiny_checkpoint):
+    settings = ServeSettings(max_files=4)
+    app = create_app(tiny_checkpoint, settings)
+    budget = app.state.service.budget
+    with TestClient(app) as c:
+        parts = [("files", (f"{i}.bin", b"x" * 60_000, "application/octet-stream")) for i in range(600)]
+        r = c.post("/v1/score", files=parts)
+        assert r.status_code == 413 and r.json()["error"] == "too many files", r.text
+        # The parse held its reservation (at most max_files spooled parts plus overhead) and gave it back.
+        from iipa.serve.middleware import PARSE_OVERHEAD_BYTES, SPOOL_MAX_BYTES
+
+        assert budget.peak == 4 * SPOOL_MAX_BYTES + PARSE_OVERHEAD_BYTES
+        assert budget.in_use == 0 and budget.parsing == 0
+
+
+def test_wrong_api_keys_from_one_client_get_429_with_retry_after(tiny_checkpoint):
+    with TestClient(create_app(tiny_checkpoint, ServeSettings(api_key="s" * 16))) as c:
+        codes = [c.get("/v1/model", headers={"X-API-Key": f"guess-{i}"}).status_code for i in range(25)]
+        assert codes[:20] == [401] * 20 and codes[20:] == [429] * 5, codes
+        r = c.get("/v1/model", headers={"X-API-Key": "s" * 16})
+        assert r.status_code == 429 and 0 < int(r.headers["retry-after"]) <= 60  # even the right key waits
+        assert c.get("/healthz").status_code == 200  # open paths never count

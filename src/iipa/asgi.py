@@ -39,12 +39,13 @@ def declared_length(scope: Scope) -> int | None:
     return None
 
 
-async def send_json(send: Any, status: int, payload: dict[str, Any]) -> None:
+async def send_json(send: Any, status: int, payload: dict[str, Any],
+                    headers: list[tuple[bytes, bytes]] | None = None) -> None:
     """A complete JSON response that also closes the connection (the body stays unread)."""
     body = json.dumps(payload).encode()
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                            (b"connection", b"close")]})
+                            (b"connection", b"close"), *(headers or [])]})
     await send({"type": "http.response.body", "body": body})
 
 

@@ -6,8 +6,8 @@ one header line and reconnect when dropped made every request, ``/healthz`` incl
 
 - *pending*: still sending a request head (or idle between keep-alive requests), or still
   sending a body. At most ``max_pending`` of them; one more connection closes the oldest
-  pending one (if that one has been pending for at least ``EVICT_MIN_AGE_S``; a burst of
-  newcomers may overshoot the cap up to twice, beyond which newcomers are closed). A real
+  pending one (if that one has been pending for at least ``EVICT_MIN_AGE_S``: a burst of
+  newcomers may overshoot the cap up to twice, beyond which the oldest goes regardless). A real
   client sends its head within milliseconds, so it is never the oldest; a slow one loses
   its place to every newcomer. A head must be complete within
   ``header_timeout_s`` of the phase starting; a body within ``body_timeout_s`` (the app's
@@ -57,7 +57,6 @@ class ConnectionLedger:
     working: set = field(default_factory=set, repr=False)  # protocols whose app call is running
     evicted: int = 0
     timed_out: int = 0
-    refused: int = 0  # connections closed on arrival (twice the cap, all of it young)
     overloaded: int = 0  # requests answered 503 (max_requests admitted)
 
     def enter(self, proto: GuardedH11Protocol, phase: str | None) -> None:
@@ -69,13 +68,9 @@ class ConnectionLedger:
         while len(self.pending) >= self.max_pending:
             oldest = next(iter(self.pending))
             # A burst of connections accepted in one loop turn must not evict each other
-            # before any of them could send its head: only connections older than
-            # EVICT_MIN_AGE_S go, and the newcomer is refused only at twice the cap.
-            if now - oldest._phase_since < EVICT_MIN_AGE_S:
-                if len(self.pending) >= 2 * self.max_pending:
-                    self.refused += 1
-                    proto.drop()
-                    return
+            # before any of them could send its head: below twice the cap, only connections
+            # older than EVICT_MIN_AGE_S go.
+            if now - oldest._phase_since < EVICT_MIN_AGE_S and len(self.pending) < 2 * self.max_pending:
                 break
             del self.pending[oldest]
             self.evicted += 1
@@ -120,7 +115,7 @@ class GuardedH11Protocol(H11Protocol):
             self._timer.cancel()
             self._timer = None
         self.ledger.enter(self, phase)
-        if self._phase == phase and phase is not None:  # not refused by the ledger
+        if phase is not None:
             limit = (self.ledger.header_timeout_s if phase == "head"
                      else self.ledger.body_timeout_s + BODY_BACKSTOP_S)
             self._timer = self.loop.call_later(limit, self._expired, phase)
