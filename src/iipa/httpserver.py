@@ -81,7 +81,8 @@ class ConnectionLedger:
     @property
     def admitted(self) -> int:
         """App calls running on a fully received request (a body still arriving is pending)."""
-        return sum(1 for proto in self.working if proto._phase is None)
+        done = (h11.DONE, h11.MUST_CLOSE)
+        return sum(1 for proto in self.working if proto._phase is None and proto.conn.their_state in done)
 
 
 class GuardedH11Protocol(H11Protocol):
