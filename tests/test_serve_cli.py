@@ -62,3 +62,20 @@ def test_iipa_debug_0_prints_no_traceback(run_cli, tiny_checkpoint, monkeypatch)
             monkeypatch.setenv("IIPA_DEBUG", value)
             code, _, err = run_cli("serve", "--model", tiny_checkpoint, "--port", str(busy.getsockname()[1]))
             assert code == 2 and ("Traceback" in err) is traceback, (value, err)
+
+
+def test_study_serve_reports_a_bad_or_busy_port_the_same_way(run_cli, tmp_path):
+    import socket
+
+    from study_util import make_study
+
+    db = make_study(tmp_path)
+    code, _, err = run_cli("study", "serve", "--db", db, "--port", "70000", "--admin-token", "t" * 16)
+    assert code == 2 and "0 to 65535" in err
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        code, _, err = run_cli("study", "serve", "--db", db, "--port", str(port), "--admin-token", "t" * 16)
+    assert code == 2 and err.strip().splitlines() == [
+        f"iipa study: error: cannot listen on 127.0.0.1:{port}: Address already in use"]
