@@ -94,3 +94,25 @@ def test_a_head_that_never_ends_is_cut_and_a_long_head_is_refused(tiny_checkpoin
             status = answer[9:12]
             # h11 itself refuses an incomplete head past 16 KiB with 400 when it comes in pieces.
             assert status == expected or (expected == b"431" and status == b"400"), (size, answer[:200])
+
+
+def test_the_admitted_limit_counts_only_requests_that_fully_arrived(tiny_checkpoint):
+    import threading
+
+    import numpy as np
+
+    from serve_helpers import encode
+
+    # A lone request waits ~1.5 s in the micro-batcher: one admitted request held open.
+    app = create_app(tiny_checkpoint, ServeSettings(max_wait_ms=1500, max_batch_size=64))
+    with GuardedServer(app, max_requests=1) as srv, SlowClients(srv.port, 10), SlowClients(srv.port, 10, body=True):
+        time.sleep(0.3)
+        assert httpx.get(srv.url + "/healthz", timeout=3).status_code == 200  # 20 pending, 0 admitted
+        files = [("files", ("a.jpg", encode(np.zeros((32, 32, 3), np.uint8)), "image/jpeg"))]
+        slow = threading.Thread(target=httpx.post, args=(srv.url + "/v1/score",), kwargs={"files": files, "timeout": 10})
+        slow.start()
+        time.sleep(0.5)
+        r = httpx.get(srv.url + "/healthz", timeout=3)
+        slow.join(10)
+        assert r.status_code == 503 and r.json()["error"] == "overloaded" and r.headers["connection"] == "close"
+        assert httpx.get(srv.url + "/healthz", timeout=3).status_code == 200
