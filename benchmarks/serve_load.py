@@ -4,6 +4,8 @@
     python benchmarks/serve_load.py --clients 16 --requests 100 --modes on
     python benchmarks/serve_load.py --model run/best.pt --max-seconds 20
     python benchmarks/serve_load.py --worst-memory --clients 8 --max-seconds 60
+    python benchmarks/serve_load.py --worst-memory many-parts --clients 16 --max-seconds 30
+    python benchmarks/serve_load.py --worst-memory grey16-png --clients 2 --max-seconds 30
 
 For each micro-batching mode a fresh server process is started (``iipa serve``), warmed up,
 and driven by N client threads, each posting one 1080x1080 JPEG per request to /v1/score
@@ -12,12 +14,14 @@ and waiting for the answer (closed loop). A level stops after --requests request
 in the authors' plain state-dict format (the released weights are not reachable here);
 speed does not depend on the weights. Clients and server share this machine's cores.
 
-``--worst-memory``: one server with the default limits; N clients (default 8) post, for
---max-seconds, the largest request the limits allow to *decode*: 8 flat RGBA PNGs of
-7000x7000 (49 MP each, 392 MP in all, under the 400 MP request limit; a few KB on the
-wire, so the byte limits do not help), plus one client posting 9 of them (over the
-request limit: 413). The server's RSS is sampled from /proc every 0.1 s; the peak, the
-RSS when idle afterwards and the answers by status are printed.
+``--worst-memory [rgba-png]``: one server with the default limits; N clients (default 8)
+post, for --max-seconds, a request of 8 flat RGBA PNGs of 7000x7000 (49 MP each, about
+735 MB each to decode at 15 bytes a pixel, 5.9 GB in all, under the request limit; a few
+KB on the wire, so the byte limits do not help), plus one client posting 10 of them (over
+the request limit: 413). ``grey16-png``: one flat 16-bit grey 7000x7000 PNG a request.
+``many-parts`` (default 16 clients): 600 parts of 60 KB a request, each part small enough
+to stay in RAM while parsed. The server's RSS is sampled from /proc every 0.1 s; the
+peak, the RSS when idle afterwards and the answers by status are printed.
 """
 
 from __future__ import annotations
@@ -137,34 +141,52 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def worst_png(side: int = 7000) -> bytes:
+def flat_png(side: int, mode: str) -> bytes:
+    """A flat image: tiny on the wire, ``side``² pixels decoded."""
     from PIL import Image
 
     buf = io.BytesIO()
-    Image.new("RGBA", (side, side), (200, 120, 40, 128)).save(buf, format="PNG")
+    img = Image.new("I;16", (side, side), 40000) if mode == "I;16" else Image.new(mode, (side, side), (200, 120, 40, 128))
+    img.save(buf, format="PNG")
     return buf.getvalue()
 
 
-def worst_memory(model: str, clients: int, seconds: float, args: argparse.Namespace) -> None:
+def workload(name: str, clients: int) -> tuple[str, list[list[tuple]]]:
+    """(description, the multipart files each client posts in a loop)."""
+    if name == "many-parts":
+        part = bytes(range(256)) * 235  # 60 KB: below the 64 KiB spooling threshold, so kept in RAM
+        files = [("files", (f"p{i}.bin", part, "application/octet-stream")) for i in range(600)]
+        return f"{clients} clients x 600 parts of 60 KB", [files] * clients
+    if name == "grey16-png":
+        image = flat_png(7000, "I;16")
+        files = [("files", ("grey16.png", image, "image/png"))]
+        return f"7000x7000 16-bit grey PNG ({len(image)} bytes); {clients} clients x 1 image", [files] * clients
+    image = flat_png(7000, "RGBA")
+    many = [("files", (f"big{i}.png", image, "image/png")) for i in range(10)]
+    return (f"7000x7000 RGBA PNG ({len(image)} bytes); {clients} clients x 8 images + 1 client x 10 images",
+            [many[:8]] * clients + [many])
+
+
+def worst_memory(model: str, name: str, clients: int, seconds: float, args: argparse.Namespace) -> None:
     proc, url = start_server(model, True, args)
     try:
-        image, samples, statuses = worst_png(), [], {}
+        described, requests = workload(name, clients)
+        samples, statuses = [], {}
         lock, stop_at = threading.Lock(), time.perf_counter() + seconds
         idle = rss_mb(proc.pid)
 
-        def client(n_images: int) -> None:
-            files = [("files", (f"big{i}.png", image, "image/png")) for i in range(n_images)]
+        def client(files: list[tuple]) -> None:
             with httpx.Client(timeout=120) as http:
                 while time.perf_counter() < stop_at:
                     try:
-                        key = http.post(url + "/v1/score", files=files).status_code
+                        r = http.post(url + "/v1/score", files=files)
+                        key = f"{r.status_code} {r.json().get('error', '')}".strip()
                     except httpx.HTTPError as exc:
                         key = type(exc).__name__
                     with lock:
                         statuses[key] = statuses.get(key, 0) + 1
 
-        threads = [threading.Thread(target=client, args=(8,)) for _ in range(clients)]
-        threads.append(threading.Thread(target=client, args=(9,)))
+        threads = [threading.Thread(target=client, args=(files,)) for files in requests]
         for t in threads:
             t.start()
         while any(t.is_alive() for t in threads):
@@ -172,8 +194,7 @@ def worst_memory(model: str, clients: int, seconds: float, args: argparse.Namesp
             time.sleep(0.1)
         time.sleep(5)
         after = rss_mb(proc.pid)
-        print(f"PNG {len(image)} bytes, 7000x7000 RGBA; {clients} clients x 8 images + 1 client x 9 images, "
-              f"{seconds:g} s")
+        print(f"{described}, {seconds:g} s")
         print(f"server RSS: idle before {idle:.0f} MB, peak {max(samples):.0f} MB, "
               f"5 s after the burst {after:.0f} MB; answers by status: {statuses}")
     finally:
@@ -193,14 +214,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-wait-ms", type=float, default=10.0)
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
     p.add_argument("--optimize", default="none", choices=["none", "jit", "compile"])
-    p.add_argument("--worst-memory", action="store_true",
-                   help="measure server RSS under the worst allowed requests instead of speed")
+    p.add_argument("--worst-memory", nargs="?", const="rgba-png", choices=["rgba-png", "grey16-png", "many-parts"],
+                   help="measure server RSS under the worst allowed requests instead of speed: flat 7000² RGBA "
+                        "PNGs (default), a 16-bit grey one, or 600 small parts a request")
     args = p.parse_args(argv)
     if args.worst_memory:
         print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start")
         with tempfile.TemporaryDirectory() as tmp:
-            clients = int(args.clients.split(",")[-1]) if args.clients != "1,4,16" else 8
-            worst_memory(args.model or str(authors_format_resnet50(Path(tmp))), clients, args.max_seconds, args)
+            default_clients = 16 if args.worst_memory == "many-parts" else 8
+            clients = int(args.clients.split(",")[-1]) if args.clients != "1,4,16" else default_clients
+            worst_memory(args.model or str(authors_format_resnet50(Path(tmp))), args.worst_memory, clients,
+                         args.max_seconds, args)
         print(f"load average {os.getloadavg()[0]:.1f} at end")
         return 0
     levels = [int(c) for c in args.clients.split(",")]

@@ -73,6 +73,19 @@ def test_score_reports_bad_images_per_image(client, jpegs):
     assert bad["score"] is None and bad["error"] == "not an image" and bad["status"] == 400
 
 
+def test_heic_uploads_are_scored_like_their_pixels(client, photos):
+    """Phones upload HEIC: the header probe opens it (pillow-heif) and HEIF is a default format."""
+    from iipa.images import register_heif_opener
+
+    assert register_heif_opener()
+    arr = photos["chelsea"]
+    heic, png = encode(arr, "HEIF", quality=100), encode(arr, "PNG")
+    r = client.post("/v1/score", files=[("files", ("a.heic", heic, "image/heic")), ("files", ("a.png", png, "image/png"))])
+    assert r.status_code == 200, r.text
+    heic_row, png_row = r.json()["results"]
+    assert heic_row["error"] is None and abs(heic_row["score"] - png_row["score"]) < 0.2
+
+
 def test_filenames_are_labels_never_paths(client, jpegs, photo_dir):
     # A real image file's absolute path as the upload name, with non-image bytes: the service
     # must judge the bytes (400), not open the named file.

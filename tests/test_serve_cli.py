@@ -35,3 +35,47 @@ def test_bad_limits_and_missing_key_are_usage_errors(run_cli, tiny_checkpoint, m
     assert code == 2 and "NO_SUCH_KEY_VAR" in err
     code, _, err = run_cli("serve", "--model", tiny_checkpoint, "--max-files", "0")
     assert code == 2 and "--max-files" in err
+
+
+def test_a_bad_port_and_a_port_in_use_are_one_line_errors(run_cli, tiny_checkpoint):
+    import socket
+
+    code, _, err = run_cli("serve", "--model", tiny_checkpoint, "--port", "99999")
+    assert code == 2 and "0 to 65535" in err and "Traceback" not in err
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        code, out, err = run_cli("serve", "--model", tiny_checkpoint, "--port", str(port))
+    assert code == 2, err
+    assert err.strip().splitlines() == [f"iipa serve: error: cannot listen on 127.0.0.1:{port}: Address already in use"]
+    assert out == ""
+
+
+def test_iipa_debug_0_prints_no_traceback(run_cli, tiny_checkpoint, monkeypatch):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        for value, traceback in (("0", False), ("", False), ("off", False), ("1", True)):
+            monkeypatch.setenv("IIPA_DEBUG", value)
+            code, _, err = run_cli("serve", "--model", tiny_checkpoint, "--port", str(busy.getsockname()[1]))
+            assert code == 2 and ("Traceback" in err) is traceback, (value, err)
+
+
+def test_study_serve_reports_a_bad_or_busy_port_the_same_way(run_cli, tmp_path):
+    import socket
+
+    from study_util import make_study
+
+    db = make_study(tmp_path)
+    code, _, err = run_cli("study", "serve", "--db", db, "--port", "70000", "--admin-token", "t" * 16)
+    assert code == 2 and "0 to 65535" in err
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        code, _, err = run_cli("study", "serve", "--db", db, "--port", str(port), "--admin-token", "t" * 16)
+    assert code == 2 and err.strip().splitlines() == [
+        f"iipa study: error: cannot listen on 127.0.0.1:{port}: Address already in use"]

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from iipa.asgi import server_config
+from iipa.httpserver import server_config
 from iipa.serve import ServeSettings, create_app
-from iipa.serve.memory import PixelBudget, release_memory
+from iipa.serve.memory import MemoryBudget, release_memory
 from iipa.serve.metrics import Metrics
 from iipa.serve.middleware import ServiceMiddleware
 from iipa.serve.uploads import Upload
@@ -26,9 +26,9 @@ def png(w: int, h: int) -> bytes:
     return encode(np.zeros((h, w, 3), np.uint8), "PNG")
 
 
-def test_pixel_budget_waits_and_releases_even_when_cancelled():
+def test_memory_budget_waits_and_releases_even_when_cancelled():
     async def main():
-        budget = PixelBudget(100)
+        budget = MemoryBudget(100)
         order = []
 
         async def user(name, n, hold_s):
@@ -50,6 +50,15 @@ def test_pixel_budget_waits_and_releases_even_when_cancelled():
         with pytest.raises(ValueError):
             async with budget.hold(101):
                 pass
+        # Bodies being parsed may hold a quarter of it at most: decodes always find room.
+        async with budget.hold(25, parsing=True):
+            parser = asyncio.create_task(user("parser", 1, 0))  # not parsing: fits at once
+            await asyncio.sleep(0.01)
+            assert parser.done()
+            held = asyncio.ensure_future(budget.hold(1, parsing=True).__aenter__())
+            await asyncio.sleep(0.01)
+            assert not held.done()  # over the parsing share: waits
+        await asyncio.wait_for(held, 1)
 
     asyncio.run(main())
 
@@ -61,7 +70,7 @@ def _middleware(settings):
         reached["app"] = True
         await receive()
 
-    return ServiceMiddleware(app, metrics=Metrics(), settings=settings), reached
+    return ServiceMiddleware(app, metrics=Metrics(), settings=settings, budget=MemoryBudget(2**30)), reached
 
 
 def _call(mw, headers, path="/v1/score"):
@@ -94,7 +103,7 @@ def test_request_decoding_too_many_pixels_is_413_before_any_decode(tiny_checkpoi
     decoded = []
     real = service_module.decode
     monkeypatch.setattr(service_module, "decode", lambda *a, **k: decoded.append(1) or real(*a, **k))
-    settings = ServeSettings(max_pixels=400 * 400, decode_budget_pixels=400 * 400, max_request_pixels=300_000)
+    settings = ServeSettings(max_pixels=400 * 400, decode_budget_bytes=400 * 400 * 6, max_request_decode_bytes=1_500_000)
     with TestClient(create_app(tiny_checkpoint, settings)) as c:
         files = [("files", (f"{i}.png", png(400, 400), "image/png")) for i in range(2)]
         r = c.post("/v1/score", files=files)
@@ -105,7 +114,7 @@ def test_request_decoding_too_many_pixels_is_413_before_any_decode(tiny_checkpoi
 
 
 def test_concurrent_decodes_stay_within_the_global_budget(tiny_checkpoint):
-    settings = ServeSettings(max_pixels=300 * 300, decode_budget_pixels=2 * 300 * 300, max_wait_ms=1)
+    settings = ServeSettings(max_pixels=300 * 300, decode_budget_bytes=2 * 300 * 300 * 6, max_wait_ms=1)  # RGB PNG: 6 B/px
     app = create_app(tiny_checkpoint, settings)
     service = app.state.service
     data = png(300, 300)
@@ -116,18 +125,18 @@ def test_concurrent_decodes_stay_within_the_global_budget(tiny_checkpoint):
         assert len(tensors) == 12
 
     asyncio.run(main())
-    assert service.budget.peak <= settings.decode_budget_pixels and service.budget.in_use == 0
-    assert service.budget.peak == settings.decode_budget_pixels  # it was contended
+    assert service.budget.peak <= settings.decode_budget_bytes and service.budget.in_use == 0
+    assert service.budget.peak == settings.decode_budget_bytes  # it was contended
 
 
 def test_timed_out_request_stops_waiting_and_frees_its_budget(tiny_checkpoint):
-    settings = ServeSettings(max_pixels=200 * 200, decode_budget_pixels=200 * 200, request_timeout_s=0.3)
+    settings = ServeSettings(max_pixels=200 * 200, decode_budget_bytes=200 * 200 * 6, request_timeout_s=0.3)
     app = create_app(tiny_checkpoint, settings)
     service = app.state.service
 
     async def main():
         async def hog():
-            async with service.budget.hold(settings.decode_budget_pixels):
+            async with service.budget.hold(settings.decode_budget_bytes):
                 await asyncio.sleep(1.0)
 
         task = asyncio.create_task(hog())
@@ -138,7 +147,7 @@ def test_timed_out_request_stops_waiting_and_frees_its_budget(tiny_checkpoint):
         with pytest.raises(ApiError) as err:
             await service.guarded(lambda: service.prepare(Upload("x.png", png(200, 200))))
         assert err.value.status == 503 and time.perf_counter() - t0 < 0.9
-        assert service.budget.in_use == settings.decode_budget_pixels  # only the hog holds it
+        assert service.budget.in_use == settings.decode_budget_bytes  # only the hog holds it
         await task
         assert service.budget.in_use == 0
 
@@ -217,3 +226,27 @@ def test_a_300_mib_body_without_the_key_is_refused_before_it_is_sent(slow_server
             s.sendall(head.replace(b"Host: x\r\n", b"Host: x\r\n" + extra))  # no body byte at all
             answer = _read_all(s, 3.0)
             assert answer.startswith(b"HTTP/1.1 " + status), answer[:200]
+
+
+def test_a_body_of_many_small_parts_stops_at_max_files_inside_the_parse_budget(tiny_checkpoint):
+    settings = ServeSettings(max_files=4)
+    app = create_app(tiny_checkpoint, settings)
+    budget = app.state.service.budget
+    with TestClient(app) as c:
+        parts = [("files", (f"{i}.bin", b"x" * 60_000, "application/octet-stream")) for i in range(600)]
+        r = c.post("/v1/score", files=parts)
+        assert r.status_code == 413 and r.json()["error"] == "too many files", r.text
+        # The parse held its reservation (at most max_files spooled parts plus overhead) and gave it back.
+        from iipa.serve.middleware import PARSE_OVERHEAD_BYTES, SPOOL_MAX_BYTES
+
+        assert budget.peak == 4 * SPOOL_MAX_BYTES + PARSE_OVERHEAD_BYTES
+        assert budget.in_use == 0 and budget.parsing == 0
+
+
+def test_wrong_api_keys_from_one_client_get_429_with_retry_after(tiny_checkpoint):
+    with TestClient(create_app(tiny_checkpoint, ServeSettings(api_key="s" * 16))) as c:
+        codes = [c.get("/v1/model", headers={"X-API-Key": f"guess-{i}"}).status_code for i in range(25)]
+        assert codes[:20] == [401] * 20 and codes[20:] == [429] * 5, codes
+        r = c.get("/v1/model", headers={"X-API-Key": "s" * 16})
+        assert r.status_code == 429 and 0 < int(r.headers["retry-after"]) <= 60  # even the right key waits
+        assert c.get("/healthz").status_code == 200  # open paths never count

@@ -1,6 +1,6 @@
 """Limits every iipa web app applies before its framework sees a request (pure ASGI, so
-nothing is buffered or parsed first): a streamed body limit, a body read deadline, and a
-uvicorn protocol that drops clients which never finish sending their headers.
+nothing is buffered or parsed first): a streamed body limit and a body read deadline.
+Connection-level limits (slow heads, pending connections) live in :mod:`iipa.httpserver`.
 """
 
 from __future__ import annotations
@@ -10,9 +10,7 @@ import json
 import time
 from typing import Any
 
-import h11
 from starlette.exceptions import HTTPException
-from uvicorn.protocols.http.h11_impl import H11Protocol
 
 Scope = dict[str, Any]
 
@@ -41,12 +39,13 @@ def declared_length(scope: Scope) -> int | None:
     return None
 
 
-async def send_json(send: Any, status: int, payload: dict[str, Any]) -> None:
+async def send_json(send: Any, status: int, payload: dict[str, Any],
+                    headers: list[tuple[bytes, bytes]] | None = None) -> None:
     """A complete JSON response that also closes the connection (the body stays unread)."""
     body = json.dumps(payload).encode()
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                            (b"connection", b"close")]})
+                            (b"connection", b"close"), *(headers or [])]})
     await send({"type": "http.response.body", "body": body})
 
 
@@ -107,50 +106,3 @@ class BodyLimit:
         except (BodyTooLarge, BodyTooSlow) as exc:
             if not started:
                 await send_json(send, exc.status_code, self._payload(exc))
-
-
-class HeaderDeadlineH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol, plus: a connection that has not sent a complete request
-    head within ``HEADER_TIMEOUT_S`` of connecting (or of its first byte of a new request)
-    is closed. uvicorn itself only times out idle keep-alive connections, so a client
-    sending one header byte a second could hold a connection forever."""
-
-    HEADER_TIMEOUT_S = 10.0
-
-    def connection_made(self, transport: Any) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        self._header_timer: asyncio.TimerHandle | None = None
-        self._arm_header_timer()
-
-    def _arm_header_timer(self) -> None:
-        if self._header_timer is None:
-            self._header_timer = self.loop.call_later(self.HEADER_TIMEOUT_S, self._headers_too_slow)
-
-    def _headers_too_slow(self) -> None:
-        self._header_timer = None
-        if self.conn.their_state is h11.IDLE:  # no complete request head yet
-            self.transport.close()
-
-    def data_received(self, data: bytes) -> None:
-        if self.conn.their_state is h11.IDLE:
-            self._arm_header_timer()
-        super().data_received(data)
-        if self.conn.their_state is not h11.IDLE and self._header_timer is not None:
-            self._header_timer.cancel()
-            self._header_timer = None
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self._header_timer is not None:
-            self._header_timer.cancel()
-            self._header_timer = None
-        super().connection_lost(exc)
-
-
-def server_config(app: Any, *, host: str, port: int, header_timeout_s: float = 10.0, **kwargs: Any) -> Any:
-    """A uvicorn Config with the slow-client limits every iipa server uses."""
-    import uvicorn
-
-    protocol = type("IipaH11Protocol", (HeaderDeadlineH11Protocol,), {"HEADER_TIMEOUT_S": header_timeout_s})
-    # timeout_keep_alive: idle connections go after 5 s; h11's head limit: 16 KiB of headers.
-    return uvicorn.Config(app, host=host, port=port, http=protocol, timeout_keep_alive=5,
-                          h11_max_incomplete_event_size=16 * 1024, **kwargs)

@@ -110,9 +110,14 @@ def _main(argv: Sequence[str] | None) -> int:
         return _report(args.command, exc)
 
 
+def debug() -> bool:
+    """IIPA_DEBUG=1 (or yes/true/on) shows tracebacks; unset, empty, 0, no, false, off do not."""
+    return os.environ.get("IIPA_DEBUG", "").strip().lower() not in ("", "0", "no", "false", "off")
+
+
 def _report(command: str, exc: BaseException) -> int:
     """One line on stderr and the exit code for an exception that ended a command."""
-    if os.environ.get("IIPA_DEBUG"):
+    if debug():
         traceback.print_exception(exc)
     if isinstance(exc, IIPAError):
         code, text = 2, str(exc)
@@ -124,7 +129,7 @@ def _report(command: str, exc: BaseException) -> int:
     elif isinstance(exc, OSError):  # a missing, unreadable or unwritable path: the user's to fix
         code, text = 2, str(exc)
     else:
-        hint = "" if os.environ.get("IIPA_DEBUG") else "; IIPA_DEBUG=1 shows the traceback"
+        hint = "" if debug() else "; IIPA_DEBUG=1 shows the traceback"
         code, text = 1, f"unexpected {type(exc).__name__}: {exc}{hint}"
     lines = text.strip().splitlines() or [type(exc).__name__]
     more = " (…)" if len(lines) > 1 else ""

@@ -2,7 +2,8 @@
 
 Every failure becomes an :class:`~iipa.errors.ImageError` whose ``reason`` is one of
 ``not found``, ``unreadable``, ``empty file``, ``not an image``, ``unsupported format``,
-``truncated``, ``decompression bomb`` or ``corrupt``, so a batch can report it per file
+``truncated``, ``decompression bomb``, ``too much decode work`` (:mod:`iipa.decodecost`:
+too many JPEG scans or markers, too many PNG chunks) or ``corrupt``, so a batch can report it per file
 and go on with the rest.
 """
 
@@ -19,6 +20,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from iipa.decodecost import DecodeWorkError, structure
 from iipa.errors import ImageError
 
 # Pillow must not silently pad truncated files with grey: a truncated upload is an error.
@@ -90,6 +92,7 @@ def open_image(
         if img.format not in ALLOWED_FORMATS:
             raise ImageError(name, "unsupported format", f"{img.format}")
         _check_pixels(img, name, max_pixels)
+        _check_work(img, name)
         if draft_size is not None and img.format in ("JPEG", "MPO"):
             img.draft("RGB", draft_size)
         try:
@@ -116,6 +119,21 @@ def register_heif_opener() -> bool:
         return False
     pillow_heif.register_heif_opener()
     return True
+
+
+def _check_work(img: Image.Image, name: str) -> None:
+    """Refuse a file whose structure asks for pathological decode work (before decoding)."""
+    if img.format not in ("JPEG", "MPO", "PNG") or img.fp is None:
+        return
+    fp = img.fp
+    pos = fp.tell()
+    fp.seek(0)
+    data = fp.read()
+    fp.seek(pos)
+    try:
+        structure(data, img.format)
+    except DecodeWorkError as exc:
+        raise ImageError(name, "too much decode work", str(exc)) from None
 
 
 def _decode_error(name: str, exc: BaseException) -> ImageError:
@@ -192,13 +210,23 @@ def to_rgb(img: Image.Image) -> Image.Image:
 
 
 def _high_depth_to_rgb(img: Image.Image) -> Image.Image:
-    arr = np.asarray(img, dtype=np.float64)
-    if img.mode.startswith("I;16") or (img.mode == "I" and arr.max(initial=0) > 255):
-        arr = arr / 257.0
-    elif img.mode == "F" and arr.max(initial=0) <= 1.0:
-        arr = arr * 255.0
-    arr = np.clip(np.rint(arr), 0, 255).astype(np.uint8)
-    return Image.fromarray(arr, "L").convert("RGB")
+    """16-bit, 32-bit and float images to 8-bit, a stripe of rows at a time: whole-image
+    float64 arrays peaked at 26 bytes a pixel (a 7000² 16-bit PNG: 1.3 GB); stripes keep
+    the peak near the source, the 8-bit result and its RGB copy (benchmarks/decode_memory.py)."""
+    low, high = img.getextrema()
+    divide = img.mode.startswith("I;16") or (img.mode == "I" and high > 255)
+    multiply = img.mode == "F" and high <= 1.0
+    w, h = img.size
+    out = np.empty((h, w), np.uint8)
+    rows = max(1, (1 << 20) // max(1, w))  # about a million pixels a stripe
+    for top in range(0, h, rows):
+        arr = np.asarray(img.crop((0, top, w, min(h, top + rows))), dtype=np.float64)
+        if divide:
+            arr /= 257.0
+        elif multiply:
+            arr *= 255.0
+        out[top:top + rows] = np.clip(np.rint(arr), 0, 255)
+    return Image.fromarray(out, "L").convert("RGB")
 
 
 def _from_array(arr: np.ndarray, name: str) -> Image.Image:

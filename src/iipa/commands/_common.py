@@ -42,6 +42,13 @@ def nonnegative_int(text: str) -> int:
     return value
 
 
+def port_number(text: str) -> int:
+    value = _int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is a number from 0 to 65535, got {text}")
+    return value
+
+
 def _float(text: str, expected: str = "a number") -> float:
     try:
         return float(text)

@@ -22,6 +22,7 @@ from iipa.commands._common import (
     add_crops_argument,
     add_model_arguments,
     nonnegative_int,
+    port_number,
     positive_float,
     positive_int,
 )
@@ -39,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_crops_argument(add_model_arguments(parser))
     g = parser.add_argument_group("server")
     g.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, local only)")
-    g.add_argument("--port", type=nonnegative_int, default=8000, help="port (default: 8000; 0 picks a free one)")
+    g.add_argument("--port", type=port_number, default=8000, help="port (default: 8000; 0 picks a free one)")
     g.add_argument("--graceful-timeout", type=float, default=None,
                    help="seconds to let in-flight requests finish on shutdown (default: the request timeout + 5)")
     g.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
@@ -93,19 +94,23 @@ def settings_from_args(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     require("serve", "iipa serve")
-    import uvicorn
-
-    from iipa.asgi import server_config
+    from iipa.httpserver import listen, run_server, server_config
     from iipa.serve.app import create_app
 
     settings = settings_from_args(args)
-    app = create_app(args.model, settings, device=args.device, precision=args.precision, optimize=args.optimize,
-                     runtime=args.runtime, crops=args.crops)
-    grace = args.graceful_timeout if args.graceful_timeout is not None else settings.request_timeout_s + 5
-    config = server_config(app, host=args.host, port=args.port, header_timeout_s=settings.header_timeout_s,
-                           log_level=args.log_level, timeout_graceful_shutdown=grace,
-                           # connections beyond this get 503 before their body is read
-                           limit_concurrency=2 * (settings.max_concurrency + settings.max_queue),
-                           access_log=args.log_level == "debug")
-    uvicorn.Server(config).run()
+    sock = listen(args.host, args.port)  # a port in use fails here, before the model loads
+    try:
+        app = create_app(args.model, settings, device=args.device, precision=args.precision, optimize=args.optimize,
+                         runtime=args.runtime, crops=args.crops)
+        grace = args.graceful_timeout if args.graceful_timeout is not None else settings.request_timeout_s + 5
+        config = server_config(app, host=args.host, port=args.port, header_timeout_s=settings.header_timeout_s,
+                               body_timeout_s=settings.body_timeout_s, log_level=args.log_level,
+                               timeout_graceful_shutdown=grace,
+                               # admitted requests beyond this get 503 (connections still sending
+                               # their head or body do not count: httpserver.py)
+                               max_requests=2 * (settings.max_concurrency + settings.max_queue),
+                               access_log=args.log_level == "debug")
+        run_server(config, sock)
+    finally:
+        sock.close()
     return 0

@@ -20,6 +20,7 @@ import sys
 from iipa.commands._common import (
     add_model_arguments,
     nonnegative_int,
+    port_number,
     positive_float,
     positive_int,
     unit_fraction,
@@ -53,7 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     serve = sub.add_parser("serve", help="run the web app")
     serve.add_argument("--db", required=True, help="SQLite path or SQLAlchemy URL")
     serve.add_argument("--host", default="127.0.0.1", help="bind address (default: 127.0.0.1)")
-    serve.add_argument("--port", type=nonnegative_int, default=8000, help="port (default: 8000)")
+    serve.add_argument("--port", type=port_number, default=8000, help="port (default: 8000)")
     serve.add_argument("--admin-token", default=None,
                        help=f"token for /admin and exports (default: ${TOKEN_ENV}, else a random one printed at start)")
     serve.add_argument("--signups-per-hour", type=positive_float, default=60.0,
@@ -105,18 +106,23 @@ def _init(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from iipa.asgi import server_config
+    from iipa.httpserver import listen, run_server, server_config
     from iipa.study import Store
     from iipa.study.app import create_app
 
     token = args.admin_token or os.environ.get(TOKEN_ENV)
-    if not token:
+    generated = not token
+    if generated:
         token = secrets.token_urlsafe(16)
-        print(f"admin token: {token}  (pages: http://{args.host}:{args.port}/admin?token=...)", file=sys.stderr)
+    # fails now, not on the first request, if the database holds no study or one that cannot be served
     app = create_app(Store(args.db), admin_token=token, signups_per_hour=args.signups_per_hour)
-    uvicorn.Server(server_config(app, host=args.host, port=args.port, log_level="warning")).run()
+    sock = listen(args.host, args.port)
+    if generated:
+        print(f"admin token: {token}  (pages: http://{args.host}:{args.port}/admin?token=...)", file=sys.stderr)
+    try:
+        run_server(server_config(app, host=args.host, port=args.port, body_timeout_s=30.0, log_level="warning"), sock)
+    finally:
+        sock.close()
     return 0
 
 

@@ -22,7 +22,7 @@ from starlette.formparsers import MultiPartParser
 from iipa import __version__
 from iipa.scoring import Scorer, make_scorer
 from iipa.serve import metrics as prom
-from iipa.serve.middleware import ServiceMiddleware
+from iipa.serve.middleware import SPOOL_MAX_BYTES, ServiceMiddleware
 from iipa.serve.routes import build_router, require_key
 from iipa.serve.schemas import Health
 from iipa.serve.service import Service
@@ -45,7 +45,7 @@ def create_app(model: Any = None, settings: ServeSettings | None = None, **score
     # Uploads past 64 KiB go to the parser's temporary files on disk, not 1 MB each in
     # memory: bodies are read before a request is admitted, so many concurrent uploads of
     # up to max_request_bytes must not sit in RAM. (A class attribute: process-wide.)
-    MultiPartParser.spool_max_size = 64 * 1024
+    MultiPartParser.spool_max_size = SPOOL_MAX_BYTES
     scorer = model if isinstance(model, Scorer) else make_scorer(model, num_workers=0, **scorer_options)
     service = Service(scorer, settings)
     assets = {name: _asset(name) for name in (*_STATIC, "index.html")}
@@ -62,12 +62,15 @@ def create_app(model: Any = None, settings: ServeSettings | None = None, **score
     # No /docs or /redoc: FastAPI's Swagger and ReDoc pages load their scripts from a CDN,
     # and this service must work offline; /openapi.json is the document itself, behind the
     # API key like everything but the page, its assets and /healthz (the middleware checks).
+    # max_files is enforced while parsing (the 33rd part is never read), so a body of
+    # thousands of small parts cannot pile up in RAM; the endpoints take no other fields.
     app = FastAPI(title="iipa scoring service", version=__version__, lifespan=lifespan,
                   docs_url=None, redoc_url=None,
+                  form_limits={"max_files": settings.max_files, "max_fields": 0, "max_part_size": 64 * 1024},
                   description="Intrinsic image popularity (Ding, Ma & Wang, ACM MM 2019): score, compare "
                               "and explain images. Errors are JSON {\"error\", \"detail\"}.")
     app.state.service = service
-    app.add_middleware(ServiceMiddleware, metrics=service.metrics, settings=settings)
+    app.add_middleware(ServiceMiddleware, metrics=service.metrics, settings=settings, budget=service.budget)
     _add_error_handlers(app)
     app.include_router(build_router(service))
 
@@ -105,6 +108,9 @@ def _add_error_handlers(app: FastAPI) -> None:
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         from http import HTTPStatus
 
+        if exc.status_code == 400 and str(exc.detail).startswith("Too many files"):
+            # Starlette's parser stopped at max_files + 1: the same 413 as counting them after.
+            return JSONResponse({"error": "too many files", "detail": exc.detail}, status_code=413)
         try:
             phrase = HTTPStatus(exc.status_code).phrase.lower()
         except ValueError:

@@ -1,9 +1,14 @@
-"""Memory the service may use for decoded images: a global budget of decoded pixels that
-every image must acquire before it is decoded, and giving freed memory back to the OS.
+"""Memory the service may use for requests: one global budget of bytes that every image
+decode and every multipart body being parsed must hold, and giving freed memory back to
+the OS.
 
-Why pixels: a 5 MB request of 32 flat 7000x7000 PNGs decodes to 32 x 49 MP; bytes on the
-wire say nothing about memory. The budget is counted in the pixels an image will have
-*when decoded* (after the JPEG draft scale the profile asks for), read from its header.
+Why not bytes on the wire: a 5 MB request of 32 flat 7000x7000 PNGs decodes to 32 x 49 MP.
+A decode holds the peak memory :func:`iipa.decodecost.peak_bytes` estimates from the image's
+header (its decoded pixels times the measured bytes per pixel of its format and mode, plus
+a progressive JPEG's coefficients); a multipart body holds what its parser may keep in RAM
+(parts below the spooling threshold stay in memory) while the request runs. Parsing may
+hold at most ``parse_share`` of the budget, so bodies being received can never leave no
+room for decodes.
 """
 
 from __future__ import annotations
@@ -15,21 +20,20 @@ import ctypes.util
 import threading
 from collections.abc import AsyncIterator
 
-# Pillow keeps RGB in 4 bytes a pixel; converting RGBA/P/16-bit images to RGB holds up to
-# four such copies at once. Used to state the budget in bytes, not to enforce it.
-BYTES_PER_PIXEL_PEAK = 16
 
+class MemoryBudget:
+    """An async ledger of bytes: ``async with budget.hold(n)`` waits until ``n`` bytes are
+    free (first come, first served), and gives them back on exit, even when the waiting or
+    holding task is cancelled (a request timing out). ``hold(n, parsing=True)`` also stays
+    within ``parse_share`` of the total."""
 
-class PixelBudget:
-    """An async ledger of decoded pixels: ``async with budget.hold(n)`` waits until ``n``
-    pixels are free (first come, first served), and gives them back on exit, even when the
-    waiting or holding task is cancelled (a request timing out)."""
-
-    def __init__(self, total: int) -> None:
+    def __init__(self, total: int, *, parse_share: float = 0.25) -> None:
         if total < 1:
-            raise ValueError(f"pixel budget must be at least 1, got {total}")
+            raise ValueError(f"memory budget must be at least 1 byte, got {total}")
         self.total = total
+        self.parse_limit = max(1, int(total * parse_share))
         self.in_use = 0
+        self.parsing = 0
         self.peak = 0
         self._cond: asyncio.Condition | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -40,20 +44,26 @@ class PixelBudget:
             self._cond, self._loop = asyncio.Condition(), loop
         return self._cond
 
+    def _fits(self, nbytes: int, parsing: bool) -> bool:
+        return self.in_use + nbytes <= self.total and (not parsing or self.parsing + nbytes <= self.parse_limit)
+
     @contextlib.asynccontextmanager
-    async def hold(self, pixels: int) -> AsyncIterator[None]:
-        if pixels > self.total:
-            raise ValueError(f"{pixels} pixels can never fit a budget of {self.total}")
+    async def hold(self, nbytes: int, *, parsing: bool = False) -> AsyncIterator[None]:
+        limit = self.parse_limit if parsing else self.total
+        if nbytes > limit:
+            raise ValueError(f"{nbytes} bytes can never fit a budget of {limit}")
         cond = self._condition()
         async with cond:
-            await cond.wait_for(lambda: self.in_use + pixels <= self.total)
-            self.in_use += pixels
+            await cond.wait_for(lambda: self._fits(nbytes, parsing))
+            self.in_use += nbytes
+            self.parsing += nbytes if parsing else 0
             self.peak = max(self.peak, self.in_use)
         try:
             yield
         finally:
             async with cond:
-                self.in_use -= pixels
+                self.in_use -= nbytes
+                self.parsing -= nbytes if parsing else 0
                 cond.notify_all()
 
 

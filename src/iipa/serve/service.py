@@ -26,12 +26,14 @@ from iipa.modelcard import public_card
 from iipa.profiles import CROPS
 from iipa.scoring import Scorer
 from iipa.serve.batching import MicroBatcher
-from iipa.serve.memory import PixelBudget, fix_mmap_threshold, release_memory
+from iipa.serve.memory import MemoryBudget, fix_mmap_threshold, release_memory
 from iipa.serve.metrics import Metrics
 from iipa.serve.settings import ServeSettings
 from iipa.serve.uploads import ApiError, Upload, decode, probe
 
 T = TypeVar("T")
+# Decoded bytes after which freed memory is handed back (malloc_trim) once nothing is decoded.
+TRIM_AFTER_BYTES = 64 * 2**20
 
 
 class Service:
@@ -48,7 +50,7 @@ class Service:
         self._semaphore: asyncio.Semaphore | None = None
         self._semaphore_loop: asyncio.AbstractEventLoop | None = None
         self._admitted = 0
-        self.budget = PixelBudget(settings.decode_budget_pixels)
+        self.budget = MemoryBudget(settings.decode_budget_bytes)
         self._decoded_since_trim = 0
         fix_mmap_threshold()
 
@@ -143,44 +145,45 @@ class Service:
             raise
 
     async def probe(self, upload: Upload, *, draft_size: tuple[int, int] | None = None) -> int:
-        """Check an upload from its header; returns the pixels it will decode to."""
+        """Check an upload from its header; returns the bytes its decode will need at its peak."""
         size = draft_size or self.profile.decode_size
         return await self._off_loop(lambda: probe(upload, self.settings, draft_size=size))
 
-    def check_request_pixels(self, pixels: list[int]) -> None:
-        total = sum(pixels)
-        if total > self.settings.max_request_pixels:
+    def check_request_pixels(self, costs: list[int]) -> None:
+        """413 when the probed images of one request need too much memory in all."""
+        total = sum(costs)
+        if total > self.settings.max_request_decode_bytes:
             raise ApiError(413, "too many pixels",
-                           f"the images of this request decode to {total} pixels in all "
-                           f"> limit {self.settings.max_request_pixels}")
+                           f"the images of this request need {total} bytes to decode in all "
+                           f"> limit {self.settings.max_request_decode_bytes}")
 
     @contextlib.asynccontextmanager
     async def decoded(self, upload: Upload, *, draft_size: tuple[int, int] | None = None,
-                      pixels: int | None = None) -> AsyncIterator[Image.Image]:
-        """The decoded image, alive only inside this block, which holds its pixels of the
-        global decode budget (waiting for them if needed)."""
+                      nbytes: int | None = None) -> AsyncIterator[Image.Image]:
+        """The decoded image, alive only inside this block, which holds its probed peak
+        bytes of the global memory budget (waiting for them if needed)."""
         size = draft_size or self.profile.decode_size
-        if pixels is None:
-            pixels = await self.probe(upload, draft_size=size)
-        async with self.budget.hold(pixels):
+        if nbytes is None:
+            nbytes = await self.probe(upload, draft_size=size)
+        async with self.budget.hold(nbytes):
             img = await self._off_loop(lambda: decode(upload, self.settings, draft_size=size))
             try:
                 yield img
             finally:
                 del img
-                self._decoded_since_trim += pixels
+                self._decoded_since_trim += nbytes
 
-    async def prepare(self, upload: Upload, pixels: int | None = None, *, crops: int = 1) -> np.ndarray:
+    async def prepare(self, upload: Upload, nbytes: int | None = None, *, crops: int = 1) -> np.ndarray:
         """Upload -> its uint8 V x S x S x 3 views (decoded off the event loop), as
         :meth:`Profile.view_array` makes them for ``iipa score``: decoded as the profile says
         (``decode_size``), then :meth:`Profile.image_views`, so the service's score is every
         other entry point's."""
-        async with self.decoded(upload, pixels=pixels) as img:
+        async with self.decoded(upload, nbytes=nbytes) as img:
             return await self._off_loop(self.profile.image_views, img, crops)
 
     def after_request(self) -> None:
         """Once no image is decoded any more, hand the freed memory back to the OS."""
-        if self.budget.in_use == 0 and self._decoded_since_trim >= self.settings.max_pixels // 4:
+        if self.budget.in_use == 0 and self._decoded_since_trim >= TRIM_AFTER_BYTES:
             self._decoded_since_trim = 0
             asyncio.get_running_loop().run_in_executor(self.decode_pool, release_memory)
 
@@ -199,8 +202,8 @@ class Service:
             "precision": self.scorer.precision,
             "heatmaps": {"available": reason is None, "reason": reason},
             "limits": {"max_upload_bytes": s.max_upload_bytes, "max_files": s.max_files,
-                       "max_pixels": s.max_pixels, "max_request_pixels": s.max_request_pixels,
-                       "decode_budget_pixels": s.decode_budget_pixels, "max_request_bytes": s.max_body_bytes, "max_aspect_ratio": s.max_aspect_ratio,
+                       "max_pixels": s.max_pixels, "max_request_decode_bytes": s.max_request_decode_bytes,
+                       "decode_budget_bytes": s.decode_budget_bytes, "max_request_bytes": s.max_body_bytes, "max_aspect_ratio": s.max_aspect_ratio,
                        "allowed_formats": [f for f in s.allowed_formats if f != "MPO"],
                        "request_timeout_s": s.request_timeout_s, "max_concurrency": s.max_concurrency,
                        "batching": s.batching, "max_batch_size": s.max_batch_size, "max_wait_ms": s.max_wait_ms,

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-# Formats a browser or phone actually uploads; TIFF/BMP/GIF are accepted by ``iipa score``
-# but are rarely photos and make large, slow-to-decode uploads, so the service refuses them
-# unless the operator asks for them.
-DEFAULT_FORMATS = ("JPEG", "PNG", "WEBP")
+# Formats a browser or phone actually uploads (HEIF: iPhones' HEIC photos, through
+# pillow-heif, a core dependency); TIFF/BMP/GIF are accepted by ``iipa score`` but are rarely
+# photos and make large, slow-to-decode uploads, so the service refuses them unless the
+# operator asks for them.
+DEFAULT_FORMATS = ("JPEG", "PNG", "WEBP", "HEIF")
+# The smallest peak bytes per pixel of iipa.decodecost's table (an RGB JPEG or PNG).
+MIN_BYTES_PER_PIXEL = 6
 
 
 @dataclass(frozen=True)
@@ -16,10 +19,12 @@ class ServeSettings:
 
     ``max_upload_bytes`` bounds each image file; a whole request may carry ``max_files``
     of them (the body limit is their product plus multipart overhead). ``max_pixels``
-    stops decompression bombs before decoding. Memory for decoded images is bounded by
-    pixels read from the headers: one request may decode at most ``max_request_pixels`` in
-    all (else 413), and all requests together hold at most ``decode_budget_pixels`` decoded
-    at once (the rest wait, within the request timeout). A request body may not exceed
+    stops decompression bombs before decoding. Memory is bounded by a budget of bytes,
+    estimated from the headers (pixels times the measured peak bytes per pixel of each
+    format and mode, :mod:`iipa.decodecost`): one request may need at most
+    ``max_request_decode_bytes`` in all (else 413), and all decodes and multipart bodies
+    being parsed together hold at most ``decode_budget_bytes`` at once (the rest wait,
+    within the request timeout); an image needing more than the whole budget is refused. A request body may not exceed
     ``max_request_bytes`` and must arrive within ``body_timeout_s``; a client must send a
     request's headers within ``header_timeout_s``. ``max_concurrency`` requests are processed
     at once and ``max_queue`` more may wait; beyond that, and past ``request_timeout_s``,
@@ -30,10 +35,9 @@ class ServeSettings:
     max_upload_bytes: int = 20 * 1024 * 1024
     max_files: int = 32
     max_pixels: int = 50_000_000
-    max_request_pixels: int = 400_000_000
-    # One image of max_pixels at a time, or many smaller ones: at Pillow's worst case of
-    # 16 bytes a pixel while converting modes (memory.py) that is 0.8 GB above idle.
-    decode_budget_pixels: int = 50_000_000
+    # One 50 MP RGBA PNG (15 bytes a pixel at its peak) at a time, or many smaller images.
+    decode_budget_bytes: int = 800 * 2**20
+    max_request_decode_bytes: int = 8 * 800 * 2**20
     max_request_bytes: int = 64 * 1024 * 1024
     body_timeout_s: float = 60.0
     header_timeout_s: float = 10.0
@@ -51,12 +55,13 @@ class ServeSettings:
 
     def __post_init__(self) -> None:
         for name in ("max_upload_bytes", "max_files", "max_pixels", "max_concurrency", "max_batch_size",
-                     "max_request_pixels", "decode_budget_pixels", "max_request_bytes"):
+                     "max_request_decode_bytes", "decode_budget_bytes", "max_request_bytes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.decode_budget_pixels < self.max_pixels:
-            raise ValueError(f"decode_budget_pixels ({self.decode_budget_pixels}) must be at least max_pixels "
-                             f"({self.max_pixels}), or the largest allowed image could never be decoded")
+        if self.decode_budget_bytes < self.max_pixels * MIN_BYTES_PER_PIXEL:
+            raise ValueError(f"decode_budget_bytes ({self.decode_budget_bytes}) must be at least max_pixels x "
+                             f"{MIN_BYTES_PER_PIXEL} ({self.max_pixels * MIN_BYTES_PER_PIXEL}), or the largest "
+                             "allowed JPEG could never be decoded")
         if min(self.body_timeout_s, self.header_timeout_s) <= 0:
             raise ValueError("body_timeout_s and header_timeout_s must be > 0")
         if self.max_aspect_ratio < 1:

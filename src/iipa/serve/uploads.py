@@ -15,12 +15,13 @@ from typing import IO, Any
 
 from PIL import Image, UnidentifiedImageError
 
+from iipa.decodecost import DecodeWorkError, peak_bytes, structure
 from iipa.errors import ImageError
-from iipa.images import open_image
+from iipa.images import open_image, register_heif_opener
 from iipa.serve.settings import ServeSettings
 
 # ImageError.reason -> HTTP status: a bomb is "too large", everything else a bad request.
-_REASON_STATUS = {"decompression bomb": 413, "unsupported format": 415}
+_REASON_STATUS = {"decompression bomb": 413, "too much decode work": 413, "unsupported format": 415}
 
 
 class ApiError(Exception):
@@ -74,18 +75,20 @@ def check_size(upload: Upload, settings: ServeSettings) -> None:
 
 
 def probe(upload: Upload, settings: ServeSettings, *, draft_size: tuple[int, int] | None) -> int:
-    """Check size, format, pixel count and aspect ratio from the header alone (Pillow opens
-    lazily) and return how many pixels the image will have once decoded (JPEGs at the
-    draft scale ``draft_size`` asks for)."""
+    """Check size, format, pixel count, aspect ratio and decode work (JPEG scans, PNG chunks)
+    from the header and structure alone (nothing is decoded), and return the bytes decoding
+    it will need at its peak (:func:`iipa.decodecost.peak_bytes`; JPEGs at the draft scale
+    ``draft_size`` asks for)."""
     check_size(upload, settings)
+    register_heif_opener()  # HEIC uploads identify as HEIF (once per process; no-op without pillow-heif)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(upload.stream()) as img:
-                fmt, (w, h) = img.format, img.size
+                fmt, mode, (w, h), bands = img.format, img.mode, img.size, len(img.getbands())
                 if fmt in ("JPEG", "MPO") and draft_size is not None and w * h <= settings.max_pixels:
                     img.draft("RGB", draft_size)  # sets the decode size; decodes nothing
-                decoded = img.size[0] * img.size[1]
+                decoded_size = img.size
     except UnidentifiedImageError:
         raise ApiError(400, "not an image", f"{upload.name}: no known image format in the bytes") from None
     except Image.DecompressionBombError as exc:
@@ -100,14 +103,22 @@ def probe(upload: Upload, settings: ServeSettings, *, draft_size: tuple[int, int
     if max(w, h) > settings.max_aspect_ratio * max(1, min(w, h)):
         raise ApiError(400, "extreme aspect ratio",
                        f"{upload.name}: {w}x{h} is more than {settings.max_aspect_ratio:g}:1")
-    return decoded
+    try:
+        found = structure(upload.stream().read(), fmt)
+    except DecodeWorkError as exc:
+        raise ApiError(413, "too much decode work", f"{upload.name}: {exc}") from None
+    cost = peak_bytes(fmt, mode, (w, h), decoded_size, found, bands=bands)
+    if cost > settings.decode_budget_bytes:
+        raise ApiError(413, "too many pixels", f"{upload.name}: a {w}x{h} {fmt} ({mode}) needs about {cost} bytes "
+                                               f"to decode > the decode budget {settings.decode_budget_bytes}")
+    return cost
 
 
 def decode(upload: Upload, settings: ServeSettings, *, draft_size: tuple[int, int] | None) -> Image.Image:
     """Sniff the format from the bytes (not the name or content type), check it and the
     pixel count before decoding (:func:`probe`), then decode with
-    :func:`iipa.images.open_image`. Callers bound memory by holding the probed pixels
-    of a :class:`~iipa.serve.memory.PixelBudget` around this call."""
+    :func:`iipa.images.open_image`. Callers bound memory by holding the probed bytes
+    of a :class:`~iipa.serve.memory.MemoryBudget` around this call."""
     probe(upload, settings, draft_size=draft_size)
     try:
         return open_image(upload.stream(), draft_size=draft_size, max_pixels=settings.max_pixels)
