@@ -74,7 +74,7 @@ def run_demo(config: DemoConfig, *, say: Callable[[str], None] | None = None) ->
     from iipa.pairs.build import build_pairs
     from iipa.simulate import SimConfig, render_images, true_order_agreement, write_crawl
     from iipa.train.config import TrainConfig
-    from iipa.train.loop import train
+    from iipa.train.runner import train
 
     say = say or (lambda s: print(s, file=sys.stderr, flush=True))
     stage = _Stages(7, say)

@@ -20,6 +20,7 @@ import json
 
 from iipa.commands._common import CROPS
 from iipa.commands.train import add_train_arguments, config_from_args
+from iipa.errors import IIPAError
 
 NAME = "experiment"
 HELP = "the paper's experiments: label-noise, architectures, baseline"
@@ -58,9 +59,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from iipa.train import experiments
+    from iipa.train.config import refuse_unused
     from iipa.train.experiments import markdown_table
 
-    config = config_from_args(args)
+    config = config_from_args(args, posts=None) if args.experiment == "baseline" else config_from_args(args)
+    every = {f for f in config.to_dict()}
+    if args.experiment == "label-noise":
+        refuse_unused(config, every - {"label_noise"}, "`iipa experiment label-noise` (it sets --levels)")
+    elif args.experiment == "architectures":
+        refuse_unused(config, every - {"backbone"}, "`iipa experiment architectures` (it sets --backbones)")
+    else:
+        from iipa.train.baseline import BASELINE_OPTIONS
+
+        if config.recipe != "paper":
+            raise IIPAError("`iipa experiment baseline` trains with the paper recipe's schedule, not --recipe default")
+        refuse_unused(config, BASELINE_OPTIONS, "`iipa experiment baseline`")
     if args.experiment == "label-noise":
         df = experiments.label_noise(config, args.out, levels=args.levels, crops=args.crops)
     elif args.experiment == "architectures":

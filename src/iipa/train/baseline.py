@@ -37,6 +37,9 @@ from iipa.pairs.tags import parse_hashtags, parse_mentions
 from iipa.runtime import resolve_device, resolve_precision
 from iipa.train.config import TrainConfig
 
+# TrainConfig fields the baseline uses (`iipa experiment baseline` refuses the others).
+BASELINE_OPTIONS = frozenset({"backbone", "pretrained", "profile", "epochs", "batch_size", "backbone_lr", "head_lr",
+                              "weight_decay", "lr_decay", "workers", "seed", "device", "precision"})
 FEATURES = ("followers", "following", "user_posts", "n_hashtags", "n_mentions", "caption_length")
 
 
