@@ -57,13 +57,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         p.set_defaults(recipe="paper")  # the paper's experiments use the paper's recipe
 
 
-def run(args: argparse.Namespace) -> int:
-    from iipa.train import experiments
+def experiment_config(args: argparse.Namespace):
+    """The TrainConfig of an experiment; an option the experiment would ignore is an error."""
     from iipa.train.config import refuse_unused
-    from iipa.train.experiments import markdown_table
 
     config = config_from_args(args, posts=None) if args.experiment == "baseline" else config_from_args(args)
-    every = {f for f in config.to_dict()}
+    every = set(config.to_dict())
     if args.experiment == "label-noise":
         refuse_unused(config, every - {"label_noise"}, "`iipa experiment label-noise` (it sets --levels)")
     elif args.experiment == "architectures":
@@ -74,6 +73,14 @@ def run(args: argparse.Namespace) -> int:
         if config.recipe != "paper":
             raise IIPAError("`iipa experiment baseline` trains with the paper recipe's schedule, not --recipe default")
         refuse_unused(config, BASELINE_OPTIONS, "`iipa experiment baseline`")
+    return config
+
+
+def run(args: argparse.Namespace) -> int:
+    from iipa.train import experiments
+    from iipa.train.experiments import markdown_table
+
+    config = experiment_config(args)
     if args.experiment == "label-noise":
         df = experiments.label_noise(config, args.out, levels=args.levels, crops=args.crops)
     elif args.experiment == "architectures":
