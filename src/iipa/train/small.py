@@ -174,6 +174,7 @@ class SmallDataTrainer(RecipeTrainer):
             if len(ps):
                 r = pairwise_accuracy(self.scores[ps.high], self.scores[ps.low])
                 self.result_acc[name] = {"accuracy": r["accuracy"], "ci95": r["ci95"], "n": r["n"]}
+        self.log.write(event="val", step=0, **{f"{k}_accuracy": v["accuracy"] for k, v in self.result_acc.items()})
         if len(sel):
             self.held_out = (self.scores[sel.high] - self.scores[sel.low], np.ones(len(sel)))
             self.estimate = {"unseen_accounts": {"what": "validation users' pairs", **self.result_acc.get(
