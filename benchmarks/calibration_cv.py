@@ -191,7 +191,7 @@ def train(feats: dict, posts: pd.DataFrame, users: set[str], deg_weight: float, 
             extra.append(vec)
             return n0 + len(extra) - 1
 
-        mine = [(j, p) for j, p in enumerate(feats["chosen"]) if user_of[p] in users]
+        mine = [(j, p) for j, p in enumerate(feats["chosen"]) if user_of.get(p) in users]
         for j, p in mine:
             if p not in local:
                 local[p] = add(feats["F"][feats["index"][p]])
@@ -232,7 +232,7 @@ def cross_validate(feats: dict, posts: pd.DataFrame, pdips: pd.DataFrame, seed: 
         temps += [T] * len(held)
         users += held["user_id"].astype(str).tolist()
         for j, p in enumerate(feats["chosen"]):
-            if fold_of[user_of[p]] == k:
+            if p in user_of and fold_of[user_of[p]] == k:
                 orig = feats["F"][feats["index"][p]] @ coef
                 for kind in TARGET_DEGRADATIONS:
                     beats[kind].append(orig > feats["deg"][kind][j] @ coef)

@@ -135,8 +135,10 @@ def test_a_run_killed_during_extraction_resumes_to_the_same_model(small_set, tmp
     from iipa.train import features
     from iipa.train.runner import train
 
-    monkeypatch.setattr(features, "CHUNK", 16)  # 152 images: 10 chunks
+    monkeypatch.setattr(features, "CHUNK", 16)  # 152 photos + the quality pairs' copies and frames
     whole = train(_default(small_set, tmp_path / "whole"))
+    n_chunks = len(list((tmp_path / "whole" / "features").glob("*/chunk-*.pt")))
+    assert n_chunks >= 10
     real = features.FeatureCache.extract_chunk
     calls = {"n": 0}
 
@@ -156,7 +158,7 @@ def test_a_run_killed_during_extraction_resumes_to_the_same_model(small_set, tmp
     monkeypatch.setattr(features.FeatureCache, "extract_chunk",
                         lambda self, paths: computed.append(len(paths)) or real(self, paths))
     resumed = train(_default(small_set, tmp_path / "killed"))
-    assert len(computed) == 10 - 3  # the three chunks on disk were not recomputed
+    assert len(computed) == n_chunks - 3  # the three chunks on disk were not recomputed
     a, b = _scores(tmp_path / "whole", small_set[1]), _scores(tmp_path / "killed", small_set[1])
     assert np.abs(a - b).max() <= 1e-6 and np.ptp(a) > 1e-3  # the same model, and not a constant one
     assert resumed["val_accuracy"] == whole["val_accuracy"]

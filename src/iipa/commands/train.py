@@ -32,6 +32,7 @@ from iipa.commands._common import (
     CROPS,
     backbone_name,
     device_name,
+    nonnegative_float,
     nonnegative_int,
     positive_float,
     positive_int,
@@ -85,6 +86,15 @@ def add_train_arguments(parser: argparse.ArgumentParser, *, required: bool = Tru
                                                             f"(default {small['views']})")
     g.add_argument("--probe-l2", type=positive_float, help="L2 strength of the linear probe (default: chosen on "
                                                            "validation users from 0.1-10; 1 without them)")
+    g.add_argument("--score-crops", type=int, choices=CROPS,
+                   help=f"views scoring averages by default, recorded in the model's profile (default {small['score_crops']})")
+    g.add_argument("--quality-pairs", type=nonnegative_float,
+                   help="weight of the quality pairs: a photo beats its own blurred, darkened, over-compressed and "
+                        f"thumbnail copies and flat frames (0: none; default {small['quality_pairs']})")
+    g.add_argument("--quality-images", type=positive_int,
+                   help=f"photos per training account given degraded copies (default {small['quality_images']})")
+    g.add_argument("--no-calibrate", dest="calibrate", action="store_const", const=False,
+                   help="do not fit the temperature of P = logistic(f(A) - f(B)) on held-out pairs")
     g.add_argument("--no-hflip", dest="hflip", action="store_const", const=False,
                    help="no mirrored features (default: the probe trains on the mean of both)")
     g = parser.add_argument_group("paper recipe")

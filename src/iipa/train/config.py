@@ -25,7 +25,7 @@ COMMON = frozenset({
 
 # Fields whose command-line flag is not ``--field-name``.
 FLAGS = {"hflip": "--no-hflip", "swap": "--no-swap", "channels_last": "--no-channels-last",
-         "fast_decode": "--draft-decode"}
+         "fast_decode": "--draft-decode", "calibrate": "--no-calibrate"}
 
 
 def flag(name: str) -> str:
@@ -54,11 +54,19 @@ class Recipe:
 # beat the final-feature probe in 5-fold CV by account (0.696 vs 0.684, three fold seeds).
 # Features are computed in fp32, the precision scoring uses on the CPU (bf16 features moved
 # Lite0's scaled scores by up to 8 points).
+# Chosen in 5-fold CV by account on instagram-dev (benchmarks/calibration_cv.py): the view count
+# scoring averages by default (recorded in the model's profile), and the weight of the quality
+# pairs (a photo beats its own blurred, darkened, over-compressed, thumbnail copies and flat
+# frames), the largest that kept held-out PDIP accuracy.
+SCORE_CROPS = 1
+QUALITY_WEIGHT = 0.3
 RECIPES: dict[str, Recipe] = {r.name: r for r in (
     Recipe("default", "iipa.train.small:SmallDataTrainer",
            {"backbone": "efficientnet_lite0_ms", "soft_labels": True, "precision": "fp32", "views": 1,
-            "hflip": True, "max_gap_days": 10.0, "min_pair_p": 0.5},
-           frozenset({"views", "hflip", "probe_l2", "max_gap_days", "min_pair_p"}),
+            "hflip": True, "max_gap_days": 10.0, "min_pair_p": 0.5, "score_crops": SCORE_CROPS,
+            "quality_pairs": QUALITY_WEIGHT, "quality_images": 2, "calibrate": True},
+           frozenset({"views", "hflip", "probe_l2", "max_gap_days", "min_pair_p", "score_crops", "quality_pairs",
+                      "quality_images", "calibrate"}),
            "small data: linear probe on cached frozen features (fp32, chunked, resumable)"),
     Recipe("paper", "iipa.train.loop:Trainer",
            {"backbone": "resnet50", "soft_labels": False, "precision": "auto", "epochs": 10, "batch_size": 64,
@@ -113,6 +121,10 @@ class TrainConfig:
     probe_l2: float | None = None  # None: chosen on validation users
     max_gap_days: float | None = None  # with --posts: largest upload gap of a derived pair
     min_pair_p: float | None = None  # with --posts: smallest P of a derived training pair (0.5: all)
+    score_crops: int | None = None  # views scoring averages by default, recorded in the model's profile
+    quality_pairs: float | None = None  # weight of the synthetic quality pairs (0: none)
+    quality_images: int | None = None  # photos per training account given degraded copies
+    calibrate: bool | None = None  # fit the temperature on held-out pairs and fold it into the model
     # paper recipe
     epochs: int | None = None
     batch_size: int | None = None  # pairs per step over all ranks
@@ -156,6 +168,12 @@ class TrainConfig:
             raise IIPAError(f"--precision must be auto, fp32, bf16 or fp16, not {self.precision!r}")
         if self.views not in (None, 1, 5, 10):
             raise IIPAError(f"--views must be 1, 5 or 10, not {self.views}")
+        if self.score_crops not in (None, 1, 5, 10):
+            raise IIPAError(f"--score-crops must be 1, 5 or 10, not {self.score_crops}")
+        if self.quality_pairs is not None and not self.quality_pairs >= 0:
+            raise IIPAError(f"--quality-pairs must be >= 0, not {self.quality_pairs}")
+        if self.quality_images is not None and self.quality_images < 1:
+            raise IIPAError(f"--quality-images must be >= 1, not {self.quality_images}")
         if self.label_noise is not None and not 0.0 <= self.label_noise < 1.0:
             raise IIPAError(f"label noise must be in [0, 1), not {self.label_noise}")
         for name in ("batch_size", "checkpoint_every", "log_every", "epochs"):

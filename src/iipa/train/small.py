@@ -45,6 +45,7 @@ from iipa.train.probe import choose_l2, fit_pairwise_logistic
 # Lite0 features and anything up to 100 within noise (benchmarks/real_photos_cv.py).
 PROBE_L2_GRID = (0.1, 0.3, 1.0, 3.0, 10.0)
 CV_FOLDS = 5  # folds by account when there are no validation users
+MIN_HELD_OUT_PAIRS = 50  # fewer validation pairs: the temperature is fitted on the K-fold cross-fit
 
 
 class PairSet:
@@ -60,6 +61,25 @@ class PairSet:
 
     def __len__(self) -> int:
         return len(self.high)
+
+
+class QualityPairs:
+    """Synthetic pairs: image indices, the account of the original, per-pair weight."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[str, int, int, float]] = []
+
+    def add(self, user: str, high: int, low: int, weight: float) -> None:
+        self.rows.append((user, high, low, weight))
+
+    def done(self) -> QualityPairs:
+        users, high, low, weight = zip(*self.rows) if self.rows else ((), (), (), ())
+        self.user, self.high = np.array(users, dtype=object).astype(str), np.array(high, np.int64)
+        self.low, self.weight = np.array(low, np.int64), np.array(weight, np.float64)
+        return self
+
+    def __bool__(self) -> bool:
+        return bool(self.rows)
 
 
 class SmallDataTrainer(RecipeTrainer):
@@ -124,15 +144,67 @@ class SmallDataTrainer(RecipeTrainer):
         self.train = PairSet(frames["train"], index, soft=c.soft_labels)
         self.select = PairSet(frames["select"], index)
         self.val = PairSet(frames["val"], index)
+        self.quality = self._quality_pairs()
         self.data_info = {"train_pairs": len(self.train), "train_users": int(len(set(self.train.user))),
                           "train_images": int(len(np.unique(np.concatenate([self.train.high, self.train.low])))),
                           "train_source": source, "select_pairs": len(self.select), "val_pairs": len(self.val),
                           "val_users": int(len(set(self.val.user) | set(self.select.user))),
+                          "quality_pairs": len(self.quality.high) if self.quality else 0,
                           "dropped_missing_images": missing}
         self.log.write(event="data", **self.data_info)
         self.say(f"{len(self.train)} training pairs of {self.data_info['train_users']} training users "
                  f"({source}), {self.data_info['train_images']} images; validation: {len(self.val)} PDIPs and "
                  f"{len(self.select)} within-user pairs of {self.data_info['val_users']} unseen users")
+
+    def _quality_pairs(self) -> QualityPairs | None:
+        """Synthetic pairs that need no likes (``train/degrade.py``): ``quality_images`` photos
+        per training account (seeded) beat their blurred, darkened, over-compressed and
+        thumbnail copies, and every flat frame; weight ``quality_pairs`` per copy, shared among
+        the flat frames. The copies are files in the run folder, so the feature cache treats them
+        like photos (and a resumed run reuses them)."""
+        c = self.config
+        if not c.quality_pairs:
+            return None
+        from iipa.train.degrade import KINDS, write_degraded, write_flat_frames
+
+        rng = np.random.default_rng(c.seed)
+        chosen: dict[str, tuple[str, int]] = {}
+        for user in sorted(set(self.train.user)):
+            mine = self.train.user == user
+            images = np.unique(np.concatenate([self.train.high[mine], self.train.low[mine]]))
+            for i in rng.choice(images, size=min(c.quality_images, len(images)), replace=False):
+                chosen[self.paths[int(i)]] = (user, int(i))
+        folder = self.run_dir / "quality"
+        triples = write_degraded(sorted(chosen), folder, per_image=len(KINDS), seed=c.seed)
+        flats = write_flat_frames(folder)
+        start = len(self.paths)
+        new = [copy for _, copy, _ in triples] + list(flats.values())
+        self.paths = self.paths + new
+        at = {p: start + k for k, p in enumerate(new)}
+        q = QualityPairs()
+        for orig, copy, _ in triples:
+            q.add(*chosen[orig], at[copy], c.quality_pairs)
+        originals = sorted({chosen[orig] for orig, _, _ in triples})
+        for frame in flats.values():
+            for user, i in originals:
+                q.add(user, i, at[frame], c.quality_pairs / len(flats))
+        self.say(f"quality pairs: {len(originals)} photos beat {len(triples)} degraded copies and {len(flats)} flat "
+                 f"frames ({len(q.rows)} pairs, weight {c.quality_pairs:g})")
+        return q.done()
+
+    def _training_arrays(self, keep_users: np.ndarray | None = None) -> tuple[tuple, np.ndarray | None]:
+        """(high, low, target) of the training pairs plus the quality pairs, and their weights
+        (None without quality pairs); ``keep_users``: a mask over users to keep (cross-fit)."""
+        t = self.train
+        mask = np.ones(len(t), bool) if keep_users is None else keep_users(t.user)
+        arrays = (t.high[mask], t.low[mask], t.target[mask])
+        if not self.quality:
+            return arrays, None
+        q = self.quality
+        qmask = np.ones(len(q.high), bool) if keep_users is None else keep_users(q.user)
+        arrays = tuple(np.concatenate([a, b]) for a, b in zip(arrays, (q.high[qmask], q.low[qmask],
+                                                                        np.ones(int(qmask.sum())))))
+        return arrays, np.concatenate([np.ones(int(mask.sum())), q.weight[qmask]])
 
     # -- the run --------------------------------------------------------------------------
     def resume(self) -> bool:
@@ -160,8 +232,8 @@ class SmallDataTrainer(RecipeTrainer):
         c = self.config
         sel = self.select if len(self.select) else self.val
         grid = (c.probe_l2,) if c.probe_l2 is not None else PROBE_L2_GRID
-        train = (self.train.high, self.train.low, self.train.target)
-        fit = choose_l2(feats, train, (sel.high, sel.low) if len(sel) else None, grid=grid)
+        train, weights = self._training_arrays()
+        fit = choose_l2(feats, train, (sel.high, sel.low) if len(sel) else None, grid=grid, weights=weights)
         head = self.model.head
         with torch.no_grad():
             head.weight.copy_(torch.as_tensor(fit["w"], dtype=head.weight.dtype)[None])
@@ -175,18 +247,21 @@ class SmallDataTrainer(RecipeTrainer):
                 r = pairwise_accuracy(self.scores[ps.high], self.scores[ps.low])
                 self.result_acc[name] = {"accuracy": r["accuracy"], "ci95": r["ci95"], "n": r["n"]}
         self.log.write(event="val", step=0, **{f"{k}_accuracy": v["accuracy"] for k, v in self.result_acc.items()})
+        self.estimate = None
         if len(sel):
             self.held_out = (self.scores[sel.high] - self.scores[sel.low], np.ones(len(sel)))
+            self.held_out_source = f"{len(sel)} pairs of the validation users"
             self.estimate = {"unseen_accounts": {"what": "validation users' pairs", **self.result_acc.get(
                 "select", self.result_acc.get("val", {}))}}
-        else:
-            self.estimate = None
-            self.held_out = self._cross_fit(feats, scoring, fit["l2"])
+        if len(sel) < MIN_HELD_OUT_PAIRS:  # too few validation pairs to fit a temperature on
+            self.held_out = self._cross_fit(feats, scoring, fit["l2"], estimate=not len(sel))
         self.say(f"linear probe: l2 {fit['l2']:g}; " + (", ".join(f"{k} {v['accuracy']:.4f}" for k, v in
                                                                    self.result_acc.items()) or "no validation users"))
 
-    def _cross_fit(self, feats: np.ndarray, scoring: np.ndarray, l2: float) -> tuple[np.ndarray, np.ndarray] | None:
-        """Held-out predictions by account (K folds) for a run without validation users."""
+    def _cross_fit(self, feats: np.ndarray, scoring: np.ndarray, l2: float,
+                   estimate: bool = True) -> tuple[np.ndarray, np.ndarray] | None:
+        """Held-out predictions by account (K folds) of the training users, for a run without
+        (enough) validation pairs; ``estimate``: also the card's estimate."""
         users = np.unique(self.train.user)
         if len(users) < 2:
             return None
@@ -195,21 +270,35 @@ class SmallDataTrainer(RecipeTrainer):
         diffs, targets, accs = [], [], []
         for k in range(min(CV_FOLDS, len(users))):
             out = folds == k
-            tr = (self.train.high[~out], self.train.low[~out], self.train.target[~out])
-            w, _ = fit_pairwise_logistic(feats, *tr, l2=l2)
+            held = {u for u, f in fold_of.items() if f == k}
+            tr, weights = self._training_arrays(lambda users, held=held: ~np.isin(users, list(held)))
+            w, _ = fit_pairwise_logistic(feats, *tr, l2=l2, weights=weights)
             d = scoring[self.train.high[out]] @ w - scoring[self.train.low[out]] @ w
             diffs.append(d)
             targets.append(self.train.target[out])
             accs.append(float(((d > 0) + 0.5 * (d == 0)).mean()))
         d, t = np.concatenate(diffs), np.concatenate(targets)
+        self.held_out_source = (f"{len(accs)}-fold cross-fit by account: held-out training pairs of "
+                                f"{len(users)} accounts")
         r = pairwise_accuracy(d, np.zeros_like(d))
+        if not estimate:
+            return d, t
         self.estimate = {"unseen_accounts": {"what": f"{len(accs)}-fold cross-validation by account of the same "
                                                      "probe (training pairs, soft labels)", "accuracy": r["accuracy"],
                                              "ci95": r["ci95"], "pairs": r["n"], "per_fold": accs}}
         return d, t
 
+    def apply_temperature(self, temperature: float) -> None:
+        head = self.model.head
+        with torch.no_grad():
+            head.weight.mul_(temperature)
+            head.bias.mul_(temperature)
+        self.scores = self.scores * temperature  # the reference is computed from these in _finish
+
     def _finish(self, seconds: float) -> dict[str, Any]:
         c = self.config
+        if c.score_crops and hasattr(self.model.profile, "crops"):
+            self.model.profile = dataclasses.replace(self.model.profile, crops=c.score_crops)
         sel = np.unique(np.concatenate([self.select.high, self.select.low, self.val.high, self.val.low]))
         if len(sel):
             scores, whose = self.scores[sel], f"the validation users of {c.pairs}"
@@ -227,12 +316,14 @@ class SmallDataTrainer(RecipeTrainer):
                 "training_users": self.data_info["train_users"], "training_images": self.data_info["train_images"]}
         self.model.info = {"config": c.to_dict(), "metrics": metrics, "data": self.data_info, "domain": c.domain,
                            **self.card_facts(data, self.estimate)}
+        if self.calibration is not None:
+            self.model.info["calibration"] = self.calibration
         self.save_model(self.run_dir / st.BEST)
         self.save_model(self.run_dir / st.LAST)
         self.summary = {"out": str(self.run_dir), "recipe": "default", "best": str(self.run_dir / st.BEST),
                         "best_val_accuracy": metrics.get("val_accuracy"), "seconds_this_run": round(seconds, 1),
                         **{k: v for k, v in metrics.items() if k != "seconds"}, "data": self.data_info,
-                        "estimate": self.estimate}
+                        "estimate": self.estimate, "calibration": self.calibration}
         st.write_json(self.run_dir / st.SUMMARY, self.summary)
         return self.summary
 
