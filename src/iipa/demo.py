@@ -1,7 +1,7 @@
 """`iipa demo`: the whole paper pipeline offline on a simulated social network, with a report.
 
 simulate a crawl → build PDIPs (DuckDB) → render the paired posts' images → train the
-Siamese ranker (EfficientNet-Lite0 from its packaged ImageNet weights) → evaluate on the
+Siamese ranker (EfficientNet-Lite0 from its packaged ImageNet weights, default recipe) → evaluate on the
 test PDIPs → train the absolute-popularity baseline → write ``report.html`` and
 ``metrics.json``. The simulator knows every image's true intrinsic popularity, so the
 report checks the paper's claims against ground truth instead of assuming them.
@@ -27,7 +27,7 @@ if TYPE_CHECKING:  # imported where used: `iipa demo --help` reads DemoConfig wi
 
 @dataclass
 class DemoConfig:
-    """Sizes that finish in under 10 minutes on 2 CPU cores (``quick`` for tests: seconds)."""
+    """Sizes for a few minutes on 2 CPU cores (the README has the measured CPU time; ``quick``: seconds)."""
 
     out: str = "demo-output"
     seed: int = 0

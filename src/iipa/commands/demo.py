@@ -1,8 +1,8 @@
 """Run the whole paper pipeline offline on a simulated social network and write a report.
 
 simulate → build PDIPs → render images → train (EfficientNet-Lite0, packaged ImageNet
-weights, CPU) → evaluate → absolute-likes baseline → DIR/report.html + DIR/metrics.json.
-About 3 minutes on an idle 2-core machine with the defaults (see the README); `--quick` takes seconds.
+weights, frozen features + probe, CPU) → evaluate → absolute-likes baseline → DIR/report.html
++ DIR/metrics.json. Its CPU and wall time are in the README; `--quick` takes seconds.
 """
 
 from __future__ import annotations

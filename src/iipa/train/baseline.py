@@ -39,7 +39,7 @@ from iipa.train.config import TrainConfig
 
 # TrainConfig fields the baseline uses (`iipa experiment baseline` refuses the others).
 BASELINE_OPTIONS = frozenset({"backbone", "pretrained", "profile", "epochs", "batch_size", "backbone_lr", "head_lr",
-                              "weight_decay", "lr_decay", "workers", "seed", "device", "precision"})
+                              "weight_decay", "lr_decay", "workers", "seed", "device", "precision", "progress"})
 FEATURES = ("followers", "following", "user_posts", "n_hashtags", "n_mentions", "caption_length")
 
 
