@@ -1,12 +1,14 @@
-# Every target bootstraps .venv from nothing. Two install sets, one stamp each:
-#   core  (`make demo`, `make install`): score, rank, explain, compare, train, the demo
-#   all   (`make test`, `make install-all`): core + every extra (spark, serve, study, onnx) + dev tools
-# A stamp is older than pyproject.toml after an edit, so the set is reinstalled; `all` also
-# stamps `core` (it contains it), so switching between the targets installs only what is missing.
+# Every target bootstraps .venv from nothing. Three install sets, one stamp each:
+#   core  (`make install`): score, rank, compare, evaluate, model-info, weights; onnxruntime, no torch
+#   torch (`make demo`): core + [torch] (training, Grad-CAM, the demo; includes [pairs])
+#   all   (`make test`, `make install-all`): every extra (torch, pairs, spark, serve, study, onnx) + dev tools
+# A stamp is older than pyproject.toml after an edit, so the set is reinstalled; a larger set
+# also stamps the smaller ones it contains, so switching targets installs only what is missing.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 CORE_STAMP := $(VENV)/.installed-core
+TORCH_STAMP := $(VENV)/.installed-torch
 ALL_STAMP := $(VENV)/.installed-all
 
 .PHONY: install install-all test lint demo bench clean
@@ -19,9 +21,13 @@ $(CORE_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e .
 	touch $(CORE_STAMP)
 
+$(TORCH_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[torch]'
+	touch $(TORCH_STAMP) $(CORE_STAMP)
+
 $(ALL_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[all,dev]'
-	touch $(ALL_STAMP) $(CORE_STAMP)
+	touch $(ALL_STAMP) $(TORCH_STAMP) $(CORE_STAMP)
 
 install: $(CORE_STAMP)
 
@@ -33,7 +39,7 @@ lint: $(ALL_STAMP)
 test: $(ALL_STAMP) lint
 	$(BIN)/python -m pytest -q
 
-demo: $(CORE_STAMP)
+demo: $(TORCH_STAMP)
 	$(BIN)/iipa demo
 
 clean:

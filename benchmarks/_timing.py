@@ -6,17 +6,16 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from iipa import Scorer
 
 
-def bare_rate(scorer: Scorer, batch: torch.Tensor, seconds: float) -> float:
-    """Images per second of ``score_batch`` alone on a prepared uint8 batch."""
-    scorer.score_batch(batch)  # warm-up (oneDNN / onnxruntime kernel selection)
+def bare_rate(scorer: Scorer, batch: np.ndarray, seconds: float) -> float:
+    """Images per second of the backend alone (``score_array``) on prepared uint8 N x S x S x 3 views."""
+    scorer.score_array(batch)  # warm-up (oneDNN / onnxruntime kernel selection)
     n, t = 0, time.perf_counter()
     while time.perf_counter() - t < seconds or n == 0:
-        scorer.score_batch(batch)
+        scorer.score_array(batch)
         n += len(batch)
     return n / (time.perf_counter() - t)
 

@@ -176,6 +176,9 @@ def fit_probe(X: np.ndarray, hi: np.ndarray, lo: np.ndarray, y: np.ndarray, w: n
     return coef.detach().numpy() / sd
 
 
+FLAT_SHARE = {"value": None}  # weight of each flat-frame pair relative to a copy's (None: 1 / frames)
+
+
 def train(feats: dict, posts: pd.DataFrame, users: set[str], deg_weight: float, l2: float,
           user_of: dict[str, str]) -> np.ndarray:
     pairs = allpairs.within_user_pairs(posts, users, SOFT)
@@ -200,7 +203,8 @@ def train(feats: dict, posts: pd.DataFrame, users: set[str], deg_weight: float, 
         for vec in feats["flat"].values():
             f = add(vec)
             for _, p in mine:
-                hi.append(local[p]), lo.append(f), y.append(1.0), w.append(deg_weight / len(feats["flat"]))
+                share = FLAT_SHARE["value"] if FLAT_SHARE["value"] is not None else 1 / len(feats["flat"])
+                hi.append(local[p]), lo.append(f), y.append(1.0), w.append(deg_weight * share)
         X.append(np.array(extra))
     return fit_probe(np.concatenate(X), np.array(hi), np.array(lo), np.array(y), np.array(w), l2)
 
@@ -290,8 +294,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--deg-weights", default="0,0.3")
     ap.add_argument("--l2", type=float, default=1.0)
+    ap.add_argument("--flat-share", type=float, help="weight of each flat-frame pair relative to a degraded copy's "
+                                                     "(default: 1 / number of frames)")
     ap.add_argument("--json")
     args = ap.parse_args(argv)
+    FLAT_SHARE["value"] = args.flat_share
     data = Path(args.data)
     posts = allpairs.read_posts(data / "posts.csv")
     posts = posts[posts["post_id"].astype(str).map(lambda p: (data / "images" / f"{p}.jpg").is_file())]

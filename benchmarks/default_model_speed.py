@@ -5,10 +5,10 @@
     python benchmarks/default_model_speed.py --cli-only --n 1024   # only the fresh-process rows
 
 Per round, for the default weights (``DEFAULT_MODEL``) on the CPU in fp32:
-  bare torch    ``Scorer(runtime="torch").score_batch`` on a prepared uint8 batch
-  bare onnx     the shipped ONNX export's session (``OnnxScorer.score_batch``), same batch
-  e2e torch     ``Scorer(runtime="torch").iter_scores`` over the JPEG files
-  e2e default   ``Scorer()`` (what ``iipa score`` builds: onnxruntime via the companion)
+  bare torch    ``make_scorer(runtime="torch").score_array`` on prepared uint8 views
+  bare onnx     the shipped ONNX export's onnxruntime backend (``make_scorer().score_array``), same views
+  e2e torch     ``make_scorer(runtime="torch").iter_scores`` over the JPEG files
+  e2e default   ``make_scorer()`` (what ``iipa score`` builds: onnxruntime via the companion)
   iipa score    the CLI in a fresh process, startup and model loading included
 and decoding alone (the profile's ``prepare`` on every core). Images: ``_photos.py``.
 Then the fresh-process start-up in seconds: ``python -c 'import iipa.cli'`` and ``iipa
@@ -35,7 +35,7 @@ from _photos import jpeg_photos
 from _timing import bare_rate, decode_rate
 from _timing import end_to_end as e2e_rate
 
-from iipa import Scorer
+from iipa import make_scorer
 from iipa.runtime import cpu_count
 from iipa.weights import DEFAULT_MODEL
 
@@ -88,11 +88,11 @@ def main() -> None:
             paths[-1].write_bytes(data)
         if args.cli_only:
             return cli_only(Path(tmp), paths, args.rounds)
-        torch_scorer = Scorer(runtime="torch", device="cpu")
-        default = Scorer(device="cpu")
+        torch_scorer = make_scorer(runtime="torch", device="cpu")
+        default = make_scorer(device="cpu")
         print(f"default Scorer runs on: {default.runtime}")
         size = default.profile.input_size
-        batch = torch.randint(0, 256, (32, 3, size, size), dtype=torch.uint8)
+        batch = np.random.default_rng(0).integers(0, 256, (32, size, size, 3), dtype=np.uint8)
         rows: dict[str, list[float]] = {}
         for r in range(args.rounds):
             got = {

@@ -20,7 +20,7 @@ from PIL import Image
 from iipa.explain import explain
 from iipa.export import export_onnx
 from iipa.models import PopularityNet
-from iipa.onnx_runtime import load_onnx_model
+from iipa.onnx_runtime import open_session
 
 
 def main() -> None:
@@ -51,12 +51,12 @@ def main() -> None:
             model(model.profile.normalize(batch))
         torch_rate = n_batches * args.batch / (time.perf_counter() - t)
     with tempfile.TemporaryDirectory() as d:
-        onnx_model = load_onnx_model(export_onnx(model, f"{d}/m.onnx"), threads=args.threads)
-        x = batch.numpy()
-        onnx_model(x)
+        session = open_session(export_onnx(model, f"{d}/m.onnx"), threads=args.threads)
+        x = {"image": batch.numpy()}
+        session.run(None, x)
         t = time.perf_counter()
         for _ in range(n_batches):
-            onnx_model(x)
+            session.run(None, x)
         onnx_rate = n_batches * args.batch / (time.perf_counter() - t)
     print(f"{args.arch}, {args.threads} threads, batch {args.batch}")
     print(f"  Grad-CAM (explain, 1080x1080 photo): {cam_rate:6.1f} img/s")

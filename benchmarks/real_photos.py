@@ -87,13 +87,13 @@ def speed(model: str, n: int, work: Path) -> dict[str, float]:
     sys.path.insert(0, str(Path(__file__).parent))
     from _photos import jpeg_photos
 
-    from iipa.scoring import Scorer
+    from iipa.scoring import make_scorer
 
     paths = []
     for i, data in enumerate(jpeg_photos(n, 1080, seed=0)):
         paths.append(work / f"speed{i:04d}.jpg")
         paths[-1].write_bytes(data)
-    scorer = Scorer(model)
+    scorer = make_scorer(model)
     list(scorer.iter_scores([str(p) for p in paths[:8]]))  # warm-up
     started = time.perf_counter()
     results = list(scorer.iter_scores([str(p) for p in paths]))

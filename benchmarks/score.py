@@ -11,7 +11,7 @@ does not depend on them; agreement figures are for these weights). Rounds interl
 runtimes, so a machine loaded by others slows them alike: compare the ratios, which are
 measured within a round, and quote the machine's state with them.
 
-Bare model: ``score_batch`` (PyTorch) or the onnxruntime session on a prepared uint8 batch.
+Bare model: the backend alone (``Scorer.score_array``: PyTorch or onnxruntime) on prepared uint8 views.
 End to end: ``Scorer.iter_scores`` over the JPEG files, which is what ``iipa score`` runs
 (decoding threads + the model). Agreement: against PyTorch fp32 end-to-end scores of the
 same files; scaled = 100 * Phi((s - mean) / std) with the fp32 scores' mean and std.
@@ -36,7 +36,7 @@ from _photos import jpeg_photos
 from _timing import bare_rate, decode_rate, end_to_end
 from scipy.stats import norm, spearmanr
 
-from iipa import PopularityNet, Scorer, save_checkpoint
+from iipa import PopularityNet, Scorer, make_scorer, save_checkpoint
 from iipa.images import iter_image_files
 from iipa.runtime import cpu_count, cpu_flags
 
@@ -66,7 +66,7 @@ def agreement(ref: np.ndarray, other: np.ndarray) -> str:
 def make_scorers(ckpt: Path, tmp: Path, args: argparse.Namespace) -> dict[str, Scorer]:
     from iipa.export import export_onnx
     from iipa.quantize import export_int8
-    from iipa.weights import load_model
+    from iipa.record import load_model
 
     model = load_model(ckpt)
     t = time.perf_counter()
@@ -76,13 +76,13 @@ def make_scorers(ckpt: Path, tmp: Path, args: argparse.Namespace) -> dict[str, S
     print(f"exported fp32 + int8 ONNX in {time.perf_counter() - t:.0f} s; int8 export's own check on "
           f"{a['n']} held-apart photos: Spearman {a['spearman']:.4f}, max|d scaled| {a['max_abs_delta_scaled']:.2f}")
     kw = dict(batch_size=args.batch_size, num_workers=args.workers)
-    return {"torch fp32": Scorer(ckpt, precision="fp32", **kw), "torch bf16": Scorer(ckpt, precision="bf16", **kw),
-            "onnx fp32": Scorer(tmp / "model.onnx", **kw), "onnx int8": Scorer(tmp / "model.int8.onnx", **kw)}
+    return {"torch fp32": make_scorer(ckpt, precision="fp32", **kw), "torch bf16": make_scorer(ckpt, precision="bf16", **kw),
+            "onnx fp32": make_scorer(tmp / "model.onnx", **kw), "onnx int8": make_scorer(tmp / "model.int8.onnx", **kw)}
 
 
 def speed(paths: list[Path], scorers: dict[str, Scorer], args: argparse.Namespace) -> None:
     size = next(iter(scorers.values())).profile.input_size
-    batch = torch.randint(0, 256, (args.batch_size, 3, size, size), dtype=torch.uint8)
+    batch = np.random.default_rng(0).integers(0, 256, (args.batch_size, size, size, 3), dtype=np.uint8)
     bare: dict[str, list[float]] = {k: [] for k in scorers}
     e2e: dict[str, list[float]] = {k: [] for k in scorers}
     ratio: dict[str, list[float]] = {k: [] for k in scorers}
@@ -139,12 +139,12 @@ def precision_check(args: argparse.Namespace) -> None:
     for arch, profile, pretrained in (("resnet50", "authors", False), ("efficientnet_lite0", None, True)):
         torch.manual_seed(0)
         model = PopularityNet(arch, profile=profile, pretrained=pretrained)
-        fp32 = np.array(Scorer(model, precision="fp32", batch_size=args.batch_size).score(items, on_error="nan"))
-        bf16 = np.array(Scorer(model, precision="bf16", batch_size=args.batch_size).score(items, on_error="nan"))
+        fp32 = np.array(make_scorer(model, precision="fp32", batch_size=args.batch_size).score(items, on_error="nan"))
+        bf16 = np.array(make_scorer(model, precision="bf16", batch_size=args.batch_size).score(items, on_error="nan"))
         distribution(f"{arch} bf16", fp32, bf16)
         with tempfile.TemporaryDirectory() as tmp:
             export_int8(model, Path(tmp) / "m.onnx")
-            int8 = np.array(Scorer(Path(tmp) / "m.onnx", batch_size=args.batch_size).score(items, on_error="nan"))
+            int8 = np.array(make_scorer(Path(tmp) / "m.onnx", batch_size=args.batch_size).score(items, on_error="nan"))
         distribution(f"{arch} int8", fp32, int8)
 
 

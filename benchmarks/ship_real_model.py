@@ -26,7 +26,8 @@ import json
 import os
 from pathlib import Path
 
-from iipa.checkpoint import load_checkpoint, save_checkpoint
+from iipa.checkpoint import save_checkpoint
+from iipa.record import load_model
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE = ("instagram-dev: public Instagram posts crawled in 2019 by a public university course project "
@@ -90,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--name", default="instagram-lite0")
     ap.add_argument("--out", help="default: src/iipa/assets/weights/<name>.pt")
     args = ap.parse_args(argv)
-    model = load_checkpoint(Path(args.run) / "best.pt")
+    model = load_model(Path(args.run) / "best.pt")
     # Trained on 299 px JPEGs, where draft decoding (scale >= 256 px) does not scale: the
     # training pixels are the same under both decodes, so the faster one is recorded.
     model.profile = dataclasses.replace(model.profile, decode="draft")

@@ -2,8 +2,8 @@ import pytest
 import torch
 import torchvision
 
-from iipa import PopularityNet, WeightsError, load_checkpoint, load_model, save_checkpoint
-from iipa.checkpoint import AUTHORS_REFERENCE
+from iipa import IIPAError, PopularityNet, WeightsError, load_model, save_checkpoint
+from iipa.levels import AUTHORS_REFERENCE
 
 
 def test_round_trip_keeps_weights_profile_reference_and_info(tmp_path):
@@ -13,7 +13,7 @@ def test_round_trip_keeps_weights_profile_reference_and_info(tmp_path):
     path = save_checkpoint(model, tmp_path / "m.pt")
     raw = torch.load(path, weights_only=True)  # plain data only: no pickled classes
     assert raw["arch"] == "tiny" and raw["iipa_checkpoint"] == 1
-    loaded = load_checkpoint(path)
+    loaded = load_model(path)
     assert loaded.profile == model.profile
     assert loaded.reference == model.reference
     assert loaded.info["config"] == {"lr": 1e-4, "backbone": "tiny"}
@@ -36,7 +36,7 @@ def _authors_state(prefix=""):
 def test_authors_state_dict_loads_with_authors_profile(tmp_path, prefix):
     tv, state = _authors_state(prefix)
     torch.save(state, tmp_path / "model-resnet50.pth")
-    model = load_checkpoint(tmp_path / "model-resnet50.pth")
+    model = load_model(tmp_path / "model-resnet50.pth")
     assert model.arch == "resnet50" and model.profile.name == "authors"
     assert model.reference == AUTHORS_REFERENCE
     x = torch.rand(1, 3, 224, 224)
@@ -54,17 +54,17 @@ def test_our_resnet50_checkpoint_has_the_authors_keys(tmp_path):
 def test_bad_checkpoints_give_weights_errors(tmp_path):
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(WeightsError, match="junk.pt"):
-        load_checkpoint(tmp_path / "junk.pt")
+        load_model(tmp_path / "junk.pt")
     torch.save({"some": torch.zeros(1)}, tmp_path / "other.pt")
     with pytest.raises(WeightsError, match="unrecognised checkpoint"):
-        load_checkpoint(tmp_path / "other.pt")
+        load_model(tmp_path / "other.pt")
     payload = torch.load(save_checkpoint(PopularityNet("tiny"), tmp_path / "t.pt"), weights_only=True)
     payload["arch"] = "resnet18"
     torch.save(payload, tmp_path / "mismatch.pt")
     with pytest.raises(WeightsError, match="do not fit architecture resnet18"):
-        load_checkpoint(tmp_path / "mismatch.pt")
-    with pytest.raises(WeightsError, match="no such checkpoint"):
-        load_checkpoint(tmp_path / "absent.pt")
+        load_model(tmp_path / "mismatch.pt")
+    with pytest.raises(IIPAError, match="no such file"):
+        load_model(tmp_path / "absent.pt")
 
 
 def test_load_model_rejects_unknown_names(tmp_path):

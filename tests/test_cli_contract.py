@@ -35,6 +35,7 @@ BAD_VALUES = {
     ("serve",): ["--port", "-1"],
     ("simulate",): ["--out", "o", "--users", "0"],
     ("study", "analyze"): ["--db", "d", "--out", "o", "--examples", "-1"],
+    ("study", "close"): ["--db", "no-such-study.sqlite"],
     ("study", "export"): ["--db", "d", "--table", "votes"],
     ("study", "init"): ["--pairs", "p", "--images", "i", "--db", "d", "--n", "0"],
     ("study", "serve"): ["--db", "d", "--port", "http"],
@@ -94,6 +95,24 @@ def test_flag_spelling_is_one_contract():
             assert set(options["--format"].choices) <= OUTPUT_FORMATS, f"{where}: --format is an output format"
         if path in MODEL_COMMANDS:
             assert "--model" in options, f"{where} uses a model: --model"
+
+
+# Every command that scores images loads its model the same way. serve too, except that its
+# micro-batcher's --max-batch-size and its decoding pool stand for --batch-size and --workers
+# (a batch there is gathered from concurrent requests), and its --max-pixels has a server's default.
+SCORING_COMMANDS = {("score",), ("rank",), ("compare",), ("evaluate",), ("explain",)}
+LOADING = {"--model", "--device", "--precision", "--runtime", "--optimize", "--offline", "--crops",
+           "--batch-size", "--workers", "--max-pixels"}
+
+
+def test_every_command_that_loads_a_model_takes_the_same_loading_options():
+    leaves = dict(LEAVES)
+    for path in SCORING_COMMANDS:
+        options = {s for a in leaves[path]._actions for s in a.option_strings}
+        assert LOADING <= options, f"{' '.join(path)} lacks {sorted(LOADING - options)}"
+    serve = {s for a in leaves[("serve",)]._actions for s in a.option_strings}
+    assert LOADING - {"--batch-size", "--workers"} <= serve and "--max-batch-size" in serve
+    assert "--no-recursive" in {s for a in leaves[("rank",)]._actions for s in a.option_strings}
 
 
 def test_no_prefix_matching(run_cli, tmp_path):
@@ -221,12 +240,13 @@ def test_constants_repeated_for_lazy_imports_agree_with_the_library():
     import iipa.commands._common as common
     import iipa.commands.evaluate as evaluate_cmd
     import iipa.commands.experiment as experiment_cmd
-    from iipa import images, profiles
+    from iipa import images, profiles, scoring
     from iipa.pairs import table
     from iipa.train import experiments
 
     assert common.DEFAULT_MAX_PIXELS == images.DEFAULT_MAX_PIXELS
     assert common.CROPS == profiles.CROPS and evaluate_cmd.SPLITS == table.SPLITS
+    assert common.RUNTIMES == scoring.RUNTIMES and common.OPTIMIZE == scoring.OPTIMIZE
     assert experiment_cmd.NOISE_LEVELS == experiments.NOISE_LEVELS
     assert experiment_cmd.ARCHITECTURES == experiments.ARCHITECTURES
 

@@ -15,7 +15,7 @@ import torch
 from _pairsynth import make_pair_set
 from iipa import PopularityNet, save_checkpoint
 from iipa.compare import compare, preference_probability
-from iipa.scoring import Scorer
+from iipa.scoring import make_scorer
 from iipa.weights import NamedWeights, register_weights, weights_path
 from iipa.weights_store import recorded_sha256
 
@@ -85,7 +85,7 @@ def test_offline_switch_never_touches_the_network(local_weights, run_cli, monkey
 
 def test_compare_probability_is_the_logistic_of_the_score_difference(tiny_checkpoint, photo_dir, run_cli):
     a, b = photo_dir / "chelsea.jpg", photo_dir / "coffee.jpg"
-    scorer = Scorer(str(tiny_checkpoint), precision="fp32", num_workers=0)
+    scorer = make_scorer(str(tiny_checkpoint), precision="fp32", num_workers=0)
     ab, ba = compare(scorer, a, b), compare(scorer, b, a)
     assert ab.probability_a == pytest.approx(1 / (1 + math.exp(-(ab.score_a - ab.score_b))))
     assert ab.probability_a + ba.probability_a == pytest.approx(1.0)  # swap A and B: the prediction flips

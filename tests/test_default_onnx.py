@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from iipa.errors import IIPAError
-from iipa.onnx_runtime import OnnxScorer
-from iipa.scoring import Scorer, onnx_route
-from iipa.weights import DEFAULT_MODEL, get_weights, load_model, onnx_companion
+from iipa.record import load_model, resolve_model
+from iipa.scoring import choose_runtime, make_scorer
+from iipa.weights import DEFAULT_MODEL, get_weights
 
 REGENERATE = ("the shipped ONNX export is stale: regenerate it with `iipa export --model {name} "
               "--output src/iipa/{onnx} --check`")
@@ -21,28 +21,27 @@ REGENERATE = ("the shipped ONNX export is stale: regenerate it with `iipa export
 
 @pytest.fixture(scope="module")
 def torch_scorer():
-    return Scorer(DEFAULT_MODEL, runtime="torch", device="cpu", num_workers=0)
+    return make_scorer(DEFAULT_MODEL, runtime="torch", device="cpu", num_workers=0)
 
 
 @pytest.fixture(scope="module")
 def onnx_scorer():
-    return Scorer(device="cpu", num_workers=0)  # no model named: the default, as `iipa.Scorer()`
+    return make_scorer(device="cpu", num_workers=0)  # no model named: the default, as `iipa.make_scorer()`
 
 
 def test_default_model_ships_an_onnx_companion():
     entry = get_weights(DEFAULT_MODEL)
     assert entry.onnx_file, "the default model should ship an ONNX export for fast CPU scoring"
-    path = onnx_companion()
+    path = resolve_model().onnx_file
     assert path is not None and path.as_posix().endswith(entry.onnx_file) and path.stat().st_size > 1_000_000
 
 
 def test_default_cpu_fp32_scoring_runs_onnxruntime(torch_scorer, onnx_scorer):
-    assert isinstance(onnx_scorer, OnnxScorer) and onnx_scorer.runtime == "onnx"
-    assert type(torch_scorer) is Scorer and torch_scorer.runtime == "torch"
-    # Same card data whichever runtime scores.
-    assert onnx_scorer.model.reference == torch_scorer.model.reference
-    assert onnx_scorer.model.arch == torch_scorer.model.arch
-    assert onnx_scorer.profile.to_dict() == torch_scorer.profile.to_dict()
+    assert onnx_scorer.runtime == "onnx" and torch_scorer.runtime == "torch"
+    assert type(onnx_scorer) is type(torch_scorer)  # one Scorer; only the backend differs
+    # One record whichever backend scores, and the .pt's own profile is the export's.
+    assert onnx_scorer.record == torch_scorer.record
+    assert torch_scorer.torch_model().profile == onnx_scorer.profile
 
 
 def test_companion_scores_real_photos_like_the_pt(torch_scorer, onnx_scorer, photos):
@@ -60,19 +59,21 @@ def test_companion_is_fresh_on_random_inputs():
     from iipa.export import onnx_parity
 
     entry = get_weights(DEFAULT_MODEL)
-    delta = onnx_parity(load_model(DEFAULT_MODEL), onnx_companion(), batch=4)
+    delta = onnx_parity(load_model(DEFAULT_MODEL), resolve_model().onnx_file, batch=4)
     assert delta <= 1e-4, f"max |delta| {delta:.2e}; " + REGENERATE.format(name=entry.name, onnx=entry.onnx_file)
 
 
 @pytest.mark.parametrize("kwargs", [dict(precision="bf16"), dict(runtime="torch"), dict(optimize="jit")])
 def test_torch_when_asked_or_when_onnx_cannot_match(kwargs):
-    assert onnx_route(DEFAULT_MODEL, device="cpu", **kwargs) is None
+    assert choose_runtime(resolve_model(), device="cpu", **kwargs) == "torch"
+    assert choose_runtime(resolve_model(), device="cpu") == "onnx"
 
 
 def test_checkpoints_without_companion_stay_on_torch(tiny_checkpoint):
-    assert onnx_route(tiny_checkpoint, device="cpu") is None
+    record = resolve_model(tiny_checkpoint)
+    assert record.backends == ("torch",) and choose_runtime(record, device="cpu") == "torch"
     with pytest.raises(IIPAError, match="iipa export"):
-        onnx_route(tiny_checkpoint, runtime="onnx")
+        choose_runtime(record, runtime="onnx")
 
 
 def test_cli_score_runtimes_agree(run_cli, photo_dir):

@@ -10,7 +10,7 @@ from PIL import Image
 from explain_models import box_mask, detector_model, planted
 from iipa.explain import explain, explain_pair, gradcam, heatmap_overlay
 from iipa.models import PopularityNet, list_backbones
-from iipa.scoring import Scorer
+from iipa.scoring import make_scorer
 
 W, H = 120, 88  # not square, not the input size: mapping errors (crop offset, transpose) show
 BOX = (34, 20, 58, 44)  # off-centre, inside the centre crop of the `small` and `paper` profiles
@@ -71,13 +71,13 @@ def test_overlay_is_rgb_of_original_size_and_warm_on_the_square():
 
 def test_explain_returns_the_scorers_score():
     model = detector_model()
-    e = explain(Scorer(model, device="cpu", precision="fp32", num_workers=0), planted(W, H, BOX, 255))
+    e = explain(make_scorer(model, device="cpu", precision="fp32", num_workers=0), planted(W, H, BOX, 255))
     with torch.no_grad():
         expected = model(model.profile(Image.fromarray(planted(W, H, BOX, 255)))[None]).item()
     assert e.score == pytest.approx(expected, abs=1e-5)
     assert e.heatmap.shape == (H, W)
     # A bare model is explained with the Scorer's default precision: the score `iipa score` prints.
-    default = Scorer(model, device="cpu", num_workers=0).score(planted(W, H, BOX, 255))[0]
+    default = make_scorer(model, device="cpu", num_workers=0).score(planted(W, H, BOX, 255))[0]
     assert explain(model, planted(W, H, BOX, 255)).score == pytest.approx(default, abs=1e-6)
 
 

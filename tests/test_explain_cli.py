@@ -77,9 +77,9 @@ def test_model_info_text_and_json(run_cli, detector_checkpoint):
 
 
 def test_model_info_of_onnx_and_named_weights_without_download(run_cli, tmp_path, detector_checkpoint):
-    from iipa.checkpoint import load_checkpoint
+    from iipa.record import load_model
 
-    path = export_onnx(load_checkpoint(detector_checkpoint), tmp_path / "d.onnx")
+    path = export_onnx(load_model(detector_checkpoint), tmp_path / "d.onnx")
     code, out, err = run_cli("model-info", path, "--format", "json")
     assert code == 0, err
     card = json.loads(out)

@@ -9,20 +9,21 @@ import numpy as np
 import pytest
 import torch
 
-from iipa.checkpoint import load_checkpoint
-from iipa.export import export_onnx, onnx_parity, read_onnx_metadata
+from iipa.export import export_onnx, onnx_parity
 from iipa.models import PopularityNet
-from iipa.onnx_runtime import OnnxScorer, load_onnx_model
-from iipa.scoring import Scorer
+from iipa.onnx_format import read_onnx_metadata
+from iipa.onnx_runtime import open_session
+from iipa.record import load_model
+from iipa.scoring import make_scorer
 
 
 @pytest.fixture(scope="module")
 def tiny_onnx(tmp_path_factory, tiny_checkpoint):
-    return export_onnx(load_checkpoint(tiny_checkpoint), tmp_path_factory.mktemp("onnx") / "tiny.onnx")
+    return export_onnx(load_model(tiny_checkpoint), tmp_path_factory.mktemp("onnx") / "tiny.onnx")
 
 
 def test_metadata_round_trips(tiny_onnx, tiny_checkpoint):
-    model = load_checkpoint(tiny_checkpoint)
+    model = load_model(tiny_checkpoint)
     meta = read_onnx_metadata(tiny_onnx)
     assert meta["arch"] == "tiny"
     assert meta["profile"] == model.profile
@@ -31,12 +32,12 @@ def test_metadata_round_trips(tiny_onnx, tiny_checkpoint):
 
 @pytest.mark.parametrize("batch", [1, 5])
 def test_dynamic_batch_and_parity_with_pytorch(tiny_onnx, tiny_checkpoint, batch):
-    model = load_checkpoint(tiny_checkpoint)
-    onnx_model = load_onnx_model(tiny_onnx)
+    model = load_model(tiny_checkpoint)
+    session = open_session(tiny_onnx)
     x = torch.randint(0, 256, (batch, 3, 64, 64), dtype=torch.uint8, generator=torch.Generator().manual_seed(batch))
     with torch.no_grad():
         expected = model(model.profile.normalize(x)).numpy()
-    got = onnx_model(x.numpy())
+    got = session.run(None, {"image": x.numpy()})[0].reshape(-1)
     assert got.shape == (batch,)
     assert np.abs(got - expected).max() < 1e-3
     assert np.std(expected) > 0 or batch == 1  # the inputs do move the score
@@ -57,8 +58,8 @@ def test_parity_resnet18():
 
 def test_onnx_scorer_matches_torch_scorer_on_photos(tiny_onnx, tiny_checkpoint, photo_dir):
     paths = sorted(str(p) for p in photo_dir.glob("*.jpg")) + [str(photo_dir / "missing.jpg")]
-    torch_results = list(Scorer(tiny_checkpoint, precision="fp32", num_workers=0).iter_scores(paths))
-    onnx_results = list(OnnxScorer(tiny_onnx, num_workers=0).iter_scores(paths))
+    torch_results = list(make_scorer(tiny_checkpoint, precision="fp32", num_workers=0).iter_scores(paths))
+    onnx_results = list(make_scorer(tiny_onnx, num_workers=0).iter_scores(paths))
     assert [r.source for r in onnx_results] == paths
     for t, o in zip(torch_results, onnx_results, strict=True):
         assert (t.error is None) == (o.error is None)

@@ -72,6 +72,11 @@ class Handler(BaseHTTPRequestHandler):
             self._send(200, JPEG[: len(JPEG) // 2], length=len(JPEG))
         elif kind == "truncated":  # consistent headers, but the JPEG itself stops half-way
             self._send(200, JPEG[: len(JPEG) // 2])
+        elif kind == "to-file":  # a redirect off the web, to a local file
+            self.send_response(302)
+            self.send_header("Location", "file://" + self.path.split("/", 2)[2])
+            self.send_header("Content-Length", "0")
+            self.end_headers()
         else:
             self._send(500, b"?", "text/plain")
 
@@ -138,3 +143,20 @@ def test_urls_for_a_pairs_table_come_from_posts_then_the_template(tmp_path):
                              url_template="http://t/{post_id}")
     assert items == [("a", "http://h/a.jpg"), ("b", "http://t/b"), ("c", "http://t/c")]
     assert items_from_table(tmp_path / "pairs.parquet")[0] == ("a", None)
+
+
+def test_only_http_and_https_urls_are_fetched(server, tmp_path):
+    secret = tmp_path / "secret.jpg"
+    secret.write_bytes(JPEG)  # a valid image: only the scheme check can keep it out
+    items = [("local", secret.as_uri()), ("ftp", "ftp://127.0.0.1/x.jpg"), ("data", "data:image/jpeg;base64,AAAA"),
+             ("bare", str(secret)), ("redirected", f"{server}/to-file{secret}"), ("web", f"{server}/img/1")]
+    out = tmp_path / "images"
+    summary = fetch_images(items, out, retries=0, timeout=5)
+    by_id = {o.post_id: o for o in summary.outcomes}
+    assert by_id["web"].status == "ok"
+    for pid in ("local", "ftp", "data", "bare", "redirected"):
+        assert by_id[pid].status == "dead" and "only http and https" in by_id[pid].error, by_id[pid]
+    assert "file:" in by_id["local"].error and "redirect" in by_id["redirected"].error
+    assert sorted(p.name for p in out.iterdir()) == ["fetch_report.csv", "web.jpg"]
+    report = pd.read_csv(out / "fetch_report.csv")
+    assert sorted(report.post_id) == ["bare", "data", "ftp", "local", "redirected"]

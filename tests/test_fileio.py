@@ -29,13 +29,15 @@ def test_atomic_path_replaces_only_on_success(tmp_path: Path) -> None:
     assert dest.read_text() == "new"
 
 
-def test_keep_on_error_keeps_what_was_written(tmp_path: Path) -> None:
+def test_an_interrupted_write_keeps_the_previous_file(tmp_path: Path) -> None:
     dest = tmp_path / "rows.csv"
+    write_text(dest, "old\n")
     with pytest.raises(KeyboardInterrupt):
-        with atomic_open(dest, keep_on_error=True) as fh:
+        with atomic_open(dest) as fh:
             fh.write("a,b\n")
             raise KeyboardInterrupt
-    assert dest.read_text() == "a,b\n"
+    assert dest.read_text() == "old\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["rows.csv"]
 
 
 def test_temp_names_are_unique(tmp_path: Path) -> None:

@@ -1,5 +1,6 @@
-"""`make demo` installs the core only and `make test` everything; each set installs once, an
-edit of pyproject.toml reinstalls it, and switching between them installs only what is missing.
+"""`make install` installs the core, `make demo` the core with [torch] and `make test` everything;
+each set installs once, an edit of pyproject.toml reinstalls it, and switching between them
+installs only what is missing.
 Runs the real Makefile against a stand-in .venv whose python and iipa only log their calls."""
 
 from __future__ import annotations
@@ -40,12 +41,14 @@ def _make(project: Path, target: str) -> list[str]:
     return after[len(before):]
 
 
-def test_demo_installs_the_core_and_test_everything_each_once(project):
-    assert _make(project, "demo") == ["python -m pip install --quiet -e .", "iipa demo"]
+def test_demo_installs_torch_and_test_everything_each_once(project):
+    assert _make(project, "install") == ["python -m pip install --quiet -e ."]
+    assert _make(project, "demo") == ["python -m pip install --quiet -e .[torch]", "iipa demo"]
     assert _make(project, "demo") == ["iipa demo"]  # installed: nothing new
+    assert _make(project, "install") == []  # [torch] contains the core
     assert _make(project, "install-all") == ["python -m pip install --quiet -e .[all,dev]"]
     assert _make(project, "install-all") == []
-    assert _make(project, "demo") == ["iipa demo"]  # everything contains the core
+    assert _make(project, "demo") == ["iipa demo"]  # everything contains [torch]
     later = time.time() + 10
     os.utime(project / "pyproject.toml", (later, later))  # an edit: newer than both stamps
     assert _make(project, "install") == ["python -m pip install --quiet -e ."]

@@ -14,7 +14,7 @@ from PIL import Image, ImageOps
 
 from _formats import save_format_variants
 from _pairsynth import make_pair_set
-from iipa import PopularityNet, Scorer, save_checkpoint
+from iipa import PopularityNet, make_scorer, save_checkpoint
 
 TOL = 1e-4
 
@@ -39,7 +39,7 @@ def images(tmp_path_factory, photos):
 
 @pytest.fixture(scope="module")
 def reference(checkpoint, images):
-    return np.array(Scorer(checkpoint, precision="fp32", device="cpu", num_workers=0).score(images))
+    return np.array(make_scorer(checkpoint, precision="fp32", device="cpu", num_workers=0).score(images))
 
 
 def _close(got, expected):
@@ -53,7 +53,7 @@ def _upright_array(path) -> np.ndarray:
 
 
 def test_python_api_any_input_type(checkpoint, images, reference):
-    scorer = Scorer(checkpoint, precision="fp32", num_workers=2)
+    scorer = make_scorer(checkpoint, precision="fp32", num_workers=2)
     _close(scorer.score([str(p) for p in images]), reference)
     _close(scorer.score([p.read_bytes() for p in images]), reference)
     _close(scorer.score([Image.open(p) for p in images]), reference)
@@ -81,9 +81,9 @@ def test_evaluate_study_and_trainer_validation(checkpoint, images, reference, tm
     import pandas as pd
 
     from iipa.evaluate import score_paths
+    from iipa.record import load_model
     from iipa.study.analysis import model_scores
     from iipa.train import TrainConfig, Trainer
-    from iipa.weights import load_model
 
     paths = [str(p) for p in images]
     _close(score_paths(checkpoint, paths, precision="fp32"), reference)
@@ -114,18 +114,18 @@ def test_service(checkpoint, images, reference):
 
 def test_onnx_runtime(checkpoint, images, reference, tmp_path):
     from iipa.export import export_onnx
-    from iipa.weights import load_model
+    from iipa.record import load_model
 
     path = export_onnx(load_model(checkpoint), tmp_path / "model.onnx")
-    _close(Scorer(path, num_workers=0).score(images), reference)
+    _close(make_scorer(path, num_workers=0).score(images), reference)
 
 
 def test_multi_crop_is_the_mean_of_the_views(checkpoint, images):
-    from iipa.weights import load_model
+    from iipa.record import load_model
 
     model = load_model(checkpoint)
-    scorer = Scorer(model, precision="fp32", crops=10, num_workers=0)
-    views = model.profile.prepare_views(images[0], 10)
-    expected = Scorer(model, precision="fp32", num_workers=0).score_batch(views).mean().item()
+    scorer = make_scorer(model, precision="fp32", crops=10, num_workers=0)
+    views = model.profile.view_array(images[0], 10)
+    expected = float(make_scorer(model, precision="fp32", num_workers=0).score_array(views).mean())
     assert scorer.score(images[0])[0] == pytest.approx(expected, abs=TOL)
     assert len(views) == (10 if model.profile.crop else 2)

@@ -78,7 +78,7 @@ def test_authors_profile_equals_torchvision_transforms(images):
 
 
 def test_draft_decoding_is_a_profile_property_that_travels_with_the_checkpoint(images, tmp_path):
-    from iipa import PopularityNet, Scorer, load_checkpoint, save_checkpoint
+    from iipa import PopularityNet, load_model, make_scorer, save_checkpoint
 
     big = images / "big.jpg"
     Image.open(images / "img3.png").resize((1600, 1200)).save(big, quality=92)
@@ -91,8 +91,8 @@ def test_draft_decoding_is_a_profile_property_that_travels_with_the_checkpoint(i
     # ... and the checkpoint keeps the mode, so scoring decodes as training did.
     torch.manual_seed(0)
     ckpt = save_checkpoint(PopularityNet("tiny", profile=draft), tmp_path / "draft.pt")
-    assert load_checkpoint(ckpt).profile.decode == "draft"
-    scorer = Scorer(ckpt, precision="fp32", num_workers=0)
-    expected = scorer.score_batch(draft.prepare(big)[None]).item()
+    assert load_model(ckpt).profile.decode == "draft"
+    scorer = make_scorer(ckpt, precision="fp32", num_workers=0)
+    expected = float(scorer.score_array(draft.prepare(big).permute(1, 2, 0).numpy()[None])[0])
     assert scorer.score(big)[0] == pytest.approx(expected, abs=1e-6)
     assert Profile.from_dict({k: v for k, v in exact.to_dict().items() if k != "decode"}).decode == "exact"

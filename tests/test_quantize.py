@@ -10,10 +10,10 @@ import onnx
 import pytest
 from scipy.stats import spearmanr
 
-from iipa import Scorer
-from iipa.export import read_onnx_metadata
+from iipa import make_scorer
+from iipa.onnx_format import read_onnx_metadata
 from iipa.quantize import DEFAULT_CALIBRATION, calibration_images, export_int8, split_held_apart
-from iipa.weights import load_model
+from iipa.record import load_model
 
 
 @pytest.fixture(scope="module")
@@ -43,11 +43,11 @@ def test_int8_scores_like_fp32_through_the_scorer(int8_file, tiny_checkpoint, ph
     path, record = int8_file
     agree = record["agreement_with_fp32"]
     assert agree["n"] == 10 and agree["spearman"] > 0.9 and agree["scaled_basis"] == "the model's reference"
-    scorer = Scorer(path, num_workers=0)
-    assert type(scorer).__name__ == "OnnxScorer" and scorer.precision == "int8"
+    scorer = make_scorer(path, num_workers=0)
+    assert scorer.runtime == "onnx" and scorer.precision == "int8"
     paths = sorted(DEFAULT_CALIBRATION.glob("*.jpg"))[:12] + sorted(photo_dir.glob("*.jpg"))
     int8 = np.array(scorer.score(paths))
-    fp32 = np.array(Scorer(tiny_checkpoint, precision="fp32", num_workers=0).score(paths))
+    fp32 = np.array(make_scorer(tiny_checkpoint, precision="fp32", num_workers=0).score(paths))
     assert spearmanr(int8, fp32).statistic > 0.9
     assert not np.allclose(int8, fp32, atol=1e-7)  # it really is another model
 
@@ -89,7 +89,7 @@ def test_service_runs_an_int8_file(int8_file, photo_dir):
 
     path, _ = int8_file
     photo = (photo_dir / "coffee.jpg").read_bytes()
-    expected = Scorer(path, num_workers=0).score(photo)[0]
+    expected = make_scorer(path, num_workers=0).score(photo)[0]
     with TestClient(create_app(str(path))) as client:
         resp = client.post("/v1/score", files=[("files", ("coffee.jpg", photo))])
         assert resp.status_code == 200, resp.text

@@ -14,8 +14,9 @@ from PIL import Image
 from iipa.checkpoint import save_checkpoint
 from iipa.modelcard import model_card
 from iipa.models import PopularityNet
-from iipa.scoring import Scorer
-from iipa.weights import DEFAULT_MODEL, get_weights, load_model, weights_path
+from iipa.record import load_model
+from iipa.scoring import make_scorer
+from iipa.weights import DEFAULT_MODEL, get_weights, weights_path
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "instagram-dev"
 
@@ -46,7 +47,7 @@ def test_shipped_model_scores_a_photo_as_the_training_preprocessing_does(photos,
     x = profile.normalize(profile.prepare(path))[None]  # the trainer's path (train/small.py)
     with torch.no_grad():
         expected = float(model(x))
-    scorer = Scorer(DEFAULT_MODEL, precision="fp32")
+    scorer = make_scorer(DEFAULT_MODEL, precision="fp32")
     (result,) = list(scorer.iter_scores([str(path)]))
     assert result.ok and result.score == pytest.approx(expected, abs=1e-4)
 

@@ -9,6 +9,7 @@ import math
 import os
 import re
 import shutil
+import xml.etree.ElementTree as ET
 
 import numpy as np
 import pytest
@@ -29,11 +30,17 @@ def test_fit_gaussian_is_the_maximum_likelihood_fit():
     assert fit_gaussian([1.0]) is None
 
 
-def test_histogram_is_a_png():
-    png = score_histogram([0.1, 0.5, 0.4, -0.2, 1.0], reference={"mean": 0.0, "std": 1.0})
-    img = Image.open(io.BytesIO(png))
-    assert img.format == "PNG" and img.size == (640, 360)
-    assert len(np.unique(np.asarray(img.convert("L")))) > 10  # something was drawn
+def test_histogram_is_an_svg_with_bars_fit_and_level_edges():
+    svg = score_histogram([0.1, 0.5, 0.4, -0.2, 1.0], reference={"mean": 0.0, "std": 1.0})
+    root = ET.fromstring(svg)
+    ns = "{http://www.w3.org/2000/svg}"
+    assert root.tag == f"{ns}svg" and root.get("viewBox") == "0 0 640 360"
+    assert len(root.findall(f"{ns}polyline")) == 1  # the Gaussian
+    assert len(root.findall(f"{ns}rect")) >= 2 + 3  # background, frame, bars
+    texts = [t.text for t in root.iter(f"{ns}text")]
+    assert "Gaussian fit: mean 0.36, std 0.451" in texts and "5 images" in texts
+    assert {"fair", "good", "excellent"} <= set(texts) and "bad" not in texts  # edges inside the range (-1.5: not)
+    assert {"0", "0.5", "1", "1.5"} <= set(texts)  # round ticks
 
 
 def test_album_is_sorted_and_failed_last(photo_dir):
@@ -78,11 +85,12 @@ def test_rank_cli_table_report_and_histogram(album):
     assert "fitted Gaussian" in err
     page = report.read_text()
     srcs = re.findall(r'src="([^"]*)"', page)
-    assert len(srcs) == 1 + 2 * 4  # histogram + thumbnail and heatmap per scored image
+    assert len(srcs) == 2 * 4  # thumbnail and heatmap per scored image; the histogram is inline SVG
+    assert page.count("<svg ") == 1
     assert all(s.startswith("data:image/") for s in srcs)
     assert not re.search(r"https?://", page)  # nothing to fetch: opens offline
-    hist = report.with_name("album.histogram.png")
-    assert Image.open(hist).format == "PNG"
+    hist = report.with_name("album.histogram.svg")
+    assert ET.parse(hist).getroot().tag == "{http://www.w3.org/2000/svg}svg"
 
 
 @pytest.mark.browser
@@ -104,11 +112,16 @@ def test_report_renders_every_image_in_chromium(album, tmp_path):
             page.goto(report.as_uri(), wait_until="load", timeout=30_000)
             images = page.evaluate(
                 "Array.from(document.images).map(i => [i.complete, i.naturalWidth, i.naturalHeight, i.alt])")
+            # the inline histogram is laid out as SVG (its namespace, a real box, its bars)
+            hist = page.evaluate("(() => { const s = document.querySelector('figure.hist svg'); "
+                                 "const r = s.getBoundingClientRect(); "
+                                 "return [s.namespaceURI, r.width, r.height, s.querySelectorAll('rect').length]; })()")
             shot = tmp_path / "album.png"  # kept under tmp_path for a human to look at
             page.screenshot(path=str(shot), full_page=True)
         finally:
             browser.close()
-    assert len(images) == 9
+    assert len(images) == 8
+    assert hist[0] == "http://www.w3.org/2000/svg" and hist[1] > 300 and hist[2] > 150 and hist[3] > 3, hist
     assert all(complete and w > 0 and h > 0 for complete, w, h, _ in images), images
     assert not [u for u in requests if not u.startswith(("file:", "data:"))]
     shot_img = Image.open(shot)

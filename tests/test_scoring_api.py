@@ -1,4 +1,4 @@
-"""The Python API: load_model + Scorer over paths, PIL images, arrays and bytes."""
+"""The Python API: load_model + make_scorer over paths, PIL images, arrays and bytes."""
 
 import io
 import math
@@ -14,7 +14,7 @@ from iipa.runtime import cpu_supports_bf16, resolve_precision
 
 @pytest.fixture(scope="module")
 def scorer(tiny_checkpoint):
-    return iipa.Scorer(iipa.load_model(tiny_checkpoint), num_workers=0, precision="fp32")
+    return iipa.make_scorer(iipa.load_model(tiny_checkpoint), num_workers=0, precision="fp32")
 
 
 def test_same_image_scores_the_same_whatever_the_input_type(scorer, photo_dir, photos):
@@ -54,8 +54,8 @@ def test_scores_are_deterministic_and_distinguish_images(scorer, photo_dir):
 def test_bf16_ranks_like_fp32(tiny_checkpoint, photo_dir):
     model = iipa.load_model(tiny_checkpoint)
     paths = sorted(photo_dir.glob("*.jpg"))
-    fp32 = iipa.Scorer(model, precision="fp32", num_workers=0).score(paths)
-    bf16 = iipa.Scorer(model, precision="bf16", num_workers=0).score(paths)
+    fp32 = iipa.make_scorer(model, precision="fp32", num_workers=0).score(paths)
+    bf16 = iipa.make_scorer(model, precision="bf16", num_workers=0).score(paths)
     assert np.argsort(fp32).tolist() == np.argsort(bf16).tolist()
     assert np.abs(np.array(fp32) - np.array(bf16)).max() < 0.05 * (np.ptp(fp32) + 1e-3) + 1e-2
 
@@ -71,10 +71,10 @@ def test_precision_resolution():
 def test_scaled_and_level_follow_the_reference(tiny_checkpoint, photo_dir):
     model = iipa.load_model(tiny_checkpoint)
     model.reference = {"mean": 0.0, "std": 1e-9, "source": "test"}
-    for r in iipa.Scorer(model, num_workers=0).iter_scores(sorted(photo_dir.glob("*.jpg"))):
+    for r in iipa.make_scorer(model, num_workers=0).iter_scores(sorted(photo_dir.glob("*.jpg"))):
         assert r.level == ("excellent" if r.score > 0 else "poor")
     model.reference = None
-    r = next(iter(iipa.Scorer(model, num_workers=0).iter_scores([photo_dir / "coffee.jpg"])))
+    r = next(iter(iipa.make_scorer(model, num_workers=0).iter_scores([photo_dir / "coffee.jpg"])))
     assert r.score is not None and r.scaled is None and r.level is None
 
 
@@ -84,7 +84,7 @@ def test_readme_example_runs(tmp_path, photos):
     iipa.save_checkpoint(net, tmp_path / "model.pt")
     buf = io.BytesIO()
     Image.fromarray(photos["rocket"]).save(buf, "JPEG")
-    scorer = iipa.Scorer(iipa.load_model(tmp_path / "model.pt"), batch_size=32)
+    scorer = iipa.make_scorer(iipa.load_model(tmp_path / "model.pt"), batch_size=32)
     assert len(scorer.score([buf.getvalue(), Image.fromarray(photos["coffee"])])) == 2
 
 
@@ -93,10 +93,10 @@ def test_jit_optimized_scores_match_eager(arch, photo_dir, tmp_path):
     torch.manual_seed(0)
     path = iipa.save_checkpoint(iipa.PopularityNet(arch), tmp_path / "m.pt")
     paths = sorted(photo_dir.glob("*.jpg"))
-    eager = iipa.Scorer(path, precision="fp32", num_workers=0).score(paths)
-    jit = iipa.Scorer(path, precision="fp32", num_workers=0, optimize="jit").score(paths)
+    eager = iipa.make_scorer(path, precision="fp32", num_workers=0).score(paths)
+    jit = iipa.make_scorer(path, precision="fp32", num_workers=0, optimize="jit").score(paths)
     assert np.abs(np.array(eager) - np.array(jit)).max() < 1e-4
-    bf16 = iipa.Scorer(path, precision="bf16", num_workers=0, optimize="jit").score(paths)
+    bf16 = iipa.make_scorer(path, precision="bf16", num_workers=0, optimize="jit").score(paths)
     assert np.argsort(bf16).tolist() == np.argsort(eager).tolist()
     with pytest.raises(iipa.IIPAError, match="unknown --optimize"):
-        iipa.Scorer(path, optimize="fast")
+        iipa.make_scorer(path, optimize="fast")

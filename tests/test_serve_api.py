@@ -9,11 +9,10 @@ import time
 
 import numpy as np
 import pytest
-import torch
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from iipa.scoring import Scorer
+from iipa.scoring import make_scorer
 from iipa.serve import ServeSettings, create_app
 from serve_helpers import encode
 
@@ -53,7 +52,7 @@ def test_score_matches_library_scorer_and_levels(client, jpegs, tiny_checkpoint)
     assert r.status_code == 200, r.text
     results = r.json()["results"]
     assert [x["name"] for x in results] == [f"{n}.jpg" for n in names]
-    expected = Scorer(tiny_checkpoint, num_workers=0).score([jpegs[n] for n in names])
+    expected = make_scorer(tiny_checkpoint, num_workers=0).score([jpegs[n] for n in names])
     got = [x["score"] for x in results]
     np.testing.assert_allclose(got, expected, atol=2e-2)
     from iipa import levels
@@ -206,24 +205,30 @@ def test_api_key(tiny_checkpoint, jpegs):
         assert c.get("/healthz").status_code == 200 and c.get("/").status_code == 200
 
 
-class SlowScorer(Scorer):
+def slow_scorer(checkpoint, delay: float = 0.6):
     """A real scorer whose model call takes ``delay`` seconds, to make requests overlap."""
+    scorer = make_scorer(checkpoint, num_workers=0)
+    backend = scorer.backend
 
-    delay = 0.6
+    class Slow:
+        name, device, precision = backend.name, backend.device, backend.precision
 
-    def score_batch(self, batch: torch.Tensor) -> torch.Tensor:
-        time.sleep(self.delay)
-        return super().score_batch(batch)
+        def __call__(self, views):
+            time.sleep(delay)
+            return backend(views)
+
+    scorer.backend = Slow()
+    return scorer
 
 
 def test_timeout_is_503(tiny_checkpoint, jpegs):
-    app = create_app(SlowScorer(tiny_checkpoint, num_workers=0), ServeSettings(request_timeout_s=0.2))
+    app = create_app(slow_scorer(tiny_checkpoint), ServeSettings(request_timeout_s=0.2))
     with TestClient(app) as c:
         assert_error(c.post("/v1/score", files=files_of(jpegs, "coffee")), 503, "timeout")
 
 
 def test_overload_is_503(tiny_checkpoint, jpegs):
-    app = create_app(SlowScorer(tiny_checkpoint, num_workers=0), ServeSettings(max_concurrency=1, max_queue=0))
+    app = create_app(slow_scorer(tiny_checkpoint), ServeSettings(max_concurrency=1, max_queue=0))
     with TestClient(app) as c:
         first: dict = {}
         t = threading.Thread(target=lambda: first.update(r=c.post("/v1/score", files=files_of(jpegs, "coffee"))))

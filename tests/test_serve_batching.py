@@ -6,8 +6,8 @@ import asyncio
 import threading
 import time
 
+import numpy as np
 import pytest
-import torch
 
 from iipa.serve.batching import MicroBatcher
 
@@ -20,18 +20,19 @@ class RecordingScorer:
         self.threads: set[str] = set()
         self.delay = delay
 
-    def score_batch(self, batch: torch.Tensor) -> torch.Tensor:
-        self.calls.append(len(batch))
+    def score_views(self, views: list[np.ndarray]) -> list[float]:
+        self.calls.append(sum(len(v) for v in views))
         self.threads.add(threading.current_thread().name)
         time.sleep(self.delay)
-        return batch.float().sum(dim=(1, 2, 3))
+        return [float(v.sum(dtype=np.float64)) / len(v) for v in views]
 
 
-def images(n: int, offset: int = 0) -> list[torch.Tensor]:
-    return [torch.full((3, 2, 2), i + offset, dtype=torch.uint8) for i in range(n)]
+def images(n: int, offset: int = 0, views: int = 1) -> list[np.ndarray]:
+    """``n`` images of ``views`` uint8 2 x 2 x 3 views each (as Profile.image_views gives)."""
+    return [np.full((views, 2, 2, 3), i + offset, dtype=np.uint8) for i in range(n)]
 
 
-async def submit_all(batcher: MicroBatcher, jobs: list[list[torch.Tensor]]) -> list[list[float]]:
+async def submit_all(batcher: MicroBatcher, jobs: list[list[np.ndarray]]) -> list[list[float]]:
     return await asyncio.gather(*(batcher.score(j) for j in jobs))
 
 
@@ -73,7 +74,7 @@ def test_batch_size_is_bounded():
 
 def test_model_errors_reach_every_waiting_request():
     class Broken(RecordingScorer):
-        def score_batch(self, batch):
+        def score_views(self, views):
             raise RuntimeError("model exploded")
 
     with pytest.raises(RuntimeError, match="model exploded"):

@@ -13,6 +13,21 @@ from serve_helpers import LiveServer
 CHROMIUM = os.environ.get("IIPA_CHROMIUM", "/usr/bin/chromium")
 
 
+def _require_playwright():
+    try:
+        from playwright.sync_api import expect, sync_playwright
+    except ImportError:
+        if os.environ.get("CI") == "true":
+            pytest.fail("playwright is not installed (CI=true: browser tests must run)")
+        pytest.skip("playwright is not installed")
+    return expect, sync_playwright
+
+
+def _launch(p, chromium: str):
+    return p.chromium.launch(executable_path=chromium, args=[
+        "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+
+
 def _require_chromium() -> str:
     path = CHROMIUM if os.path.exists(CHROMIUM) else shutil.which("chromium")
     if path is None:
@@ -26,12 +41,7 @@ def _require_chromium() -> str:
 @pytest.mark.browser
 def test_page_ranks_three_uploaded_photos(tiny_checkpoint, photo_dir):
     chromium = _require_chromium()
-    try:
-        from playwright.sync_api import expect, sync_playwright
-    except ImportError:
-        if os.environ.get("CI") == "true":
-            pytest.fail("playwright is not installed (CI=true: browser tests must run)")
-        pytest.skip("playwright is not installed")
+    expect, sync_playwright = _require_playwright()
 
     app = create_app(tiny_checkpoint, ServeSettings(max_wait_ms=5))
     paths = [photo_dir / f"{n}.jpg" for n in ("chelsea", "coffee", "rocket")]
@@ -42,8 +52,7 @@ def test_page_ranks_three_uploaded_photos(tiny_checkpoint, photo_dir):
         expected = httpx.post(server.url + "/v1/score", files=files, timeout=30).json()["results"]
         expected.sort(key=lambda r: r["score"], reverse=True)
 
-        browser = p.chromium.launch(executable_path=chromium, args=[
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        browser = _launch(p, chromium)
         try:
             page = browser.new_page()
             external: list[str] = []
@@ -68,5 +77,25 @@ def test_page_ranks_three_uploaded_photos(tiny_checkpoint, photo_dir):
             page.uncheck("#show-heatmaps")
             expect(page.locator("#ranking img.heatmap").first).to_be_hidden()
             assert external == [], f"the page fetched non-local resources: {external}"
+        finally:
+            browser.close()
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_page_hides_the_heatmap_box_with_the_reason_when_there_are_none(tiny_checkpoint, tmp_path):
+    chromium = _require_chromium()
+    expect, sync_playwright = _require_playwright()
+    from iipa import resolve_model
+    from iipa.export import export_onnx
+
+    onnx = export_onnx(resolve_model(tiny_checkpoint).load_torch(), tmp_path / "tiny.onnx")
+    with LiveServer(create_app(onnx, ServeSettings())) as server, sync_playwright() as p:
+        browser = _launch(p, chromium)
+        try:
+            page = browser.new_page()
+            page.goto(server.url + "/")
+            expect(page.locator("#heatmaps-off")).to_contain_text("no PyTorch weights", timeout=15_000)
+            expect(page.locator("#heatmaps-box")).to_be_hidden()
         finally:
             browser.close()

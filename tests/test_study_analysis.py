@@ -10,7 +10,7 @@ import pytest
 from scipy import stats
 from sqlalchemy import select
 
-from iipa.scoring import Scorer
+from iipa.scoring import make_scorer
 from iipa.study import Store
 from iipa.study.analysis import CATEGORIES, analyze, bradley_terry
 from iipa.study.plan import left_slot
@@ -24,7 +24,7 @@ def fill_answers(store: Store, people: list[dict], seed: int = 0) -> dict[str, f
     rng = np.random.default_rng(seed)
     realised = {}
     with store.session() as s:
-        study_seed = s.get(Study, 1).seed
+        study_secret = s.get(Study, 1).secret
         pairs = list(s.scalars(select(Pair)))
         for i, spec in enumerate(people):
             code = f"P{i:04d}"
@@ -40,7 +40,7 @@ def fill_answers(store: Store, people: list[dict], seed: int = 0) -> dict[str, f
                     right = bool(rng.random() < spec["acc"])
                 if pair.kind == "trial":
                     hits.append(right)
-                left = left_slot(study_seed, code, pair.id)
+                left = left_slot(study_secret, code, pair.id)
                 low = "b" if pair.high_slot == "a" else "a"
                 chosen = pair.high_slot if right else low
                 s.add(Answer(participant_id=p.id, pair_id=pair.id, left_slot=left,
@@ -89,7 +89,7 @@ def test_model_comparison_and_fig9_categories(synthetic, tiny_checkpoint):
     _db, store, _ = synthetic
     res = analyze(store, model=tiny_checkpoint, device="cpu", precision="fp32", num_workers=0)
     pairs = res.pairs
-    scores = Scorer(tiny_checkpoint, device="cpu", precision="fp32", num_workers=0)
+    scores = make_scorer(tiny_checkpoint, device="cpu", precision="fp32", num_workers=0)
     hi = scores.score(list(pairs["high_path"]))
     lo = scores.score(list(pairs["low_path"]))
     assert res.model_accuracy == pytest.approx(np.mean(np.array(hi) > np.array(lo)))

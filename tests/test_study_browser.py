@@ -1,6 +1,7 @@
 """End to end in headless Chromium: consent -> demographics -> training (feedback) ->
-trials (keyboard and mouse, with a page reload and resume by code) -> review; then the
-answers are in the database with the sides the participant chose."""
+trials (keyboard and mouse, with a page reload and resume by code, and a session that runs
+out with a pair on screen) -> review (choices only while open, answers once closed); then
+the answers are in the database with the sides the participant chose."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import os
 import socket
 import threading
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -16,7 +18,8 @@ from sqlalchemy import select
 from iipa.study import Store
 from iipa.study.app import create_app
 from iipa.study.plan import left_slot
-from iipa.study.storage import Answer, Pair, Participant, Study
+from iipa.study.service import close_study
+from iipa.study.storage import Answer, Pair, Participant, Study, StudySession
 from study_util import make_study
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -113,20 +116,41 @@ def test_participant_flow_in_chromium(live_app):
             expect(page.locator("#progress")).to_have_text("2 of 4")
             answer(None, "right")
             expect(page.locator("#progress")).to_have_text("3 of 4")
+            # The session runs out while a pair is on screen: the server refuses the answer
+            # (409) and the page shows the break screen; a new session shows the same pair.
+            expect(trial).to_have_attribute("data-ready", "1")
+            on_screen = trial.get_attribute("data-pair")
+            with store.session() as s:
+                for row in s.scalars(select(StudySession)):
+                    row.started_at -= timedelta(minutes=31)
+                s.commit()
+            page.keyboard.press("ArrowRight")
+            expect(page.locator("#break")).to_be_visible()
+            page.click("#continue-session")
+            expect(page.locator("#progress")).to_have_text("3 of 4")
+            expect(trial).to_have_attribute("data-pair", on_screen)
             answer("ArrowRight", "right")
             expect(page.locator("#progress")).to_have_text("4 of 4")
             answer("ArrowLeft", "left")
             expect(page.locator("#done")).to_be_visible()
             expect(page.locator("#review tbody tr")).to_have_count(4)
-            expect(page.locator("#review-summary")).to_contain_text("of 4 pairs")
+            expect(page.locator("#review-summary")).to_contain_text("% of the pairs")
+            # while the study is open: the choices, not which image received more likes
+            expect(page.locator("#review-note")).to_be_visible()
+            expect(page.locator("#review tbody tr").first.locator("td")).to_have_count(4)
             # The review shows the answered pairs' images (allowed: they are answered).
             page.wait_for_function("[...document.querySelectorAll('#review tbody img')]"
                                    ".every(i => i.complete && i.naturalWidth === 512)")
+            close_study(store)  # once closed, the review shows which image received more likes
+            page.reload()
+            page.click("#resume")
+            expect(page.locator("#review-note")).to_be_hidden()
+            expect(page.locator("#review tbody tr").first.locator("td")).to_have_count(6)
         finally:
             browser.close()
 
     with store.session() as s:
-        seed = s.get(Study, 1).seed
+        secret = s.get(Study, 1).secret
         person = s.scalar(select(Participant).where(Participant.code == code))
         assert person.gender == "female" and person.instagram and not person.social_over_3h
         assert person.finished_at is not None
@@ -135,6 +159,6 @@ def test_participant_flow_in_chromium(live_app):
     assert {a.pair_id: a.chosen_side for a, _ in rows} == pressed
     assert len(rows) == 6 and sorted(q.kind for _, q in rows).count("training") == 2
     for a, q in rows:
-        assert a.left_slot == left_slot(seed, code, q.id)
+        assert a.left_slot == left_slot(secret, code, q.id)
         assert a.chosen_slot == (a.left_slot if a.chosen_side == "left" else ("b" if a.left_slot == "a" else "a"))
         assert 0 <= a.response_ms < 60_000

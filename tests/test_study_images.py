@@ -85,7 +85,7 @@ def test_no_header_or_url_orders_the_sides_better_than_chance(leaky_study):
     store, images = leaky_study
     with store.session() as s:
         pairs = {p.id: p for p in s.scalars(select(Pair))}
-        seed = store.study(s).seed
+        secret = store.study(s).secret
     with TestClient(create_app(store, admin_token="x" * 12)) as client:
         r = client.post("/api/participants", json=DEMO)
         code, item = r.json()["code"], r.json()["next"]
@@ -98,7 +98,7 @@ def test_no_header_or_url_orders_the_sides_better_than_chance(leaky_study):
             if item["state"] == "trial" and pair.kind == "trial":
                 got = {side: client.get(item[side]) for side in ("left", "right")}
                 assert all(g.status_code == 200 for g in got.values())
-                left = left_slot(seed, code, pair.id)
+                left = left_slot(secret, code, pair.id)
                 truth.append(pair.high_slot == left)
                 urls.append((item["left"], item["right"]))
                 for name in set(got["left"].headers) | set(got["right"].headers):

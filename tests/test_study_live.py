@@ -40,7 +40,7 @@ class Server:
 
     def start(self) -> None:
         cmd = [sys.executable, "-m", "iipa", "study", "serve", "--db", self.db, "--host", "127.0.0.1",
-               "--port", str(self.port), "--admin-token", TOKEN]
+               "--port", str(self.port), "--admin-token", TOKEN, "--signups-per-hour", "100000"]
         self.proc = subprocess.Popen(cmd, stdout=self.log.open("a"), stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
@@ -147,7 +147,7 @@ def test_parallel_participants_with_retries_and_a_restart(tmp_path):
     assert dup == []
     df = answers_frame(store)
     assert len(df) == len(acked) == N_PARTICIPANTS * PER_PARTICIPANT
-    stored = {(r.participant, r.pair_id): (r.chosen_side, r.response_ms) for r in df.itertuples()}
+    stored = {(r.participant, r.pair_id): (r.chosen_side, r.client_response_ms) for r in df.itertuples()}
     assert stored == acked
     per = df.groupby("participant").size()
     assert len(per) == N_PARTICIPANTS and (per == PER_PARTICIPANT).all()

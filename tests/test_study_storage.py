@@ -33,9 +33,9 @@ def test_create_study_samples_test_split_and_sets_training_apart(tmp_path):
     assert {p.high_id for p in real} <= test_ids
     assert len({p.high_id for p in real}) == 13  # training and trial pairs are disjoint
     assert 0 < sum(p.high_slot == "a" for p in pairs) < len(pairs)  # slots shuffled
-    for p in pairs:
+    for p in pairs:  # attention checks: two real photos (with instructions written on them)
         if p.kind == "attention":
-            assert p.low_id.startswith("blank:") and p.slot_path(p.high_slot)
+            assert p.a_path and p.b_path and p.a_id != p.b_id
 
 
 def test_create_study_refuses_a_second_study_and_too_few_pairs(tmp_path):
@@ -100,15 +100,18 @@ def test_concurrent_duplicate_posts_store_one_answer(tmp_path):
         assert s.scalar(select(func.count()).select_from(Answer)) == 1
 
 
-def test_layout_and_order_are_seeded_per_participant():
+def test_layout_and_order_follow_the_secret_per_participant():
     ids = list(range(1, 41))
-    assert trial_order(0, "AAA", ids) == trial_order(0, "AAA", ids)
-    assert trial_order(0, "AAA", ids) != trial_order(0, "BBB", ids)
-    assert sorted(trial_order(0, "AAA", ids)) == ids
-    sides = [left_slot(0, "AAA", i) for i in ids]
-    assert sides == [left_slot(0, "AAA", i) for i in ids]
+    key, other = b"k" * 32, b"o" * 32
+    assert trial_order(key, "AAA", ids) == trial_order(key, "AAA", ids)
+    assert trial_order(key, "AAA", ids) != trial_order(key, "BBB", ids)
+    assert trial_order(key, "AAA", ids) != trial_order(other, "AAA", ids)
+    assert sorted(trial_order(key, "AAA", ids)) == ids
+    sides = [left_slot(key, "AAA", i) for i in ids]
+    assert sides == [left_slot(key, "AAA", i) for i in ids]
     assert 8 < sides.count("a") < 32
-    assert sides != [left_slot(0, "BBB", i) for i in ids]
+    assert sides != [left_slot(key, "BBB", i) for i in ids]
+    assert sides != [left_slot(other, "AAA", i) for i in ids]
 
 
 def test_phases_feedback_and_review(tmp_path):
@@ -118,7 +121,7 @@ def test_phases_feedback_and_review(tmp_path):
     assert item["state"] == "training" and item["index"] == 1
     with store.session() as s:
         trial_id = s.scalar(select(Pair.id).where(Pair.kind == "trial"))
-    with pytest.raises(service.StudyError, match="training pairs first") as err:
+    with pytest.raises(service.StudyError, match="not the pair shown to you now") as err:
         service.submit_answer(store, code, trial_id, "left", 10)
     assert err.value.status == 409
     seen = []
@@ -133,8 +136,12 @@ def test_phases_feedback_and_review(tmp_path):
         seen.append(item["pair_id"])
         item = reply["next"]
     assert len(seen) == len(set(seen)) == 6
+    review = service.review(store, code)  # while open: choices and score, no answers
+    assert review["n"] == 4 and not review["closed"] and 0 <= review["score_percent"] <= 100
+    assert all(set(a) == {"pair_id", "left", "right", "your_choice"} for a in review["answers"])
+    service.close_study(store)
     review = service.review(store, code)
-    assert review["n"] == 4 and {a["attention_check"] for a in review["answers"]} == {True, False}
+    assert review["closed"] and {a["attention_check"] for a in review["answers"]} == {True, False}
     for a in review["answers"]:
         assert a["correct"] == (a["your_choice"] == a["more_popular"])
 
@@ -148,11 +155,14 @@ def test_session_cap_gives_a_break_and_a_new_session_resumes(tmp_path):
             row.started_at -= timedelta(minutes=31)
         s.commit()
     assert service.next_item(store, code)["state"] == "break"
-    # an answer to the trial on screen when time ran out is still kept
-    assert service.submit_answer(store, code, first["pair_id"], "right", 10)["status"] == "recorded"
+    # no answers during a break, not even to the pair on screen when time ran out
+    with pytest.raises(service.StudyError, match="session has ended") as err:
+        service.submit_answer(store, code, first["pair_id"], "right", 10)
+    assert err.value.status == 409
     service.start_session(store, code.lower())  # codes are case-insensitive
     nxt = service.next_item(store, code)
-    assert nxt["state"] == "trial" and nxt["pair_id"] != first["pair_id"]
+    assert (nxt["state"], nxt["pair_id"]) == (first["state"], first["pair_id"])  # shown again
+    assert service.submit_answer(store, code, first["pair_id"], "right", 10)["status"] == "recorded"
     with store.session() as s:
         sessions = list(s.scalars(select(StudySession)))
     assert len(sessions) == 2 and sessions[0].ended_at is not None and sessions[1].ended_at is None

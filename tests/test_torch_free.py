@@ -19,8 +19,9 @@ import pytest
 
 from _formats import save_format_variants
 from iipa import runtime
-from iipa.scoring import Scorer
-from iipa.weights import DEFAULT_MODEL, get_weights, onnx_companion
+from iipa.record import resolve_model
+from iipa.scoring import make_scorer
+from iipa.weights import DEFAULT_MODEL, get_weights
 
 # The shipped export against its .pt on real photos: 4e-7 measured (fp32 rounding in the two
 # runtimes' convolutions). A retrained model whose export differs more fails here first.
@@ -70,18 +71,9 @@ def test_cli_scores_without_torch_like_the_torch_route(images, crops):
     assert torch == [], f"iipa score on the ONNX route imported {torch[:3]}"
     got = _scores(out)
     paths = sorted(got)
-    expected = Scorer(DEFAULT_MODEL, runtime="torch", device="cpu", crops=crops, num_workers=0).score(paths)
+    expected = make_scorer(DEFAULT_MODEL, runtime="torch", device="cpu", crops=crops, num_workers=0).score(paths)
     delta = np.abs(np.array([got[p] for p in paths]) - np.array(expected))
     assert len(paths) == 4 and delta.max() <= TOL, dict(zip(paths, delta, strict=True))
-
-
-def test_numpy_views_are_the_tensor_views(images):
-    """The torch-free path feeds onnxruntime the very pixels the PyTorch path does."""
-    profile = Scorer(device="cpu").profile
-    for path in sorted(images.iterdir()):
-        for crops in (1, 10):
-            tensor = profile.prepare_views(path, crops).permute(0, 2, 3, 1).numpy()
-            assert np.array_equal(profile.view_array(path, crops), tensor), (path.name, crops)
 
 
 @pytest.mark.parametrize("argv", [
@@ -89,9 +81,12 @@ def test_numpy_views_are_the_tensor_views(images):
     ["compare", "{images}/plain.jpg", "{images}/cmyk.jpg", "--device", "cpu"],
     ["score", "{images}", "--runtime", "onnx"],
     ["score", "{images}", "--model", "{onnx}", "--device", "cpu"],
-], ids=["rank-report", "compare", "runtime-onnx", "onnx-file"])
+    ["model-info"],
+    ["evaluate", "--pairs", "{tmp}/pairs.csv", "--images", "{images}", "--device", "cpu"],
+], ids=["rank-report", "compare", "runtime-onnx", "onnx-file", "model-info", "evaluate"])
 def test_other_onnx_routes_import_no_torch(images, tmp_path, argv):
-    argv = [a.format(images=images, tmp=tmp_path, onnx=onnx_companion()) for a in argv]
+    (tmp_path / "pairs.csv").write_text("high_id,low_id,split\nrotated,cmyk,test\ncmyk,rotated,test\n")
+    argv = [a.format(images=images, tmp=tmp_path, onnx=resolve_model().onnx_file) for a in argv]
     code, out, err, torch = run_iipa(*argv, gpu="no-gpu")
     assert code == 0, err
     assert torch == [], f"iipa {argv[0]} on the ONNX route imported {torch[:3]}"

@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from _pairsynth import make_pair_set
-from iipa.checkpoint import load_checkpoint
 from iipa.evaluate import evaluate_pairs
 from iipa.levels import level, scaled_score
+from iipa.record import load_model
 from iipa.train import TrainConfig, Trainer, train
 from iipa.train.loop import pair_logits
 from iipa.train.state import read_metrics
@@ -55,7 +55,7 @@ def test_learns_to_rank_held_out_pairs(clean_run, pair_set):
 
 def test_checkpoint_carries_config_metrics_and_reference(clean_run):
     _, out = clean_run
-    model = load_checkpoint(out / "best.pt")
+    model = load_model(out / "best.pt")
     assert model.info["config"]["backbone"] == "tiny" and model.info["config"]["head_lr"] == 3e-3
     assert model.info["metrics"]["val_accuracy"] >= 0.9
     ref = model.reference
@@ -80,7 +80,7 @@ def test_metrics_log_has_train_and_validation_rows(clean_run):
 
 def test_swapping_a_and_b_flips_every_prediction(clean_run, pair_set):
     _, out = clean_run
-    model = load_checkpoint(out / "best.pt").eval()
+    model = load_model(out / "best.pt").eval()
     g = torch.Generator().manual_seed(1)
     a, b = torch.rand(20, 3, 64, 64, generator=g), torch.rand(20, 3, 64, 64, generator=g)
     with torch.no_grad():

@@ -62,3 +62,30 @@ def test_out_naming_a_file_is_a_clear_exit_2(tmp_path, run_cli):
     code, _, err = run_cli("train", "--pairs", tmp_path / "p.parquet", "--images", tmp_path, "--out", f,
                            "--backbone", "tiny")
     assert code == 2 and "is a file" in err and "Traceback" not in err, err
+
+
+TORCHRUN_ENV = {"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1", "MASTER_ADDR": "127.0.0.1",
+                "MASTER_PORT": "29500", "TORCHELASTIC_RUN_ID": "none"}
+
+
+@pytest.mark.parametrize("env", [{"RANK": "1"}, {"RANK": "1", "WORLD_SIZE": "2"},
+                                 {**TORCHRUN_ENV, "TORCHELASTIC_RUN_ID": None},  # not launched, no process group
+                                 {**TORCHRUN_ENV, "RANK": "2"}, {**TORCHRUN_ENV, "WORLD_SIZE": "1"}])
+def test_a_stray_rank_in_the_environment_does_not_skip_the_lock(held, monkeypatch, env):
+    out, proc = held
+    for key in TORCHRUN_ENV:
+        monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():
+        if value is not None:
+            monkeypatch.setenv(key, value)
+    with pytest.raises(RunLocked, match=f"pid {proc.pid}"):
+        with run_lock(out):
+            pass
+
+
+def test_a_non_zero_rank_of_a_torchrun_launch_shares_rank_0s_lock(held, monkeypatch):
+    out, _ = held
+    for key, value in TORCHRUN_ENV.items():
+        monkeypatch.setenv(key, value)
+    with run_lock(out):  # rank 0 (the holder) took it for the whole run
+        pass

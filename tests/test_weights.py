@@ -7,7 +7,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import torch
 
-from iipa import PopularityNet, Scorer, WeightsError, load_model, save_checkpoint
+from iipa import PopularityNet, WeightsError, load_model, make_scorer, save_checkpoint
 from iipa.weights import (
     NamedWeights,
     download_file,
@@ -120,7 +120,7 @@ def test_named_weights_download_once_then_load_from_cache(server):
     n = len(server.requests)
     load_model("test-tiny")
     assert len(server.requests) == n  # served from the cache dir
-    assert Scorer("test-tiny", num_workers=0).model.arch == "tiny"
+    assert make_scorer("test-tiny", num_workers=0).record.arch == "tiny"
 
 
 def test_offline_message_says_which_file_to_put_where(tmp_path):

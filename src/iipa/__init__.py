@@ -1,37 +1,22 @@
 """iipa: intrinsic image popularity assessment (Ding, Ma & Wang, ACM MM 2019).
 
-The public API is imported lazily, so ``import iipa.simulate`` or ``iipa --help`` does not
-pay for torch (~0.8 GB RSS and seconds of start-up) unless a model is actually used.
+The public API is imported lazily (:mod:`iipa._lazy`), so ``import iipa.simulate`` or
+``iipa --help`` does not pay for torch (~0.8 GB RSS and seconds of start-up) unless a model
+is actually built.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from iipa._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
-_EXPORTS = {
-    "IIPAError": "iipa.errors", "ImageError": "iipa.errors", "WeightsError": "iipa.errors",
-    "PopularityNet": "iipa.models", "get_backbone": "iipa.models", "list_backbones": "iipa.models",
-    "register_backbone": "iipa.models",
-    "Profile": "iipa.profiles", "get_profile": "iipa.profiles", "list_profiles": "iipa.profiles",
-    "load_checkpoint": "iipa.checkpoint", "save_checkpoint": "iipa.checkpoint",
-    "list_weights": "iipa.weights", "load_model": "iipa.weights", "register_weights": "iipa.weights",
-    "Scorer": "iipa.scoring", "ScoreResult": "iipa.scoring",
-}
-
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'iipa' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(list(globals()) + __all__)
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    "iipa.errors": "IIPAError ImageError WeightsError",
+    "iipa.models": "PopularityNet get_backbone list_backbones register_backbone",
+    "iipa.profiles": "Profile get_profile list_profiles",
+    "iipa.checkpoint": "save_checkpoint",
+    "iipa.weights": "list_weights register_weights",
+    "iipa.record": "ModelRecord load_model resolve_model",
+    "iipa.scoring": "Scorer ScoreResult make_scorer",
+})

@@ -30,12 +30,9 @@ from pathlib import Path
 from iipa import __version__, commands
 from iipa.commands._common import add_offline_argument, check_args
 from iipa.errors import IIPAError
+from iipa.extras import explain_missing
 from iipa.weights_store import OFFLINE_ENV, offline
 
-# Which extra installs a module that a command may find missing.
-EXTRA_OF = {"pyspark": "spark", "fastapi": "serve", "uvicorn": "serve", "multipart": "serve",
-            "python_multipart": "serve", "starlette": "serve", "sqlalchemy": "study", "psycopg": "study",
-            "onnx": "onnx", "onnxruntime": "onnx"}
 # Arguments that name files or folders a command creates (removed again if left empty by a failure).
 OUTPUT_ARGS = ("out", "output", "report", "histogram")
 
@@ -119,9 +116,8 @@ def _report(command: str, exc: BaseException) -> int:
         traceback.print_exception(exc)
     if isinstance(exc, IIPAError):
         code, text = 2, str(exc)
-    elif isinstance(exc, ModuleNotFoundError) and (exc.name or "").split(".")[0] in EXTRA_OF:
-        extra = EXTRA_OF[(exc.name or "").split(".")[0]]
-        code, text = 2, f"this needs the {extra} extra: pip install 'iipa[{extra}]' (missing module {exc.name})"
+    elif isinstance(exc, ModuleNotFoundError) and explain_missing(exc):
+        code, text = 2, explain_missing(exc)
     elif isinstance(exc, (FileExistsError, NotADirectoryError)):  # e.g. --out names a file
         code, text = 2, (f"{exc.filename}: {exc.strerror}: an output folder cannot be created there "
                          "(is --out a file?)")

@@ -161,14 +161,12 @@ def _evaluate_ranker(model_path: Path, pairs: pd.DataFrame, images: Path, truth:
     import pandas as pd
 
     from iipa.images import image_path_for
-    from iipa.scoring import Scorer
-    from iipa.weights import load_model
+    from iipa.scoring import make_scorer
 
-    model = load_model(model_path)
     test = pairs[pairs["split"] == "test"].reset_index(drop=True)
     ids = sorted(set(test["high_id"]) | set(test["low_id"]))
     paths = [image_path_for(images, i) for i in ids]
-    scorer = Scorer(model, num_workers=config.workers, batch_size=64)
+    scorer = make_scorer(model_path, num_workers=config.workers, batch_size=64)
     scored = pd.DataFrame([{"post_id": i, **r.to_dict()} for i, r in zip(ids, scorer.iter_scores(paths))])
     s = scored.set_index("post_id")["score"]
     hi, lo = s.loc[test["high_id"]].to_numpy(), s.loc[test["low_id"]].to_numpy()
@@ -180,7 +178,7 @@ def _evaluate_ranker(model_path: Path, pairs: pd.DataFrame, images: Path, truth:
 
     return {"metrics": {"vs_pdip_labels": _accuracy(hi, lo), "vs_true_order": _accuracy(t_hi, t_lo),
                         "spearman_with_true_intrinsic": float(spearmanr(scored["score"], scored["intrinsic"]).statistic),
-                        "reference": model.reference},
+                        "reference": scorer.reference},
             "scored": scored}
 
 

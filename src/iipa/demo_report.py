@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from markupsafe import Markup
 from PIL import Image
 
 from iipa.fileio import write_text
 from iipa.levels import LEVELS
+from iipa.plots import Line, inline, line_chart_svg
 from iipa.report import jpeg_thumbnail
 from iipa.templating import render
-
-
-def _png(fig) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", bbox_inches="tight")
-    return buf.getvalue()
 
 
 def _pct(acc: dict[str, Any] | None) -> str:
@@ -32,33 +27,27 @@ def _pct(acc: dict[str, Any] | None) -> str:
     return text + f" (n={acc.get('n', '?')})"
 
 
-def training_curve(run_dir: Path) -> bytes | None:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
+def training_curve(run_dir: Path) -> str | None:
+    """SVG of the training loss (left axis) and the training and validation accuracy (right)."""
     path = run_dir / "metrics.jsonl"
     if not path.is_file():
         return None
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     train = [r for r in rows if r.get("event") == "train"]
     val = [r for r in rows if r.get("event") == "val"]
-    fig = Figure(figsize=(6.4, 3.2), dpi=100)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
+    lines = []
     if train:
-        ax.plot([r["step"] for r in train], [r.get("loss") for r in train], label="training loss", color="#888")
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss")
-    ax2 = ax.twinx()
+        lines.append(Line([r["step"] for r in train], [r.get("loss") for r in train], "training loss", "#888"))
     if train and "accuracy" in train[0]:
-        ax2.plot([r["step"] for r in train], [r["accuracy"] for r in train], label="training accuracy", color="#9ab")
+        lines.append(Line([r["step"] for r in train], [r["accuracy"] for r in train], "training accuracy", "#9ab",
+                          axis="right"))
     if val:
-        ax2.plot([r["step"] for r in val], [r["val_accuracy"] for r in val], "o-", label="validation accuracy",
-                 color="#2471a3")
-    ax2.set_ylabel("pairwise accuracy")
-    ax2.set_ylim(0.4, 1.0)
-    fig.legend(loc="lower right", fontsize=8)
-    return _png(fig)
+        lines.append(Line([r["step"] for r in val], [r["val_accuracy"] for r in val], "validation accuracy",
+                          "#2471a3", axis="right", marker=True))
+    if not lines:
+        return None
+    return line_chart_svg(lines, title="Training", xlabel="step", ylabel="loss", y2label="pairwise accuracy",
+                          y2lim=(0.4, 1.0))
 
 
 def _findings(m: dict[str, Any]) -> list[str]:
@@ -99,8 +88,8 @@ def _verdict(a: dict[str, Any] | None, b: dict[str, Any] | None) -> str:
 
 def write_report(path: Path, m: dict[str, Any], *, run_dir: Path, scored: pd.DataFrame, model_path: Path,
                  config: Any) -> Path:
+    from iipa.record import load_model
     from iipa.report import score_histogram
-    from iipa.weights import load_model
 
     model = load_model(model_path)
     ok = scored[scored["error"].isna()] if "error" in scored else scored
@@ -116,8 +105,9 @@ def write_report(path: Path, m: dict[str, Any], *, run_dir: Path, scored: pd.Dat
         "pearson_train": base.get("pearson_r_train") or float("nan"),
         "pearson_test": base.get("pearson_r_test") or float("nan"),
         "spearman": m["ranker"].get("spearman_with_true_intrinsic", float("nan")),
-        "curve_png": training_curve(run_dir),
-        "histogram_png": score_histogram(ok["score"].tolist(), reference=model.reference, title="Test-image scores"),
+        "curve_svg": Markup(inline(training_curve(run_dir) or "")),
+        "histogram_svg": Markup(inline(score_histogram(ok["score"].tolist(), reference=model.reference,
+                                                       title="Test-image scores"))),
         "levels": _level_examples(ok, config.examples_per_level),
         "gradcam": _gradcam_examples(model, ok, config.gradcam_examples),
         "config_json": json.dumps(m.get("config"), indent=2),

@@ -12,7 +12,8 @@ to its nominal coverage for small n and accuracies near 0 or 1. Pairs share imag
 when the table reuses images (the paper's builder does not), so pairs are treated as
 independent.
 
-Images are scored by :class:`~iipa.scoring.Scorer`, the one inference path; multi-crop
+Images are scored by a :class:`~iipa.scoring.Scorer` (:func:`~iipa.scoring.make_scorer`), the
+one inference path, so evaluating the default model imports no torch; multi-crop
 averaging (``crops=5``: four corners + centre of the profile's crop; ``10``: the same plus
 horizontal flips, :meth:`Profile.crop_boxes`) averages each image's scores over the crops.
 """
@@ -25,13 +26,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from iipa.errors import IIPAError
-from iipa.models import PopularityNet
-from iipa.pairs.table import SPLITS, attach_images, read_pairs
+from iipa.pairs.table import SPLITS, image_finder, read_pair_columns
 from iipa.profiles import CROPS
-from iipa.scoring import Scorer
+from iipa.scoring import Scorer, make_scorer
 
 __all__ = ["CROPS", "evaluate_pairs", "pairwise_accuracy", "score_paths", "wilson_interval"]
 
@@ -61,23 +60,17 @@ def pairwise_accuracy(high_scores: Sequence[float], low_scores: Sequence[float])
             "accuracy": acc, "ci95": [low, high], "ci_method": "wilson", "skipped": int((~ok).sum())}
 
 
-def score_paths(
-    model: PopularityNet | str | os.PathLike | None,
-    paths: Sequence[str],
-    *,
-    scorer: Scorer | None = None,
-    **scorer_kwargs: Any,
-) -> np.ndarray:
-    """One score per path (NaN for unreadable images) from ``scorer`` or a
-    ``Scorer(model, **scorer_kwargs)`` (``crops``, ``device``, ``precision``, ``batch_size``,
-    ``num_workers``, ``max_pixels``)."""
-    scorer = scorer or Scorer(model, **scorer_kwargs)
+def score_paths(model: Any, paths: Sequence[str], **scorer_kwargs: Any) -> np.ndarray:
+    """One score per path (NaN for unreadable images) from ``model``: a Scorer, or anything
+    :func:`~iipa.scoring.make_scorer` takes, with ``scorer_kwargs`` (``crops``, ``device``,
+    ``precision``, ``runtime``, ``batch_size``, ``num_workers``, ``max_pixels``)."""
+    scorer = model if isinstance(model, Scorer) else make_scorer(model, **scorer_kwargs)
     return np.array(scorer.score(list(paths), on_error="nan"), dtype=np.float64)
 
 
 def evaluate_pairs(
-    model: PopularityNet | str | os.PathLike,
-    pairs: str | os.PathLike | pd.DataFrame,
+    model: Any,
+    pairs: str | os.PathLike | Any,
     images: str | os.PathLike,
     *,
     splits: Sequence[str] | None = None,
@@ -85,29 +78,41 @@ def evaluate_pairs(
     seed: int = 0,
     **score_kwargs: Any,
 ) -> dict[str, Any]:
-    """Pairwise accuracy per split (and over all of them) of ``model`` on a pairs table.
+    """Pairwise accuracy per split (and over all of them) of ``model`` (a Scorer, or a model
+    spec scored by ``make_scorer(model, **score_kwargs)``) on a pairs table (a CSV or Parquet
+    path, or a DataFrame with the pairs columns).
 
     ``max_pairs`` evaluates a seeded random subset of each split (for quick validation).
     Pairs whose images are missing from ``images`` are dropped and counted.
     """
-    df = read_pairs(pairs) if not isinstance(pairs, pd.DataFrame) else pairs
+    cols = read_pair_columns(pairs) if isinstance(pairs, (str, os.PathLike)) else \
+        {c: pairs[c].tolist() for c in pairs.columns}
     if not os.path.isdir(images):
         raise IIPAError(f"{images}: no such images folder")
-    wanted = list(splits) if splits else [s for s in SPLITS if (df["split"] == s).any()]
-    df = df[df["split"].isin(wanted)]
-    if max_pairs is not None:
-        parts = [g.sample(n=min(len(g), max_pairs), random_state=seed) for _, g in df.groupby("split")]
-        df = pd.concat(parts) if parts else df
-    df, missing = attach_images(df, images)
-    paths = sorted(set(df["high_path"]) | set(df["low_path"]))
-    scores = dict(zip(paths, score_paths(model, paths, **score_kwargs), strict=True))
-    hi = df["high_path"].map(scores).to_numpy()
-    lo = df["low_path"].map(scores).to_numpy()
-    result: dict[str, Any] = {"splits": {}, "missing_images_pairs": missing, "images_scored": len(paths),
-                              "unreadable_images": int(sum(math.isnan(v) for v in scores.values())),
-                              "crops": score_kwargs.get("crops", 1)}
+    split_of = cols.get("split") or ["test"] * len(cols["high_id"])
+    wanted = list(splits) if splits else [s for s in SPLITS if s in set(split_of)]
+    rng = np.random.default_rng(seed)
+    rows: list[int] = []
     for split in wanted:
-        mask = (df["split"] == split).to_numpy()
+        members = [i for i, s in enumerate(split_of) if s == split]
+        if max_pairs is not None and len(members) > max_pairs:
+            members = sorted(rng.choice(members, size=max_pairs, replace=False).tolist())
+        rows += members
+    find = image_finder(images)
+    found = [(i, find(str(cols["high_id"][i])), find(str(cols["low_id"][i]))) for i in rows]
+    kept = [(i, hi, lo) for i, hi, lo in found if hi is not None and lo is not None]
+    paths = sorted({p for _, hi, lo in kept for p in (hi, lo)})
+    scorer = model if isinstance(model, Scorer) else make_scorer(model, **score_kwargs)
+    scores = dict(zip(paths, score_paths(scorer, paths), strict=True))
+    hi = np.array([scores[h] for _, h, _ in kept], dtype=np.float64)
+    lo = np.array([scores[lo_] for _, _, lo_ in kept], dtype=np.float64)
+    kept_split = np.array([split_of[i] for i, _, _ in kept], dtype=object)
+    result: dict[str, Any] = {"splits": {}, "missing_images_pairs": len(found) - len(kept),
+                              "images_scored": len(paths),
+                              "unreadable_images": int(sum(math.isnan(v) for v in scores.values())),
+                              "crops": scorer.crops}
+    for split in wanted:
+        mask = kept_split == split
         result["splits"][split] = pairwise_accuracy(hi[mask], lo[mask])
         result["splits"][split]["calibration"] = _calibration(hi[mask] - lo[mask])
     result["all"] = pairwise_accuracy(hi, lo)

@@ -36,7 +36,8 @@ from iipa.errors import IIPAError
 from iipa.images import ImageInput, open_image
 from iipa.models import PopularityNet
 from iipa.profiles import Profile
-from iipa.scoring import Scorer
+from iipa.record import TORCH_EXTRA
+from iipa.scoring import Scorer, make_scorer
 
 ModelOrScorer = PopularityNet | Scorer
 
@@ -68,21 +69,26 @@ def as_scorer(model: ModelOrScorer) -> Scorer:
     """The Scorer whose scores an explanation reports (a model is scored on its own device)."""
     if isinstance(model, Scorer):
         return model
-    return Scorer(model, device=str(next(model.parameters()).device), num_workers=0, runtime="torch")
+    return make_scorer(model, device=str(next(model.parameters()).device), num_workers=0, runtime="torch")
+
+
+def _net(model: ModelOrScorer) -> PopularityNet:
+    return model.torch_model() if isinstance(model, Scorer) else model
 
 
 @dataclass
 class _Prepared:
     display: Image.Image  # the image as the user sees it (full size, upright)
     decoded: tuple[int, int]  # the size the profile decoded it at (smaller under draft decoding)
-    tensor: torch.Tensor  # uint8 3 x S x S network input
+    tensor: torch.Tensor  # uint8 3 x S x S network input (the centre view)
+    views: np.ndarray  # uint8 V x S x S x 3: the views its score is the mean of
 
 
-def _prepare(profile: Profile, image: ImageInput) -> _Prepared:
+def _prepare(profile: Profile, image: ImageInput, crops: int = 1) -> _Prepared:
     img = profile.open(image)
     encoded = isinstance(image, (str, os.PathLike, bytes))
     display = open_image(image) if profile.decode == "draft" and encoded else img
-    return _Prepared(display, img.size, profile.to_uint8(img))
+    return _Prepared(display, img.size, profile.to_uint8(img), profile.image_views(img, crops))
 
 
 def _heatmap(cam: np.ndarray, profile: Profile, p: _Prepared) -> np.ndarray:
@@ -94,7 +100,7 @@ def _cams(model: PopularityNet, batch: torch.Tensor, signs: list[float]) -> np.n
     try:
         from pytorch_grad_cam import GradCAM
     except ImportError as exc:
-        raise IIPAError(f"Grad-CAM needs the grad-cam package: pip install 'iipa[explain]' ({exc})") from None
+        raise IIPAError(f"Grad-CAM needs the grad-cam package: {TORCH_EXTRA} ({exc})") from None
 
     was_training = model.training
     params = list(model.parameters())
@@ -125,7 +131,7 @@ def gradcam(model: ModelOrScorer, image: ImageInput, *, sign: float = 1.0) -> np
     ``image``: a path, PIL image, array or bytes (opened like :func:`iipa.images.open_image`).
     ``sign=-1`` shows the regions that lower the score instead.
     """
-    net = model.model if isinstance(model, Scorer) else model
+    net = _net(model)
     p = _prepare(net.profile, image)
     return _heatmap(_cams(net, p.tensor[None], [sign])[0], net.profile, p)
 
@@ -151,7 +157,7 @@ def overlay(image: Image.Image, heatmap: np.ndarray, *, alpha: float = 0.5) -> I
 
 def heatmap_overlay(model: ModelOrScorer, image: ImageInput, *, alpha: float = 0.5) -> Image.Image:
     """The image with its Grad-CAM blended on top, RGB, at the original image's size."""
-    net = model.model if isinstance(model, Scorer) else model
+    net = _net(model)
     p = _prepare(net.profile, image)
     return overlay(p.display, _heatmap(_cams(net, p.tensor[None], [1.0])[0], net.profile, p), alpha=alpha)
 
@@ -172,9 +178,9 @@ def explain(model: ModelOrScorer, image: ImageInput) -> Explanation:
     """Score (:class:`Scorer`'s, the one ``iipa score`` gives) and Grad-CAM of one image.
     Pass a Scorer when explaining many images: it fixes device and precision once."""
     scorer = as_scorer(model)
-    p = _prepare(scorer.profile, image)
-    (score,) = scorer.score_views([p.tensor[None]])
-    cam = _cams(scorer.model, p.tensor[None], [1.0])[0]
+    p = _prepare(scorer.profile, image, scorer.crops)
+    (score,) = scorer.score_views([p.views])
+    cam = _cams(scorer.torch_model(), p.tensor[None], [1.0])[0]
     return Explanation(p.display, score, _heatmap(cam, scorer.profile, p))
 
 
@@ -200,9 +206,9 @@ def explain_pair(model: ModelOrScorer, image_a: ImageInput, image_b: ImageInput)
     image as A to see what makes it win.
     """
     scorer = as_scorer(model)
-    a, b = _prepare(scorer.profile, image_a), _prepare(scorer.profile, image_b)
-    scores = scorer.score_views([a.tensor[None], b.tensor[None]])
-    maps = _cams(scorer.model, torch.stack([a.tensor, b.tensor]), [1.0, -1.0])
+    a, b = _prepare(scorer.profile, image_a, scorer.crops), _prepare(scorer.profile, image_b, scorer.crops)
+    scores = scorer.score_views([a.views, b.views])
+    maps = _cams(scorer.torch_model(), torch.stack([a.tensor, b.tensor]), [1.0, -1.0])
     return PairExplanation(
         Explanation(a.display, scores[0], _heatmap(maps[0], scorer.profile, a)),
         Explanation(b.display, scores[1], _heatmap(maps[1], scorer.profile, b)),

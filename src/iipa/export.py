@@ -8,7 +8,8 @@ normalisation itself, so a consumer only has to resize and crop; it outputs ``sc
 * ``iipa.arch``, ``iipa.version``, ``iipa.input`` (a sentence saying the above);
 * ``iipa.profile``: the profile as JSON (:meth:`Profile.to_dict`);
 * ``iipa.reference``: ``{"mean", "std", "source"}`` JSON or ``null`` (levels, 0-100 scale);
-* ``iipa.info``: training config / metrics / source JSON.
+* ``iipa.info``: training config / metrics / source JSON (calibration facts, when any, inside);
+* ``iipa.parameters``: the number of learned weights (for the model card).
 
 We use PyTorch's TorchScript-based exporter (``dynamo=False``): the torch.export one needs
 ``onnxscript``, which iipa does not depend on, and gives the same graph for these CNNs.
@@ -21,7 +22,6 @@ import os
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
@@ -30,12 +30,7 @@ from iipa import __version__
 from iipa.errors import IIPAError
 from iipa.fileio import atomic_path, plain
 from iipa.models import PopularityNet
-from iipa.onnx_format import (  # noqa: F401 - re-exported: scoring reads them there, without torch
-    INPUT_DOC,
-    INPUT_NAME,
-    OUTPUT_NAME,
-    parse_onnx_metadata,
-)
+from iipa.onnx_format import INPUT_DOC, INPUT_NAME, OUTPUT_NAME
 
 
 class _FromUint8(nn.Module):
@@ -62,6 +57,7 @@ def onnx_metadata(model: PopularityNet) -> dict[str, str]:
         "iipa.profile": json.dumps(model.profile.to_dict()),
         "iipa.reference": json.dumps(dict(model.reference) if model.reference else None),
         "iipa.info": json.dumps(plain(model.info)),
+        "iipa.parameters": json.dumps(sum(p.numel() for p in model.parameters())),
     }
 
 
@@ -100,19 +96,6 @@ def export_onnx(model: PopularityNet, path: str | os.PathLike, *, opset: int = 1
         with atomic_path(path) as final:
             onnx.save(proto, str(final))
     return path
-
-
-def read_onnx_metadata(path: str | os.PathLike) -> dict[str, Any]:
-    """``{"arch", "version", "profile": Profile, "reference", "info"}`` from an exported file."""
-    onnx = _import_onnx()
-
-    try:
-        proto = onnx.load(str(path), load_external_data=False)
-    except FileNotFoundError:
-        raise IIPAError(f"{path}: no such ONNX file") from None
-    except Exception as exc:  # protobuf DecodeError and friends
-        raise IIPAError(f"{path}: not a readable ONNX file ({exc.__class__.__name__}: {exc})") from None
-    return parse_onnx_metadata({p.key: p.value for p in proto.metadata_props}, path)
 
 
 def onnx_parity(model: PopularityNet, path: str | os.PathLike, *, batch: int = 3, seed: int = 0) -> float:

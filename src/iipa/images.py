@@ -12,6 +12,7 @@ import io
 import os
 import warnings
 from collections.abc import Iterable
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +24,12 @@ from iipa.errors import ImageError
 # Pillow must not silently pad truncated files with grey: a truncated upload is an error.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff")
-ALLOWED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP", "GIF", "BMP", "TIFF"})
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff",
+                    ".heic", ".heif", ".hif", ".avif")
+# HEIF: phones' HEIC photos, through pillow-heif's opener; AVIF: Pillow's own plugin, where its
+# build has libavif (PyPI's recent wheels do: PIL.features.check("avif")).
+ALLOWED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP", "GIF", "BMP", "TIFF", "HEIF", "AVIF"})
+HEIF_EXTENSIONS = (".heic", ".heif", ".hif")
 # 100 megapixels: far above any camera photo we score (a 24 MP DSLR frame is 6000x4000),
 # far below what fits in memory decoded (100 MP RGB is 300 MB).
 DEFAULT_MAX_PIXELS = 100_000_000
@@ -65,6 +70,7 @@ def open_image(
     if isinstance(source, Image.Image):
         _check_pixels(source, name, max_pixels)
         return to_rgb(upright(source))
+    heif = register_heif_opener()
     fp = _open_stream(source, name)
     try:
         with warnings.catch_warnings():
@@ -73,6 +79,9 @@ def open_image(
             try:
                 img = Image.open(fp)
             except UnidentifiedImageError:
+                if not heif and name.lower().endswith(HEIF_EXTENSIONS):
+                    raise ImageError(name, "unsupported format", "HEIC/HEIF needs pillow-heif (a core dependency of "
+                                     "iipa): pip install pillow-heif") from None
                 raise ImageError(name, "not an image", "no known image format") from None
             except Image.DecompressionBombError as exc:
                 raise ImageError(name, "decompression bomb", str(exc)) from None
@@ -96,6 +105,17 @@ def open_image(
     finally:
         if not isinstance(source, (bytes, bytearray)) and hasattr(fp, "close") and fp is not source:
             fp.close()
+
+
+@cache
+def register_heif_opener() -> bool:
+    """Teach Pillow to open HEIC/HEIF once per process; False when pillow-heif is missing."""
+    try:
+        import pillow_heif
+    except ImportError:
+        return False
+    pillow_heif.register_heif_opener()
+    return True
 
 
 def _decode_error(name: str, exc: BaseException) -> ImageError:

@@ -9,25 +9,30 @@ the current folder; ``find ... | iipa score -``). Inputs that match nothing are 
 they get an error row.
 
 Nothing is skipped silently: a sub-folder that cannot be listed is kept as an input of
-its own, so it gets an error row ("unreadable"); symlinked folders are followed, and a
-folder reached a second time (a symlink loop, or two links to one folder) is not walked
-again, so every image is listed once. Hidden entries (``.name``) are skipped by design.
+its own, so it gets an error row ("unreadable"); the files in a folder that are not images
+iipa reads (by extension: a video, a text file, a RAW file) are counted and named in one
+warning on stderr (logger ``iipa.inputs``); symlinked folders are followed, and a folder
+reached a second time (a symlink loop, or two links to one folder) is not walked again, so
+every image is listed once. Hidden entries (``.name``) are skipped by design.
 """
 
 from __future__ import annotations
 
 import csv
 import glob
+import logging
 import os
 import sys
 from collections.abc import Iterable
 from pathlib import Path
 
 from iipa.errors import IIPAError
-from iipa.images import is_image_name
+from iipa.images import IMAGE_EXTENSIONS, is_image_name
 
 LIST_SUFFIXES = (".txt", ".lst", ".list")
 CSV_COLUMNS = ("path", "image", "file", "filename")
+NAMED_AT_MOST = 5  # non-image files named in the warning; the rest are counted
+log = logging.getLogger(__name__)
 
 
 def expand_inputs(specs: Iterable[str], *, recursive: bool = True) -> list[str]:
@@ -52,8 +57,10 @@ def expand_inputs(specs: Iterable[str], *, recursive: bool = True) -> list[str]:
 
 
 def walk_images(folder: Path, *, recursive: bool = True) -> list[str]:
-    """Image files below ``folder`` (sorted), plus every folder that could not be listed."""
+    """Image files below ``folder`` (sorted), plus every folder that could not be listed;
+    the other files are named in a warning (:func:`not_images`)."""
     out: list[str] = []
+    others: list[str] = []
     seen: set[str] = set()
     unreadable: list[str] = []
 
@@ -67,9 +74,21 @@ def walk_images(folder: Path, *, recursive: bool = True) -> list[str]:
             continue
         seen.add(real)
         dirs[:] = sorted(d for d in dirs if not d.startswith(".")) if recursive else []
-        out.extend(os.path.join(root, n) for n in sorted(files)
-                   if not n.startswith(".") and is_image_name(n) and os.path.isfile(os.path.join(root, n)))
+        for name in sorted(files):
+            path = os.path.join(root, name)
+            if not name.startswith(".") and os.path.isfile(path):
+                (out if is_image_name(name) else others).append(path)
+    if others:
+        log.warning(not_images(folder, others))
     return out + sorted(unreadable)
+
+
+def not_images(folder: Path, others: list[str]) -> str:
+    """One line that counts and names the files of ``folder`` that are not scored."""
+    names = [os.path.relpath(p, folder) for p in others[:NAMED_AT_MOST]]
+    more = f" and {len(others) - NAMED_AT_MOST} more" if len(others) > NAMED_AT_MOST else ""
+    return (f"iipa: {folder}: {len(others)} file(s) not scored, their extension is none of "
+            f"{' '.join(IMAGE_EXTENSIONS)}: {', '.join(names)}{more}")
 
 
 def _resolve(base: Path, entry: str) -> str:
@@ -86,10 +105,14 @@ def _read_txt_list(path: Path) -> list[str]:
 
 
 def _read_stdin_list() -> list[str]:
+    if sys.stdin is None:  # started with stdin closed (`<&-`)
+        raise IIPAError("- reads paths from standard input, but standard input is closed")
     try:
         lines = sys.stdin.read().splitlines()
     except UnicodeDecodeError as exc:
         raise IIPAError(f"standard input: the list of paths is not UTF-8 text ({exc})") from None
+    except (OSError, ValueError) as exc:  # a closed or unreadable descriptor
+        raise IIPAError(f"- reads paths from standard input, which cannot be read ({exc})") from None
     return _read_lines(lines, Path("."))
 
 

@@ -17,8 +17,6 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-# Paper §4.3 / Fig. 5: the authors' model's scores on the 50k test PDIPs are Gaussian.
-AUTHORS_REFERENCE = {"mean": 2.96, "std": 1.55, "source": "paper Fig. 5: Gaussian fit of test-set scores"}
 LEVELS = ("poor", "bad", "fair", "good", "excellent")
 _EDGES = (-1.5, -0.5, 0.5, 1.5)
 # Paper §4.3 / Fig. 5: the authors' model's scores on the 50k test PDIPs are Gaussian.

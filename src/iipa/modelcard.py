@@ -1,23 +1,19 @@
 """Model cards: what a model's score means, its range and reference, and how it was made.
 
-One function, :func:`model_card`, for checkpoints, named weights, exported ONNX files and
-in-memory models, so the CLI (``iipa model-info``), the HTTP service and reports all say the
-same thing. Named weights that are not downloaded yet are described from the registry,
-without downloading.
+One function, :func:`model_card`, reads a model's :class:`~iipa.record.ModelRecord` (checkpoints,
+named weights, exported ONNX files and in-memory models alike), so the CLI (``iipa
+model-info``), the HTTP service and reports all say the same thing. Nothing is built or
+downloaded for a card: the default model's card imports no torch.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from iipa import levels
-from iipa.errors import IIPAError
-from iipa.profiles import Profile
-
-if TYPE_CHECKING:  # imported where a card is built: warn_if_simulated runs on torch-free paths
-    from iipa.models import PopularityNet
+from iipa.onnx_format import INPUT_DOC
+from iipa.record import ModelRecord, resolve_model
 
 SCORE_MEANING = (
     "Predicted intrinsic popularity (Ding, Ma & Wang 2019): how popular the image would be "
@@ -54,20 +50,9 @@ def _meaning(reference: dict[str, Any] | None) -> dict[str, Any]:
     return out
 
 
-def _profile(profile: Profile) -> dict[str, Any]:
-    return profile.to_dict()
-
-
-def model_domain(model: PopularityNet | Any) -> str:
-    """``real`` (photos), ``simulated`` (rendered images: the demo) or ``unknown`` (older checkpoints).
-    ``model``: anything with an ``info`` dict (a PopularityNet, an exported ONNX model)."""
-    info = model.info or {}
-    return str(info.get("domain") or (info.get("config") or {}).get("domain") or "unknown")
-
-
-def warn_if_simulated(model: PopularityNet | Any, who: str) -> bool:
+def warn_if_simulated(record: ModelRecord, who: str) -> bool:
     """One stderr line when a model trained on simulated images is about to score real files."""
-    if model_domain(model) != "simulated":
+    if record.domain != "simulated":
         return False
     import sys
 
@@ -76,37 +61,53 @@ def warn_if_simulated(model: PopularityNet | Any, who: str) -> bool:
     return True
 
 
-def card_for_model(model: PopularityNet, *, name: str | None = None) -> dict[str, Any]:
-    from iipa.models import get_backbone
-
-    info = dict(model.info)
-    spec = get_backbone(model.arch)
-    return {
-        "name": name or info.get("weights") or info.get("source") or model.arch,
-        "kind": "pytorch",
-        "arch": model.arch,
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "backbone_imagenet_weights": spec.pretrained,
-        "profile": _profile(model.profile),
+def model_card(spec: Any) -> dict[str, Any]:
+    """The card of a model: a :class:`~iipa.record.ModelRecord` or anything
+    :func:`~iipa.record.resolve_model` takes. Read from the record only: named weights that
+    are not downloaded are described from the registry, and no model is built."""
+    record = resolve_model(spec, offline=True)
+    info = dict(record.info)
+    card: dict[str, Any] = {
+        "name": record.name, "kind": _KIND[record.kind], "arch": record.arch,
+        "backbone_imagenet_weights": _pretrained(record.arch),
+        "profile": record.profile.to_dict(), "crops": record.crops,
         "weights_source": info.get("source") or info.get("weights") or "in memory",
-        "domain": model_domain(model),
-        **_meaning(model.reference),
+        "backends": list(record.backends), "domain": record.domain,
+        **_meaning(record.reference),
+        "calibration": dict(record.calibration) if record.calibration else None,
         "training": {"config": info.get("config"), "metrics": info.get("metrics")},
         **{k: info[k] for k in CARD_FIELDS if k in info},
         "info": {k: v for k, v in info.items() if k not in ("config", "metrics", "domain", *CARD_FIELDS)},
     }
+    if record.parameters is not None:
+        card["parameters"] = record.parameters
+    if record.kind == "onnx":
+        card.update(file_bytes=record.onnx_file.stat().st_size, input=INPUT_DOC,
+                    precision=record.onnx_precision)
+    if record.entry is not None:
+        entry, cached = record.entry, record.torch_file
+        card.update(description=entry.description, homepage=entry.homepage, meta=dict(entry.meta),
+                    sha256=entry.sha256, packaged=entry.packaged, cache_path=str(cached), cached=cached.is_file(),
+                    onnx_file=str(record.onnx_file) if record.onnx_file else None)
+        if not cached.is_file() and record.onnx_file is None:
+            card["kind"] = "named weights (not downloaded)"
+            card["weights_source"] = entry.url
+    return card
 
 
-def public_card(model: PopularityNet, *, name: str) -> dict[str, Any]:
+def public_card(record: ModelRecord) -> dict[str, Any]:
     """The model card in the HTTP API's field names (``serve.schemas.ModelCard``): the same
-    meaning, reference and level bands as :func:`card_for_model`, without server-side paths;
+    meaning, reference and level bands as :func:`model_card`, without server-side paths;
     the service adds only its runtime and limits."""
-    card = _meaning(model.reference)
+    card = _meaning(record.reference)
     bands = card["levels"] or [{"level": n, "from": None, "to": None} for n in levels.LEVELS]
+    name = record.name if record.kind in ("named", "memory") else Path(record.name).name
+    if record.kind == "memory" and record.info.get("source") and not record.info.get("weights"):
+        name = Path(str(record.info["source"])).name  # a checkpoint's file name, not its server-side path
     return {
-        "arch": model.arch, "weights": name,
-        "weights_format": model.info.get("format", "iipa checkpoint"),
-        "profile": _profile(model.profile), "input_size": model.profile.input_size,
+        "arch": record.arch or "unknown", "weights": name,
+        "weights_format": record.info.get("format") or ("onnx export" if record.kind == "onnx" else "iipa checkpoint"),
+        "profile": record.profile.to_dict(), "input_size": record.profile.input_size, "crops": record.crops,
         "score_meaning": card["score_meaning"], "score_range": card["score_range"],
         "scaled_meaning": card["scaled"], "compare_meaning": card["compare"],
         "reference": card["reference"],
@@ -116,59 +117,20 @@ def public_card(model: PopularityNet, *, name: str) -> dict[str, Any]:
     }
 
 
-def model_card(spec: str | os.PathLike | PopularityNet) -> dict[str, Any]:
-    """The card of a model given as a PopularityNet, checkpoint path, .onnx path or weights name."""
-    from iipa.models import PopularityNet
-    from iipa.weights import get_weights, is_registered, list_weights, load_model, weights_path
-
-    if isinstance(spec, PopularityNet):
-        return card_for_model(spec)
-    path = Path(spec)
-    if path.is_file() and path.suffix.lower() == ".onnx":
-        return _onnx_card(path)
-    if path.is_file():
-        return card_for_model(load_model(path), name=os.fspath(path))
-    if is_registered(spec):
-        entry = get_weights(spec)
-        cached = weights_path(entry)
-        if cached.is_file():
-            card = card_for_model(load_model(spec, download=False), name=spec)
-        else:
-            card = _entry_card(entry)
-        if entry.domain:
-            card["domain"] = entry.domain
-        card.update({"description": entry.description, "homepage": entry.homepage, "meta": dict(entry.meta),
-                     "sha256": entry.sha256, "packaged": entry.packaged, "cache_path": str(cached),
-                     "cached": cached.is_file()})
-        return card
-    raise IIPAError(f"{os.fspath(spec)!r} is neither a checkpoint, an .onnx file nor named weights "
-                    f"(known: {', '.join(list_weights())})")
+_KIND = {"named": "named weights", "checkpoint": "iipa checkpoint", "state_dict": "plain state dict",
+         "onnx": "onnx", "memory": "in memory"}
 
 
-def _entry_card(entry: Any) -> dict[str, Any]:
-    """The card of named weights that are not downloaded yet, from their registry entry."""
-    from iipa.models import get_backbone
-    from iipa.profiles import get_profile
+def _pretrained(arch: str | None) -> Any:
+    """The backbone's ImageNet weights as the registry names them (no torch: the backbone
+    registry is read only when torch is already imported)."""
+    import sys
 
-    return {"name": entry.name, "kind": "named weights (not downloaded)", "arch": entry.arch,
-            "backbone_imagenet_weights": get_backbone(entry.arch).pretrained,
-            "profile": _profile(get_profile(entry.profile)), "weights_source": entry.url,
-            **_meaning(entry.reference or None), "training": None, "info": {}}
+    if arch is None or "iipa.models" not in sys.modules:
+        return None
+    from iipa.models import get_backbone, list_backbones
 
-
-def _onnx_card(path: Path) -> dict[str, Any]:
-    from iipa.export import INPUT_DOC, read_onnx_metadata
-
-    meta = read_onnx_metadata(path)
-    info = dict(meta["info"] or {})
-    return {
-        "name": str(path), "kind": "onnx", "arch": meta["arch"], "file_bytes": path.stat().st_size,
-        "input": INPUT_DOC, "exported_by": f"iipa {meta['version']}",
-        "profile": _profile(meta["profile"]), "weights_source": info.get("source") or str(path),
-        **_meaning(meta["reference"]),
-        "training": {"config": info.get("config"), "metrics": info.get("metrics")},
-        "info": {k: v for k, v in info.items() if k not in ("config", "metrics")},
-    }
+    return get_backbone(arch).pretrained if arch in list_backbones() else None
 
 
 def format_card(card: dict[str, Any]) -> str:
@@ -178,7 +140,12 @@ def format_card(card: dict[str, Any]) -> str:
         lines.append(f"parameters {card['parameters']:,}")
     p = card["profile"]
     lines.append(f"profile    {p['name']}: {p.get('description') or p}")
+    lines.append(f"views      {card['crops']} per image by default (--crops)")
     lines.append(f"weights    {card['weights_source']}")
+    if card.get("backends"):
+        lines.append(f"backends   {', '.join(card['backends'])}")
+    if card.get("calibration"):
+        lines.append("calibrated " + ", ".join(f"{k}={v}" for k, v in card["calibration"].items()))
     if card.get("domain"):
         lines.append(f"domain     {card['domain']}" + ("  (rendered shapes: not for real photos)"
                                                         if card["domain"] == "simulated" else ""))

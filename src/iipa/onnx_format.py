@@ -1,11 +1,15 @@
 """What an ``iipa export`` ONNX file holds besides the graph: the input/output names and the
-``iipa.*`` metadata (see :mod:`iipa.export`). Reading it needs neither torch nor onnx, so
-scoring an exported file through onnxruntime does not import them.
+``iipa.*`` metadata (see :mod:`iipa.export`).
+
+:func:`read_onnx_metadata` reads that metadata straight from the file's protobuf (the
+top-level ``metadata_props`` field), so describing or choosing a backend for an ONNX model
+needs neither torch, nor onnx, nor an onnxruntime session (which would build the graph).
 """
 
 from __future__ import annotations
 
 import json
+import mmap
 import os
 from typing import Any
 
@@ -16,10 +20,13 @@ INPUT_NAME = "image"
 OUTPUT_NAME = "score"
 INPUT_DOC = ("uint8 N x 3 x S x S RGB, resized and cropped as iipa.profile says "
              "(normalisation happens inside the graph); output: float32 scores, N")
+# ModelProto field numbers (onnx.proto3): metadata_props = 14; StringStringEntryProto key = 1, value = 2.
+_METADATA_PROPS, _KEY, _VALUE = 14, 1, 2
 
 
 def parse_onnx_metadata(props: dict[str, str], path: str | os.PathLike) -> dict[str, Any]:
-    """The iipa metadata from an ONNX file's ``metadata_props`` (read by onnx or onnxruntime)."""
+    """The iipa metadata from an ONNX file's ``metadata_props``: arch, version, profile,
+    reference, info and calibration (None when the file has none)."""
     if "iipa.profile" not in props:
         raise IIPAError(f"{path}: ONNX file without iipa metadata (iipa.profile); export it with `iipa export`")
     try:
@@ -29,6 +36,66 @@ def parse_onnx_metadata(props: dict[str, str], path: str | os.PathLike) -> dict[
             "profile": Profile.from_dict(json.loads(props["iipa.profile"])),
             "reference": json.loads(props.get("iipa.reference", "null")),
             "info": json.loads(props.get("iipa.info", "{}")),
+            "calibration": json.loads(props.get("iipa.calibration", "null")),
+            "parameters": json.loads(props.get("iipa.parameters", "null")),
         }
     except (ValueError, TypeError) as exc:
         raise IIPAError(f"{path}: malformed iipa metadata ({exc})") from None
+
+
+def read_onnx_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """:func:`parse_onnx_metadata` of an ONNX file, read without onnx or onnxruntime."""
+    try:
+        with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+            props = _metadata_props(buf)
+    except FileNotFoundError:
+        raise IIPAError(f"{path}: no such ONNX file") from None
+    except (ValueError, IndexError, UnicodeDecodeError) as exc:  # empty file, truncated or not protobuf
+        raise IIPAError(f"{path}: not a readable ONNX file ({exc.__class__.__name__}: {exc})") from None
+    return parse_onnx_metadata(props, path)
+
+
+def _varint(buf: Any, pos: int) -> tuple[int, int]:
+    value, shift = 0, 0
+    while True:
+        byte = buf[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, pos
+        shift += 7
+        if shift > 63:
+            raise ValueError("varint too long")
+
+
+def _fields(buf: Any, start: int, end: int):
+    """(field number, wire type, value or (start, end) of a length-delimited field)."""
+    pos = start
+    while pos < end:
+        key, pos = _varint(buf, pos)
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            value, pos = _varint(buf, pos)
+        elif wire == 1:
+            value, pos = None, pos + 8
+        elif wire == 5:
+            value, pos = None, pos + 4
+        elif wire == 2:
+            size, pos = _varint(buf, pos)
+            value, pos = (pos, pos + size), pos + size
+        else:
+            raise ValueError(f"unsupported protobuf wire type {wire}")
+        if pos > end:
+            raise ValueError("truncated protobuf")
+        yield number, wire, value
+
+
+def _metadata_props(buf: Any) -> dict[str, str]:
+    props = {}
+    for number, wire, span in _fields(buf, 0, len(buf)):
+        if number != _METADATA_PROPS or wire != 2:
+            continue
+        entry = {n: bytes(buf[s:e]).decode("utf-8") for n, w, (s, e) in
+                 ((n, w, v) for n, w, v in _fields(buf, *span) if w == 2)}
+        props[entry.get(_KEY, "")] = entry.get(_VALUE, "")
+    return props

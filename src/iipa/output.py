@@ -1,4 +1,13 @@
-"""Write result rows as an aligned table, CSV, JSON or JSONL, streaming where the format allows."""
+"""Write result rows as an aligned table, CSV, JSON or JSONL, streaming where the format allows.
+
+Every table a command writes goes through :func:`open_output`, which follows the one
+output policy of :mod:`iipa.fileio`: ``-``/None is stdout; a regular file is replaced only
+when the whole table was written (an error, a full disk or Ctrl-C keeps the previous file
+and leaves no partial one); a symlink's target is written; a FIFO or a character device
+(``/dev/stdout``, ``/dev/null``) is written through; a folder is refused. Commands call
+:func:`check_output` first, so a path that cannot be written fails before any work.
+File names that are not valid UTF-8 are written as ``\\xNN`` (:func:`iipa.fileio.printable`).
+"""
 
 from __future__ import annotations
 
@@ -13,7 +22,7 @@ from typing import IO, Any
 
 from iipa.csvsafe import SafeDictWriter
 from iipa.errors import IIPAError
-from iipa.fileio import atomic_open, plain
+from iipa.fileio import atomic_open, destination, plain, printable
 
 FORMATS = ("table", "csv", "json", "jsonl")
 _EXTENSIONS = {".csv": "csv", ".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".txt": "table"}
@@ -41,6 +50,7 @@ def _cell(value: Any) -> str:
 def write_rows(rows: Iterable[dict[str, Any]], columns: Sequence[str], fmt: str, fh: IO[str]) -> int:
     """Write ``rows`` to ``fh``; returns the number written. Table output buffers to align."""
     n = 0
+    rows = ({k: printable(v) for k, v in row.items()} for row in rows)  # non-UTF-8 names: \xNN in every format
     if fmt == "csv":
         writer = SafeDictWriter(fh, fieldnames=list(columns), extrasaction="ignore")
         writer.writeheader()
@@ -70,15 +80,39 @@ def write_rows(rows: Iterable[dict[str, Any]], columns: Sequence[str], fmt: str,
     return n
 
 
+def check_output(path: str | os.PathLike | None, flag: str = "--output") -> None:
+    """Fail now (:class:`IIPAError`, exit 2) if ``path`` cannot take a table: a folder, a
+    name ending in ``/``, a special file other than a FIFO or character device, or a place
+    that cannot be written. Nothing is created."""
+    if path is None or path == "-":
+        return
+    try:
+        destination(path)
+    except IIPAError as exc:
+        raise IIPAError(f"{flag} {exc}") from None
+
+
 @contextmanager
-def open_output(path: str | None) -> Iterator[IO[str]]:
-    """``with open_output(path) as fh``: a file written atomically, or stdout for None/'-'."""
-    if path in (None, "-"):
+def open_output(path: str | os.PathLike | None, flag: str = "--output") -> Iterator[IO[str]]:
+    """``with open_output(path) as fh``: stdout for None/``-``, else the output policy above."""
+    if path is None or path == "-":
+        if sys.stdout is None:
+            raise IIPAError("standard output is closed; give -o FILE")
         yield sys.stdout
         return
-    # On an error too: rows already written are results, and nothing is lost.
-    with atomic_open(path, "w", newline="", keep_on_error=True) as fh:
-        yield fh
+    check_output(path, flag)
+    dest = destination(path)
+    try:
+        with atomic_open(path, "w", newline="", fsync=True) as fh:
+            yield fh
+    except OSError as exc:
+        # Only errors of the output itself (a write, the final flush, the rename): an
+        # OSError from the caller's own work passes through unchanged.
+        ours = exc.filename is None or Path(os.fspath(exc.filename)).parent == dest.real.parent
+        if isinstance(exc, BrokenPipeError) or not ours:
+            raise
+        kept = "" if dest.write_through else "; nothing was written, the previous file is kept"
+        raise IIPAError(f"{flag} {dest.shown}: {exc.strerror or exc}{kept}") from None
 
 
 def ensure_out_dir(path: str | os.PathLike, flag: str = "--out") -> Path:

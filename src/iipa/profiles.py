@@ -1,8 +1,8 @@
 """Named preprocessing profiles. Weights carry the profile they expect.
 
 A profile is the whole way from an image to a network input, decoding included:
-:meth:`Profile.prepare` (one view) and :meth:`Profile.prepare_views` (multi-crop) are the
-one function every path that scores an image calls (``iipa score``/``rank``/``explain``/
+:meth:`Profile.prepare` (one view, training) and :meth:`Profile.view_array` (the test-time
+views, multi-crop included) are the one function every path that scores an image calls (``iipa score``/``rank``/``explain``/
 ``evaluate``/``serve``, the study, the trainer, the Python API, the ONNX runtimes), so a
 score does not depend on how it was asked for.
 
@@ -54,6 +54,8 @@ class Profile:
     ``resize="short_side"``: scale the short side to ``size``, then crop ``crop`` x
     ``crop`` (centre at test time, random in training).
     ``decode``: ``exact`` (full-size JPEG decoding) or ``draft`` (see the module docstring).
+    ``crops``: the test-time views a scorer takes by default (1, 5 or 10, see :meth:`views`):
+    part of how the model is meant to be used, so it travels with the weights.
     """
 
     name: str
@@ -64,10 +66,13 @@ class Profile:
     std: tuple[float, float, float] | None = None
     description: str = ""
     decode: Literal["exact", "draft"] = "exact"
+    crops: int = 1
 
     def __post_init__(self) -> None:
         if self.decode not in DECODES:
             raise IIPAError(f"profile {self.name}: decode must be one of {', '.join(DECODES)}, not {self.decode!r}")
+        if self.crops not in CROPS:
+            raise IIPAError(f"profile {self.name}: crops must be one of {', '.join(map(str, CROPS))}, not {self.crops!r}")
 
     @property
     def input_size(self) -> int:
@@ -146,20 +151,15 @@ class Profile:
         """Any input (path, bytes, file object, PIL image, array) -> uint8 3 x S x S network input."""
         return self.to_uint8(self.open(source, max_pixels=max_pixels), train=train, rng=rng)
 
-    def prepare_views(self, source: ImageInput, crops: int = 1, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> torch.Tensor:
-        """Any input -> uint8 V x 3 x S x S, its ``crops`` test-time views (V = 1 for ``crops=1``).
-
-        The tensor is a channels-last view of :meth:`view_array`'s V x S x S x 3 array (no
-        transposing copy): the layout the scorer runs the model in."""
-        import torch
-
-        return torch.from_numpy(self.view_array(source, crops, max_pixels=max_pixels)).permute(0, 3, 1, 2)
-
     def view_array(self, source: ImageInput, crops: int = 1, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-        """Any input -> uint8 V x S x S x 3 numpy array of its ``crops`` test-time views: what
-        :meth:`prepare_views` wraps as a tensor, and what onnxruntime scores without torch."""
-        views = self.views(self.open(source, max_pixels=max_pixels), crops)
-        return np.stack([np.asarray(v, dtype=np.uint8) for v in views])
+        """Any input -> uint8 V x S x S x 3 numpy array of its ``crops`` test-time views (V = 1
+        for ``crops=1``): what every backend scores (see :mod:`iipa.scoring`)."""
+        return self.image_views(self.open(source, max_pixels=max_pixels), crops)
+
+    def image_views(self, img: Image.Image, crops: int = 1) -> np.ndarray:
+        """:meth:`view_array` of an already decoded RGB image (the service decodes on its own,
+        within its pixel budget)."""
+        return np.stack([np.asarray(v, dtype=np.uint8) for v in self.views(img, crops)])
 
     def to_uint8(self, img: Image.Image, *, train: bool = False, rng: random.Random | None = None) -> torch.Tensor:
         """RGB image -> uint8 CHW tensor of the network's input size (cheap to ship between processes)."""
@@ -193,7 +193,8 @@ class Profile:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Profile:
-        """From :meth:`to_dict`; a dict without ``decode`` (written before it existed) decodes exactly."""
+        """From :meth:`to_dict`; a dict without ``decode`` or ``crops`` (written before they
+        existed) decodes exactly and takes one view."""
         d = dict(d)
         for key in ("mean", "std"):
             if d.get(key) is not None:
@@ -228,7 +229,7 @@ register_profile(Profile(
     "paper", "short_side", 256, 224, IMAGENET_MEAN, IMAGENET_STD,
     description="Paper §4.1: short side 256, 224 crop (centre at test), ImageNet mean/std.",
 ))
-# EfficientNet-Lite's TF weights take mean = std = 0.5 (see DESIGN.md: verified on ImageNet).
+# EfficientNet-Lite's TF weights take mean = std = 0.5 (verified: skimage's chelsea lands in the ImageNet cat classes).
 for _name, _size, _crop, _what in (
     ("efficientnet", 256, 224, "EfficientNet-Lite (TF weights)"),
     ("efficientnet-lite1", 274, 240, "EfficientNet-Lite1 at its native 240"),

@@ -8,7 +8,7 @@ profile; the one-output score head stays fp32 (:func:`score_head_nodes`). A quar
 report the int8 model's agreement with fp32: Spearman rank correlation, max |Δscore| and
 max |Δscaled| (0-100 scale). The file keeps the fp32 file's metadata (profile, reference,
 card) and adds ``quantization`` to ``iipa.info``, so it loads like any other export:
-``Scorer("model.int8.onnx")``, ``iipa score --model model.int8.onnx``.
+``make_scorer("model.int8.onnx")``, ``iipa score --model model.int8.onnx``.
 
 Without calibration photos, the 40 licence-clean photos in ``iipa/assets/calibration``
 are used (see its README); a few hundred of the user's own photos calibrate better.
@@ -27,11 +27,12 @@ from typing import Any
 import numpy as np
 
 from iipa.errors import IIPAError
-from iipa.export import INPUT_NAME, export_onnx
+from iipa.export import export_onnx
 from iipa.fileio import atomic_path
 from iipa.images import DEFAULT_MAX_PIXELS
 from iipa.levels import reference_distribution
 from iipa.models import PopularityNet
+from iipa.onnx_format import INPUT_NAME
 from iipa.profiles import Profile
 from iipa.scoring import prepare_item
 
@@ -70,7 +71,7 @@ def prepared_batches(profile: Profile, paths: Sequence[str], batch: int = 8) -> 
     for path in paths:
         views, _ = prepare_item(profile, path, 1, DEFAULT_MAX_PIXELS)
         if views is not None:
-            good.append(views[0].numpy())
+            good.append(np.ascontiguousarray(views[0].transpose(2, 0, 1)))  # HWC -> the graph's CHW
         if len(good) == batch:
             yield np.stack(good)
             good = []

@@ -1,9 +1,9 @@
 """Album report: a self-contained HTML contact sheet sorted by score, and the score histogram
 with its fitted Gaussian (paper Fig. 5).
 
-The HTML has no external resource at all (no CDN, no fonts, no scripts): thumbnails,
-heatmaps and the histogram are embedded as ``data:`` URIs, so the file can be mailed or
-opened offline and still shows everything.
+The HTML has no external resource at all (no CDN, no fonts, no scripts): thumbnails and
+heatmaps are embedded as ``data:`` URIs and the histogram as inline SVG, so the file can be
+mailed or opened offline and still shows everything.
 """
 
 from __future__ import annotations
@@ -17,12 +17,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from markupsafe import Markup
 from PIL import Image
 
 from iipa import levels
 from iipa.errors import ImageError
-from iipa.fileio import write_bytes, write_text
+from iipa.fileio import printable, write_text
 from iipa.images import open_image
+from iipa.plots import Line, histogram_svg, inline
 from iipa.scoring import ScoreResult
 from iipa.templating import data_uri, render  # noqa: F401 - data_uri: public since the album had it
 
@@ -46,45 +48,26 @@ fit_gaussian = levels.reference_distribution
 
 
 def score_histogram(scores: Sequence[float], *, reference: dict[str, Any] | None = None,
-                    title: str = "Score distribution") -> bytes:
-    """PNG of the histogram of ``scores`` (density) with the fitted Gaussian; with a
+                    title: str = "Score distribution") -> str:
+    """SVG of the histogram of ``scores`` (density) with the fitted Gaussian; with a
     ``reference``, the four level edges are drawn and the bands named."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     finite = [s for s in scores if s is not None and math.isfinite(s)]
-    fig = Figure(figsize=(6.4, 3.6), dpi=100)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
     fit = fit_gaussian(finite)
+    lo, hi = -1.0, 1.0
     if finite:
+        centre = fit["mean"] if fit else finite[0]
         spread = 3 * fit["std"] if fit and fit["std"] > 0 else 1.0
-        lo = min(min(finite), (fit or {"mean": finite[0]})["mean"] - spread)
-        hi = max(max(finite), (fit or {"mean": finite[0]})["mean"] + spread)
-        ax.hist(finite, bins=min(30, max(5, len(finite) // 3)), density=True, color="#9dc3e6",
-                edgecolor="#5b9bd5", lw=0.5, label=f"{len(finite)} images")
-        ax.set_xlim(lo, hi)
+        lo, hi = min(min(finite), centre - spread), max(max(finite), centre + spread)
+    curves = []
     if fit and fit["std"] > 0:
-        xs = np.linspace(lo, hi, 300)
+        xs = np.linspace(lo, hi, 200)
         pdf = np.exp(-0.5 * ((xs - fit["mean"]) / fit["std"]) ** 2) / (fit["std"] * math.sqrt(2 * math.pi))
-        ax.plot(xs, pdf, color="#c0392b", lw=2,
-                label=f"Gaussian fit: mean {fit['mean']:.3g}, std {fit['std']:.3g}")
-    drawn = 0
-    if reference:
-        left, right = ax.get_xlim()
-        for edge, name in zip(levels.level_edges(reference), levels.LEVELS[1:], strict=True):
-            if left < edge < right:
-                drawn += 1
-                ax.axvline(edge, color="#555", ls="--", lw=0.8)
-                ax.text(edge, 0.02, f" {name}", transform=ax.get_xaxis_transform(), va="bottom", fontsize=7)
-    ax.set_xlabel("score (dashed: where the model's levels begin)" if drawn else "score")
-    ax.set_ylabel("density")
-    ax.set_title(title)
-    ax.legend(loc="best", fontsize=8)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return buf.getvalue()
+        curves.append(Line(xs.tolist(), pdf.tolist(), f"Gaussian fit: mean {fit['mean']:.3g}, std {fit['std']:.3g}"))
+    edges = list(zip(levels.level_edges(reference), levels.LEVELS[1:], strict=True)) if reference else []
+    drawn = any(lo < edge < hi for edge, _ in edges)
+    return histogram_svg(finite, title=title, bins=min(30, max(5, len(finite) // 3)), xlim=(lo, hi),
+                         curves=curves, edges=edges, bar_label=f"{len(finite)} images",
+                         xlabel="score (dashed: where the model's levels begin)" if drawn else "score")
 
 
 def jpeg_thumbnail(img: Image.Image, size: int) -> bytes:
@@ -122,15 +105,16 @@ def build_album(results: Sequence[ScoreResult], *, model: PopularityNet | None =
 
 
 def album_html(entries: Sequence[AlbumEntry], *, title: str = "iipa album",
-               histogram_png: bytes | None = None, summary: str = "") -> str:
+               histogram_svg: str | None = None, summary: str = "") -> str:
     """The contact sheet as one HTML string (everything embedded; template ``album.html``)."""
     cards, rank = [], 0
     for e in entries:
         rank += e.result.ok
         cards.append({"result": e.result, "rank": rank if e.result.ok else None, "thumbnail": e.thumbnail,
-                      "heatmap": e.heatmap, "name": os.path.basename(e.result.source)})
+                      "heatmap": e.heatmap, "name": printable(os.path.basename(e.result.source)),
+                      "source": printable(e.result.source)})  # non-UTF-8 names as \xNN, as in every table
     width = 320 if any(e.heatmap for e in entries) else 180
-    return render("album.html", title=title, summary=summary, histogram_png=histogram_png, cards=cards,
+    return render("album.html", title=title, summary=summary, histogram_svg=Markup(inline(histogram_svg or "")), cards=cards,
                   width=width, colours=LEVEL_COLOURS)
 
 
@@ -138,14 +122,14 @@ def write_album(results: Sequence[ScoreResult], path: str | os.PathLike, *,
                 model: PopularityNet | None = None, heatmaps: bool = False, thumb_size: int = 320,
                 histogram_path: str | os.PathLike | None = None, title: str | None = None,
                 all_scores: Sequence[float] | None = None) -> dict[str, Any]:
-    """Write the HTML album (and the histogram PNG beside it). Returns paths and the fit.
+    """Write the HTML album (and the histogram SVG beside it). Returns paths and the fit.
 
     ``all_scores``: what the histogram and fit describe when ``results`` is only a top-N.
     """
     path = Path(path)
     reference = model.reference if model is not None else None
     scores = list(all_scores) if all_scores is not None else [r.score for r in results if r.ok]
-    png = score_histogram(scores, reference=reference)
+    svg = score_histogram(scores, reference=reference)
     fit = fit_gaussian(scores)
     entries = build_album(results, model=model if heatmaps else None, thumb_size=thumb_size)
     failed = sum(not r.ok for r in results)
@@ -159,8 +143,8 @@ def write_album(results: Sequence[ScoreResult], path: str | os.PathLike, *,
     if reference:
         summary += (f". Levels and x/100 use the reference mean {float(reference['mean']):.3g}, "
                     f"std {float(reference['std']):.3g}")
-    write_text(path, album_html(entries, title=title or f"iipa album: {path.stem}", histogram_png=png,
+    write_text(path, album_html(entries, title=title or f"iipa album: {path.stem}", histogram_svg=svg,
                                 summary=summary))
-    hist_path = Path(histogram_path) if histogram_path else path.with_name(path.stem + ".histogram.png")
-    write_bytes(hist_path, png)
+    hist_path = Path(histogram_path) if histogram_path else path.with_name(path.stem + ".histogram.svg")
+    write_text(hist_path, svg)
     return {"report": path, "histogram": hist_path, "fit": fit}

@@ -15,7 +15,7 @@ precision is how models are trained; the trainer scores its validation pairs wit
 scoring precision). The score head always runs in fp32 (``ScoreHead``).
 
 torch is imported by the functions that need it, not by this module: the onnxruntime
-scoring path (:func:`iipa.scoring.onnx_route`) must decide its device without it.
+scoring path (:func:`iipa.scoring.choose_runtime`) must decide its device without it.
 """
 
 from __future__ import annotations

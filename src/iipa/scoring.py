@@ -1,29 +1,29 @@
-"""The one inference path: batched, streaming scoring of files, lists or in-memory images.
+"""The one inference path: :func:`make_scorer` composes a model's profile with a backend.
 
-Every input goes through its model's profile (:meth:`Profile.prepare_views`: decoding,
-resizing, cropping, multi-crop views), decoded by a pool of threads (Pillow's decoders and
-resizers release the GIL); the model runs in the calling thread, channels_last, at the
-precision :mod:`iipa.runtime` resolves. On the CPU decoding and the model alternate, each
-on every core; on a GPU the next batch decodes while the model runs. Results come out in
-input order, one :class:`ScoreResult` per input, failures included; memory stays bounded
-by two batches whatever the number of inputs.
+A :class:`Scorer` turns every input into its profile's uint8 views (:meth:`Profile.view_array`:
+decoding, resizing, cropping, multi-crop; numpy, in a pool of threads: Pillow's decoders and
+resizers release the GIL) and hands them to a *backend*, one small interface: uint8 views
+N x H x W x 3 in, float32 numpy scores out. Two backends exist: onnxruntime
+(:class:`iipa.onnx_runtime.OnnxBackend`) and PyTorch (:class:`iipa.torch_runtime.TorchBackend`,
+the only place scoring imports torch). Results come out in input order, one
+:class:`ScoreResult` per input, failures included; memory stays bounded by two batches.
 
-This module does not import torch: :class:`Scorer` decides its route (:func:`onnx_route`)
-first, and an :class:`~iipa.onnx_runtime.OnnxScorer` decodes into numpy arrays and scores
-with onnxruntime, so ``iipa score`` with the default model on the CPU never loads torch
-(seconds of a fresh process's start-up). The PyTorch methods import it when called.
+The ``runtime`` rule (:func:`choose_runtime`), the same for the CLI's ``--runtime``, the
+service and the API: ``onnx`` and ``torch`` force a backend; ``auto`` takes the only one a
+model has weights for, and when it has both (the default model ships an ONNX export beside
+its ``.pt``), onnxruntime when scoring runs on the CPU in fp32 without ``optimize`` and
+onnxruntime is installed (the same scores, |delta| <= 1e-4 tested, several times faster
+than PyTorch's CPU depthwise convolutions), else PyTorch (GPUs, bf16/fp16, jit/compile).
 """
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import os
-import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -31,24 +31,23 @@ from iipa import levels
 from iipa.errors import IIPAError, ImageError
 from iipa.images import DEFAULT_MAX_PIXELS, ImageInput, describe
 from iipa.profiles import CROPS, Profile
-from iipa.runtime import (
-    decode_threads,
-    device_type,
-    precision_name,
-    resolve_device,
-    resolve_scoring_precision,
-    runs_on_cpu,
-)
-from iipa.weights import load_model, onnx_companion
+from iipa.record import ModelRecord, resolve_model
+from iipa.runtime import decode_threads, device_type, runs_on_cpu
 
-if TYPE_CHECKING:
-    import torch
-
-    from iipa.models import PopularityNet
-
-# (uint8 V x 3 x S x S views, error): a torch tensor for PyTorch, a numpy array for onnxruntime.
-Prepared = tuple[Any, str | None]
+# (uint8 V x S x S x 3 views, None) or (None, why the input could not be scored).
+Prepared = tuple[np.ndarray | None, str | None]
 RUNTIMES = ("auto", "torch", "onnx")
+OPTIMIZE = ("none", "jit", "compile")
+
+
+class Backend(Protocol):
+    """What runs a model: prepared uint8 views N x H x W x 3 in, float32 scores (N,) out."""
+
+    name: str  # "onnx" or "torch"
+    device: str  # where it runs: "cpu", "cuda:0", ...
+    precision: str  # "fp32", "bf16", "fp16" or "int8"
+
+    def __call__(self, views: np.ndarray) -> np.ndarray: ...
 
 
 @dataclass
@@ -71,48 +70,63 @@ class ScoreResult:
                 "level": self.level, "error": self.error}
 
 
-def is_onnx_file(model: Any) -> bool:
-    return isinstance(model, (str, os.PathLike)) and os.fspath(model).lower().endswith(".onnx")
-
-
-def onnx_route(model: Any = None, *, runtime: str = "auto", device: str | None = None,
-               precision: str = "auto", optimize: str = "none", **_: Any) -> str | os.PathLike | None:
-    """The ONNX file that scores ``model``, or None for PyTorch.
-
-    ``auto``: an ``.onnx`` file, or named weights with a shipped ONNX export (the default
-    model has one) when scoring runs on the CPU in fp32 with onnxruntime installed: the
-    export gives the same scores (|delta| <= 1e-4, tested) several times faster than
-    PyTorch's CPU depthwise convolutions. ``torch`` and ``onnx`` force one runtime.
-    """
+def choose_runtime(record: ModelRecord, runtime: str = "auto", *, device: str | None = None,
+                   precision: str = "auto", optimize: str = "none") -> str:
+    """``onnx`` or ``torch``: the backend that scores ``record`` (the rule in the module docstring)."""
     if runtime not in RUNTIMES:
         raise IIPAError(f"unknown runtime {runtime!r}; use {', '.join(RUNTIMES)}")
-    if is_onnx_file(model):
-        if runtime == "torch":
-            raise IIPAError(f"{os.fspath(model)} is an ONNX file; score it with --runtime onnx or auto")
-        return model
-    if runtime == "torch":
-        return None
-    companion = onnx_companion(model)
-    if runtime == "onnx":
-        if companion is None:
+    if optimize not in OPTIMIZE:
+        raise IIPAError(f"unknown --optimize {optimize!r}; use {', '.join(OPTIMIZE)}")
+    no_torch = record.torch_unavailable()
+    if runtime == "onnx" or (runtime == "auto" and no_torch and record.onnx_file is not None):
+        if record.onnx_file is None:
             raise IIPAError("--runtime onnx needs an .onnx file or named weights that ship an ONNX export "
-                            f"(make one with `iipa export --model {model or 'MODEL'} --output model.onnx`)")
-        return companion
-    if companion is None or precision not in ("auto", "fp32") or optimize != "none":
-        return None
+                            f"(make one with `iipa export --model {record.name} --output model.onnx`)")
+        return "onnx"
+    if no_torch:
+        raise IIPAError(f"--runtime torch: {no_torch}" if runtime == "torch" else no_torch)
+    if runtime == "torch" or record.onnx_file is None or precision not in ("auto", "fp32") or optimize != "none":
+        return "torch"
     # Decided without importing torch where no GPU can be present (see runtime.runs_on_cpu).
     if not runs_on_cpu(device) or importlib.util.find_spec("onnxruntime") is None:
-        return None
-    return companion
+        return "torch"
+    return "onnx"
 
 
-def prepare_item(profile: Profile, item: ImageInput, crops: int, max_pixels: int, *, array: bool = False) -> Prepared:
-    """The profile's views of one input (:meth:`Profile.prepare_views`; with ``array``, the
-    V x S x S x 3 numpy array of :meth:`Profile.view_array`), or the error that stops it
-    (never raises)."""
-    views = profile.view_array if array else profile.prepare_views
+def make_scorer(model: Any = None, *, runtime: str = "auto", device: str | None = None, precision: str = "auto",
+                crops: int | None = None, batch_size: int = 32, num_workers: int | None = None,
+                threads: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS, optimize: str = "none",
+                channels_last: bool = True, offline: bool = False) -> Scorer:
+    """A :class:`Scorer` for ``model`` (a :class:`~iipa.record.ModelRecord` or anything
+    :func:`~iipa.record.resolve_model` takes; None: the default model).
+
+    ``crops``: views per image, 1, 5 or 10 (None: the model's default, ``record.crops``).
+    ``precision``: ``auto`` (= fp32, see :mod:`iipa.runtime`), ``fp32``, ``bf16``, ``fp16``
+    (PyTorch only; an ONNX file's precision is fixed at export). ``num_workers``: decoding
+    threads (default :func:`iipa.runtime.decode_threads`); ``threads``: onnxruntime's
+    compute threads (default: one per CPU). ``optimize``/``channels_last``: PyTorch only.
+    """
+    record = resolve_model(model, offline=offline)
+    which = choose_runtime(record, runtime, device=device, precision=precision, optimize=optimize)
+    backend: Backend
+    if which == "onnx":
+        from iipa.onnx_runtime import OnnxBackend
+
+        backend = OnnxBackend(record, device=device, precision=precision, threads=threads)
+    else:
+        from iipa.torch_runtime import TorchBackend
+
+        backend = TorchBackend(record, device=device, precision=precision, optimize=optimize,
+                               channels_last=channels_last)
+    return Scorer(record, backend, crops=crops, batch_size=batch_size, num_workers=num_workers,
+                  max_pixels=max_pixels)
+
+
+def prepare_item(profile: Profile, item: ImageInput, crops: int, max_pixels: int) -> Prepared:
+    """The profile's uint8 V x S x S x 3 views of one input (:meth:`Profile.view_array`), or
+    the error that stops it (never raises)."""
     try:
-        return views(item, crops, max_pixels=max_pixels), None
+        return profile.view_array(item, crops, max_pixels=max_pixels), None
     except ImageError as exc:
         return None, exc.reason + (f": {exc.detail}" if exc.detail else "")
     except Exception as exc:  # noqa: BLE001 - one odd file must not stop a batch
@@ -120,125 +134,78 @@ def prepare_item(profile: Profile, item: ImageInput, crops: int, max_pixels: int
 
 
 class Scorer:
-    """Score images with a popularity model.
+    """Score images with a model record's profile and a backend (build one with :func:`make_scorer`).
 
-    >>> scorer = Scorer(load_model("run/best.pt"))          # doctest: +SKIP
+    >>> scorer = make_scorer("run/best.pt")                 # doctest: +SKIP
     >>> scorer.score(["a.jpg", "b.jpg"])                    # doctest: +SKIP
     [3.12, 1.87]
 
-    ``crops``: 1 (the profile's centre crop), 5 (four corners + centre) or 10 (the same
-    and their mirror images); an image's score is the mean over its views.
-    ``precision``: ``auto`` (= fp32, see :mod:`iipa.runtime`), ``fp32``, ``bf16`` or ``fp16``.
-    ``num_workers``: decoding threads (default :func:`iipa.runtime.decode_threads`).
-    An ``.onnx`` file (from ``iipa export``, fp32 or int8) gives an
-    :class:`~iipa.onnx_runtime.OnnxScorer`: the same decoding, onnxruntime for the network;
-    so do named weights with a shipped ONNX export on the CPU in fp32 (``runtime``: ``auto``,
-    ``torch`` or ``onnx``, see :func:`onnx_route`).
+    An image's score is the mean over its ``crops`` views: 1 (the profile's centre crop), 5
+    (four corners + centre) or 10 (the same and their mirror images).
     """
 
-    runtime = "torch"
-
-    def __new__(cls, model: Any = None, **kwargs: Any) -> Scorer:
-        if cls is Scorer and onnx_route(model, **kwargs) is not None:
-            from iipa.onnx_runtime import OnnxScorer
-
-            return super().__new__(OnnxScorer)
-        return super().__new__(cls)
-
-    def __init__(
-        self,
-        model: PopularityNet | str | os.PathLike | None = None,
-        *,
-        device: str | None = None,
-        precision: str = "auto",
-        batch_size: int = 32,
-        num_workers: int | None = None,
-        crops: int = 1,
-        max_pixels: int = DEFAULT_MAX_PIXELS,
-        channels_last: bool = True,
-        optimize: str = "none",
-        runtime: str = "auto",
-    ) -> None:
-        self.device = resolve_device(device)
-        self.model = load_model(model).to(self.device).eval()
-        self.profile = self.model.profile
-        self.autocast_dtype = resolve_scoring_precision(precision, self.device)
-        self._set_loading(batch_size, num_workers, crops, max_pixels)
-        import torch
-
-        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        self.model = self.model.to(memory_format=self.memory_format)
-        self.optimize = optimize
-        self._forward = self._optimized_forward(optimize)
-
-    def _set_loading(self, batch_size: int, num_workers: int | None, crops: int, max_pixels: int) -> None:
+    def __init__(self, record: ModelRecord, backend: Backend, *, crops: int | None = None, batch_size: int = 32,
+                 num_workers: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+        crops = record.crops if crops is None else crops
         if crops not in CROPS:
             raise IIPAError(f"crops must be one of {', '.join(map(str, CROPS))}, not {crops}")
         if batch_size < 1:
             raise IIPAError(f"batch size must be at least 1, got {batch_size}")
-        self.batch_size = batch_size
-        self.num_workers = decode_threads(self.device) if num_workers is None else max(0, num_workers)
+        self.record = record
+        self.backend = backend
+        self.profile = record.profile
         self.crops = crops
+        self.batch_size = batch_size
+        self.num_workers = decode_threads(backend.device) if num_workers is None else max(0, num_workers)
         self.max_pixels = max_pixels
+        self._torch_model: Any = None
 
-    def _optimized_forward(self, how: str) -> Any:
-        """``jit``: trace + freeze (oneDNN fuses conv/bn/relu; ResNet-50 bf16 on 2 cores: ~30 -> ~37
-        img/s, a few seconds to build). ``compile``: torch.compile (similar speed, ~50 s to build)."""
-        import torch
+    @property
+    def runtime(self) -> str:
+        return self.backend.name
 
-        if how == "none":
-            return self.model
-        if how == "compile":
-            return torch.compile(self.model)
-        if how != "jit":
-            raise IIPAError(f"unknown --optimize {how!r}; use none, jit or compile")
-        size = self.profile.input_size
-        example = torch.zeros(2, 3, size, size, device=self.device).contiguous(memory_format=self.memory_format)
-        with torch.inference_mode(), self._autocast(cache_enabled=False), warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # TorchScript deprecation notices
-            return torch.jit.freeze(torch.jit.trace(self.model, example, check_trace=False))
+    @property
+    def device(self) -> str:
+        return self.backend.device
 
     @property
     def precision(self) -> str:
-        return precision_name(self.autocast_dtype)
+        return self.backend.precision
 
-    def _autocast(self, **kwargs: Any) -> contextlib.AbstractContextManager:
-        if self.autocast_dtype is None:
-            return contextlib.nullcontext()
-        import torch
+    @property
+    def reference(self) -> Any:
+        return self.record.reference
 
-        return torch.autocast(self.device.type, dtype=self.autocast_dtype, **kwargs)
+    def torch_model(self) -> Any:
+        """The model's PyTorch weights as a PopularityNet (for Grad-CAM heatmaps): the torch
+        backend's own model, else loaded on the CPU on first use. Raises IIPAError saying why
+        when they cannot be had (:meth:`ModelRecord.heatmaps_unavailable`)."""
+        if self._torch_model is None:
+            if self.backend.name == "torch":
+                self._torch_model = self.backend.model  # type: ignore[attr-defined]
+            else:
+                reason = self.record.torch_unavailable()
+                if reason:
+                    raise IIPAError(reason)
+                self._torch_model = self.record.load_torch("cpu")
+        return self._torch_model
 
-    def score_batch(self, batch: torch.Tensor) -> torch.Tensor:
-        """uint8 N x 3 x H x W (already resized and cropped) -> N float scores on the CPU."""
-        import torch
+    def score_array(self, views: np.ndarray) -> np.ndarray:
+        """uint8 N x S x S x 3 views (already resized and cropped) -> N float32 scores."""
+        return np.asarray(self.backend(np.ascontiguousarray(views, dtype=np.uint8)), dtype=np.float32).reshape(-1)
 
-        with torch.inference_mode():
-            x = self.profile.normalize(batch).to(self.device, non_blocking=True)
-            x = x.contiguous(memory_format=self.memory_format)
-            with self._autocast():
-                out = self._forward(x)
-            return out.float().cpu()
-
-    def score_views(self, views: Sequence[torch.Tensor]) -> list[float]:
-        """One score per image from its uint8 V x 3 x S x S views (mean over the views)."""
+    def score_views(self, views: Sequence[np.ndarray]) -> list[float]:
+        """One score per image from its uint8 V x S x S x 3 views (mean over the views, in float64)."""
+        if not views:
+            return []
         counts = [len(v) for v in views]
-        scores = self.score_batch(self._stack(views))
-        if all(c == 1 for c in counts):  # one view each: no per-image tensor work
+        scores = self.score_array(np.concatenate(views))
+        if all(c == 1 for c in counts):
             return scores.tolist()
-        return [float(s.mean()) for s in scores.split(counts)]
-
-    def _stack(self, views: Sequence[torch.Tensor]) -> torch.Tensor:
-        """Concatenate in the views' own N x H x W x C layout (a plain copy), viewed as NCHW:
-        the batch is channels_last with no transposing copy. numpy, not torch.cat: torch 2.x
-        took ~1 s for 32 uint8 views, numpy a few ms."""
-        import torch
-
-        nhwc = np.concatenate([v.permute(0, 2, 3, 1).numpy() for v in views])
-        return torch.from_numpy(nhwc).permute(0, 3, 1, 2)
+        return [float(s.mean(dtype=np.float64)) for s in np.split(scores, np.cumsum(counts)[:-1])]
 
     def prepare(self, item: ImageInput) -> Prepared:
-        """One input -> (its views, None) or (None, error): what :meth:`iter_scores` decodes."""
+        """One input -> (its uint8 views, None) or (None, error): what :meth:`iter_scores` decodes."""
         return prepare_item(self.profile, item, self.crops, self.max_pixels)
 
     def _batches(self, items: Sequence[ImageInput], pool: ThreadPoolExecutor | None) -> Iterator[list[Prepared]]:
@@ -288,7 +255,7 @@ class Scorer:
     def _result(self, item: ImageInput, score: float | None, error: str | None) -> ScoreResult:
         if score is None:
             return ScoreResult(describe(item), None, error)
-        meaning = levels.describe(score, self.model.reference)
+        meaning = levels.describe(score, self.record.reference)
         return ScoreResult(describe(item), score, scaled=meaning["scaled"], level=meaning["level"])
 
     def score(self, inputs: ImageInput | Iterable[ImageInput], *, on_error: str = "raise") -> list[float]:

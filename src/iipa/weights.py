@@ -1,4 +1,4 @@
-"""Named weights as data, and ``load_model``: one resolution order for every entry point.
+"""Named weights as data: the registry, the cache dir and checksum-verified downloads.
 
 Each :class:`NamedWeights` entry says everything needed to use a weights file (as
 torchvision's ``Weights``): the architecture, the preprocessing profile, the reference
@@ -6,14 +6,13 @@ score distribution, where the file comes from (a URL with its sha256, or a file 
 inside the package), the image domain it was trained on, and free-form ``meta``. Loading
 named weights builds the model from the entry; the file only supplies the tensors.
 
-``load_model(spec)`` accepts, in this order: a ``PopularityNet`` (returned as is), a path
-to a checkpoint file, or the name of registered weights. A packaged entry loads from the
-installed package with no network; a downloadable one is looked up in the cache dir
-(``$IIPA_HOME/weights``, default ``~/.cache/iipa/weights``) and downloaded there on first
-use: resumable, written atomically, checksum-verified when the checksum is known.
+A packaged entry loads from the installed package with no network; a downloadable one is
+looked up in the cache dir (``$IIPA_HOME/weights``, default ``~/.cache/iipa/weights``) and
+downloaded there on first use (:func:`resolve_weights`): resumable, written atomically,
+checksum-verified when the checksum is known. What a name, a file or an ONNX export *is*
+(its :class:`~iipa.record.ModelRecord`) is decided in :mod:`iipa.record`.
 
-This module imports torch only when a model is actually loaded, so listing and
-describing weights stays fast.
+This module never imports torch, so listing and describing weights stays fast.
 """
 
 from __future__ import annotations
@@ -27,18 +26,15 @@ import urllib.request
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from iipa.errors import IIPAError, WeightsError
+from iipa.errors import WeightsError
 from iipa.levels import AUTHORS_REFERENCE
 from iipa.registry import Registry
 from iipa.weights_store import OFFLINE_ENV, offline, record_sha256, recorded_sha256
 
-if TYPE_CHECKING:  # torch is imported by load_model only: the registry is read by `iipa --help`
-    from iipa.models import PopularityNet
-
 CHUNK = 1 << 20
-# The model every entry point uses when none is named (`iipa score`, `load_model`, ...).
+# The model every entry point uses when none is named (`iipa score`, `resolve_model()`, ...).
 DEFAULT_MODEL = "instagram-lite0"
 # How a weights file stores its tensors (see iipa.checkpoint.FORMATS): "iipa" is our
 # checkpoint dict, "state_dict" a plain torchvision state dict (the authors' release).
@@ -68,7 +64,7 @@ class NamedWeights:
     format: str = "iipa"
     package_file: str | None = None
     # An fp32 ONNX export of the same weights, inside the package (like ``package_file``),
-    # which CPU scoring runs through onnxruntime (``Scorer(runtime="auto")``): several times
+    # which CPU scoring runs through onnxruntime (``make_scorer(runtime="auto")``): several times
     # faster than PyTorch's CPU depthwise convolutions, same scores (tests keep it fresh).
     onnx_file: str | None = None
 
@@ -146,16 +142,6 @@ register_weights(NamedWeights(
                 "fitted on real Instagram photos (instagram-dev, all 572 accounts); see its card for data, "
                 "cross-validated accuracy on unseen accounts and limits.",
 ))
-
-
-def onnx_companion(spec: Any = None) -> Path | None:
-    """The shipped ONNX export of named weights (``None``: ``DEFAULT_MODEL``), or None when
-    ``spec`` is not a registered name or its weights have no companion file installed."""
-    spec = DEFAULT_MODEL if spec is None else spec
-    if not isinstance(spec, str) or not is_registered(spec) or not get_weights(spec).onnx_file:
-        return None
-    path = package_root() / get_weights(spec).onnx_file
-    return path if path.is_file() else None
 
 
 def iipa_home() -> Path:
@@ -267,27 +253,3 @@ def file_sha256(path: str | os.PathLike) -> str:
         while chunk := fh.read(CHUNK):
             h.update(chunk)
     return h.hexdigest()
-
-
-def load_model(spec: str | os.PathLike | PopularityNet | None = None, *,
-               device: str | None = None, download: bool = True) -> PopularityNet:
-    """A ready-to-score ``PopularityNet`` (eval mode) from a model, a file or a weights name
-    (default: ``DEFAULT_MODEL``)."""
-    from iipa.checkpoint import load_checkpoint, model_from_entry, read_checkpoint
-    from iipa.models import PopularityNet
-
-    spec = DEFAULT_MODEL if spec is None else spec
-    if isinstance(spec, PopularityNet):
-        model = spec
-    elif Path(spec).is_file():
-        model = load_checkpoint(spec)
-    elif is_registered(spec):
-        path = resolve_weights(spec, download=download)
-        model = model_from_entry(get_weights(spec), read_checkpoint(path), source=str(path))
-    else:
-        raise IIPAError(
-            f"--model {os.fspath(spec)!r} is neither a checkpoint file nor named weights "
-            f"(known: {', '.join(list_weights())})"
-        )
-    model.eval()
-    return model.to(device) if device else model

@@ -9,21 +9,21 @@ command's parser, and must not pay seconds and a gigabyte for it.
 from __future__ import annotations
 
 import argparse
-import os
 import re
-from pathlib import Path
 from typing import Any
 
 from iipa.errors import IIPAError
+from iipa.extras import explain_missing
+from iipa.runtime import PRECISIONS
 from iipa.weights import DEFAULT_MODEL
 
 # iipa.images.DEFAULT_MAX_PIXELS, repeated here because iipa.images imports numpy and PIL;
 # tests/test_cli_contract.py checks that the two agree.
 DEFAULT_MAX_PIXELS = 100_000_000
 CROPS = (1, 5, 10)  # iipa.profiles.CROPS (that module imports numpy and PIL); the same test checks it
+RUNTIMES = ("auto", "torch", "onnx")  # iipa.scoring.RUNTIMES; the same test checks it
+OPTIMIZE = ("none", "jit", "compile")  # iipa.scoring.OPTIMIZE; the same test checks it
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
-# File headers of the model files iipa loads: torch.save's zip, a legacy pickle, ONNX protobuf.
-_ZIP_MAGIC, _PICKLE_PROTOCOL = b"PK\x03\x04", 0x80
 
 
 # --- argument types: a bad value is a usage error (exit 2, the sub-command's usage) ---
@@ -79,7 +79,10 @@ def device_name(text: str) -> str:
 
 def backbone_name(text: str) -> str:
     """A registered backbone. Imports the registry (torch) only when the flag is given."""
-    from iipa.models import list_backbones
+    try:
+        from iipa.models import list_backbones
+    except ModuleNotFoundError as exc:  # the core install: say which extra, as a usage error
+        raise argparse.ArgumentTypeError(explain_missing(exc) or str(exc)) from None
 
     known = list_backbones()
     if text not in known:
@@ -97,16 +100,27 @@ def _int(text: str) -> int:
 # --- argument groups ---
 
 def add_model_arguments(parser: argparse.ArgumentParser, *, default: str | None = DEFAULT_MODEL,
-                        precision: bool = True) -> None:
+                        precision: bool = True, runtime: bool = True) -> Any:
+    """--model, --device, --precision, --offline and (``runtime``) --runtime and --optimize."""
     g = parser.add_argument_group("model")
     g.add_argument("--model", "-m", default=default,
-                   help=f"checkpoint path or named weights (default: {default or 'none'}; see `iipa models`)")
+                   help=f"named weights, checkpoint (.pt/.pth) or exported .onnx file "
+                        f"(default: {default or 'none'}; see `iipa models`)")
     g.add_argument("--device", default="auto", type=device_name, help="auto, cpu, cuda, cuda:1, mps (default: auto)")
     if precision:
-        g.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
+        g.add_argument("--precision", default="auto", choices=PRECISIONS,
                        help="auto: fp32 (bf16 moved EfficientNet scores by up to 8 points of 100; "
                             "pass bf16 for speed where that is acceptable); default: auto")
+    if runtime:
+        g.add_argument("--runtime", choices=RUNTIMES, default="auto",
+                       help="auto: the only backend the model has weights for; with both (the default model "
+                            "ships an ONNX export), onnxruntime on the CPU in fp32 without --optimize -- same "
+                            "scores, several times faster -- else PyTorch. torch or onnx force one (default: auto)")
+        g.add_argument("--optimize", default="none", choices=OPTIMIZE,
+                       help="PyTorch only. jit: trace and freeze the model (~20%% faster ResNet-50 on the CPU, "
+                            "seconds to build); compile: torch.compile (similar, ~1 min to build); default: none")
     add_offline_argument(g)
+    return g
 
 
 def add_offline_argument(parser: argparse.ArgumentParser | Any) -> None:
@@ -115,15 +129,37 @@ def add_offline_argument(parser: argparse.ArgumentParser | Any) -> None:
                         help="never download weights (also: IIPA_OFFLINE=1)")
 
 
+def add_crops_argument(parser: argparse.ArgumentParser | Any) -> None:
+    parser.add_argument("--crops", type=int, default=None, choices=CROPS,
+                        help="views per image: 1: the profile's centre crop; 5: corners + centre; 10: the same + "
+                             "mirror images (an image's score is the mean over its views; default: the model's, "
+                             "see `iipa model-info`)")
+
+
 def add_loader_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("loading")
     g.add_argument("--batch-size", type=positive_int, default=32, help="images per model call (default: 32)")
     g.add_argument("--workers", type=nonnegative_int, default=None, help="decoding threads (default: one per CPU)")
-    g.add_argument("--crops", type=int, default=1, choices=CROPS,
-                   help="1: the profile's centre crop; 5: corners + centre; 10: the same + mirror images "
-                        "(an image's score is the mean over its views; default 1)")
+    add_crops_argument(g)
     g.add_argument("--max-pixels", type=positive_int, default=DEFAULT_MAX_PIXELS,
                    help=f"refuse larger images as decompression bombs (default: {DEFAULT_MAX_PIXELS})")
+
+
+def add_scoring_arguments(parser: argparse.ArgumentParser) -> None:
+    """The model and loading options every command that scores images takes alike."""
+    add_model_arguments(parser)
+    add_loader_arguments(parser)
+
+
+def make_scorer_from_args(args: argparse.Namespace, **overrides: Any) -> Any:
+    """The :func:`iipa.scoring.make_scorer` the model and loading options ask for."""
+    from iipa.scoring import make_scorer
+
+    options = {"runtime": args.runtime, "device": args.device, "precision": args.precision,
+               "optimize": args.optimize, "crops": args.crops, "batch_size": args.batch_size,
+               "num_workers": args.workers, "max_pixels": args.max_pixels}
+    options.update(overrides)
+    return make_scorer(args.model, **options)
 
 
 def add_table_output_arguments(parser: argparse.ArgumentParser | Any, formats: tuple[str, ...] | None = None) -> None:
@@ -140,13 +176,16 @@ def add_table_output_arguments(parser: argparse.ArgumentParser | Any, formats: t
 # --- checks before a command starts: fail in a second, not after minutes of work ---
 
 def check_args(args: argparse.Namespace) -> None:
-    """Validate what parsing cannot: the device exists, the model names a usable file or weights."""
+    """Validate what parsing cannot: the device exists; --model names a file or weights
+    (:func:`iipa.record.resolve_model` answers, and the command reads the same record)."""
     device = getattr(args, "device", None)
     if device not in (None, "auto", "cpu"):
         check_device(device)
     model = getattr(args, "model", None)
     if isinstance(model, str):
-        check_model_spec(model)
+        from iipa.record import resolve_model
+
+        args.model = resolve_model(model)
 
 
 def check_device(device: str) -> None:
@@ -160,29 +199,6 @@ def check_device(device: str) -> None:
             raise IIPAError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) here")
     elif device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise IIPAError("--device mps: Apple's MPS backend is not available here; use --device cpu (or auto)")
-
-
-def check_model_spec(spec: str) -> None:
-    """A readable model file (by its header) or registered weights; else one clear line."""
-    from iipa.weights import list_weights
-
-    path = Path(spec).expanduser()
-    if path.is_dir():
-        raise IIPAError(f"--model {spec}: is a folder; give a checkpoint file (e.g. {path / 'best.pt'})")
-    if path.is_file():
-        if path.suffix.lower() == ".onnx":
-            return
-        with open(path, "rb") as fh:
-            head = fh.read(4)
-        if not head.startswith(_ZIP_MAGIC) and not (head and head[0] == _PICKLE_PROTOCOL):
-            raise IIPAError(f"--model {spec}: not a model file (expected a PyTorch checkpoint .pt/.pth "
-                            f"or an exported .onnx file)")
-        return
-    if spec in list_weights():
-        return
-    if os.sep in spec or "/" in spec or path.suffix.lower() in (".pt", ".pth", ".onnx", ".ckpt"):
-        raise IIPAError(f"--model {spec}: no such file")
-    raise IIPAError(f"--model {spec}: neither a file nor named weights (known: {', '.join(list_weights())})")
 
 
 # --- progress ---

@@ -15,7 +15,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from iipa.commands._common import add_model_arguments, add_table_output_arguments
+from iipa.commands._common import (
+    add_scoring_arguments,
+    add_table_output_arguments,
+    make_scorer_from_args,
+)
 
 NAME = "compare"
 HELP = "which of two photos will get more likes, with the probability"
@@ -25,17 +29,17 @@ COLUMNS = ("image_a", "image_b", "score_a", "score_b", "probability_a", "more_po
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("image_a", metavar="A", help="first photo")
     parser.add_argument("image_b", metavar="B", help="second photo")
-    add_model_arguments(parser)
+    add_scoring_arguments(parser)
     add_table_output_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     from iipa.compare import compare
-    from iipa.output import infer_format, open_output, write_rows
-    from iipa.scoring import Scorer
+    from iipa.output import check_output, infer_format, open_output, write_rows
 
+    check_output(args.output)  # before loading the model: a bad path must not cost the work
     fmt = infer_format(args.output, args.format)
-    scorer = Scorer(args.model, device=args.device, precision=args.precision, num_workers=0)
+    scorer = make_scorer_from_args(args)
     result = compare(scorer, args.image_a, args.image_b)
     with open_output(args.output) as fh:
         write_rows([result.to_dict()], COLUMNS, fmt, fh)

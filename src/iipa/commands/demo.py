@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 
 from iipa.commands._common import backbone_name, positive_int
+from iipa.extras import require
 
 NAME = "demo"
 HELP = "offline end-to-end demo on a simulated social network (report.html)"
@@ -34,6 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    require("torch", "iipa demo")
     from iipa.demo import DemoConfig, run_demo
 
     sizes = dict(seed=args.seed, users=args.users, posts_per_user=args.posts_per_user, epochs=args.epochs, recipe=args.recipe,

@@ -20,12 +20,11 @@ import argparse
 import json
 import sys
 
-from iipa.commands._common import add_loader_arguments, add_model_arguments, positive_int
+from iipa.commands._common import add_scoring_arguments, make_scorer_from_args, positive_int
+from iipa.pairs.table import SPLITS  # reads CSV with the csv module: no pandas at `iipa --help`
 
 NAME = "evaluate"
 HELP = "pairwise accuracy (95% CI) of a model on a pairs table"
-# iipa.pairs.table.SPLITS (that module imports pandas); tests/test_cli_contract.py checks it
-SPLITS = ("train", "val", "test")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,18 +35,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-pairs", type=positive_int, help="a seeded random subset of at most N pairs per split")
     parser.add_argument("--output", "-o", metavar="FILE", help="write the JSON here instead of stdout")
     parser.add_argument("--out", metavar="DIR", help="also write a reliability diagram per split here (PNG)")
-    add_model_arguments(parser)
-    add_loader_arguments(parser)
+    add_scoring_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     from iipa.evaluate import evaluate_pairs, summary_lines
     from iipa.output import open_output
 
-    result = evaluate_pairs(args.model, args.pairs, args.images, splits=args.split, max_pairs=args.max_pairs,
-                            crops=args.crops, device=args.device, precision=args.precision,
-                            batch_size=args.batch_size, num_workers=args.workers, max_pixels=args.max_pixels)
-    result["model"] = str(args.model)
+    result = evaluate_pairs(make_scorer_from_args(args), args.pairs, args.images, splits=args.split,
+                            max_pairs=args.max_pairs)
+    result["model"] = args.model.name
     result["pairs"] = str(args.pairs)
     for line in summary_lines(result):
         print(line, file=sys.stderr)

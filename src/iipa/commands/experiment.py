@@ -21,6 +21,7 @@ import json
 from iipa.commands._common import CROPS
 from iipa.commands.train import add_train_arguments, config_from_args
 from iipa.errors import IIPAError
+from iipa.extras import require
 
 NAME = "experiment"
 HELP = "the paper's experiments: label-noise, architectures, baseline"
@@ -77,6 +78,7 @@ def experiment_config(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    require("torch", "iipa experiment")
     from iipa.train import experiments
     from iipa.train.experiments import markdown_table
 

@@ -18,8 +18,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from iipa.commands._common import add_model_arguments, add_table_output_arguments, unit_fraction
+from iipa.commands._common import (
+    add_scoring_arguments,
+    add_table_output_arguments,
+    make_scorer_from_args,
+    unit_fraction,
+)
 from iipa.errors import IIPAError
+from iipa.extras import require
 
 NAME = "explain"
 HELP = "Grad-CAM heatmaps of scores (and of a pair's score difference)"
@@ -29,7 +35,7 @@ COLUMNS = ("path", "score", "scaled", "level", "overlay", "error")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", help="image files, folders, globs, .txt or .csv lists; - reads paths from stdin")
     parser.add_argument("--out", required=True, metavar="DIR", help="folder for the overlays (created)")
-    add_model_arguments(parser)
+    add_scoring_arguments(parser)
     parser.add_argument("--alpha", type=unit_fraction, default=0.5, help="heatmap opacity in the overlay (0-1, default 0.5)")
     parser.add_argument("--raw", action="store_true", help="also save the raw heatmaps (.npy and grey .png)")
     parser.add_argument("--pair", action="store_true", help="explain f(A) - f(B) for exactly two images A B")
@@ -54,28 +60,30 @@ def _row(path: str, expl, reference, overlay: Path) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    require("torch", "iipa explain")
     from iipa.explain import explain, explain_pair, pair_figure, save_explanation
     from iipa.inputs import expand_inputs
     from iipa.output import infer_format, open_output, write_rows
-    from iipa.scoring import Scorer
-
     fmt = infer_format(args.output, args.format)
     paths = expand_inputs(args.inputs)
     if not paths:
         raise IIPAError("no image files found in " + ", ".join(args.inputs))
     if args.pair and len(paths) != 2:
         raise IIPAError(f"--pair needs exactly two images, got {len(paths)}")
-    # Scores come from the Scorer, so they are the ones `iipa score` prints for these images.
-    scorer = Scorer(args.model, device=args.device, precision=args.precision, num_workers=0,
-                    runtime="torch")  # Grad-CAM needs gradients
-    model = scorer.model
+    # Scores come from the Scorer, so they are the ones `iipa score` prints for these images;
+    # the heatmaps from the model's PyTorch weights (Grad-CAM needs gradients).
+    scorer = make_scorer_from_args(args)
+    reason = scorer.record.heatmaps_unavailable()
+    if reason:
+        raise IIPAError(reason)
+    reference = scorer.reference
     stems = _stems(paths)
     rows: list[dict] = []
     if args.pair:
         pair = explain_pair(scorer, paths[0], paths[1])
         for path, stem, side in zip(paths, stems, (pair.a, pair.b), strict=True):
             saved = save_explanation(side, args.out, f"{stem}.pair", alpha=args.alpha, raw=args.raw)
-            rows.append(_row(path, side, model.reference, saved["overlay"]))
+            rows.append(_row(path, side, reference, saved["overlay"]))
         pair_figure(pair, alpha=args.alpha).save(Path(args.out) / f"{stems[0]}-vs-{stems[1]}.pair.png")
     else:
         for path, stem in zip(paths, stems, strict=True):
@@ -85,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
                 rows.append({"path": path, "error": getattr(exc, "reason", None) or str(exc)})
                 continue
             saved = save_explanation(expl, args.out, stem, alpha=args.alpha, raw=args.raw)
-            rows.append(_row(path, expl, model.reference, saved["overlay"]))
+            rows.append(_row(path, expl, reference, saved["overlay"]))
     with open_output(args.output) as fh:
         write_rows(rows, COLUMNS, fmt, fh)
     failed = [r for r in rows if r.get("error")]

@@ -4,7 +4,7 @@ The ONNX graph takes a uint8 batch N x 3 x S x S (RGB, resized and cropped as th
 profile says; normalisation is inside the graph) and returns N float32 scores; the batch
 axis is dynamic. The format comes from --output's extension (.onnx). Score with it like
 any model: `iipa score photos/ --model model.onnx` (onnxruntime; also rank, serve and
-`iipa.Scorer("model.onnx")`).
+`iipa.make_scorer("model.onnx")`).
 
 --quantize int8 writes an int8 model (onnxruntime static quantisation, QDQ, per-channel
 weights), calibrated on --calibration photos (a folder, a .txt/.csv list or a glob; default:
@@ -25,9 +25,11 @@ import sys
 
 from iipa.commands._common import DEFAULT_MODEL, add_offline_argument, positive_int
 from iipa.errors import IIPAError
+from iipa.extras import require
 
 NAME = "export"
-# What an int8 model should keep of fp32 on photos (issue 12's bar for ResNet-50).
+# What an int8 model should keep of fp32 on photos: rank order (Spearman) and points of 100
+# (the bar ResNet-50's int8 export meets).
 GOOD_SPEARMAN, GOOD_SCALED = 0.99, 3.0
 HELP = "export a model to ONNX, fp32 or int8 (dynamic batch, profile and reference as metadata)"
 
@@ -46,7 +48,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from iipa.weights import load_model
+    require("torch", "iipa export")
+    from iipa.record import resolve_model
 
     if not str(args.output).lower().endswith(".onnx"):
         raise IIPAError(f"--output {args.output}: only ONNX export is supported; name the file *.onnx")
@@ -54,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
         raise IIPAError("--calibration only applies with --quantize int8")
     if args.check and args.quantize == "int8":
         raise IIPAError("--check compares an fp32 export with PyTorch; an int8 export reports its own agreement")
-    model = load_model(args.model)
+    model = resolve_model(args.model).load_torch()
     size = model.profile.input_size
     if args.quantize == "int8":
         from iipa.quantize import export_int8

@@ -20,6 +20,7 @@ import sys
 
 from iipa.commands._common import nonnegative_int, positive_float, positive_int, progress_bar
 from iipa.errors import IIPAError
+from iipa.extras import require
 
 NAME = "fetch"
 HELP = "download the images of a pairs or posts table (concurrent, resumable, validated)"
@@ -41,6 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    require("pairs", "iipa fetch")
     from iipa.pairs.fetch import fetch_images, items_from_table
 
     items = items_from_table(args.table, url_template=args.url_template, posts=args.posts)

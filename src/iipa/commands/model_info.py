@@ -33,8 +33,9 @@ def run(args: argparse.Namespace) -> int:
     from iipa.errors import IIPAError
     from iipa.modelcard import format_card, model_card
 
-    if args.model and args.model_arg and args.model != args.model_arg:
-        raise IIPAError(f"two models given: --model {args.model} and {args.model_arg}")
-    card = model_card(args.model or args.model_arg or DEFAULT_MODEL)
+    given = getattr(args.model, "name", args.model)  # check_args has replaced --model with its record
+    if args.model and args.model_arg and given != args.model_arg:
+        raise IIPAError(f"two models given: --model {given} and {args.model_arg}")
+    card = model_card(args.model or args.model_arg or DEFAULT_MODEL)  # a record by now, or the positional name
     print(json.dumps(card, indent=2, default=str) if args.format == "json" else format_card(card))
     return 0

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from iipa.commands._common import nonnegative_int, positive_int
 from iipa.errors import IIPAError
+from iipa.extras import require
 
 NAME = "pairs"
 HELP = "build PDIPs from crawl metadata; import the authors' pair list; statistics"
@@ -39,16 +40,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     b.add_argument("--engine", choices=["duckdb", "spark"], default="duckdb",
                    help="duckdb (default, one machine, streams from disk) or spark (pyspark; cluster via spark-submit)")
     b.add_argument("--crawled-at", help="crawl time for posts without a crawled_at column/value (ISO 8601, UTC)")
+    paper = _paper_rules()
     r = b.add_argument_group("rules (defaults: the paper's)")
-    r.add_argument("--threshold", "-T", type=float, default=0.95, help="minimum P(Q_high ≥ Q_low) (default 0.95)")
-    r.add_argument("--sigma", type=float, default=0.3, help="σ of the Thurstone model (default 0.3)")
+    r.add_argument("--threshold", "-T", type=float, default=paper.threshold,
+                   help=f"minimum P(Q_high ≥ Q_low) (default {paper.threshold})")
+    r.add_argument("--sigma", type=float, default=paper.sigma, help=f"σ of the Thurstone model (default {paper.sigma})")
     r.add_argument("--log-base", default="e", help="base of S = log(likes): e (default), 10, 2, ...")
-    r.add_argument("--min-likes", type=nonnegative_int, default=50, help="minimum likes per post (default 50)")
-    r.add_argument("--min-age-days", type=float, default=30, help="posted at least this long before the crawl (default 30)")
-    r.add_argument("--max-gap-days", type=float, default=10, help="maximum upload-time gap in a pair (default 10)")
-    r.add_argument("--max-caption-words", type=nonnegative_int, default=6,
-                   help="maximum caption words besides hashtags and @-mentions (default 6)")
-    r.add_argument("--media-types", default="image", help="comma-separated media types to keep (default: image)")
+    r.add_argument("--min-likes", type=nonnegative_int, default=paper.min_likes,
+                   help=f"minimum likes per post (default {paper.min_likes})")
+    r.add_argument("--min-age-days", type=float, default=paper.min_age_days,
+                   help=f"posted at least this long before the crawl (default {paper.min_age_days:g})")
+    r.add_argument("--max-gap-days", type=float, default=paper.max_gap_days,
+                   help=f"maximum upload-time gap in a pair (default {paper.max_gap_days:g})")
+    r.add_argument("--max-caption-words", type=nonnegative_int, default=paper.max_caption_words,
+                   help=f"maximum caption words besides hashtags and @-mentions (default {paper.max_caption_words})")
+    r.add_argument("--media-types", default=",".join(paper.media_types),
+                   help=f"comma-separated media types to keep (default: {','.join(paper.media_types)})")
     r.add_argument("--any-hashtags", action="store_true", help="do not require identical hashtags")
     r.add_argument("--any-mentions", action="store_true", help="do not require identical @-mentions")
     s = b.add_argument_group("splits")
@@ -76,7 +83,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     st.set_defaults(pairs_run=_stats)
 
 
+def _paper_rules():
+    from iipa.pairs.rules import PAPER  # stdlib and numpy only: cheap enough for `iipa --help`
+
+    return PAPER
+
+
 def run(args: argparse.Namespace) -> int:
+    require("pairs", "iipa pairs")
     return args.pairs_run(args)
 
 

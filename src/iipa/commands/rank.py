@@ -2,7 +2,7 @@
 
 Prints rank, path, score, scaled (0-100), level, error. --report album.html writes a
 self-contained HTML contact sheet (thumbnails embedded, no network needed to view it) and
-the score histogram with its fitted Gaussian beside it (album.histogram.png, or
+the score histogram with its fitted Gaussian beside it (album.histogram.svg, or
 --histogram PATH; paper Fig. 5). --heatmaps adds a Grad-CAM overlay next to each
 thumbnail (slower: one backward pass per image).
 
@@ -17,9 +17,9 @@ import argparse
 import sys
 
 from iipa.commands._common import (
-    add_loader_arguments,
-    add_model_arguments,
+    add_scoring_arguments,
     add_table_output_arguments,
+    make_scorer_from_args,
     positive_int,
     progress_bar,
 )
@@ -32,39 +32,40 @@ COLUMNS = ("rank", "path", "score", "scaled", "level", "error")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", help="folders, image files, globs, .txt or .csv lists; - reads paths from stdin")
-    add_model_arguments(parser)
-    add_loader_arguments(parser)
+    add_scoring_arguments(parser)
     g = parser.add_argument_group("report")
     g.add_argument("--report", help="write the HTML album here (e.g. album.html)")
-    g.add_argument("--histogram", help="write the histogram PNG here (default with --report: beside it)")
+    g.add_argument("--histogram", help="write the histogram SVG here (default with --report: beside it)")
     g.add_argument("--heatmaps", action="store_true", help="add Grad-CAM overlays to the album")
     g.add_argument("--thumb-size", type=positive_int, default=320, help="longest thumbnail side in pixels (default 320)")
     g.add_argument("--top", type=positive_int, default=None, help="keep only the N best images (table and album)")
     add_table_output_arguments(g)
+    g.add_argument("--no-recursive", action="store_true", help="do not descend into sub-folders")
     g.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar on stderr (default: when stderr is a terminal)")
 
 
 def run(args: argparse.Namespace) -> int:
+    from iipa.fileio import printable, write_text
     from iipa.inputs import expand_inputs
-    from iipa.output import infer_format, open_output, write_rows
+    from iipa.output import check_output, infer_format, open_output, write_rows
     from iipa.report import fit_gaussian, score_histogram, write_album
-    from iipa.scoring import Scorer
 
+    for path, flag in ((args.output, "--output"), (args.report, "--report"), (args.histogram, "--histogram")):
+        check_output(path, flag)  # before scoring: a bad path must not cost the whole run
     fmt = infer_format(args.output, args.format)
     if args.heatmaps and not args.report:
         raise IIPAError("--heatmaps needs --report")
+    if args.histogram and not args.histogram.lower().endswith(".svg"):
+        raise IIPAError(f"--histogram {args.histogram}: the histogram is an SVG drawing; name it *.svg")
     if args.top is not None and args.top < 1:
         raise IIPAError(f"--top must be at least 1, got {args.top}")
-    paths = expand_inputs(args.inputs)
+    paths = expand_inputs(args.inputs, recursive=not args.no_recursive)
     if not paths:
         raise IIPAError("no image files found in " + ", ".join(args.inputs))
-    if args.heatmaps and str(args.model).lower().endswith(".onnx"):
-        raise IIPAError("--heatmaps needs a PyTorch checkpoint (Grad-CAM needs gradients), not an ONNX file")
-    # Grad-CAM needs the PyTorch model: --heatmaps keeps the torch runtime.
-    scorer = Scorer(args.model, device=args.device, precision=args.precision, batch_size=args.batch_size,
-                    runtime="torch" if args.heatmaps else "auto",
-                    num_workers=args.workers, crops=args.crops, max_pixels=args.max_pixels)
+    scorer = make_scorer_from_args(args)
+    # Scores come from the chosen backend; heatmaps from the model's PyTorch weights.
+    model = scorer.torch_model() if args.heatmaps else None
     with progress_bar(len(paths), enabled=args.progress, desc="scoring") as bar:
         results = list(scorer.iter_scores(paths, progress=bar))
     ok = sorted((r for r in results if r.ok), key=lambda r: r.score, reverse=True)
@@ -74,18 +75,16 @@ def run(args: argparse.Namespace) -> int:
     with open_output(args.output) as fh:
         write_rows(rows, COLUMNS, fmt, fh)
     if args.report:
-        model = scorer.model.float().cpu() if args.heatmaps else None
         out = write_album(shown + failed, args.report, model=model, heatmaps=args.heatmaps,
                           thumb_size=args.thumb_size, histogram_path=args.histogram,
                           all_scores=[r.score for r in ok])
         print(f"iipa rank: wrote {out['report']} and {out['histogram']}", file=sys.stderr)
     elif args.histogram:
-        with open(args.histogram, "wb") as fh:
-            fh.write(score_histogram([r.score for r in ok], reference=scorer.model.reference))
+        write_text(args.histogram, score_histogram([r.score for r in ok], reference=scorer.reference))
     fit = fit_gaussian([r.score for r in ok])
     if fit:
         print(f"iipa rank: {fit['n']} scores, fitted Gaussian mean {fit['mean']:.4f} std {fit['std']:.4f}",
               file=sys.stderr)
     for r in failed[:20]:
-        print(f"iipa rank: {r.source}: {r.error}", file=sys.stderr)
+        print(f"iipa rank: {printable(r.source)}: {r.error}", file=sys.stderr)
     return 1 if failed else 0

@@ -17,9 +17,9 @@ import argparse
 import sys
 
 from iipa.commands._common import (
-    add_loader_arguments,
-    add_model_arguments,
+    add_scoring_arguments,
     add_table_output_arguments,
+    make_scorer_from_args,
     progress_bar,
 )
 from iipa.errors import IIPAError
@@ -31,15 +31,7 @@ COLUMNS = ("path", "score", "scaled", "level", "error")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", help="image files, folders, globs, .txt or .csv lists; - reads paths from stdin")
-    add_model_arguments(parser)
-    parser.add_argument("--runtime", choices=["auto", "torch", "onnx"], default="auto",
-                        help="auto: onnxruntime for .onnx files, and for named weights that ship an ONNX export "
-                             "(the default model does) on the CPU in fp32 -- same scores, several times faster; "
-                             "else PyTorch. torch or onnx force one (default: auto)")
-    add_loader_arguments(parser)
-    parser.add_argument("--optimize", default="none", choices=["none", "jit", "compile"],
-                        help="jit: trace and freeze the model (~20%% faster ResNet-50 on the CPU, seconds to build); "
-                             "compile: torch.compile (similar, ~1 min to build); default: none")
+    add_scoring_arguments(parser)
     g = parser.add_argument_group("output")
     add_table_output_arguments(g)
     g.add_argument("--sort", choices=["desc", "asc", "none"], default="none",
@@ -49,28 +41,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="progress bar on stderr (default: when stderr is a terminal)")
 
 
-def _make_scorer(args: argparse.Namespace):
-    from iipa.scoring import Scorer
-
-    # Scorer gives an OnnxScorer for .onnx files and shipped ONNX exports (see --runtime):
-    # the same decoding, only the network call differs.
-    return Scorer(args.model, device=args.device, precision=args.precision, optimize=args.optimize,
-                  runtime=args.runtime, batch_size=args.batch_size, num_workers=args.workers, crops=args.crops,
-                  max_pixels=args.max_pixels)
-
-
 def run(args: argparse.Namespace) -> int:
+    from iipa.fileio import printable
     from iipa.inputs import expand_inputs
-    from iipa.output import infer_format, open_output, write_rows
+    from iipa.output import check_output, infer_format, open_output, write_rows
 
+    check_output(args.output)  # a folder or an unwritable path fails now, not after scoring
     fmt = infer_format(args.output, args.format)
     paths = expand_inputs(args.inputs, recursive=not args.no_recursive)
     if not paths:
         raise IIPAError("no image files found in " + ", ".join(args.inputs))
-    scorer = _make_scorer(args)
+    scorer = make_scorer_from_args(args)
     from iipa.modelcard import warn_if_simulated
 
-    warn_if_simulated(scorer.model, "iipa score")
+    warn_if_simulated(scorer.record, "iipa score")
     failed: list[dict] = []
 
     def rows():
@@ -92,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     if failed:
         print(f"iipa score: {len(failed)} of {n} inputs could not be scored:", file=sys.stderr)
         for row in failed[:20]:
-            print(f"  {row['path']}: {row['error']}", file=sys.stderr)
+            print(f"  {printable(row['path'])}: {row['error']}", file=sys.stderr)
         if len(failed) > 20:
             print(f"  ... and {len(failed) - 20} more (see the error column)", file=sys.stderr)
         return 1

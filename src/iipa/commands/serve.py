@@ -3,8 +3,12 @@
 On SIGINT/SIGTERM the server stops accepting connections, finishes the requests in
 flight (up to --graceful-timeout seconds), then stops the model worker.
 
+The model is loaded as `iipa score` loads it (--model, --runtime, --crops, ...): the
+default model runs on onnxruntime without PyTorch; heatmaps (/v1/explain, the page's box)
+load its PyTorch weights on first use, when PyTorch is installed.
+
 examples:
-  iipa serve --model authors-resnet50
+  iipa serve
   iipa serve --model run/best.pt --host 0.0.0.0 --port 8080 --api-key-env IIPA_API_KEY
   iipa serve --model run/best.pt --no-batching --max-concurrency 4
 """
@@ -14,8 +18,15 @@ from __future__ import annotations
 import argparse
 import os
 
-from iipa.commands._common import add_model_arguments, nonnegative_int, positive_float, positive_int
+from iipa.commands._common import (
+    add_crops_argument,
+    add_model_arguments,
+    nonnegative_int,
+    positive_float,
+    positive_int,
+)
 from iipa.errors import IIPAError
+from iipa.extras import require
 
 NAME = "serve"
 HELP = "HTTP scoring service with a web page (POST /v1/score, /v1/compare, /v1/explain)"
@@ -25,9 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from iipa.serve.settings import DEFAULT_FORMATS, ServeSettings
 
     d = ServeSettings()
-    add_model_arguments(parser)
-    parser.add_argument("--optimize", default="none", choices=["none", "jit", "compile"],
-                        help="jit: trace and freeze the model (~20%% faster ResNet-50 on the CPU; seconds at start-up)")
+    add_crops_argument(add_model_arguments(parser))
     g = parser.add_argument_group("server")
     g.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, local only)")
     g.add_argument("--port", type=nonnegative_int, default=8000, help="port (default: 8000; 0 picks a free one)")
@@ -41,7 +50,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help=f"largest image file in MiB (default: {d.max_upload_bytes / 2**20:g})")
     lim.add_argument("--max-files", type=positive_int, default=d.max_files, help=f"files per request (default: {d.max_files})")
     lim.add_argument("--max-pixels", type=positive_int, default=d.max_pixels,
-                     help=f"largest image in pixels, checked before decoding (default: {d.max_pixels})")
+                     help=f"largest image in pixels, checked before decoding (default: {d.max_pixels}; lower "
+                          "than score's on purpose: a server takes images from anyone, and this bounds the "
+                          "memory one request can take)"),
     lim.add_argument("--formats", default=",".join(DEFAULT_FORMATS),
                      help=f"allowed image formats, comma-separated (default: {','.join(DEFAULT_FORMATS)}; "
                           "phones' MPO counts as JPEG)")
@@ -81,15 +92,15 @@ def settings_from_args(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        import uvicorn
+    require("serve", "iipa serve")
+    import uvicorn
 
-        from iipa.asgi import server_config
-        from iipa.serve.app import create_app
-    except ImportError as exc:
-        raise IIPAError(f"iipa serve needs the serve extra: pip install 'iipa[serve]' ({exc})") from None
+    from iipa.asgi import server_config
+    from iipa.serve.app import create_app
+
     settings = settings_from_args(args)
-    app = create_app(args.model, settings, device=args.device, precision=args.precision, optimize=args.optimize)
+    app = create_app(args.model, settings, device=args.device, precision=args.precision, optimize=args.optimize,
+                     runtime=args.runtime, crops=args.crops)
     grace = args.graceful_timeout if args.graceful_timeout is not None else settings.request_timeout_s + 5
     config = server_config(app, host=args.host, port=args.port, header_timeout_s=settings.header_timeout_s,
                            log_level=args.log_level, timeout_graceful_shutdown=grace,

@@ -20,6 +20,7 @@ import time
 
 from iipa.commands._common import positive_int, progress_bar
 from iipa.errors import IIPAError
+from iipa.extras import require
 
 NAME = "simulate"
 HELP = "simulate a crawl with known intrinsic popularity; render images for pairs"
@@ -67,6 +68,7 @@ def _config(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    require("pairs", "iipa simulate")
     from iipa.simulate import read_truth, render_images, write_crawl
 
     if args.size < 8:

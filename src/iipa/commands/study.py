@@ -3,6 +3,7 @@
 examples:
   iipa study init --pairs pairs.parquet --images images/ --n 1000 --training 8 --db study.sqlite
   iipa study serve --db study.sqlite --port 8000 --admin-token s3cret
+  iipa study close --db study.sqlite
   iipa study export --db study.sqlite --table answers --output answers.csv
   iipa study analyze --db study.sqlite --model run/best.pt --out study_report/
 
@@ -24,9 +25,10 @@ from iipa.commands._common import (
     unit_fraction,
 )
 from iipa.errors import IIPAError
+from iipa.extras import require
 
 NAME = "study"
-HELP = "2AFC human study: init, serve, export, analyze"
+HELP = "2AFC human study: init, serve, close, export, analyze"
 TOKEN_ENV = "IIPA_STUDY_ADMIN_TOKEN"
 
 
@@ -39,11 +41,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     init.add_argument("--n", type=positive_int, default=1000, help="trial pairs (default: 1000, as in the paper)")
     init.add_argument("--training", type=nonnegative_int, default=8, help="training pairs shown with feedback (default: 8)")
     init.add_argument("--attention", type=nonnegative_int, default=10,
-                      help="attention-check pairs: a photo against a flat grey square (default: 10)")
+                      help="attention-check pairs: two photos, each with a written instruction, "
+                           "'pick this image' or 'skip this image' (default: 10)")
     init.add_argument("--attention-pass", type=unit_fraction, default=0.8,
                       help="participants below this attention-check accuracy are excluded (default: 0.8)")
     init.add_argument("--session-minutes", type=positive_float, default=30.0, help="session cap (default: 30)")
-    init.add_argument("--seed", type=int, default=0, help="sampling and per-participant order seed")
+    init.add_argument("--seed", type=int, default=0,
+                      help="which pairs are sampled (the answer key, placements and order come from a "
+                           "secret stored in the database, never from the seed)")
 
     serve = sub.add_parser("serve", help="run the web app")
     serve.add_argument("--db", required=True, help="SQLite path or SQLAlchemy URL")
@@ -51,6 +56,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     serve.add_argument("--port", type=nonnegative_int, default=8000, help="port (default: 8000)")
     serve.add_argument("--admin-token", default=None,
                        help=f"token for /admin and exports (default: ${TOKEN_ENV}, else a random one printed at start)")
+    serve.add_argument("--signups-per-hour", type=positive_float, default=60.0,
+                       help="new participants per client address and hour, a sixth of them at once "
+                            "(default: 60; raise it for a lab behind one address)")
+
+    close = sub.add_parser("close", help="close the study: no more answers; reviews then show the answers")
+    close.add_argument("--db", required=True, help="SQLite path or SQLAlchemy URL")
 
     exp = sub.add_parser("export", help="write answers, participants or pairs as CSV or JSON")
     exp.add_argument("--db", required=True, help="SQLite path or SQLAlchemy URL")
@@ -67,7 +78,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    return {"init": _init, "serve": _serve, "export": _export, "analyze": _analyze}[args.study_command](args)
+    require("study", "iipa study")
+    return {"init": _init, "serve": _serve, "close": _close, "export": _export,
+            "analyze": _analyze}[args.study_command](args)
 
 
 def _init(args: argparse.Namespace) -> int:
@@ -102,11 +115,17 @@ def _serve(args: argparse.Namespace) -> int:
     if not token:
         token = secrets.token_urlsafe(16)
         print(f"admin token: {token}  (pages: http://{args.host}:{args.port}/admin?token=...)", file=sys.stderr)
-    store = Store(args.db)
-    with store.session() as s:
-        store.study(s)  # fail now, not on the first request, if the database holds no study
-    uvicorn.Server(server_config(create_app(store, admin_token=token), host=args.host, port=args.port,
-                                 log_level="warning")).run()
+    app = create_app(Store(args.db), admin_token=token, signups_per_hour=args.signups_per_hour)
+    uvicorn.Server(server_config(app, host=args.host, port=args.port, log_level="warning")).run()
+    return 0
+
+
+def _close(args: argparse.Namespace) -> int:
+    from iipa.study import Store
+    from iipa.study.service import close_study
+
+    closed_at = close_study(Store(args.db))
+    print(f"study in {args.db} closed at {closed_at.isoformat()} UTC: no more answers; reviews show the answers")
     return 0
 
 
@@ -128,7 +147,8 @@ def _analyze(args: argparse.Namespace) -> int:
     from iipa.study.analysis import analyze
     from iipa.study.report import write_report
 
-    kwargs = {"device": args.device, "precision": args.precision} if args.model else {}
+    kwargs = {"device": args.device, "precision": args.precision, "runtime": args.runtime,
+              "optimize": args.optimize} if args.model else {}
     res = analyze(Store(args.db), model=args.model, examples=args.examples, **kwargs)
     if not len(res.per_participant):
         raise IIPAError(f"{args.db}: no trial answers from included participants yet")

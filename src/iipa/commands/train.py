@@ -38,6 +38,8 @@ from iipa.commands._common import (
     positive_int,
     unit_fraction,
 )
+from iipa.extras import require
+from iipa.runtime import PRECISIONS
 from iipa.train.config import RECIPES, TrainConfig, recipe_table
 
 NAME = "train"
@@ -118,7 +120,7 @@ def add_train_arguments(parser: argparse.ArgumentParser, *, required: bool = Tru
                    help=f"train on the pair's P instead of 0/1 ({both('soft_labels')})")
     g.add_argument("--seed", type=int, default=d.seed)
     g.add_argument("--device", default=d.device, type=device_name, help="auto, cpu, cuda (default auto)")
-    g.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"],
+    g.add_argument("--precision", choices=PRECISIONS,
                    help=f"{both('precision')}; auto: bf16 autocast on CPUs with AVX512-BF16/AMX, AMP on GPUs")
     g.add_argument("--draft-decode", action="store_true",
                    help="decode JPEGs with DCT draft scaling (faster); the model's profile records it, "
@@ -154,6 +156,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import sys
 
+    require("torch", "iipa train")
     from iipa.train.runner import train, write_companions
 
     summary = train(config_from_args(args))

@@ -30,7 +30,6 @@ import pandas as pd
 from iipa.errors import IIPAError
 from iipa.output import ensure_out_dir
 from iipa.pairs.engine import (
-    DAY_US,
     BuildResult,
     finish_build,
     match_candidates,
@@ -40,7 +39,7 @@ from iipa.pairs.engine import (
     rule_funnel,
     window_us,
 )
-from iipa.pairs.rules import RuleConfig
+from iipa.pairs.rules import DAY_US, RuleConfig
 from iipa.pairs.schema import caption_features_sql, load_checked_posts
 from iipa.pairs.stats import IMAGE_COLUMNS, write_stats
 

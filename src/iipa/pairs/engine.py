@@ -17,12 +17,11 @@ import numpy as np
 import pandas as pd
 
 from iipa.pairs.matching import greedy_match
-from iipa.pairs.rules import RuleConfig, discriminability, popularity_score
+from iipa.pairs.rules import DAY_US, RuleConfig, discriminability, popularity_score
 from iipa.pairs.splits import assign_splits
 from iipa.pairs.stats import IMAGE_COLUMNS, table1, write_stats
 from iipa.pairs.table import PAIRS_COLUMNS, write_pairs
 
-DAY_US = 86_400_000_000
 # The per-post rules in funnel order (post_rule_sql's reasons), each counted even when 0.
 POST_RULES = ("not_single_image", "too_few_likes", "too_recent")
 # 1e-9 slack on the ln-likes pre-filter: SQL and numpy logarithms may differ in the last

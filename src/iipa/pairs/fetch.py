@@ -6,6 +6,10 @@ login or error page, a truncated body or a non-image is refused) and atomic (wri
 hidden temporary file, then renamed). Links that stay broken are reported, never fatal:
 training and evaluation drop pairs whose images are missing, with a count.
 
+Only ``http`` and ``https`` URLs are fetched, redirects included: a ``file://``, ``ftp://``
+or ``data:`` URL (or a redirect to one) is a dead link with the reason, so a posts table
+cannot make iipa copy local files into the image folder.
+
 Outcomes per post: ``ok`` (downloaded), ``cached`` (already there), ``dead`` (HTTP 404/410/
 403/401, HTML or not an image: retrying will not help), ``failed`` (network errors, time-outs,
 5xx, 429 or truncated bodies that persisted through every retry).
@@ -18,6 +22,7 @@ import io
 import os
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -37,6 +42,33 @@ DEFAULT_MAX_BYTES = 50 * 1024 * 1024
 
 class _Permanent(Exception):
     """Retrying will not help (dead link, HTML page, not an image)."""
+
+
+SCHEMES = ("http", "https")
+
+
+def _scheme_refusal(url: str) -> str | None:
+    """Why ``url`` may not be fetched (not http or https), or None."""
+    scheme = urllib.parse.urlsplit(url).scheme.lower()
+    if scheme in SCHEMES:
+        return None
+    return f"refused: {scheme + ':' if scheme else 'no scheme in the'} URL (only http and https are fetched)"
+
+
+class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
+    """Redirects to anything but http(s) are dead links (urllib would follow ftp:// ones)."""
+
+    def http_error_302(self, req, fp, code, msg, headers):
+        target = headers.get("Location") or headers.get("URI") or ""
+        why = _scheme_refusal(urllib.parse.urljoin(req.full_url, target))
+        if why:
+            raise _Permanent(f"redirect {why}")
+        return super().http_error_302(req, fp, code, msg, headers)
+
+    http_error_301 = http_error_303 = http_error_307 = http_error_308 = http_error_302
+
+
+_OPENER = urllib.request.build_opener(_HttpOnlyRedirects)
 
 
 @dataclass
@@ -121,7 +153,7 @@ def url_for(post_id: str, url: str | None, template: str | None) -> str | None:
 def _download(url: str, timeout: float, max_bytes: int, user_agent: str) -> bytes:
     request = urllib.request.Request(url, headers={"User-Agent": user_agent, "Accept": "image/*"})
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as resp:  # noqa: S310 - user-given http(s) URLs
+        with _OPENER.open(request, timeout=timeout) as resp:  # http(s) only, checked in fetch_one
             ctype = (resp.headers.get("Content-Type") or "").lower()
             if "html" in ctype:
                 raise _Permanent(f"an HTML page, not an image (Content-Type {ctype})")
@@ -167,6 +199,9 @@ def fetch_one(post_id: str, url: str, out_dir: Path, *, retries: int = 3, backof
     cached = image_path_for(out_dir, post_id)
     if cached is not None:
         return FetchOutcome(post_id, url, "cached", path=str(cached))
+    refused = _scheme_refusal(url)
+    if refused:
+        return FetchOutcome(post_id, url, "dead", error=refused)
     last = ""
     for attempt in range(retries + 1):
         try:

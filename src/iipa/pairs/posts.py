@@ -14,9 +14,11 @@ import pandas as pd
 
 from iipa.pairs.schema import (
     DUP_ORDER,
+    OPTIONAL_COUNTS,
     PostsSummary,
     _number_checks,
     collect_bad_lines,
+    optional_count_checks,
     register_posts,
     summarise_checked,
     write_rejects,
@@ -35,9 +37,10 @@ def read_posts_columns(posts, *, required: Sequence[str] = ("post_id", "likes"),
     try:
         types = register_posts(con, posts, required=tuple(required))
         counts = [c for c in COUNT_COLUMNS if c in types]
-        checks = "".join(_number_checks(c) for c in counts)
+        # Negative, NaN or fractional followers/following/user_posts are rejects, not clipped.
+        checks = "".join(_number_checks(c) for c in counts) + optional_count_checks(types)
         casts = ", ".join(f"TRY_CAST(TRY_CAST({c} AS DOUBLE) AS BIGINT) AS {c}" for c in counts)
-        raw = "".join(f", {c} := CAST({c} AS VARCHAR)" for c in counts)
+        raw = "".join(f", {c} := CAST({c} AS VARCHAR)" for c in (*counts, *OPTIONAL_COUNTS) if c in types)
         con.execute(f"""CREATE TEMP TABLE checked AS
             SELECT * EXCLUDE (pid) REPLACE (pid AS post_id{", " + casts if casts else ""}), filename AS source_file,
                    CASE WHEN reason IS NOT NULL THEN

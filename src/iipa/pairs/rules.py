@@ -12,14 +12,17 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
+from statistics import NormalDist
 
 import numpy as np
-from scipy.special import ndtr, ndtri
 
 from iipa.errors import IIPAError
 
 # The tag and word parser lives in tags.py (one definition for Python and SQL); re-exported here.
 from iipa.pairs.tags import descriptive_words, parse_hashtags, parse_mentions, tag_key  # noqa: F401
+
+# Timestamps are int64 microseconds (Parquet's and DuckDB's "us"); one day in that unit.
+DAY_US = 86_400_000_000
 
 
 @dataclass(frozen=True)
@@ -55,7 +58,7 @@ class RuleConfig:
     @property
     def min_delta_ln_likes(self) -> float:
         """Smallest ln(likes_high) − ln(likes_low) that can reach P ≥ T (a pre-filter for SQL)."""
-        return math.sqrt(2) * self.sigma * float(ndtri(self.threshold)) * math.log(self.log_base)
+        return math.sqrt(2) * self.sigma * NormalDist().inv_cdf(self.threshold) * math.log(self.log_base)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -63,24 +66,27 @@ class RuleConfig:
         return d
 
 
+# The paper's values, the defaults of every rule below and of `iipa pairs build`'s options.
+PAPER = RuleConfig()
+
 # ---------------------------------------------------------------- per-post rules
 
-def is_single_image(media_type: str, allowed: tuple[str, ...] = ("image",)) -> bool:
+def is_single_image(media_type: str, allowed: tuple[str, ...] = PAPER.media_types) -> bool:
     """Only single-image posts: likes cannot be split across the items of a carousel."""
     return str(media_type).strip().lower() in allowed
 
 
-def has_enough_likes(likes: int, min_likes: int = 50) -> bool:
+def has_enough_likes(likes: int, min_likes: int = PAPER.min_likes) -> bool:
     """Fewer than 50 likes are dominated by the boundary effect of small counts (paper §3.1)."""
     return likes >= min_likes
 
 
-def is_settled(taken_at: datetime, crawled_at: datetime, min_age_days: float = 30.0) -> bool:
+def is_settled(taken_at: datetime, crawled_at: datetime, min_age_days: float = PAPER.min_age_days) -> bool:
     """Likes stop growing after about four weeks, so a post must be ≥ 30 days old at the crawl."""
     return crawled_at - taken_at >= timedelta(days=min_age_days)
 
 
-def caption_ok(caption: str, max_words: int = 6) -> bool:
+def caption_ok(caption: str, max_words: int = PAPER.max_caption_words) -> bool:
     """Long captions carry their own appeal; the paper allows at most six descriptive words."""
     return descriptive_words(caption) <= max_words
 
@@ -92,7 +98,7 @@ def same_user(user_a: str, user_b: str) -> bool:
     return user_a == user_b
 
 
-def within_gap(taken_a: datetime, taken_b: datetime, max_gap_days: float = 10.0) -> bool:
+def within_gap(taken_a: datetime, taken_b: datetime, max_gap_days: float = PAPER.max_gap_days) -> bool:
     """A user's audience changes over time; both posts must be ≤ 10 days apart."""
     return abs(taken_a - taken_b) <= timedelta(days=max_gap_days)
 
@@ -102,17 +108,19 @@ def same_tags(tags_a: list[str] | None, tags_b: list[str] | None) -> bool:
     return tag_key(tags_a) == tag_key(tags_b)
 
 
-def popularity_score(likes, base: float = math.e):
+def popularity_score(likes, base: float = PAPER.log_base):
     """S = log_base(likes), the absolute popularity of a post (scalar or array)."""
     # Dividing by ln(e) == 1.0 is exact, so the natural-log default loses nothing.
     return np.log(np.asarray(likes, dtype=np.float64)) / math.log(base)
 
 
-def discriminability(s_a, s_b, sigma: float = 0.3):
+def discriminability(s_a, s_b, sigma: float = PAPER.sigma):
     """P(Q_A ≥ Q_B | S_A, S_B) = Φ((S_A − S_B) / (√2 σ)), paper eq. (6) (scalar or array)."""
+    from scipy.special import ndtr  # the pairs extra; vectorised Φ over millions of candidates
+
     return ndtr((np.asarray(s_a, dtype=np.float64) - np.asarray(s_b, dtype=np.float64)) / (math.sqrt(2) * sigma))
 
 
-def is_discriminable(p, threshold: float = 0.95):
+def is_discriminable(p, threshold: float = PAPER.threshold):
     """A pair is a PDIP when P reaches T (P exactly at T counts)."""
     return np.asarray(p) >= threshold

@@ -9,10 +9,11 @@ optional  hashtags, mentions (lists, or strings of tags; else parsed from the ca
 
 A bad row is never dropped silently: it goes to the rejects table with the first reason
 that applies (``REJECT_REASONS``) and is counted in the summary. Validation runs inside
-DuckDB so that inputs larger than memory stream from disk. A CSV line that cannot become
-a row at all (invalid UTF-8, too many or too few fields) is rejected on its own by
-DuckDB's ``store_rejects`` while the rest of the file is read ("bad encoding", "wrong
-number of fields"; anything else "unparsable row"), with its file, line number and text.
+DuckDB so that inputs larger than memory stream from disk. CSV files are read in one
+fixed dialect (``csvread.py``); a record that cannot become a row at all is rejected on
+its own with its file, line number and text while the rest of the file is read. Times
+more than a day after the build (``FUTURE_SLACK``) are rejects, not clipped; so are
+negative, NaN or fractional optional counts (followers, following, user_posts).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import glob
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
@@ -29,18 +30,24 @@ import pandas as pd
 from iipa.csvsafe import sql_neutralise
 from iipa.errors import IIPAError
 from iipa.fileio import atomic_path
+from iipa.pairs.csvread import LINE_REASONS, csv_header, load_csv, read_csv_sql
 from iipa.pairs.tags import GIVEN_TAG_RE, HASHTAG_RE, MENTION_RE, WORD_TOKEN_RE
 
 REQUIRED_COLUMNS = ("post_id", "user_id", "taken_at", "crawled_at", "media_type", "likes", "comments", "caption")
 OPTIONAL_COLUMNS = ("hashtags", "mentions", "image_url", "followers", "following", "user_posts")
 MEDIA_TYPES = ("image", "video", "carousel")
 REJECT_REASONS = (
-    "bad encoding", "wrong number of fields", "unparsable row",  # CSV lines that never became rows
+    *LINE_REASONS,  # CSV records that never became rows (csvread.py)
     "missing post_id", "missing user_id", "unparsable taken_at", "unparsable crawled_at",
-    "taken_at after crawled_at", "missing likes", "non-numeric likes", "negative likes",
+    "taken_at in the future", "crawled_at in the future", "taken_at after crawled_at", "missing likes", "non-numeric likes", "negative likes",
     "non-integer likes", "missing comments", "non-numeric comments", "negative comments",
-    "non-integer comments", "unknown media_type", "duplicate post_id",
+    "non-integer comments", "unknown media_type",
+    *(f"{kind} {c}" for c in ("followers", "following", "user_posts")
+      for kind in ("non-numeric", "negative", "non-integer")),
+    "duplicate post_id",
 )
+OPTIONAL_COUNTS = ("followers", "following", "user_posts")
+FUTURE_SLACK_US = 86_400_000_000  # a time after the build + 1 day is a reject (clock skew allowed)
 # Which copy of a duplicated post_id is kept: the most recent observation first.
 DUP_ORDER = "crawled_us DESC, likes DESC, comments DESC, user_id, taken_us, media_type, caption_s, source_file"
 SUFFIXES = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".tsv": "csv",
@@ -107,21 +114,21 @@ def _json_columns(file_list_sql: str) -> list[str]:
     return [r[0] for r in rows]
 
 
-def reader_sql(files: list[Path]) -> str:
+def reader_sql(files: list[Path], *, csv_tables: Sequence[str] = ()) -> str:
+    """One SELECT over ``files`` united by column name, every CSV/JSONL field as text.
+    ``csv_tables``: CSV files already loaded by :func:`csvread.load_csv` (with their rejects)."""
     by_kind: dict[str, list[Path]] = {}
     for f in files:
         by_kind.setdefault(SUFFIXES[f.suffix.lower()], []).append(f)
-    parts = []
+    parts = [f"SELECT * FROM {t}" for t in csv_tables]
     for kind, group in by_kind.items():
         lst = "[" + ", ".join(_sql_str(f) for f in group) + "]"
         if kind == "parquet":
             parts.append(f"SELECT * FROM read_parquet({lst}, union_by_name=true, filename=true)")
         elif kind == "csv":
-            # all_varchar: a stray "abc" in likes must become a reject, not a failed read.
-            # store_rejects: a bad line becomes a reject, not the end of the build; DuckDB
-            # refuses it with union_by_name, so one read per file, united by name below.
-            parts += [f"SELECT * FROM read_csv({_sql_str(f)}, header=true, all_varchar=true, filename=true, "
-                      "store_rejects=true)" for f in group]
+            # The fixed dialect, every field as text (a stray "abc" in likes must become a
+            # reject, not a failed read); one read per file, united by name below.
+            parts += [read_csv_sql(f, csv_header(f)) for f in group]
         else:
             # Every field as text, like CSV: a stray "abc" after the type-detection sample
             # must become a reject, not a failed read (lists arrive as JSON text).
@@ -146,8 +153,17 @@ def register_posts(con, posts, *, crawled_at: datetime | str | None = None,
         where = "the posts table"
     else:
         files = expand_post_files(posts)
+        csv_files = [f for f in files if SUFFIXES[f.suffix.lower()] == "csv"]
+        con.execute("CREATE OR REPLACE TEMP TABLE csv_bad_lines "
+                    "(reason VARCHAR, source_file VARCHAR, line BIGINT, csv_line VARCHAR)")
+        tables = [f"csv_posts_{i}" for i in range(len(csv_files))]
         try:
-            con.execute(f"CREATE OR REPLACE TEMP VIEW raw_posts AS {reader_sql(files)}")
+            for f, table in zip(csv_files, tables, strict=True):
+                load_csv(con, f, table)  # read once here: its bad lines are known before validation
+            rest = [f for f in files if f not in csv_files]
+            con.execute(f"CREATE OR REPLACE TEMP VIEW raw_posts AS {reader_sql(rest, csv_tables=tables)}")
+        except IIPAError:
+            raise
         except Exception as exc:  # noqa: BLE001 - reader errors are bad input files
             raise IIPAError(f"cannot read posts from {', '.join(map(str, files))}: {exc}") from None
         where = ", ".join(map(str, files))
@@ -212,19 +228,38 @@ def caption_features_sql(types: dict[str, str], source: str) -> str:
     """
 
 
-def _number_checks(col: str) -> str:
+def _number_checks(col: str, *, optional: bool = False) -> str:
+    """CASE branches for a count; an ``optional`` count may be empty (NULL), never wrong."""
     d = f"TRY_CAST({col} AS DOUBLE)"
-    return (f"WHEN {col} IS NULL THEN 'missing {col}' WHEN {d} IS NULL OR isnan({d}) THEN 'non-numeric {col}' "
-            f"WHEN {d} < 0 THEN 'negative {col}' WHEN {d} <> floor({d}) OR {d} > 9e18 THEN 'non-integer {col}' ")
+    # A NULL result would end the CASE: an optional count tests "is given" in each branch.
+    given = f"{col} IS NOT NULL AND " if optional else ""
+    missing = "" if optional else f"WHEN {col} IS NULL THEN 'missing {col}' "
+    return (f"{missing}WHEN {given}({d} IS NULL OR isnan({d})) THEN 'non-numeric {col}' "
+            f"WHEN {given}{d} < 0 THEN 'negative {col}' "
+            f"WHEN {given}({d} <> floor({d}) OR {d} > 9e18) THEN 'non-integer {col}' ")
 
 
-def checked_posts_sql(types: dict[str, str], *, crawled_at: datetime | str | None = None) -> str:
-    """SQL giving every raw row its typed fields, caption features and reject reason (or NULL)."""
+def optional_count_checks(types) -> str:
+    """The CASE branches for the optional counts present in ``types``."""
+    return "".join(_number_checks(c, optional=True) for c in OPTIONAL_COUNTS if c in types)
+
+
+def now_us() -> int:
+    """The build time, microseconds since the epoch (UTC)."""
+    return int(datetime.now(timezone.utc).timestamp() * 1_000_000)
+
+
+def checked_posts_sql(types: dict[str, str], *, crawled_at: datetime | str | None = None,
+                      now: int | None = None) -> str:
+    """SQL giving every raw row its typed fields, caption features and reject reason (or NULL).
+    ``now``: the build time in µs (default: the clock), for the "in the future" checks."""
     crawled = _time_expr("crawled_at", types) if "crawled_at" in types else "NULL"
     if crawled_at is not None:
         crawled = f"COALESCE({crawled}, epoch_us(TIMESTAMPTZ {_sql_str(pd.Timestamp(crawled_at).isoformat())}))"
     media = "lower(trim(CAST(media_type AS VARCHAR)))"
-    raw_fields = ", ".join(f"{c} := CAST({c} AS VARCHAR)" for c in REQUIRED_COLUMNS if c in types and c != "caption")
+    future = (now_us() if now is None else now) + FUTURE_SLACK_US
+    raw_fields = ", ".join(f"{c} := CAST({c} AS VARCHAR)" for c in (*REQUIRED_COLUMNS, *OPTIONAL_COUNTS)
+                           if c in types and c != "caption")
     tag_cols = "".join(f", {c}" for c in ("hashtags", "mentions") if c in types)
     return f"""
     WITH base AS (
@@ -238,10 +273,13 @@ def checked_posts_sql(types: dict[str, str], *, crawled_at: datetime | str | Non
           WHEN uid IS NULL THEN 'missing user_id'
           WHEN taken_us IS NULL THEN 'unparsable taken_at'
           WHEN crawled_us IS NULL THEN 'unparsable crawled_at'
+          WHEN taken_us > {future} THEN 'taken_at in the future'
+          WHEN crawled_us > {future} THEN 'crawled_at in the future'
           WHEN taken_us > crawled_us THEN 'taken_at after crawled_at'
           {_number_checks("likes")}
           {_number_checks("comments")}
           WHEN {media} IS NULL OR {media} NOT IN ({", ".join(map(_sql_str, MEDIA_TYPES))}) THEN 'unknown media_type'
+          {optional_count_checks(types)}
         END AS reason
       FROM base
     )
@@ -304,21 +342,12 @@ def summarise_checked(con, summary: PostsSummary) -> PostsSummary:
 
 
 def collect_bad_lines(con) -> None:
-    """CSV lines DuckDB could not read (``store_rejects``) as table ``bad_lines``: one row
-    per file line, with its reason (an encoding error wins over a field count)."""
-    have = con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'reject_errors'").fetchone()[0]
-    source = """(SELECT CASE WHEN e.error_type = 'INVALID ENCODING' THEN 'bad encoding'
-                   WHEN e.error_type IN ('TOO MANY COLUMNS', 'MISSING COLUMNS') THEN 'wrong number of fields'
-                   ELSE 'unparsable row' END AS reason,
-                   CASE WHEN e.error_type = 'INVALID ENCODING' THEN 0 WHEN e.error_type LIKE '%COLUMNS' THEN 1
-                   ELSE 2 END AS rank, s.file_path AS source_file, e.line, e.csv_line
-                 FROM reject_errors e JOIN reject_scans s ON e.scan_id = s.scan_id AND e.file_id = s.file_id)"""
-    if not have:
-        source = ("(SELECT NULL::VARCHAR AS reason, 0 AS rank, NULL::VARCHAR AS source_file, 0::BIGINT AS line, "
-                  "NULL::VARCHAR AS csv_line WHERE false)")
-    con.execute(f"""CREATE OR REPLACE TEMP TABLE bad_lines AS
-        SELECT arg_min(reason, rank) AS reason, source_file, line, any_value(csv_line) AS csv_line
-        FROM {source} GROUP BY source_file, line""")
+    """CSV records that never became rows (``csvread.load_csv``) as table ``bad_lines``."""
+    have = con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'csv_bad_lines'").fetchone()[0]
+    source = "csv_bad_lines" if have else (
+        "(SELECT NULL::VARCHAR AS reason, NULL::VARCHAR AS source_file, 0::BIGINT AS line, "
+        "NULL::VARCHAR AS csv_line WHERE false)")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE bad_lines AS SELECT reason, source_file, line, csv_line FROM {source}")
 
 
 def write_rejects(con, path: str | os.PathLike) -> Path:

@@ -26,21 +26,26 @@ from iipa.csvsafe import frame_to_csv
 from iipa.errors import IIPAError
 from iipa.fileio import atomic_path
 from iipa.pairs import engine as B
-from iipa.pairs.rules import RuleConfig
+from iipa.pairs.csvread import csv_header
+from iipa.pairs.rules import DAY_US, RuleConfig
 from iipa.pairs.schema import (
     DUP_ORDER,
+    FUTURE_SLACK_US,
     MEDIA_TYPES,
+    OPTIONAL_COUNTS,
     REJECT_REASONS,
     REQUIRED_COLUMNS,
     SUFFIXES,
     PostsSummary,
     check_required_columns,
     expand_post_files,
+    now_us,
 )
 from iipa.pairs.stats import IMAGE_COLUMNS
 from iipa.pairs.tags import GIVEN_TAG_RE, HASHTAG_RE, MENTION_RE, WORD_TOKEN_RE
 
 NUMERIC = ("int", "bigint", "double", "float", "decimal", "smallint", "tinyint")
+CORRUPT = "_corrupt_record"
 
 
 def get_spark(master: str = "local[2]"):
@@ -69,14 +74,28 @@ def _read(spark, posts):
     frames = []
     for f in files:
         kind = SUFFIXES[f.suffix.lower()]
-        reader = spark.read
-        df = (reader.parquet(str(f)) if kind == "parquet" else reader.option("header", True).csv(str(f))
-              if kind == "csv" else reader.json(str(f)))
+        if kind == "csv":
+            df = _read_csv(spark, f)
+        else:
+            df = spark.read.parquet(str(f)) if kind == "parquet" else spark.read.json(str(f))
         frames.append(df.withColumn("filename", F.lit(str(f))))
     out = frames[0]
     for df in frames[1:]:
         out = out.unionByName(df, allowMissingColumns=True)
     return out, ", ".join(map(str, files))
+
+
+def _read_csv(spark, path: Path):
+    """The DuckDB engine's fixed dialect (csvread.py): RFC 4180, quoted line breaks, every
+    field as text. A record Spark cannot parse keeps its text in ``_corrupt_record`` and
+    becomes an "unparsable row" reject (Spark gives no line numbers)."""
+    from pyspark.sql.types import StringType, StructField, StructType
+
+    columns = csv_header(path)
+    schema = StructType([StructField(c, StringType()) for c in [*columns, CORRUPT]])
+    return (spark.read.schema(schema).option("header", True).option("sep", ",").option("quote", '"')
+            .option("escape", '"').option("multiLine", True).option("mode", "PERMISSIVE")
+            .option("columnNameOfCorruptRecord", CORRUPT).csv(str(path)))
 
 
 def _time_us(F, df, col: str):
@@ -98,9 +117,13 @@ def _checked(df, crawled_at):
           .withColumn("uid", F.expr("nullif(trim(CAST(user_id AS STRING)), '')"))
           .withColumn("taken_us", taken).withColumn("crawled_us", crawled)
           .withColumn("media", F.lower(F.trim(F.col("media_type").cast("string")))))
-    reason = (F.when(F.col("pid").isNull(), "missing post_id").when(F.col("uid").isNull(), "missing user_id")
+    future = now_us() + FUTURE_SLACK_US  # as schema.checked_posts_sql
+    corrupt = F.col(CORRUPT).isNotNull() if CORRUPT in df.columns else F.lit(False)
+    reason = (F.when(corrupt, "unparsable row").when(F.col("pid").isNull(), "missing post_id").when(F.col("uid").isNull(), "missing user_id")
               .when(F.col("taken_us").isNull(), "unparsable taken_at")
               .when(F.col("crawled_us").isNull(), "unparsable crawled_at")
+              .when(F.col("taken_us") > future, "taken_at in the future")
+              .when(F.col("crawled_us") > future, "crawled_at in the future")
               .when(F.col("taken_us") > F.col("crawled_us"), "taken_at after crawled_at"))
     for col in ("likes", "comments"):
         d = F.expr(f"try_cast({col} AS DOUBLE)")
@@ -108,9 +131,16 @@ def _checked(df, crawled_at):
                   .when(d.isNull() | F.isnan(d), f"non-numeric {col}").when(d < 0, f"negative {col}")
                   .when((d != F.floor(d)) | (d > 9e18), f"non-integer {col}"))
     reason = reason.when(F.col("media").isNull() | ~F.col("media").isin(*MEDIA_TYPES), "unknown media_type")
+    for col in (c for c in OPTIONAL_COUNTS if c in df.columns):  # may be empty, never wrong
+        d, given = F.expr(f"try_cast({col} AS DOUBLE)"), F.col(col).isNotNull()
+        reason = (reason.when(given & (d.isNull() | F.isnan(d)), f"non-numeric {col}")
+                  .when(given & (d < 0), f"negative {col}")
+                  .when(given & ((d != F.floor(d)) | (d > 9e18)), f"non-integer {col}"))
     keep = [c for c in ("hashtags", "mentions") if c in df.columns]
-    raw = F.to_json(F.struct(*[F.col(c).cast("string").alias(c) for c in REQUIRED_COLUMNS
-                               if c in df.columns and c != "caption"]))
+    raw_cols = [c for c in (*REQUIRED_COLUMNS, *OPTIONAL_COUNTS) if c in df.columns and c != "caption"]
+    if CORRUPT in df.columns:
+        raw_cols.append(CORRUPT)
+    raw = F.to_json(F.struct(*[F.col(c).cast("string").alias(c) for c in raw_cols]))
     return df.select(
         F.col("pid").alias("post_id"), F.col("uid").alias("user_id"), "taken_us", "crawled_us",
         F.col("media").alias("media_type"),
@@ -210,7 +240,7 @@ def build_pairs_spark(posts, out_dir=None, *, rules: RuleConfig, crawled_at=None
         lc = np.searchsorted(ids, pdf["low_id"].to_numpy(str))
         sel, ds, p, n_ok = B.match_candidates(hc, lc, pdf["likes_high"], pdf["likes_low"], cfg)
         out = pdf.iloc[sel].copy()
-        out["p"], out["delta_s"], out["delta_t_days"] = p, ds, out["dt_us"].to_numpy(np.float64) / B.DAY_US
+        out["p"], out["delta_s"], out["delta_t_days"] = p, ds, out["dt_us"].to_numpy(np.float64) / DAY_US
         out["n_ok"] = n_ok
         return out[B.wide_columns() + ["n_ok"]]
 

@@ -9,7 +9,6 @@ Every error is JSON ``{"error": ..., "detail": ...}``.
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import AsyncIterator
 from importlib import resources
 from typing import Any
@@ -21,8 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartParser
 
 from iipa import __version__
-from iipa.models import PopularityNet
-from iipa.scoring import Scorer
+from iipa.scoring import Scorer, make_scorer
 from iipa.serve import metrics as prom
 from iipa.serve.middleware import ServiceMiddleware
 from iipa.serve.routes import build_router, require_key
@@ -39,16 +37,16 @@ def _asset(name: str) -> str:
     return resources.files("iipa.serve").joinpath("static", name).read_text(encoding="utf-8")
 
 
-def create_app(model: Scorer | PopularityNet | str | os.PathLike, settings: ServeSettings | None = None,
-               *, device: str | None = None, precision: str = "auto", optimize: str = "none") -> FastAPI:
-    """Build the service around ``model`` (a Scorer, a PopularityNet, a checkpoint or weights name)."""
+def create_app(model: Any = None, settings: ServeSettings | None = None, **scorer_options: Any) -> FastAPI:
+    """Build the service around ``model``: a Scorer, or anything :func:`iipa.make_scorer` takes
+    (a record, weights name, checkpoint, .onnx file, PopularityNet; None: the default model)
+    with ``scorer_options`` (``runtime``, ``device``, ``precision``, ``optimize``, ``crops``)."""
     settings = settings or ServeSettings()
     # Uploads past 64 KiB go to the parser's temporary files on disk, not 1 MB each in
     # memory: bodies are read before a request is admitted, so many concurrent uploads of
     # up to max_request_bytes must not sit in RAM. (A class attribute: process-wide.)
     MultiPartParser.spool_max_size = 64 * 1024
-    scorer = model if isinstance(model, Scorer) else Scorer(model, device=device, precision=precision,
-                                                           num_workers=0, optimize=optimize)
+    scorer = model if isinstance(model, Scorer) else make_scorer(model, num_workers=0, **scorer_options)
     service = Service(scorer, settings)
     assets = {name: _asset(name) for name in (*_STATIC, "index.html")}
 

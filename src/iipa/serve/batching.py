@@ -1,13 +1,15 @@
 """One model thread for the whole service, fed by a queue: micro-batching lives here.
 
-PyTorch on a CPU already spreads one forward pass over every core, so two model calls at
-once only fight for them; and per call, a batch of 16 costs far less than 16 batches of 1
-(weights are read once, kernels stay busy). So every request hands its prepared uint8
-tensors to this queue and awaits a future; the single worker thread takes the first job,
-then keeps taking jobs for up to ``max_wait_ms`` or until ``max_batch_size`` images are
-gathered, and runs them as one ``Scorer.score_batch`` call. With batching off, it runs one
-request's images per call, in arrival order. Other model work (Grad-CAM for /v1/explain)
-runs on the same thread between batches, so nothing touches the model concurrently.
+Both backends (onnxruntime, PyTorch) already spread one model call over every core, so
+two calls at once only fight for them; and per call, a batch of 16 costs far less than 16
+batches of 1 (weights are read once, kernels stay busy). So every request hands each
+image's prepared uint8 views (V x S x S x 3 numpy, as ``iipa score`` prepares them) to this
+queue and awaits a future; the single worker thread takes the first job, then keeps taking
+jobs for up to ``max_wait_ms`` or until ``max_batch_size`` views are gathered, and scores
+them as one :meth:`Scorer.score_views` call (one backend call; an image's score is the mean
+of its views). With batching off, it runs one request's images per call, in arrival order.
+Other model work (Grad-CAM for /v1/explain) runs on the same thread between batches, so
+nothing touches a model concurrently.
 """
 
 from __future__ import annotations
@@ -21,21 +23,21 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
+import numpy as np
 
 from iipa.scoring import Scorer
 
 
 @dataclass
 class _Job:
-    tensors: list[torch.Tensor] | None  # None: ``call`` is run instead
+    views: list[np.ndarray] | None  # one uint8 V x S x S x 3 array per image; None: ``call`` is run instead
     future: Future
     call: Callable[[], Any] | None = None
     queued_at: float = field(default_factory=time.perf_counter)
 
 
 class MicroBatcher:
-    """Score uint8 CHW tensors from many concurrent requests on one worker thread.
+    """Score the views of images from many concurrent requests on one worker thread.
 
     ``on_batch(n_images)`` is called after every model call (for metrics).
     """
@@ -71,12 +73,12 @@ class MicroBatcher:
         return self._thread is not None and self._thread.is_alive()
 
     # -- submitting ------------------------------------------------------------------------
-    async def score(self, tensors: list[torch.Tensor]) -> list[float]:
-        """Scores of ``tensors`` (all of the profile's input size), in order."""
-        if not tensors:
+    async def score(self, views: list[np.ndarray]) -> list[float]:
+        """One score per image from its views (all of the profile's input size), in order."""
+        if not views:
             return []
         future: Future = Future()
-        self._submit(_Job(list(tensors), future))
+        self._submit(_Job(list(views), future))
         return await asyncio.wrap_future(future)
 
     async def run(self, call: Callable[[], Any]) -> Any:
@@ -113,7 +115,7 @@ class MicroBatcher:
         Returns the gathered jobs and at most one job that did not fit (or a stop/call
         job), which the loop runs next so nothing is reordered past it.
         """
-        size = len(jobs[0].tensors or [])
+        size = _size(jobs[0])
         deadline = time.perf_counter() + self.max_wait_s
         while size < self.max_batch_size:
             remaining = deadline - time.perf_counter()
@@ -121,28 +123,28 @@ class MicroBatcher:
                 job = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
             except queue.Empty:
                 break
-            if job is _STOP or job.call is not None or size + len(job.tensors or []) > self.max_batch_size:
+            if job is _STOP or job.call is not None or size + _size(job) > self.max_batch_size:
                 return jobs, job
             jobs.append(job)
-            size += len(job.tensors or [])
+            size += _size(job)
         return jobs, None
 
     def _score(self, jobs: list[_Job]) -> None:
         live = [j for j in jobs if j.future.set_running_or_notify_cancel()]
         if not live:
             return
-        tensors = [t for j in live for t in j.tensors or []]
+        views = [v for j in live for v in j.views or []]
         try:
-            scores = self.scorer.score_batch(torch.stack(tensors)).tolist()
+            scores = self.scorer.score_views(views)
         except BaseException as exc:  # noqa: BLE001 - reported to every waiting request
             for j in live:
                 j.future.set_exception(exc)
             return
         if self.on_batch is not None:
-            self.on_batch(len(tensors))
+            self.on_batch(len(views))
         start = 0
         for j in live:
-            n = len(j.tensors or [])
+            n = len(j.views or [])
             j.future.set_result([float(s) for s in scores[start:start + n]])
             start += n
 
@@ -153,6 +155,11 @@ class MicroBatcher:
             job.future.set_result(job.call())  # type: ignore[misc]
         except BaseException as exc:  # noqa: BLE001
             job.future.set_exception(exc)
+
+
+def _size(job: _Job) -> int:
+    """Model inputs of a job: its images' views."""
+    return sum(len(v) for v in job.views or [])
 
 
 # Queued by ``stop()``: the worker ends when it reaches it, after everything queued before.

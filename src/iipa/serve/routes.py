@@ -1,7 +1,7 @@
 """The /v1 endpoints. Each one: check every upload from its header (a request decoding
 too many pixels in all gets 413 before anything is decoded), decode each inside the
-service's pixel budget, off the loop, hand tensors to the micro-batcher, describe the
-scores with :mod:`iipa.levels`."""
+service's pixel budget, off the loop, hand its views (``crops`` per image, as ``iipa score
+--crops``) to the micro-batcher, describe the scores with :mod:`iipa.levels`."""
 
 from __future__ import annotations
 
@@ -10,15 +10,18 @@ import hmac
 import io
 from typing import Any
 
-from fastapi import APIRouter, Depends, File, Response, UploadFile
+from fastapi import APIRouter, Depends, File, Query, Response, UploadFile
 from fastapi.security import APIKeyHeader
 
+from iipa.compare import preference_probability
 from iipa.serve.schemas import ERRORS, CompareResponse, ModelCard, ScoreResponse
-from iipa.serve.service import Service, logistic
+from iipa.serve.service import Service
 from iipa.serve.uploads import ApiError, Upload, safe_label
 
 # Overlays are for looking at: larger images are shrunk first (PNG size and encode time).
 EXPLAIN_MAX_SIDE = 1024
+CROPS_QUERY = Query(None, description="views per image: 1, 5 (corners + centre) or 10 (the same mirrored); "
+                                       "the mean over them is the score (default: the server's, see /v1/model)")
 _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False,
                                description="required only when the server was started with an API key")
 
@@ -62,10 +65,10 @@ async def _fail(exc: ApiError) -> Any:
 def build_router(service: Service) -> APIRouter:
     router = APIRouter(prefix="/v1", dependencies=[Depends(require_key(service))], responses=ERRORS)
 
-    async def score_uploads(uploads: list[Upload]) -> list[dict[str, Any]]:
+    async def score_uploads(uploads: list[Upload], crops: int) -> list[dict[str, Any]]:
         probed = [await _try(service.probe(u)) for u in uploads]
         service.check_request_pixels([p for p in probed if isinstance(p, int)])
-        prepared = await asyncio.gather(*(service.prepare(u, p) if isinstance(p, int) else _fail(p)
+        prepared = await asyncio.gather(*(service.prepare(u, p, crops=crops) if isinstance(p, int) else _fail(p)
                                           for u, p in zip(uploads, probed, strict=True)),
                                         return_exceptions=True)
         for p in prepared:
@@ -83,12 +86,13 @@ def build_router(service: Service) -> APIRouter:
         return results
 
     @router.post("/score", response_model=ScoreResponse, summary="Score one or many images")
-    async def score(files: list[UploadFile] = File(..., description="one or more image files")) -> Any:
+    async def score(files: list[UploadFile] = File(..., description="one or more image files"),
+                    crops: int | None = CROPS_QUERY) -> Any:
         """Per-image score, scaled score and level, in upload order. An image that cannot be
         scored gets ``error``/``detail``/``status`` instead; when *every* image fails, the
         request fails with the first image's status (so a single bad upload gets 400/413/415)."""
         async def work() -> Any:
-            results = await score_uploads(read_uploads(files, service))
+            results = await score_uploads(read_uploads(files, service), service.crops(crops))
             if all(r.get("error") for r in results):
                 first = results[0]
                 raise ApiError(first["status"], first["error"], first["detail"])
@@ -97,40 +101,41 @@ def build_router(service: Service) -> APIRouter:
         return await service.guarded(work)
 
     @router.post("/compare", response_model=CompareResponse, summary="Probability that A is more popular than B")
-    async def compare(image_a: UploadFile = File(...), image_b: UploadFile = File(...)) -> Any:
-        """``probability_a`` = logistic(score_a - score_b), the paper's pairwise model."""
+    async def compare(image_a: UploadFile = File(...), image_b: UploadFile = File(...),
+                      crops: int | None = CROPS_QUERY) -> Any:
+        """``probability_a`` = logistic(score_a - score_b), the paper's pairwise model
+        (:func:`iipa.compare.preference_probability`, as ``iipa compare``)."""
         async def work() -> Any:
             uploads = read_uploads([image_a, image_b], service)
-            a, b = await score_uploads(uploads)
+            a, b = await score_uploads(uploads, service.crops(crops))
             for r in (a, b):
                 if r.get("error"):
                     raise ApiError(r["status"], r["error"], r["detail"])
-            return {"probability_a": logistic(a["score"] - b["score"]), "a": a, "b": b}
+            return {"probability_a": preference_probability(a["score"], b["score"]), "a": a, "b": b}
 
         return await service.guarded(work)
 
     @router.post("/explain", summary="Grad-CAM heatmap over the image (PNG)",
                  responses={200: {"content": {"image/png": {}}, "description": "the overlay as a PNG"},
-                            501: {"description": "iipa.explain is not available in this installation"}})
-    async def explain(file: UploadFile = File(...)) -> Response:
-        """Which regions raised the score: a Grad-CAM heatmap blended over the image.
-        The score is returned in the ``X-IIPA-Score`` header."""
-        try:
-            from iipa.explain import heatmap_overlay
-        except ImportError as exc:
-            raise ApiError(501, "not implemented", f"heatmaps need iipa.explain and grad-cam: {exc}") from None
-        if not hasattr(service.model, "cam_layer"):
-            raise ApiError(501, "not implemented", "heatmaps need a PyTorch model (Grad-CAM needs gradients); "
-                                                   "this service runs an ONNX file")
+                            501: {"description": "no heatmaps here: the model has no PyTorch weights or "
+                                                 "PyTorch is not installed (the detail says which)"}})
+    async def explain(file: UploadFile = File(...), crops: int | None = CROPS_QUERY) -> Response:
+        """Which regions raised the score: a Grad-CAM heatmap blended over the image, from the
+        model's PyTorch weights (loaded on first use). The score, the one /v1/score gives, is
+        returned in the ``X-IIPA-Score`` header."""
+        reason = service.heatmaps_unavailable()
+        if reason:
+            raise ApiError(501, "not implemented", reason)
+        from iipa.explain import heatmap_overlay
 
         async def work() -> Response:
             (upload,) = read_uploads([file], service)
             # Scored exactly as /v1/score scores it; the overlay is drawn on a larger decode.
-            tensor = await service.prepare(upload)
-            (score,) = await service.batcher.score([tensor])
+            views = await service.prepare(upload, crops=service.crops(crops))
+            (score,) = await service.batcher.score([views])
             async with service.decoded(upload, draft_size=(EXPLAIN_MAX_SIDE, EXPLAIN_MAX_SIDE)) as img:
                 img.thumbnail((EXPLAIN_MAX_SIDE, EXPLAIN_MAX_SIDE))  # a PNG for a page, not a print
-                overlay = await service.batcher.run(lambda: heatmap_overlay(service.model, img))
+                overlay = await service.batcher.run(lambda: heatmap_overlay(service.heatmap_model(), img))
             buf = io.BytesIO()
             overlay.save(buf, format="PNG")
             meaning = service.describe(score)

@@ -45,14 +45,22 @@ class LevelBand(BaseModel):
     max_score: float | None = Field(description="exclusive upper edge; null: open-ended")
 
 
+class Heatmaps(BaseModel):
+    available: bool = Field(description="whether POST /v1/explain can answer")
+    reason: str | None = Field(None, description="why not, when it cannot (it then answers 501 with this)")
+
+
 class ModelCard(BaseModel):
     arch: str
     weights: str | None
     weights_format: str | None
     profile: dict[str, Any]
     input_size: int
+    crops: int = Field(description="views per image this server scores by default (a request's crops overrides)")
+    runtime: str = Field(description="the backend that scores: onnx (onnxruntime) or torch")
     device: str
     precision: str
+    heatmaps: Heatmaps
     score_meaning: str
     score_range: str
     scaled_meaning: str

@@ -1,21 +1,30 @@
-"""The service's working parts, shared by the routes: scorer, batcher, limits, metrics."""
+"""The service's working parts, shared by the routes: scorer, batcher, limits, metrics.
+
+The service scores through the same :class:`~iipa.scoring.Scorer` (record + backend) as
+``iipa score``: uploads are decoded within the pixel budget, turned into the profile's
+numpy views (:meth:`Profile.image_views`, multi-crop included) and handed to the
+micro-batcher, which calls the scorer's backend. With an ONNX backend nothing imports torch;
+Grad-CAM heatmaps load the model's PyTorch weights on first use (see :meth:`Service.heatmaps_unavailable`).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 import os
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy as np
 from PIL import Image
 
 from iipa import levels
+from iipa.errors import IIPAError
 from iipa.modelcard import public_card
+from iipa.profiles import CROPS
+from iipa.scoring import Scorer
 from iipa.serve.batching import MicroBatcher
 from iipa.serve.memory import PixelBudget, fix_mmap_threshold, release_memory
 from iipa.serve.metrics import Metrics
@@ -26,9 +35,9 @@ T = TypeVar("T")
 
 
 class Service:
-    def __init__(self, scorer: Any, settings: ServeSettings) -> None:
+    def __init__(self, scorer: Scorer, settings: ServeSettings) -> None:
         self.scorer = scorer
-        self.model = scorer.model
+        self.record = scorer.record
         self.profile = scorer.profile
         self.settings = settings
         self.metrics = Metrics()
@@ -45,12 +54,28 @@ class Service:
 
     @property
     def model_name(self) -> str:
-        info = self.model.info
-        if info.get("weights"):
-            return str(info["weights"])
-        source = info.get("source")
-        # A checkpoint's file name, not its server-side path.
-        return Path(str(source)).name if source else self.model.arch
+        """The model's name without server-side paths (a checkpoint's file name)."""
+        return str(public_card(self.record)["weights"])
+
+    def crops(self, requested: int | None) -> int:
+        """Views per image for a request: its own ``crops``, else the server's (``iipa serve --crops``)."""
+        if requested is None:
+            return self.scorer.crops
+        if requested not in CROPS:
+            raise ApiError(422, "bad crops", f"crops must be one of {', '.join(map(str, CROPS))}, not {requested}")
+        return requested
+
+    def heatmaps_unavailable(self) -> str | None:
+        """Why /v1/explain cannot answer here (None when it can): heatmaps need the model's
+        PyTorch weights and the torch extra."""
+        return self.record.heatmaps_unavailable()
+
+    def heatmap_model(self) -> Any:
+        """The PyTorch model for Grad-CAM, loaded on first use (call it on the model thread)."""
+        try:
+            return self.scorer.torch_model()
+        except IIPAError as exc:
+            raise ApiError(501, "not implemented", str(exc)) from None
 
     @property
     def decode_pool(self) -> ThreadPoolExecutor:
@@ -145,12 +170,13 @@ class Service:
                 del img
                 self._decoded_since_trim += pixels
 
-    async def prepare(self, upload: Upload, pixels: int | None = None) -> Any:
-        """Upload -> the uint8 CHW tensor the model takes (decoded off the event loop), as
-        :meth:`Profile.prepare` makes it: decoded as the profile says (``decode_size``),
-        then ``to_uint8``, so the service's score is every other entry point's."""
+    async def prepare(self, upload: Upload, pixels: int | None = None, *, crops: int = 1) -> np.ndarray:
+        """Upload -> its uint8 V x S x S x 3 views (decoded off the event loop), as
+        :meth:`Profile.view_array` makes them for ``iipa score``: decoded as the profile says
+        (``decode_size``), then :meth:`Profile.image_views`, so the service's score is every
+        other entry point's."""
         async with self.decoded(upload, pixels=pixels) as img:
-            return await self._off_loop(self.profile.to_uint8, img)
+            return await self._off_loop(self.profile.image_views, img, crops)
 
     def after_request(self) -> None:
         """Once no image is decoded any more, hand the freed memory back to the OS."""
@@ -159,15 +185,19 @@ class Service:
             asyncio.get_running_loop().run_in_executor(self.decode_pool, release_memory)
 
     def describe(self, score: float) -> dict[str, Any]:
-        return levels.describe(score, self.model.reference)
+        return levels.describe(score, self.record.reference)
 
     def card(self) -> dict[str, Any]:
         """The one model card (:func:`iipa.modelcard.public_card`) plus this server's runtime and limits."""
         s = self.settings
+        reason = self.heatmaps_unavailable()
         return {
-            **public_card(self.model, name=self.model_name),
+            **public_card(self.record),
+            "crops": self.scorer.crops,
+            "runtime": self.scorer.runtime,
             "device": str(self.scorer.device),
             "precision": self.scorer.precision,
+            "heatmaps": {"available": reason is None, "reason": reason},
             "limits": {"max_upload_bytes": s.max_upload_bytes, "max_files": s.max_files,
                        "max_pixels": s.max_pixels, "max_request_pixels": s.max_request_pixels,
                        "decode_budget_pixels": s.decode_budget_pixels, "max_request_bytes": s.max_body_bytes, "max_aspect_ratio": s.max_aspect_ratio,
@@ -177,10 +207,3 @@ class Service:
                        "api_key_required": s.api_key is not None},
         }
 
-
-def logistic(x: float) -> float:
-    """Numerically stable 1 / (1 + exp(-x))."""
-    if x >= 0:
-        return 1.0 / (1.0 + math.exp(-x))
-    e = math.exp(x)
-    return e / (1.0 + e)

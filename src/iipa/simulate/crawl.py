@@ -23,8 +23,9 @@ from PIL import Image
 
 from iipa.errors import IIPAError
 from iipa.fileio import atomic_path
+from iipa.pairs.schema import MEDIA_TYPES
 from iipa.simulate.config import SimConfig, read_config, write_config
-from iipa.simulate.network import MEDIA_TYPES, POSTS_SCHEMA, TRUTH_SCHEMA, draw_users, iter_blocks
+from iipa.simulate.network import POSTS_SCHEMA, TRUTH_SCHEMA, draw_users, iter_blocks
 from iipa.simulate.render import render_image
 
 POSTS_FILE, TRUTH_FILE, CONFIG_FILE = "posts.parquet", "truth.parquet", "simulation.json"

@@ -38,16 +38,16 @@ from collections.abc import Iterator
 import numpy as np
 import pyarrow as pa
 
+from iipa.pairs.rules import DAY_US
+from iipa.pairs.schema import MEDIA_TYPES
 from iipa.simulate.captions import build_captions
 from iipa.simulate.config import SimConfig, crawl_epoch_days
 from iipa.simulate.render import LATENT_COLUMNS, draw_latents, intrinsic_score
 
 BLOCK_USERS = 4096          # part of the model: changing it changes every post after block 0
-MEDIA_TYPES = ("image", "video", "carousel")
 # share of posts per local hour: quiet nights, a lunch peak and an evening peak
 _HOURS = np.array([2, 1, 1, 1, 1, 2, 3, 4, 5, 5, 5, 6, 8, 7, 5, 5, 5, 6, 7, 9, 10, 9, 7, 4], np.float64)
 HOUR_CDF = np.cumsum(_HOURS) / _HOURS.sum()
-_US_PER_DAY = 86_400_000_000
 _SHORTCODE = np.frombuffer(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_", np.uint8)
 
 POSTS_SCHEMA = pa.schema([
@@ -112,7 +112,7 @@ def draw_users(cfg: SimConfig) -> dict[str, np.ndarray]:
 
 
 def _timestamps(days: np.ndarray) -> pa.Array:
-    return pa.array(np.round(days * _US_PER_DAY).astype(np.int64), pa.timestamp("us", tz="UTC"))
+    return pa.array(np.round(days * DAY_US).astype(np.int64), pa.timestamp("us", tz="UTC"))
 
 
 def iter_blocks(cfg: SimConfig, users: dict[str, np.ndarray] | None = None) -> Iterator[tuple[pa.Table, pa.Table]]:

@@ -109,12 +109,12 @@ def table4(per_participant: pd.DataFrame, per_pair: pd.DataFrame) -> tuple[pd.Da
 
 def model_scores(pairs: pd.DataFrame, model: Any, **scorer_kwargs: Any) -> dict[str, float]:
     """Scores of every image in ``pairs`` (post id -> score; NaN when unreadable)."""
-    from iipa.scoring import Scorer
+    from iipa.scoring import make_scorer
 
     images = pd.concat([pairs[["high_id", "high_path"]].set_axis(["id", "path"], axis=1),
                         pairs[["low_id", "low_path"]].set_axis(["id", "path"], axis=1)]).drop_duplicates("id")
     images = images[images["path"].notna()]
-    scorer = Scorer(model, **scorer_kwargs)
+    scorer = make_scorer(model, **scorer_kwargs)
     scores = scorer.score(list(images["path"]), on_error="nan")
     return dict(zip(images["id"], scores, strict=True))
 

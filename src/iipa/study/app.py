@@ -3,19 +3,24 @@
 Participant API (the participant code is the credential; it only opens that participant's
 own data): ``POST /api/participants`` (consent + demographics -> code),
 ``POST /api/p/{code}/sessions`` (start or resume after a break), ``GET /api/p/{code}/next``,
-``POST /api/p/{code}/answers`` (idempotent), ``GET /api/p/{code}/review`` (403 until done).
+``POST /api/p/{code}/answers`` (idempotent; only for the pair on screen),
+``GET /api/p/{code}/review`` (403 until done; the answers only once the study is closed).
+Sign-ups are rate limited per client address (429 with ``Retry-After``).
 Images: ``GET /api/p/{code}/image/{pair_id}/{left|right}``, only of the participant's
 current or answered pairs, from the bytes re-encoded at init (:mod:`iipa.study.stimuli`),
 with ``Cache-Control: no-store`` and no header derived from a file (no Last-Modified, no
 ETag), so neither a URL nor a header tells which side is the more popular.
 Admin (token in ``Authorization: Bearer`` or ``X-Admin-Token``; ``/admin?token=`` once,
 which sets an HttpOnly cookie so the export links carry no token): ``/admin``,
-``/admin/export/{answers|participants|pairs}.{csv|json}``.
-Request bodies are limited to ``MAX_BODY_BYTES`` (413).
+``/admin/export/{answers|participants|pairs}.{csv|json}``; wrong tokens are rate limited per
+client address (then 429 for every admin request from it, right token or not).
+Request bodies are limited to ``MAX_BODY_BYTES`` (413). Every error is JSON ``{"detail": …}``,
+a full disk included (507).
 """
 
 from __future__ import annotations
 
+import errno
 import io
 import secrets
 from pathlib import Path
@@ -26,18 +31,23 @@ from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field, StrictBool, StrictInt
+from sqlalchemy.exc import SQLAlchemyError
 
 from iipa.asgi import BodyLimit
 from iipa.study import service
 from iipa.study.exports import answers_frame, pairs_frame, participants_frame, write_frame
+from iipa.study.limits import RateLimit
 from iipa.study.stimuli import MEDIA_TYPE
-from iipa.study.storage import MAX_ID, Base, Stimulus, Store
+from iipa.study.storage import MAX_ID, Store
 from iipa.templating import render
 
 STATIC = Path(__file__).parent / "static"
 # A sign-up or an answer is a few hundred bytes of JSON; 64 KiB leaves room and no more.
 MAX_BODY_BYTES = 64 * 1024
 ADMIN_COOKIE = "iipa_admin"
+SIGNUPS_PER_HOUR = 60  # per client address; a lab behind one address raises it
+# Wrong admin tokens per client address: 10 at once, then one a minute (was ~580/s).
+ADMIN_GUESS_BURST, ADMIN_GUESSES_PER_HOUR = 10, 60
 PairId = Annotated[int, PathParam(ge=1, le=MAX_ID)]
 
 
@@ -53,24 +63,45 @@ class NewParticipant(BaseModel):
 class NewAnswer(BaseModel):
     pair_id: Annotated[StrictInt, Field(ge=1, le=MAX_ID)]
     side: Literal["left", "right"]
-    response_ms: StrictInt
+    response_ms: StrictInt | None = None  # the client's own timing: stored, not trusted
 
 
-def create_app(db: str | Store, *, admin_token: str) -> FastAPI:
-    """The app for one study database; ``admin_token`` guards the admin pages and exports."""
+def _client(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def _server_error(exc: Exception) -> JSONResponse:
+    full = (isinstance(exc, OSError) and exc.errno == errno.ENOSPC) or "disk is full" in str(exc)
+    if full:
+        return JSONResponse({"detail": "the server's disk is full; nothing was saved, try again later"},
+                            status_code=507)
+    if isinstance(exc, SQLAlchemyError):
+        return JSONResponse({"detail": "the study database is unavailable; try again later"}, status_code=503)
+    return JSONResponse({"detail": f"server error ({exc.__class__.__name__})"}, status_code=500)
+
+
+def create_app(db: str | Store, *, admin_token: str, signups_per_hour: float = SIGNUPS_PER_HOUR) -> FastAPI:
+    """The app for one study database; ``admin_token`` guards the admin pages and exports.
+
+    Refuses a study made before answer keys were secret (:func:`service.check_servable`).
+    """
     if not admin_token:
         raise ValueError("admin_token must be a non-empty string")
     store = db if isinstance(db, Store) else Store(db)
-    # A database made by an older version has no stimuli table: create it (empty; images
-    # are then encoded on request, the same way).
-    Base.metadata.create_all(store.engine, tables=[Stimulus.__table__])
+    service.check_servable(store)
+    signups = RateLimit(per_hour=signups_per_hour, burst=max(1, int(signups_per_hour // 6)))
+    guesses = RateLimit(per_hour=ADMIN_GUESSES_PER_HOUR, burst=ADMIN_GUESS_BURST)
     app = FastAPI(title="iipa 2AFC study", docs_url=None, redoc_url=None, openapi_url=None)
     app.add_middleware(BodyLimit, max_body_bytes=MAX_BODY_BYTES)
     app.state.store = store
 
     @app.exception_handler(service.StudyError)
     def _study_error(_request: Request, exc: service.StudyError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=exc.status)
+        headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
+        return JSONResponse({"detail": str(exc)}, status_code=exc.status, headers=headers)
+
+    for kind in (OSError, SQLAlchemyError, Exception):  # JSON, never Starlette's plain-text 500
+        app.add_exception_handler(kind, lambda _request, exc: _server_error(exc))
 
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:
@@ -86,8 +117,14 @@ def create_app(db: str | Store, *, admin_token: str) -> FastAPI:
                     "genders": service.GENDERS, "age_bands": service.AGE_BANDS}
 
     @app.post("/api/participants", status_code=201)
-    def new_participant(body: NewParticipant) -> dict:
-        code = service.create_participant(store, **body.model_dump())
+    def new_participant(request: Request, body: NewParticipant) -> dict:
+        def admit() -> None:  # called only for a new participant, not a retried sign-up
+            wait = signups.hit(_client(request))
+            if wait:
+                raise service.StudyError(f"too many sign-ups from your address; try again in {int(wait)} s",
+                                         429, retry_after=int(wait))
+
+        code = service.create_participant(store, **body.model_dump(), admit=admit)
         return {"code": code, "next": service.next_item(store, code)}
 
     @app.post("/api/p/{code}/sessions", status_code=201)
@@ -113,10 +150,15 @@ def create_app(db: str | Store, *, admin_token: str) -> FastAPI:
         return Response(data, media_type=MEDIA_TYPE, headers={"Cache-Control": "no-store"})
 
     def require_admin(request: Request, *, query: bool = False) -> None:
+        wait = guesses.blocked(_client(request))
+        if wait:  # checked before the token: a blocked address cannot go on guessing
+            raise service.StudyError(f"too many wrong admin tokens from your address; try again in {int(wait)} s",
+                                     429, retry_after=int(wait))
         given = (request.headers.get("x-admin-token") or request.cookies.get(ADMIN_COOKIE)
                  or request.headers.get("authorization", "").removeprefix("Bearer ").strip()
                  or (request.query_params.get("token") if query else None))
         if not given or not secrets.compare_digest(given.encode(), admin_token.encode()):
+            guesses.hit(_client(request))
             raise service.StudyError("admin token required", 403)
 
     @app.get("/admin", response_class=HTMLResponse)

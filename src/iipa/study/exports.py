@@ -15,7 +15,7 @@ from iipa.csvsafe import frame_to_csv
 from iipa.study.storage import Answer, Pair, Participant, Store, StudySession
 
 ANSWER_COLUMNS = ("participant", "pair_id", "kind", "high_id", "low_id", "left_id", "right_id",
-                  "chosen_id", "chosen_side", "correct", "response_ms", "session_id", "answered_at",
+                  "chosen_id", "chosen_side", "correct", "response_ms", "client_response_ms", "session_id", "answered_at",
                   "gender", "age_band", "instagram", "social_over_3h")
 PARTICIPANT_COLUMNS = ("participant", "gender", "age_band", "instagram", "social_over_3h",
                        "consented_at", "finished_at", "sessions", "n_training", "n_trials",
@@ -38,6 +38,7 @@ def answers_frame(store: Store) -> pd.DataFrame:
                         "left_id": pair.slot_id(ans.left_slot), "right_id": pair.slot_id(right),
                         "chosen_id": pair.slot_id(ans.chosen_slot), "chosen_side": ans.chosen_side,
                         "correct": bool(ans.correct), "response_ms": ans.response_ms,
+                        "client_response_ms": ans.client_response_ms,
                         "session_id": ans.session_id, "answered_at": ans.answered_at.isoformat(),
                         "gender": p.gender, "age_band": p.age_band, "instagram": bool(p.instagram),
                         "social_over_3h": bool(p.social_over_3h)})

@@ -1,28 +1,33 @@
 """What a participant can do, as plain functions over a :class:`Store` (the web app is a
 thin layer over these).
 
-Phases: training pairs (with feedback) -> trial and attention pairs in a seeded order
-(no feedback; attention pairs look like any other trial) -> done (review). A session
+Phases: training pairs (with feedback) -> trial and attention pairs in the participant's
+order (no feedback; attention pairs look like any other trial) -> done (review). A session
 lasts at most ``study.session_minutes``; then the participant sees a break screen and
 starts a new session when ready, possibly days later with their code.
+
+While the study is open no per-pair truth of a trial or attention pair leaves the server:
+feedback is given on training pairs only, and the review shows a participant's own choices
+and score, not the answers; ``close_study`` opens the full review. An answer is accepted
+only for the pair the server last handed to that participant in the current session, and
+its response time is measured by the server from that moment.
 """
 
 from __future__ import annotations
 
 import secrets
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from iipa.errors import IIPAError, ImageError
+from iipa.errors import IIPAError
 from iipa.study.plan import left_slot, trial_order
-from iipa.study.stimuli import encode_decoy, encode_photo, equalise
 from iipa.study.storage import (
     AGE_BANDS,
-    BLANK_PREFIX,
     GENDERS,
     MAX_ID,
     Answer,
@@ -30,6 +35,7 @@ from iipa.study.storage import (
     Participant,
     Stimulus,
     Store,
+    Study,
     StudySession,
     record_answer,
     utcnow,
@@ -43,9 +49,39 @@ MAX_RESPONSE_MS = 3_600_000
 class StudyError(IIPAError):
     """A request the study cannot honour; ``status`` is the HTTP status to answer with."""
 
-    def __init__(self, message: str, status: int = 400) -> None:
+    def __init__(self, message: str, status: int = 400, *, retry_after: int | None = None) -> None:
         super().__init__(message)
-        self.status = status
+        self.status, self.retry_after = status, retry_after
+
+
+def check_servable(store: Store) -> None:
+    """Refuse a study whose answer key follows from its seed (made before the secret existed)."""
+    with store.session() as s:
+        if store.study(s).secret is None:
+            raise IIPAError(
+                f"{store.engine.url}: this study was made by an older iipa whose answer key and "
+                "left/right placements follow from --seed, so participants could predict them; it "
+                "cannot be served. Export and analyse it as it is, and run new sessions on a study "
+                "made by `iipa study init`")
+
+
+def _open_study(store: Store, s: Session) -> Study:
+    study = store.study(s)
+    if study.closed_at is not None:
+        raise StudyError("the study is closed", 409)
+    return study
+
+
+def close_study(store: Store) -> datetime:
+    """Close the study: no more sign-ups or answers; every review then shows the answers."""
+    with store.session() as s:
+        study = store.study(s)
+        if study.closed_at is None:
+            study.closed_at = utcnow()
+            for open_session in s.scalars(select(StudySession).where(StudySession.ended_at.is_(None))):
+                open_session.ended_at = study.closed_at
+            s.commit()
+        return study.closed_at
 
 
 def normalise_code(code: str) -> str:
@@ -68,10 +104,12 @@ def _parse_yes_no(value: Any, field: str) -> bool:
 
 
 def create_participant(store: Store, *, consent: bool, gender: str, age_band: str,
-                       instagram: Any, social_over_3h: Any, client_token: str | None = None) -> str:
+                       instagram: Any, social_over_3h: Any, client_token: str | None = None,
+                       admit: Callable[[], None] | None = None) -> str:
     """Register a consenting participant; returns their code.
 
     With ``client_token`` the call is idempotent: the same token returns the same code.
+    ``admit`` is called before a new participant is made (the app's rate limit raises there).
     """
     if consent is not True:
         raise StudyError("consent: the participant must agree before taking part", 422)
@@ -84,11 +122,13 @@ def create_participant(store: Store, *, consent: bool, gender: str, age_band: st
     if client_token is not None and not 8 <= len(client_token) <= 64:
         raise StudyError("client_token: expected 8 to 64 characters", 422)
     with store.session() as s:
-        store.study(s)
+        _open_study(store, s)
         if client_token is not None:
             known = s.scalar(select(Participant.code).where(Participant.client_token == client_token))
             if known is not None:
                 return known
+        if admit is not None:
+            admit()
         code = "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
         p = Participant(code=code, client_token=client_token, **row)
         s.add(p)
@@ -146,11 +186,11 @@ def _pair_ids(s: Session, *kinds: str) -> list[int]:
     return list(s.scalars(select(Pair.id).where(Pair.kind.in_(kinds)).order_by(Pair.id)))
 
 
-def _todo(s: Session, seed: int, p: Participant) -> tuple[list[tuple[str, int]], dict[str, Any]]:
+def _todo(s: Session, secret: bytes, p: Participant) -> tuple[list[tuple[str, int]], dict[str, Any]]:
     """The participant's pairs still to answer, in order, and their progress counts."""
     answered = _answered(s, p)
     training = _pair_ids(s, "training")
-    trials = trial_order(seed, p.code, _pair_ids(s, "trial", "attention"))
+    trials = trial_order(secret, p.code, _pair_ids(s, "trial", "attention"))
     base = {"code": p.code, "training_total": len(training), "trials_total": len(trials),
             "trials_done": sum(1 for t in trials if t in answered)}
     todo = [("training", i) for i in training if i not in answered]
@@ -172,40 +212,31 @@ def stimulus(store: Store, code: str, pair_id: int, side: str) -> bytes:
     with store.session() as s:
         study = store.study(s)
         p = _participant(s, code)
-        todo, _ = _todo(s, study.seed, p)
+        todo, _ = _todo(s, study.secret, p)
         current = todo[0][1] if todo else None
         if pair_id != current and pair_id not in _answered(s, p):
             raise StudyError(f"pair {pair_id}: not yours to see now", 404)
-        left = left_slot(study.seed, p.code, pair_id)
+        left = left_slot(study.secret, p.code, pair_id)
         slot = left if side == "left" else ("b" if left == "a" else "a")
         row = s.get(Stimulus, (pair_id, slot))
-        if row is not None:
-            return row.data
-        pair = s.get(Pair, pair_id)
-    if pair is None:
-        raise StudyError(f"pair {pair_id}: no such pair", 404)
-    a, b = equalise(_encode_late(pair, "a"), _encode_late(pair, "b"))
-    return a if slot == "a" else b
-
-
-def _encode_late(pair: Pair, slot: str) -> bytes:
-    """A study made before stimuli were stored: encode the same way on the fly."""
-    post_id, path = pair.slot_id(slot), pair.slot_path(slot)
-    if post_id.startswith(BLANK_PREFIX):
-        return encode_decoy(int(post_id[len(BLANK_PREFIX):]))
-    try:
-        return encode_photo(path or "")
-    except ImageError:
-        raise StudyError(f"pair {pair.id}: image missing on the server", 404) from None
+        if row is None:
+            raise StudyError(f"pair {pair_id}: image missing on the server", 404)
+        return row.data
 
 
 def next_item(store: Store, code: str) -> dict[str, Any]:
-    """What the participant sees next: a training pair, a trial, a break, or done."""
+    """What the participant sees next: a training pair, a trial, a break, done, or closed.
+
+    Handing out a pair in an open session records it as the pair on screen (and when it
+    was first handed out: the server's response times start there).
+    """
     with store.session() as s:
         study = store.study(s)
         p = _participant(s, code)
-        todo, base = _todo(s, study.seed, p)
+        todo, base = _todo(s, study.secret, p)
         training_total = base["training_total"]
+        if study.closed_at is not None:
+            return {**base, "state": "closed"}
         if not todo:
             if p.finished_at is None:
                 p.finished_at = utcnow()
@@ -214,23 +245,42 @@ def next_item(store: Store, code: str) -> dict[str, Any]:
                 open_session.ended_at = utcnow()
             s.commit()
             return {**base, "state": "done"}
-        if _current_session(s, p, study.session_minutes) is None:
+        session = _current_session(s, p, study.session_minutes)
+        if session is None:
             return {**base, "state": "break", "session_minutes": study.session_minutes}
         phase, pair_id = todo[0]
+        if session.shown_pair_id != pair_id:
+            session.shown_pair_id, session.shown_at = pair_id, utcnow()
+            s.commit()
         index = (training_total - sum(1 for k, _ in todo if k == "training") if phase == "training"
                  else base["trials_done"]) + 1
         return {**base, "state": phase, "pair_id": pair_id, "index": index, **_image_urls(p.code, pair_id)}
 
 
-def submit_answer(store: Store, code: str, pair_id: int, side: str, response_ms: int) -> dict[str, Any]:
-    """Record a choice (idempotent per participant and pair) and return the next item.
+def _check_client_ms(response_ms: int | None) -> None:
+    if response_ms is None:
+        return
+    if not isinstance(response_ms, int) or isinstance(response_ms, bool) or not 0 <= response_ms <= MAX_RESPONSE_MS:
+        raise StudyError(f"response_ms: expected an integer 0..{MAX_RESPONSE_MS}, got {response_ms!r}", 422)
 
-    Training answers come back with feedback; trial answers never reveal the truth.
+
+def _feedback(pair: Pair, stored: Answer) -> dict[str, Any]:
+    high_side = "left" if pair.high_slot == stored.left_slot else "right"
+    return {"correct": stored.correct, "more_popular": high_side, "your_choice": stored.chosen_side}
+
+
+def submit_answer(store: Store, code: str, pair_id: int, side: str, response_ms: int | None = None) -> dict[str, Any]:
+    """Record a choice for the pair on screen and return the next item.
+
+    A repeated answer to an answered pair is idempotent (the first answer stays, "duplicate").
+    Otherwise only the pair handed out in the participant's current session is accepted:
+    another pair, or any pair during a break, is refused with 409. ``response_ms`` is the
+    client's own timing, kept as ``client_response_ms``; the stored ``response_ms`` is the
+    server's. Training answers come back with feedback; others never reveal the truth.
     """
     if side not in ("left", "right"):
         raise StudyError(f"side: expected left or right, got {side!r}", 422)
-    if not isinstance(response_ms, int) or isinstance(response_ms, bool) or not 0 <= response_ms <= MAX_RESPONSE_MS:
-        raise StudyError(f"response_ms: expected an integer 0..{MAX_RESPONSE_MS}, got {response_ms!r}", 422)
+    _check_client_ms(response_ms)
     check_pair_id(pair_id)
     with store.session() as s:
         study = store.study(s)
@@ -238,45 +288,53 @@ def submit_answer(store: Store, code: str, pair_id: int, side: str, response_ms:
         pair = s.get(Pair, pair_id)
         if pair is None:
             raise StudyError(f"pair {pair_id}: no such pair", 404)
-        if pair.kind != "training":
-            n_training = len(_pair_ids(s, "training"))
-            done = s.scalar(select(func.count()).select_from(Answer).join(Pair, Answer.pair_id == Pair.id)
-                            .where(Answer.participant_id == p.id, Pair.kind == "training"))
-            if done < n_training:
-                raise StudyError("finish the training pairs first", 409)
-        left = left_slot(study.seed, p.code, pair.id)
-        chosen = left if side == "left" else ("b" if left == "a" else "a")
-        latest = s.scalar(select(StudySession.id).where(StudySession.participant_id == p.id)
-                          .order_by(StudySession.id.desc()).limit(1))
-        stored, created = record_answer(s, Answer(
-            participant_id=p.id, pair_id=pair.id, session_id=latest, left_slot=left,
-            chosen_side=side, chosen_slot=chosen, correct=chosen == pair.high_slot,
-            response_ms=response_ms))
+        stored = s.scalar(select(Answer).where(Answer.participant_id == p.id, Answer.pair_id == pair.id))
+        created = False
+        if stored is None:
+            _open_study(store, s)
+            session = _current_session(s, p, study.session_minutes)
+            if session is None:
+                raise StudyError("your session has ended: start a new session to go on", 409)
+            if session.shown_pair_id != pair.id:
+                raise StudyError(f"pair {pair.id}: not the pair shown to you now", 409)
+            left = left_slot(study.secret, p.code, pair.id)
+            chosen = left if side == "left" else ("b" if left == "a" else "a")
+            elapsed = (utcnow() - session.shown_at).total_seconds() * 1000
+            stored, created = record_answer(s, Answer(
+                participant_id=p.id, pair_id=pair.id, session_id=session.id, left_slot=left,
+                chosen_side=side, chosen_slot=chosen, correct=chosen == pair.high_slot,
+                response_ms=int(min(max(elapsed, 0), MAX_RESPONSE_MS)), client_response_ms=response_ms))
         reply: dict[str, Any] = {"status": "recorded" if created else "duplicate", "pair_id": pair.id}
         if pair.kind == "training":
-            high_side = "left" if pair.high_slot == stored.left_slot else "right"
-            reply["feedback"] = {"correct": stored.correct, "more_popular": high_side,
-                                 "your_choice": stored.chosen_side}
+            reply["feedback"] = _feedback(pair, stored)
     reply["next"] = next_item(store, code)
     return reply
 
 
 def review(store: Store, code: str) -> dict[str, Any]:
-    """The participant's choices against the ground truth; only once they have finished."""
+    """The participant's choices and score once they have finished; the answers to each
+    pair (``more_popular``, ``correct``, ``attention_check``) only once the study is closed.
+
+    While the study is open a finished code, throw-away or not, learns nothing per pair:
+    stimuli are the same bytes for everyone, so any per-pair truth would be the key for the
+    next code. The score is the share of trial pairs chosen right, in whole percent.
+    """
     with store.session() as s:
-        store.study(s)
+        study = store.study(s)
         p = _participant(s, code)
-        if p.finished_at is None:
+        closed = study.closed_at is not None
+        if p.finished_at is None and not closed:
             raise StudyError("the review opens when all trials are answered", 403)
         rows = s.execute(select(Answer, Pair).join(Pair, Answer.pair_id == Pair.id)
                          .where(Answer.participant_id == p.id, Pair.kind != "training")
                          .order_by(Answer.answered_at, Answer.id)).all()
         items = []
         for ans, pair in rows:
-            items.append({"pair_id": pair.id, **_image_urls(p.code, pair.id),
-                          "your_choice": ans.chosen_side, "correct": ans.correct,
-                          "more_popular": "left" if pair.high_slot == ans.left_slot else "right",
-                          "attention_check": pair.kind == "attention", "response_ms": ans.response_ms})
-    n = len(items)
-    return {"code": p.code, "answers": items, "n": n,
-            "accuracy": sum(i["correct"] for i in items) / n if n else None}
+            item = {"pair_id": pair.id, **_image_urls(p.code, pair.id), "your_choice": ans.chosen_side}
+            if closed:
+                item |= {"correct": ans.correct, "attention_check": pair.kind == "attention",
+                         "more_popular": "left" if pair.high_slot == ans.left_slot else "right"}
+            items.append(item)
+        trials = [ans.correct for ans, pair in rows if pair.kind == "trial"]
+    score = round(100 * sum(trials) / len(trials)) if trials else None
+    return {"code": p.code, "closed": closed, "answers": items, "n": len(items), "score_percent": score}

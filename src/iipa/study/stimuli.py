@@ -1,7 +1,7 @@
 """The images a participant sees, made once at ``iipa study init`` and kept in the study's
 own database.
 
-Both sides of every pair, attention decoys included, are re-encoded the same way: upright,
+Both sides of every pair, attention checks included, are re-encoded the same way: upright,
 cropped to a square from the centre, ``SIZE`` x ``SIZE`` pixels, baseline JPEG of quality
 ``QUALITY``, no metadata. The source files' format, size, EXIF and timestamps (the fetchers
 write all more popular images first, so mtimes named the answer) never reach the browser.
@@ -16,13 +16,18 @@ from __future__ import annotations
 import io
 import os
 
-from PIL import Image, ImageOps
+from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from iipa.images import open_image
 
 SIZE = 512
 QUALITY = 90
 MEDIA_TYPE = "image/jpeg"
+# Attention checks: two photos, each with a banner; the banners differ in one word of four
+# letters sharing three ("pick"/"skip"), so the banner's size and ink do not tell them
+# apart: a reader follows the instruction, a bot has to read it.
+ATTENTION_PICK = "Attention check: pick this image"
+ATTENTION_SKIP = "Attention check: skip this image"
 
 
 def _jpeg(img: Image.Image) -> bytes:
@@ -32,15 +37,32 @@ def _jpeg(img: Image.Image) -> bytes:
     return buf.getvalue()
 
 
+def _square(path: str | os.PathLike) -> Image.Image:
+    img = open_image(path, draft_size=(SIZE, SIZE))
+    return ImageOps.fit(img, (SIZE, SIZE), Image.Resampling.LANCZOS)
+
+
 def encode_photo(path: str | os.PathLike) -> bytes:
     """A photo as a stimulus; raises :class:`~iipa.errors.ImageError` when unreadable."""
-    img = open_image(path, draft_size=(SIZE, SIZE))
-    return _jpeg(ImageOps.fit(img, (SIZE, SIZE), Image.Resampling.LANCZOS))
+    return _jpeg(_square(path))
 
 
-def encode_decoy(grey: int) -> bytes:
-    """The decoy of an attention-check pair: a flat grey square, encoded like the photos."""
-    return _jpeg(Image.new("RGB", (SIZE, SIZE), (grey, grey, grey)))
+def encode_instructions(path: str | os.PathLike, instructions: tuple[str, ...]) -> list[bytes]:
+    """The photo once per instruction, written on a banner across its middle (the sides of
+    attention checks); raises :class:`~iipa.errors.ImageError` when unreadable."""
+    photo = _square(path).convert("RGB")
+    font = ImageFont.load_default(size=SIZE // 17)
+    out = []
+    for instruction in instructions:
+        img = photo.copy()
+        draw = ImageDraw.Draw(img)
+        left, top, right, bottom = draw.textbbox((0, 0), instruction, font=font)
+        x, y = (SIZE - (right - left)) // 2 - left, (SIZE - (bottom - top)) // 2 - top
+        pad = SIZE // 40
+        draw.rectangle((0, y + top - pad, SIZE, y + bottom + pad), fill=(255, 255, 255))
+        draw.text((x, y), instruction, fill=(0, 0, 0), font=font)
+        out.append(_jpeg(img))
+    return out
 
 
 def _comment_segments(n: int) -> bytes:

@@ -1,8 +1,11 @@
 """Durable storage of a 2AFC study (SQLAlchemy 2.x; SQLite by default, any SQLAlchemy URL).
 
-Tables: ``study`` (one row of settings), ``pairs`` (training, trial and attention pairs
-with their ground truth), ``participants`` (code and demographics), ``sessions`` and
-``answers``. An answer is unique per (participant, pair), so a retried or replayed POST
+Tables: ``study`` (one row of settings, and the study's ``secret``: 32 random bytes drawn
+at init that decide every pair's answer key, left/right placements and order; never the
+seed), ``pairs`` (training, trial and attention pairs with their ground truth), ``participants`` (code and demographics), ``sessions`` and
+``answers``. A session remembers the pair it last handed out (``shown_pair_id``,
+``shown_at``): only that pair can be answered, and the server times the answer from then.
+An answer is unique per (participant, pair), so a retried or replayed POST
 finds the first answer instead of adding a second one; every answer is committed before
 the server replies, hence before the next trial is shown.
 
@@ -10,6 +13,10 @@ The two images of a pair are stored as slots ``a`` and ``b`` in random order
 (``high_slot`` says which one is the more popular post). Table ``stimuli`` holds the
 bytes shown for each slot, re-encoded alike at init (:mod:`iipa.study.stimuli`), so
 nothing about a source file reaches a participant.
+
+A database made by an older version gains the newer nullable columns (empty) when opened,
+so it can still be exported and analysed; :func:`iipa.study.service.check_servable` refuses
+to serve one whose study has no secret (its answer key follows from the seed).
 """
 
 from __future__ import annotations
@@ -32,7 +39,9 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
+    inspect,
     select,
+    text,
 )
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
@@ -43,7 +52,7 @@ from iipa.errors import IIPAError
 PAIR_KINDS = ("training", "trial", "attention")
 GENDERS = ("female", "male", "other", "undisclosed")
 AGE_BANDS = ("<20", "20-29", "30-39", "40-49", "50+")
-BLANK_PREFIX = "blank:"  # attention-check decoy: a flat grey image rendered by the server
+SECRET_BYTES = 32
 
 
 def utcnow() -> datetime:
@@ -63,6 +72,9 @@ class Study(Base):
     session_minutes: Mapped[float] = mapped_column(Float, default=30.0)
     attention_pass: Mapped[float] = mapped_column(Float, default=0.8)
     source: Mapped[str] = mapped_column(Text, default="")  # pairs file and images folder
+    # Secret randomness behind the answer key and placements; NULL in databases made before it.
+    secret: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)  # `iipa study close`
 
 
 class Pair(Base):
@@ -123,6 +135,8 @@ class StudySession(Base):
     participant_id: Mapped[int] = mapped_column(ForeignKey("participants.id"), index=True)
     started_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     ended_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    shown_pair_id: Mapped[int | None] = mapped_column(Integer, nullable=True)  # the pair on screen
+    shown_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)  # first handed out
 
 
 class Answer(Base):
@@ -136,7 +150,8 @@ class Answer(Base):
     chosen_side: Mapped[str] = mapped_column(String(5))  # left | right
     chosen_slot: Mapped[str] = mapped_column(String(1))
     correct: Mapped[bool] = mapped_column(Boolean)
-    response_ms: Mapped[int] = mapped_column(Integer)
+    response_ms: Mapped[int] = mapped_column(Integer)  # measured by the server
+    client_response_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)  # as sent; not trusted
     answered_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
@@ -176,7 +191,26 @@ def make_engine(db: str, *, create: bool = False) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
     if create:
         Base.metadata.create_all(engine)
+    else:
+        add_missing_columns(engine)
     return engine
+
+
+def add_missing_columns(engine: Engine) -> list[str]:
+    """Bring a database made by an older version up to date: missing tables are created and
+    missing nullable columns added (empty). Returns the ``table.column`` names added."""
+    Base.metadata.create_all(engine)  # tables only: create_all never alters a table
+    added = []
+    with engine.begin() as conn:
+        have = inspect(conn)
+        for table in Base.metadata.sorted_tables:
+            present = {c["name"] for c in have.get_columns(table.name)}
+            for column in table.columns:
+                if column.name not in present and column.nullable:
+                    kind = column.type.compile(dialect=engine.dialect)
+                    conn.execute(text(f'ALTER TABLE "{table.name}" ADD COLUMN "{column.name}" {kind}'))
+                    added.append(f"{table.name}.{column.name}")
+    return added
 
 
 # Pair ids are SQL INTEGERs (32-bit in PostgreSQL): ids outside this range are refused

@@ -20,9 +20,7 @@ import numpy as np
 import pandas as pd
 
 from iipa.errors import IIPAError
-from iipa.pairs.rules import RuleConfig, discriminability, popularity_score
-
-DAY_US = 86_400 * 1_000_000
+from iipa.pairs.rules import DAY_US, RuleConfig, discriminability, popularity_score
 
 
 @dataclass(frozen=True)

@@ -42,9 +42,9 @@ def run_one(config: TrainConfig, name: str, *, crops: int = 1) -> dict[str, Any]
     test = result["splits"].get("test")
     if test is None or test["n"] == 0:
         raise IIPAError(f"{config.pairs}: no test pairs with images to evaluate on")
-    from iipa.checkpoint import load_checkpoint
+    from iipa.record import load_model
 
-    model = load_checkpoint(summary["best"])
+    model = load_model(summary["best"])
     row.update(test_accuracy=test["accuracy"], ci95_low=test["ci95"][0], ci95_high=test["ci95"][1],
                test_pairs=test["n"], test_ties=test["ties"], best_val_accuracy=summary["best_val_accuracy"],
                steps=summary["steps"], parameters=sum(p.numel() for p in model.parameters()),

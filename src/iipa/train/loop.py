@@ -31,7 +31,7 @@ from iipa.evaluate import pairwise_accuracy, score_paths
 from iipa.levels import reference_distribution
 from iipa.models import PopularityNet
 from iipa.runtime import default_workers, resolve_device, resolve_precision
-from iipa.scoring import Scorer
+from iipa.scoring import make_scorer
 from iipa.train import state as st
 from iipa.train.base import RecipeTrainer
 from iipa.train.config import TrainConfig, resume_conflicts
@@ -208,9 +208,9 @@ class Trainer(RecipeTrainer):
         return result
 
     def _score(self, paths: list[str]) -> np.ndarray:
-        scorer = Scorer(self.model, device=str(self.device), precision=self.config.precision,
-                        batch_size=self.per_rank_batch * 2, channels_last=self.config.channels_last)
-        return score_paths(self.model, paths, scorer=scorer)
+        scorer = make_scorer(self.model, device=str(self.device), precision=self.config.precision,
+                             batch_size=self.per_rank_batch * 2, channels_last=self.config.channels_last)
+        return score_paths(scorer, paths)
 
     def _after_validation(self, result: dict[str, Any] | None) -> None:
         if result is None:
@@ -294,14 +294,15 @@ class Trainer(RecipeTrainer):
         """Give best.pt and last.pt the reference score distribution (levels, 0-100 scale)."""
         if not self.main:
             return
-        from iipa.checkpoint import load_checkpoint, save_checkpoint
+        from iipa.checkpoint import save_checkpoint
+        from iipa.record import load_model
 
         reference = self._reference()
         self.model.reference = reference
         self._save_model(self.run_dir / st.LAST)
         best_path = self.run_dir / st.BEST
         if best_path.exists():
-            best = load_checkpoint(best_path)
+            best = load_model(best_path)
             best_scores = self._score_with(best)
             best.reference = _reference_from(best_scores, reference["source"])
             save_checkpoint(best, best_path)

@@ -23,9 +23,19 @@ async function loadModelCard() {
     state.keyRequired = card.limits.api_key_required;
     $("#key-row").hidden = !state.keyRequired;
     $("#model-info").textContent = `${card.arch} · ${card.weights} · levels: ${card.levels.map((l) => l.name).join(" < ")}`;
+    showHeatmapBox(card.heatmaps);
   } catch (err) {
     $("#model-info").textContent = "model card unavailable";
   }
+}
+
+// The box only where the server can draw heatmaps; otherwise the server's reason instead.
+function showHeatmapBox(heatmaps) {
+  const off = !heatmaps || !heatmaps.available;
+  $("#heatmaps-box").hidden = off;
+  $("#heatmaps-off").hidden = !off;
+  $("#heatmaps-off").textContent = off ? `no heatmaps: ${heatmaps ? heatmaps.reason : "unknown"}` : "";
+  if (off) { $("#show-heatmaps").checked = false; document.body.classList.remove("heatmaps"); }
 }
 
 async function errorText(res) {

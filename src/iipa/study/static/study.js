@@ -1,7 +1,9 @@
 // 2AFC study client: consent -> demographics -> training (feedback) -> trials -> review.
 // Answers are POSTed with retries; the server keeps one answer per (participant, pair),
 // so a retried or replayed POST never counts twice. The code is kept in localStorage so
-// a reload resumes where the participant was.
+// a reload resumes where the participant was. The server times the answers and accepts
+// only the pair it handed out in the current session: a 409 (the session ran out, the
+// study closed) is answered by showing what the server says comes next.
 "use strict";
 const $ = (id) => document.getElementById(id);
 let code = localStorage.getItem("iipa-study-code");
@@ -21,7 +23,11 @@ async function api(method, path, body, retries = 5) {
                                    body: body === undefined ? undefined : JSON.stringify(body)});
       const data = await r.json().catch(() => ({}));
       if (r.ok) return data;
-      if (r.status < 500 || attempt >= retries) throw new Error(data.detail || ("HTTP " + r.status));
+      if (r.status < 500 || attempt >= retries) {
+        const err = new Error(data.detail || ("HTTP " + r.status));
+        err.status = r.status;
+        throw err;
+      }
     } catch (err) {
       if (!(err instanceof TypeError) || attempt >= retries) throw err;  // TypeError: network
     }
@@ -38,7 +44,7 @@ function setCode(c) {
 function render(item) {
   current = item;
   if (item.state === "break") { show("break"); return; }
-  if (item.state === "done") { showReview(); return; }
+  if (item.state === "done" || item.state === "closed") { showReview(); return; }
   show("trial");
   $("feedback").hidden = true;
   $("feedback-text").textContent = "";
@@ -78,6 +84,9 @@ async function choose(side) {
       render(r.next);
     }
   } catch (err) {
+    if (err.status === 409) {  // not the pair on screen any more: show what comes next
+      try { render(await api("GET", `/api/p/${code}/next`)); return; } catch (e) { err = e; }
+    }
     $("trial-error").textContent = "Could not save your answer (" + err.message + "). Please try again.";
     busy = false;
   }
@@ -86,14 +95,19 @@ async function choose(side) {
 async function showReview() {
   show("done");
   const r = await api("GET", `/api/p/${code}/review`);
-  $("review-summary").textContent =
-    `You chose the more popular image in ${Math.round(100 * r.accuracy)}% of ${r.n} pairs.`;
+  // While the study is open the review holds the participant's choices and score only;
+  // the answers of each pair come once the study is closed.
+  $("review-summary").textContent = r.score_percent === null ? "" :
+    `You chose the more popular image in ${r.score_percent}% of the pairs.`;
+  $("review-note").hidden = r.closed;
+  $("review-truth").hidden = !r.closed;
   const tbody = $("review").querySelector("tbody");
   tbody.textContent = "";
   r.answers.forEach((a, i) => {
     const tr = document.createElement("tr");
-    tr.className = a.correct ? "right" : "wrong";
-    const cells = [String(i + 1), a.left, a.right, a.your_choice, a.more_popular, a.correct ? "✓" : "✗"];
+    if (r.closed) tr.className = a.correct ? "right" : "wrong";
+    const cells = [String(i + 1), a.left, a.right, a.your_choice];
+    if (r.closed) cells.push(a.more_popular, a.correct ? "✓" : "✗");
     cells.forEach((c, j) => {
       const td = document.createElement("td");
       if (j === 1 || j === 2) { const img = document.createElement("img"); img.src = c; td.appendChild(img); }
