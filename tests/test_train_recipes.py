@@ -172,7 +172,7 @@ def whole_ref(tmp_path) -> float:
 
 
 def test_cached_features_are_fp32_and_match_the_model_scoring_path(small_set, tmp_path):
-    from iipa.checkpoint import load_checkpoint
+    from iipa.record import load_model
     from iipa.evaluate import score_paths
     from iipa.train.runner import train
 
@@ -187,7 +187,7 @@ def test_cached_features_are_fp32_and_match_the_model_scoring_path(small_set, tm
 
     pairs = pd.read_parquet(small_set[0])
     val = pairs[pairs["split"] == "val"]
-    model = load_checkpoint(summary["best"])
+    model = load_model(summary["best"])
     paths = [str(small_set[1] / f"{i}.png") for i in list(val["high_id"]) + list(val["low_id"])]
     s = score_paths(model, paths, crops=5, precision="fp32")
     hi, lo = s[:len(val)], s[len(val):]

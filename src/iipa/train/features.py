@@ -100,7 +100,7 @@ class FeatureCache:
         prepared: list[torch.Tensor | None] = []
         for p in paths:
             try:
-                prepared.append(profile.prepare_views(p, views))
+                prepared.append(torch.from_numpy(profile.view_array(p, views)).permute(0, 3, 1, 2))
             except ImageError:
                 prepared.append(None)
         shape = next((t.shape for t in prepared if t is not None), None)

@@ -97,13 +97,13 @@ def train(config: TrainConfig) -> dict[str, Any]:
 def write_companions(summary: dict[str, Any]) -> list[str]:
     """The ONNX companion of best.pt (same weights, profile and card facts) and the lines that
     say how to use them."""
-    from iipa.checkpoint import load_checkpoint
+    from iipa.record import load_model
     from iipa.export import export_onnx
 
     best = Path(summary["best"])
     onnx = best.with_suffix(".onnx")
     try:
-        export_onnx(load_checkpoint(best), onnx)
+        export_onnx(load_model(str(best)), onnx)
     except IIPAError as exc:  # the onnx package is an optional extra
         return [f"model: {best}; no ONNX companion ({exc})", f"score with: iipa score --model {best} PHOTOS..."]
     return [f"model: {best} (ONNX: {onnx}); card: iipa model-info --model {best}",
