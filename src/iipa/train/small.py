@@ -187,7 +187,7 @@ class SmallDataTrainer(RecipeTrainer):
         originals = sorted({chosen[orig] for orig, _, _ in triples})
         for frame in flats.values():
             for user, i in originals:
-                q.add(user, i, at[frame], c.quality_pairs / len(flats))
+                q.add(user, i, at[frame], c.quality_pairs)
         self.say(f"quality pairs: {len(originals)} photos beat {len(triples)} degraded copies and {len(flats)} flat "
                  f"frames ({len(q.rows)} pairs, weight {c.quality_pairs:g})")
         return q.done()
