@@ -126,8 +126,8 @@ def main(argv: list[str] | None = None) -> int:
                                hflip=False, max_val_pairs=None)
         lines.append(row("shipped recipe trained here on the training users (`iipa train` default, "
                          "multi-stage Lite0 probe, L2 1)", recipe, secs))
-        probe, secs = trained(pairs, images, work / "probe", backbone="efficientnet_lite0", tune_stages=0,
-                              epochs=0, max_val_pairs=None)
+        probe, secs = trained(pairs, images, work / "probe", backbone="efficientnet_lite0",
+                              max_val_pairs=None)
         lines.append(row("frozen Lite0 final features + logistic regression (matched PDIPs)", probe, secs))
         if not args.quick:
             paper, secs = trained(pairs, images, work / "paper", recipe="paper", backbone="efficientnet_lite0",

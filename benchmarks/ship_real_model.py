@@ -3,7 +3,7 @@
     iipa pairs build DATA/posts.csv --out all-pairs \\
         --max-caption-words 1000000 --any-hashtags --any-mentions --val 0 --test 0
     iipa train --posts DATA/posts.csv --pairs all-pairs/pairs.parquet --images DATA/images \\
-        --out runs/ship --backbone efficientnet_lite0_ms --tune-stages 0 --probe-l2 1 --no-hflip
+        --out runs/ship --backbone efficientnet_lite0_ms --probe-l2 1 --no-hflip
     python benchmarks/real_photos_cv.py --data DATA --pairs PAIRS.parquet --cache /tmp/iipa-cv \\
         --variants c --l2 1 --seeds 0,1,2 --json cv.json
     python benchmarks/ship_real_model.py --run runs/ship --cv cv.json

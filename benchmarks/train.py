@@ -47,7 +47,7 @@ def make_jpegs(folder: Path, n: int, size: int) -> Path:
 
 
 def bench(backbone: str, pairs: Path, images: Path, args: argparse.Namespace) -> dict[str, float]:
-    config = TrainConfig(pairs=str(pairs), images=str(images), out=str(pairs.parent / f"run_{backbone}"),
+    config = TrainConfig(recipe="paper", pairs=str(pairs), images=str(images), out=str(pairs.parent / f"run_{backbone}"),
                          backbone=backbone, pretrained="none", batch_size=args.batch_size, workers=args.workers,
                          precision=args.precision, progress=False)
     trainer = Trainer(config)

@@ -70,3 +70,30 @@ def test_multi_crop_changes_scores_but_not_pair_count(small_set, tiny_checkpoint
 def test_evaluate_names_a_missing_images_folder(small_set, tiny_checkpoint, run_cli, tmp_path):
     code, _, err = run_cli("evaluate", "--model", tiny_checkpoint, "--pairs", small_set[0], "--images", tmp_path / "nope")
     assert code == 2 and "no such images folder" in err
+
+
+def test_evaluate_reports_calibration_summary_and_reliability_diagrams(small_set, tiny_checkpoint, run_cli, tmp_path):
+    import numpy as np
+
+    from iipa.calibration import calibration_metrics
+    from iipa.evaluate import score_paths
+    from iipa.pairs.table import attach_images, read_pairs
+
+    pairs, images = small_set
+    code, out, err = run_cli("evaluate", "--model", tiny_checkpoint, "--pairs", pairs, "--images", images,
+                             "--precision", "fp32", "--out", tmp_path / "eval")
+    assert code == 0, err
+    result = json.loads(out)
+    lines = [line for line in err.splitlines() if line.split(":")[0] in ("test", "val", "train")]
+    assert [line.split(":")[0] for line in lines] == ["test", "val", "train"]  # test first
+    assert "ECE" in lines[0] and "pairs the model may have been trained on" in lines[2]
+    test = result["splits"]["test"]
+    df, _ = attach_images(read_pairs(pairs), images)
+    df = df[df["split"] == "test"]
+    paths = sorted(set(df["high_path"]) | set(df["low_path"]))
+    s = dict(zip(paths, score_paths(tiny_checkpoint, paths, precision="fp32")))
+    expected = calibration_metrics(np.array([s[h] - s[lo] for h, lo in zip(df["high_path"], df["low_path"])]))
+    for key in ("ece", "log_loss", "brier", "mean_confidence"):
+        assert test["calibration"][key] == pytest.approx(expected[key], abs=1e-6)
+    assert (tmp_path / "eval" / "reliability-test.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert test["calibration"]["diagram"].endswith("reliability-test.png")

@@ -92,7 +92,7 @@ def test_evaluate_study_and_trainer_validation(checkpoint, images, reference, tm
     scores = model_scores(pairs, checkpoint, device="cpu", precision="fp32")
     _close([scores[k] for k in ("h0", "h1", "h2", "l0", "l1", "l2")], reference)
     pair_file, image_dir = make_pair_set(tmp_path / "pairs", n_train=4, n_val=2, n_test=2, size=76)
-    trainer = Trainer(TrainConfig(pairs=str(pair_file), images=str(image_dir), out=str(tmp_path / "run"),
+    trainer = Trainer(TrainConfig(recipe="paper", pairs=str(pair_file), images=str(image_dir), out=str(tmp_path / "run"),
                                   backbone="tiny", pretrained="none", precision="fp32", workers=0, progress=False))
     trainer.model = load_model(checkpoint)
     _close(trainer._score(paths), reference)

@@ -114,5 +114,36 @@ def evaluate_pairs(
     for split in wanted:
         mask = kept_split == split
         result["splits"][split] = pairwise_accuracy(hi[mask], lo[mask])
+        result["splits"][split]["calibration"] = _calibration(hi[mask] - lo[mask])
     result["all"] = pairwise_accuracy(hi, lo)
     return result
+
+
+def _calibration(diffs: np.ndarray) -> dict[str, Any] | None:
+    """Calibration of the printed probability logistic(f(high) - f(low)) on these pairs
+    (:func:`iipa.calibration.calibration_metrics`); None when no pair was scored."""
+    from iipa.calibration import calibration_metrics
+
+    return calibration_metrics(diffs) if np.isfinite(diffs).any() else None
+
+
+def summary_lines(result: dict[str, Any]) -> list[str]:
+    """One plain line per split, test first: what a person reads before the JSON."""
+    order = [s for s in ("test", "val", "train") if s in result["splits"]]
+    order += [s for s in result["splits"] if s not in order]
+    lines = []
+    for split in order:
+        r = result["splits"][split]
+        if not r["n"]:
+            lines.append(f"{split}: no scored pair")
+            continue
+        line = (f"{split}: accuracy {r['accuracy']:.3f} [95% CI {r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}] "
+                f"on {r['n']:,} pairs")
+        cal = r.get("calibration")
+        if cal:
+            line += (f"; mean confidence {cal['mean_confidence']:.3f}, ECE {cal['ece']:.3f}, "
+                     f"log-loss {cal['log_loss']:.3f}, Brier {cal['brier']:.3f}")
+        if split == "train":
+            line += " (pairs the model may have been trained on)"
+        lines.append(line)
+    return lines

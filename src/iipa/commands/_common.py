@@ -63,6 +63,13 @@ def positive_float(text: str) -> float:
     return value
 
 
+def nonnegative_float(text: str) -> float:
+    value = _float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
+
+
 def unit_fraction(text: str) -> float:
     """A number in [0, 1]."""
     value = _float(text, "a number between 0 and 1")

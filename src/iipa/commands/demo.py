@@ -1,8 +1,8 @@
 """Run the whole paper pipeline offline on a simulated social network and write a report.
 
 simulate → build PDIPs → render images → train (EfficientNet-Lite0, packaged ImageNet
-weights, CPU) → evaluate → absolute-likes baseline → DIR/report.html + DIR/metrics.json.
-About 3 minutes on an idle 2-core machine with the defaults (see the README); `--quick` takes seconds.
+weights, frozen features + probe, CPU) → evaluate → absolute-likes baseline → DIR/report.html
++ DIR/metrics.json. Its CPU and wall time are in the README; `--quick` takes seconds.
 """
 
 from __future__ import annotations
@@ -24,9 +24,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=d.seed)
     parser.add_argument("--users", type=positive_int, default=d.users)
     parser.add_argument("--posts-per-user", type=positive_int, default=d.posts_per_user)
-    parser.add_argument("--epochs", type=positive_int, default=d.epochs)
+    parser.add_argument("--recipe", default=d.recipe, choices=["default", "paper"],
+                        help="how the ranker is trained (see `iipa train --help`; default: default)")
+    parser.add_argument("--epochs", type=positive_int, help="paper recipe: epochs (default 10)")
     parser.add_argument("--image-size", type=positive_int, default=d.image_size, help="rendered image size in px")
     parser.add_argument("--backbone", default=d.backbone, type=backbone_name, help="`iipa models` lists them")
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                        help="progress bars (steps, ETA) within each training stage (default: when stderr is a terminal)")
     parser.add_argument("--quick", action="store_true", help="tiny backbone and sizes: a smoke run in seconds")
 
 
@@ -34,8 +38,8 @@ def run(args: argparse.Namespace) -> int:
     require("torch", "iipa demo")
     from iipa.demo import DemoConfig, run_demo
 
-    sizes = dict(seed=args.seed, users=args.users, posts_per_user=args.posts_per_user, epochs=args.epochs,
-                 image_size=args.image_size, backbone=args.backbone)
+    sizes = dict(seed=args.seed, users=args.users, posts_per_user=args.posts_per_user, epochs=args.epochs, recipe=args.recipe,
+                 image_size=args.image_size, backbone=args.backbone, progress=args.progress)
     if args.quick:
         defaults = DemoConfig()
         changed = {k: v for k, v in sizes.items() if v != getattr(defaults, k)}

@@ -1,18 +1,24 @@
 """Pairwise accuracy of a model on a pairs table, per split, with 95% Wilson intervals.
 
 A pair is correct when the more popular image (high_id) scores strictly higher; ties
-count as half correct and are reported. Works on any pairs table: Instagram PDIPs, or
+count as half correct and are reported. Next to accuracy, the calibration of the printed
+probability P = logistic(f(high) - f(low)): mean confidence of the picked photo, expected
+calibration error (10 bins of 0.05 on [0.5, 1]), log-loss and Brier score. A plain summary
+per split (test first) goes to stderr, the JSON to stdout or -o; --out DIR also writes a
+reliability diagram per split (reliability-<split>.png). Works on any pairs table: Instagram PDIPs, or
 popular-vs-unpopular pairs from Reddit or Flickr (put the popular image in high_id).
 
 examples:
   iipa evaluate --model runs/r50/best.pt --pairs pairs.parquet --images images/
   iipa evaluate --pairs reddit_pairs.csv --images reddit/ --split test --crops 10 -o eval.json
+  iipa evaluate --pairs pairs.parquet --images images/ --split test --out eval/
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from iipa.commands._common import add_scoring_arguments, make_scorer_from_args, positive_int
 from iipa.pairs.table import SPLITS  # reads CSV with the csv module: no pandas at `iipa --help`
@@ -28,17 +34,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="evaluate only this split (repeatable; default: every split present)")
     parser.add_argument("--max-pairs", type=positive_int, help="a seeded random subset of at most N pairs per split")
     parser.add_argument("--output", "-o", metavar="FILE", help="write the JSON here instead of stdout")
+    parser.add_argument("--out", metavar="DIR", help="also write a reliability diagram per split here (PNG)")
     add_scoring_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    from iipa.evaluate import evaluate_pairs
+    from iipa.evaluate import evaluate_pairs, summary_lines
     from iipa.output import open_output
 
     result = evaluate_pairs(make_scorer_from_args(args), args.pairs, args.images, splits=args.split,
                             max_pairs=args.max_pairs)
     result["model"] = args.model.name
     result["pairs"] = str(args.pairs)
+    for line in summary_lines(result):
+        print(line, file=sys.stderr)
+    if args.out:
+        _reliability_diagrams(result, args.out)
     with open_output(args.output) as fh:
         fh.write(json.dumps(result, indent=2) + "\n")
     return 0
+
+
+def _reliability_diagrams(result: dict, out: str) -> None:
+    from iipa.calibration import reliability_png
+    from iipa.output import ensure_out_dir
+
+    folder = ensure_out_dir(out)
+    for split, r in result["splits"].items():
+        if r.get("calibration"):
+            path = folder / f"reliability-{split}.png"
+            reliability_png(r["calibration"], path, title=f"{split} pairs")
+            r["calibration"]["diagram"] = str(path)

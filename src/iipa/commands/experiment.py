@@ -20,6 +20,7 @@ import json
 
 from iipa.commands._common import CROPS
 from iipa.commands.train import add_train_arguments, config_from_args
+from iipa.errors import IIPAError
 from iipa.extras import require
 
 NAME = "experiment"
@@ -57,12 +58,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         p.set_defaults(recipe="paper")  # the paper's experiments use the paper's recipe
 
 
+def experiment_config(args: argparse.Namespace):
+    """The TrainConfig of an experiment; an option the experiment would ignore is an error."""
+    from iipa.train.config import refuse_unused
+
+    config = config_from_args(args, posts=None) if args.experiment == "baseline" else config_from_args(args)
+    every = set(config.to_dict())
+    if args.experiment == "label-noise":
+        refuse_unused(config, every - {"label_noise"}, "`iipa experiment label-noise` (it sets --levels)")
+    elif args.experiment == "architectures":
+        refuse_unused(config, every - {"backbone"}, "`iipa experiment architectures` (it sets --backbones)")
+    else:
+        from iipa.train.baseline import BASELINE_OPTIONS
+
+        if config.recipe != "paper":
+            raise IIPAError("`iipa experiment baseline` trains with the paper recipe's schedule, not --recipe default")
+        refuse_unused(config, BASELINE_OPTIONS, "`iipa experiment baseline`")
+    return config
+
+
 def run(args: argparse.Namespace) -> int:
     require("torch", "iipa experiment")
     from iipa.train import experiments
     from iipa.train.experiments import markdown_table
 
-    config = config_from_args(args)
+    config = experiment_config(args)
     if args.experiment == "label-noise":
         df = experiments.label_noise(config, args.out, levels=args.levels, crops=args.crops)
     elif args.experiment == "architectures":

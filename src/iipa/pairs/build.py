@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -40,7 +41,9 @@ from iipa.pairs.engine import (
 )
 from iipa.pairs.rules import DAY_US, RuleConfig
 from iipa.pairs.schema import caption_features_sql, load_checked_posts
-from iipa.pairs.stats import IMAGE_COLUMNS
+from iipa.pairs.stats import IMAGE_COLUMNS, write_stats
+
+FEW_PAIRS = 300  # below this many PDIPs the build warns that the table is small to train on
 
 # Engine name -> (its build function as "module:function", the engine-only options it takes).
 # Every build function takes (posts, out_dir, *, rules, crawled_at, seed, val, test, split_by_user).
@@ -65,6 +68,20 @@ def candidate_sql(cfg: RuleConfig, table: str = "eligible") -> str:
     FROM e a JOIN shifted b ON {keys} AND a.bucket = b.join_bucket
     WHERE a.likes > b.likes AND ln(a.likes) - ln(b.likes) >= {slack_min!r}
       AND abs(a.taken_us - b.taken_us) <= {w}
+    """
+
+
+def within_window_count_sql(cfg: RuleConfig, table: str = "eligible") -> str:
+    """The funnel's candidate pairs: every unordered pair of ``table`` with the same keys (same
+    user, and tags/mentions where the rules ask) taken within the window, before the P >= T test."""
+    w = window_us(cfg)
+    bucket = max(w, 1)
+    keys = " AND ".join(f"a.{k} = b.{k}" for k in pair_key_columns(cfg))
+    return f"""
+    WITH e AS (SELECT *, taken_us // {bucket} AS bucket FROM {table}),
+    shifted AS (SELECT e.*, bucket + d AS join_bucket FROM e, (VALUES (-1), (0), (1)) AS t(d))
+    SELECT count(*) FROM e a JOIN shifted b ON {keys} AND a.bucket = b.join_bucket
+    WHERE a.post_id < b.post_id AND abs(a.taken_us - b.taken_us) <= {w}
     """
 
 
@@ -97,8 +114,16 @@ def build_pairs(posts, out_dir: str | os.PathLike | None = None, *, rules: RuleC
     module, _, function = target.partition(":")
     build = getattr(importlib.import_module(module), function)
     options = {k: v for k, v in {"memory_limit": memory_limit, "threads": threads}.items() if k in option_names}
-    return build(posts, out_dir, rules=rules or RuleConfig(), crawled_at=crawled_at, seed=seed, val=val,
-                 test=test, split_by_user=split_by_user, **options)
+    result = build(posts, out_dir, rules=rules or RuleConfig(), crawled_at=crawled_at, seed=seed, val=val,
+                   test=test, split_by_user=split_by_user, **options)
+    if len(result.pairs) < FEW_PAIRS:
+        note = (f"only {len(result.pairs)} PDIPs: a small table to train on (below {FEW_PAIRS}, a model's "
+                "held-out accuracy is mostly noise); crawl more accounts or relax the rules")
+        result.stats["warnings"] = [note]
+        print(f"iipa pairs build: warning: {note}", file=sys.stderr)
+        if out_dir is not None:
+            write_stats(result.stats, out_dir)
+    return result
 
 
 def build_pairs_duckdb(posts, out_dir: str | os.PathLike | None = None, *, rules: RuleConfig, crawled_at=None,
@@ -146,7 +171,8 @@ def _pairs_duckdb(con, cfg: RuleConfig, types: dict[str, str]) -> tuple[dict, pd
     cand = con.execute(candidate_sql(cfg)).fetchnumpy()
     sel, delta_s, p, n_ok = match_candidates(cand["high_code"], cand["low_code"], cand["likes_high"],
                                        cand["likes_low"], cfg)
-    funnel.update({"eligible_posts": int(n_eligible), "candidate_pairs": int(len(cand["high_code"])),
+    n_candidates = con.execute(within_window_count_sql(cfg)).fetchall()[0][0]
+    funnel.update({"eligible_posts": int(n_eligible), "candidate_pairs": int(n_candidates),
                    "discriminable_pairs": int(n_ok), "pairs": int(len(sel))})
     chosen = pd.DataFrame({"high_code": np.asarray(cand["high_code"])[sel],
                            "low_code": np.asarray(cand["low_code"])[sel],

@@ -229,7 +229,10 @@ def build_pairs_spark(posts, out_dir=None, *, rules: RuleConfig, crawled_at=None
                      *[F.col(f"a.{c}").alias(f"{c}_high") for c in IMAGE_COLUMNS],
                      *[F.col(f"b.{c}").alias(f"{c}_low") for c in IMAGE_COLUMNS])).cache()
     funnel["eligible_posts"] = int(n_eligible)
-    funnel["candidate_pairs"] = int(cands.count())
+    cands.count()  # materialise the cache
+    # candidates of the funnel: every same-key pair within the window, before the P >= T test
+    funnel["candidate_pairs"] = int(a.join(b, cond).where((F.col("a.post_id") < F.col("b.post_id"))
+                                                          & (dt <= F.lit(w))).count())
 
     def match_user(pdf: pd.DataFrame) -> pd.DataFrame:
         ids = np.unique(np.concatenate([pdf["high_id"].to_numpy(str), pdf["low_id"].to_numpy(str)]))

@@ -74,6 +74,8 @@ def stats_markdown(stats: dict) -> str:
         out += ["## Posts", "", f"- rows read: {posts['rows']:,}", f"- valid: {posts['valid']:,}",
                 f"- rejected: {posts['rejected_total']:,}"]
         out += [f"  - {reason}: {n:,}" for reason, n in posts["rejected"].items()]
+    if stats.get("warnings"):
+        out += ["", "## Warnings", ""] + [f"- {w}" for w in stats["warnings"]]
     funnel = stats.get("funnel")
     if funnel:
         out += ["", "## Rules", ""] + [f"- {k.replace('_', ' ')}: {v:,}" for k, v in funnel.items()]

@@ -4,7 +4,9 @@ from iipa._lazy import lazy_exports
 
 # Lazy: `iipa train --help` reads TrainConfig's defaults without importing torch.
 _EXPORTS = {
-    "iipa.train.config": "TrainConfig",
-    "iipa.train.loop": "Trainer train",
+    "iipa.train.config": "TrainConfig RECIPES",
+    "iipa.train.loop": "Trainer",
+    "iipa.train.small": "SmallDataTrainer",
+    "iipa.train.runner": "train",
 }
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

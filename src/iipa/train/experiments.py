@@ -19,7 +19,7 @@ from iipa.csvsafe import frame_to_csv
 from iipa.errors import IIPAError, WeightsError
 from iipa.evaluate import evaluate_pairs
 from iipa.train.config import TrainConfig
-from iipa.train.loop import train
+from iipa.train.runner import train
 
 NOISE_LEVELS = (0.0, 0.1, 0.2, 0.3, 0.4)
 ARCHITECTURES = ("alexnet", "vgg16", "resnet50", "resnet101", "efficientnet_lite0")

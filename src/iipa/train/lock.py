@@ -82,6 +82,10 @@ def run_lock(out: str | os.PathLike) -> Iterator[None]:
         fh.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
                              "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}))
         fh.flush()
-        yield
+        try:
+            yield
+        finally:
+            fh.seek(0)
+            fh.truncate()  # an ended run leaves no holder recorded (the file stays: deleting it races)
     finally:
         fh.close()  # closing releases the lock

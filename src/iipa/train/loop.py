@@ -33,6 +33,7 @@ from iipa.models import PopularityNet
 from iipa.runtime import default_workers, resolve_device, resolve_precision
 from iipa.scoring import make_scorer
 from iipa.train import state as st
+from iipa.train.base import RecipeTrainer
 from iipa.train.config import TrainConfig, resume_conflicts
 from iipa.train.data import PairDataset, epoch_indices, flip_labels, load_pairs, pair_loader
 from iipa.train.distributed import Dist
@@ -62,15 +63,16 @@ def pair_logits(model: nn.Module, a: torch.Tensor, b: torch.Tensor) -> torch.Ten
     return scores[:n] - scores[n:]
 
 
-class Trainer:
-    """One training run in ``config.out``; ``run()`` starts it or resumes it."""
+class Trainer(RecipeTrainer):
+    """One run of the paper recipe in ``config.out``; ``run()`` starts it or resumes it."""
+
+    recipe = "paper"
 
     def __init__(self, config: TrainConfig) -> None:
-        self.config = config
+        super().__init__(config)
         self.dist = Dist.from_env()
         self.device = self.dist.device(resolve_device(config.device))
         self.amp_dtype = resolve_precision(config.precision, self.device)
-        self.run_dir = Path(config.out)
         self.main = self.dist.rank == 0
         if self.main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -122,7 +124,7 @@ class Trainer:
                 "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                 "scaler": self.scaler.state_dict(), "rng": st.rng_state()}
 
-    def _resume(self) -> bool:
+    def resume(self) -> bool:
         saved = st.load_state(self.run_dir)
         if saved is None:
             return False
@@ -164,8 +166,11 @@ class Trainer:
     def _save_model(self, path: Path, **metrics: Any) -> None:
         from iipa.checkpoint import save_checkpoint
 
+        estimate = ({"unseen_accounts": {"what": "validation pairs of the pairs table", "accuracy": self.best_acc}}
+                    if self.best_acc is not None else None)
         self.model.info = {"config": self.config.to_dict(), "domain": self.config.domain,
-                           "metrics": {"step": self.step, "epoch": self.epoch, "best_val_accuracy": self.best_acc, **metrics}}
+                           "metrics": {"step": self.step, "epoch": self.epoch, "best_val_accuracy": self.best_acc, **metrics},
+                           **self.card_facts(f"the training pairs of {self.config.pairs}", estimate)}
         save_checkpoint(self.model, path)
 
     # -- one step -----------------------------------------------------------------------
@@ -221,7 +226,7 @@ class Trainer:
 
     # -- the run ------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
-        self._resume()
+        self.resume()
         ddp_model = self.dist.wrap(self.model, self.device)
         self.model.train()
         started, stop = time.time(), False
@@ -301,6 +306,12 @@ class Trainer:
             best_scores = self._score_with(best)
             best.reference = _reference_from(best_scores, reference["source"])
             save_checkpoint(best, best_path)
+            if len(self.val_df):  # the validation pairs' score differences under the best model
+                by_path = dict(zip(self._reference_paths()[0], best_scores, strict=True))
+                hi, lo = self.val_df["high_path"].map(by_path), self.val_df["low_path"].map(by_path)
+                ok = (hi.notna() & lo.notna()).to_numpy()
+                self.held_out = ((hi - lo).to_numpy(np.float64)[ok], np.ones(int(ok.sum())))
+        self._calibrate()
 
     def _reference_paths(self) -> tuple[list[str], str]:
         if len(self.val_df):
@@ -333,7 +344,11 @@ class Trainer:
         if self.main:
             st.write_json(self.run_dir / st.SUMMARY, summary)
         self.dist.close()
+        self.summary = summary
         return summary
+
+    def result(self) -> dict[str, Any]:
+        return self.summary
 
 
 def default_train_workers(device: torch.device) -> int:
@@ -369,15 +384,3 @@ def _progress(total: int, initial: int, desc: str, enabled: bool | None):
     show = enabled if enabled is not None else sys.stderr.isatty()
     return tqdm(total=total, initial=initial, desc=desc, unit="batch", disable=not show, file=sys.stderr,
                 dynamic_ncols=True)
-
-
-def train(config: TrainConfig) -> dict[str, Any]:
-    """Train (or resume, paper recipe) the run in ``config.out``; returns the summary written to summary.json."""
-    from iipa.train.lock import run_lock
-
-    with run_lock(config.out):  # one run per folder: a second one exits 2 naming the holder
-        if config.recipe == "default":
-            from iipa.train.small import SmallDataTrainer
-
-            return SmallDataTrainer(config).run()
-        return Trainer(config).run()

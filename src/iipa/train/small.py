@@ -5,30 +5,20 @@ issue 11), for pair sets of hundreds to tens of thousands:
 
 1. training pairs: every discriminable within-user pair of the training users, with soft
    labels P (``--posts``; see ``allpairs.py``), not only the matched PDIPs;
-2. the backbone's first stages stay frozen; their outputs are computed once per image and
-   per horizontal flip (the only augmentation: crops and colour jitter change the cues
-   popularity depends on, and caching makes each epoch cheap on a CPU);
-3. the score head is fitted as a linear probe on frozen features (``probe.py``). With the
-   default backbone ``efficientnet_lite0_ms`` (final + middle-stage features) and
-   ``tune_stages=0`` this is the whole recipe: on instagram-dev it was the best measured
-   (5-fold CV by account), and it is how the shipped ``instagram-lite0`` was trained;
-4. optionally (``tune_stages`` k >= 1, plain ``efficientnet_liteN``), the probe is the warm
-   start of fine-tuning the last k stages with low, depth-decayed learning rates, an
-   exponential moving average of the weights (EMA), judged on the validation users after
-   every epoch, keeping the best and stopping after ``patience`` epochs without progress.
+2. the backbone stays frozen; its features (the score head's input) are computed once per
+   image, per horizontal flip and averaged over ``views`` test-time crops, in fp32, and
+   cached in the run folder in fixed chunks (``features.py``), so a killed run resumes;
+3. the score head is fitted as a linear probe on those features (``probe.py``), L2 chosen
+   on the validation users. With no validation users, a K-fold cross-fit by account gives
+   the held-out predictions (the card's estimate and the calibration step's input).
 
-Batches are groups of users: each image is scored once per epoch and every training pair
-between images of the batch contributes, so an epoch sees all pairs at the cost of one
-pass over the images.
+Fine-tuning the top stages after the probe was removed: on instagram-dev it added +0.003 on
+one user split (noise) at many times the cost, and no test exercised it.
 """
 
 from __future__ import annotations
 
-import copy
 import dataclasses
-import math
-import random
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -36,23 +26,26 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from torch import nn
 
-from iipa.errors import IIPAError, ImageError
+from iipa.errors import IIPAError
 from iipa.evaluate import pairwise_accuracy
 from iipa.levels import reference_distribution
 from iipa.models import PopularityNet
 from iipa.pairs.table import attach_images, read_pairs
 from iipa.runtime import resolve_device, resolve_precision
-from iipa.train import allpairs, stages
+from iipa.train import allpairs
 from iipa.train import state as st
+from iipa.train.base import RecipeTrainer
 from iipa.train.config import TrainConfig
-from iipa.train.probe import choose_l2
+from iipa.train.features import FeatureCache, cache_key
+from iipa.train.probe import choose_l2, fit_pairwise_logistic
 
 # L2 strengths the probe chooses from on the validation users' pairs (the middle one without
 # validation users). 5-fold CV by account on instagram-dev found 0.3-1 best for EfficientNet-
 # Lite0 features and anything up to 100 within noise (benchmarks/real_photos_cv.py).
 PROBE_L2_GRID = (0.1, 0.3, 1.0, 3.0, 10.0)
+CV_FOLDS = 5  # folds by account when there are no validation users
+MIN_HELD_OUT_PAIRS = 50  # fewer validation pairs: the temperature is fitted on the K-fold cross-fit
 
 
 class PairSet:
@@ -70,12 +63,32 @@ class PairSet:
         return len(self.high)
 
 
-class SmallDataTrainer:
+class QualityPairs:
+    """Synthetic pairs: image indices, the account of the original, per-pair weight."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[str, int, int, float]] = []
+
+    def add(self, user: str, high: int, low: int, weight: float) -> None:
+        self.rows.append((user, high, low, weight))
+
+    def done(self) -> QualityPairs:
+        users, high, low, weight = zip(*self.rows) if self.rows else ((), (), (), ())
+        self.user, self.high = np.array(users, dtype=object).astype(str), np.array(high, np.int64)
+        self.low, self.weight = np.array(low, np.int64), np.array(weight, np.float64)
+        return self
+
+    def __bool__(self) -> bool:
+        return bool(self.rows)
+
+
+class SmallDataTrainer(RecipeTrainer):
     """One run of the small-data recipe in ``config.out``."""
 
+    recipe = "default"
+
     def __init__(self, config: TrainConfig) -> None:
-        self.config = config
-        self.run_dir = Path(config.out)
+        super().__init__(config)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.log = st.MetricsLog(self.run_dir / st.METRICS)
         self.device = resolve_device(config.device)
@@ -84,12 +97,13 @@ class SmallDataTrainer:
         self.model = PopularityNet(config.backbone, pretrained=config.pretrained == "imagenet", profile=config.profile)
         if config.fast_decode:  # recorded in the checkpoint; scoring decodes the same way
             self.model.profile = dataclasses.replace(self.model.profile, decode="draft")
-        self.model.eval()  # BN statistics stay frozen: batches are small and grouped by user
-        self.tune = min(config.tune_stages, stages.max_tune_stages(self.model))
-        if self.tune < config.tune_stages and config.epochs > 0:
-            raise IIPAError(f"{config.backbone}: --tune-stages goes up to {self.tune} (its score head only: a linear "
-                            f"probe), not {config.tune_stages}; fine-tuning needs a plain efficientnet_liteN backbone")
-        self.trunk, self.top, self.modules = stages.split(self.model, self.tune)
+        self.model.eval().to(self.device)
+        flips = (False, True) if config.hflip else (False,)
+        key = cache_key(self.model, pretrained=config.pretrained, views=config.views, flips=flips,
+                        precision=config.precision)
+        self.cache = FeatureCache(self.run_dir / "features", self.model, key, device=self.device,
+                                  amp_dtype=self.amp_dtype, progress=config.progress)
+        self.summary: dict[str, Any] = {}
 
     # -- data -----------------------------------------------------------------------------
     def _load(self) -> None:
@@ -103,12 +117,10 @@ class SmallDataTrainer:
             train_users = set(posts["user_id"].astype(str)) - held_out
             # Training: every pair down to min_pair_p (soft labels say how sure each is);
             # model selection: the discriminable pairs (P >= T) of the validation users.
-            train_rules = dataclasses.replace(rules, threshold=c.min_pair_p)
-            train_df = allpairs.within_user_pairs(posts, train_users, train_rules)
-            val_users = set(val_pdips["user_id"].astype(str))
-            select_df = allpairs.within_user_pairs(posts, val_users, rules)
+            train_df = allpairs.within_user_pairs(posts, train_users, dataclasses.replace(rules, threshold=c.min_pair_p))
+            select_df = allpairs.within_user_pairs(posts, set(val_pdips["user_id"].astype(str)), rules)
             source = (f"every within-user pair with P >= {c.min_pair_p:g} and at most {c.max_gap_days} days apart "
-                      f"of {len(train_users)} training users of {c.posts}")
+                      f"of the training users of {c.posts}")
         else:
             train_df, select_df = table[table["split"] == "train"], val_pdips
             source = f"the training pairs of {c.pairs}"
@@ -132,247 +144,196 @@ class SmallDataTrainer:
         self.train = PairSet(frames["train"], index, soft=c.soft_labels)
         self.select = PairSet(frames["select"], index)
         self.val = PairSet(frames["val"], index)
-        self.train_images = np.unique(np.concatenate([self.train.high, self.train.low]))
+        self.quality = self._quality_pairs()
         self.data_info = {"train_pairs": len(self.train), "train_users": int(len(set(self.train.user))),
-                          "train_images": int(len(self.train_images)), "train_source": source,
-                          "select_pairs": len(self.select), "val_pairs": len(self.val),
-                          "val_users": int(len(set(self.val.user))), "dropped_missing_images": missing}
+                          "train_images": int(len(np.unique(np.concatenate([self.train.high, self.train.low])))),
+                          "train_source": source, "select_pairs": len(self.select), "val_pairs": len(self.val),
+                          "val_users": int(len(set(self.val.user) | set(self.select.user))),
+                          "quality_pairs": len(self.quality.high) if self.quality else 0,
+                          "dropped_missing_images": missing}
         self.log.write(event="data", **self.data_info)
-        if not len(self.select) and not len(self.val) and self.tune > 0 and c.epochs > 0:
-            raise IIPAError(f"{c.pairs}: no validation users, so fine-tuning cannot stop early; give the pairs "
-                            "validation users (iipa pairs build --val ... --split-by-user) or train the probe only "
-                            "(--tune-stages 0 or --epochs 0)")
-        self._say(f"{len(self.train)} training pairs ({source}), {len(self.train_images)} images; "
-                  f"validation: {len(self.val)} PDIPs and {len(self.select)} within-user pairs "
-                  f"of {self.data_info['val_users']} unseen users")
+        self.say(f"{len(self.train)} training pairs of {self.data_info['train_users']} training users "
+                 f"({source}), {self.data_info['train_images']} images; validation: {len(self.val)} PDIPs and "
+                 f"{len(self.select)} within-user pairs of {self.data_info['val_users']} unseen users")
 
-    # -- frozen trunk cache -----------------------------------------------------------------
-    def _autocast(self):
-        return torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None)
-
-    @torch.no_grad()
-    def _cache(self, images: np.ndarray, flips: tuple[bool, ...]) -> dict[bool, torch.Tensor]:
-        """Trunk outputs of ``images`` (fp16, CPU), one tensor per flip; unreadable images give NaN."""
-        profile, out = self.model.profile, {f: [] for f in flips}
-        bs, started = max(8, self.config.batch_size), time.time()
-        for k in range(0, len(images), bs):
-            batch = []
-            for i in images[k:k + bs]:
-                try:
-                    batch.append(profile.prepare(self.paths[i]))  # the profile's one function (decode included)
-                except ImageError:
-                    batch.append(None)
-            shape = next((t.shape for t in batch if t is not None), None)
-            x = torch.stack([t if t is not None else torch.zeros(shape, dtype=torch.uint8) for t in batch])
-            x = profile.normalize(x).to(self.device).contiguous(memory_format=torch.channels_last)
-            bad = torch.tensor([t is None for t in batch])
-            for f in flips:
-                with self._autocast():
-                    h = self.trunk(x.flip(-1) if f else x).float()
-                h[bad.to(h.device)] = float("nan")
-                out[f].append(h.to("cpu", torch.float16))
-            if self.config.progress and k % (bs * 10) == 0:
-                self._say(f"cached {k + len(batch)}/{len(images)} images ({time.time() - started:.0f} s)")
-        return {f: torch.cat(v) for f, v in out.items()}
-
-    def _scores(self, cache: torch.Tensor, *, grad: bool = False) -> torch.Tensor:
-        x = cache.to(self.device).float()
-        if x.dim() == 4:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with torch.set_grad_enabled(grad), self._autocast():
-            return self.top(x).float()
-
-    def _score_images(self, cache: torch.Tensor) -> np.ndarray:
-        bs = 256
-        return torch.cat([self._scores(cache[k:k + bs]) for k in range(0, len(cache), bs)]).cpu().numpy()
-
-    # -- evaluation -----------------------------------------------------------------------
-    def _evaluate(self) -> dict[str, Any]:
-        scores = np.full(len(self.paths), np.nan)
-        if len(self.eval_images):
-            scores[self.eval_images] = self._score_images(self.eval_cache)
-        out = {}
-        for name, ps in (("select", self.select), ("val", self.val)):
-            if len(ps):
-                r = pairwise_accuracy(scores[ps.high], scores[ps.low])
-                out[name] = {"accuracy": r["accuracy"], "ci95": r["ci95"], "n": r["n"]}
-        self.last_scores = scores
-        return out
-
-    def _criterion(self, result: dict[str, Any]) -> float:
-        key = "select" if "select" in result else "val"
-        return result[key]["accuracy"] if key in result else -1.0
-
-    # -- stage 1: linear probe -------------------------------------------------------------
-    @torch.no_grad()
-    def _warm_start(self) -> None:
-        feats_of = stages.pre_logits_of_top(self.model, self.tune)
-        n_images = len(self.paths)
-        feats = None
-        for cache in self.train_cache.values():
-            with self._autocast():
-                f = torch.cat([feats_of(cache[k:k + 256].float()).float() for k in range(0, len(cache), 256)])
-            feats = f if feats is None else feats + f
-        feats = (feats / len(self.train_cache)).numpy().astype(np.float64)
-        full = np.zeros((n_images, feats.shape[1]))
-        full[self.train_images] = feats
-        if len(self.eval_images):
-            with self._autocast():
-                ev = torch.cat([feats_of(self.eval_cache[k:k + 256].float()).float()
-                                for k in range(0, len(self.eval_cache), 256)]).numpy()
-            full[self.eval_images] = ev
-        ok = ~np.isnan(full).any(1)
-        full[~ok] = 0.0
-        sel = self.select if len(self.select) else self.val
-        grid = (self.config.probe_l2,) if self.config.probe_l2 is not None else PROBE_L2_GRID
-        fit = choose_l2(full, (self.train.high, self.train.low, self.train.target),
-                        (sel.high, sel.low) if len(sel) else None, grid=grid)
-        head = self.model.head
-        head.weight.copy_(torch.as_tensor(fit["w"], dtype=head.weight.dtype)[None])
-        head.bias.zero_()
-        self.probe = {"l2": fit["l2"], "select_accuracy": fit["val_accuracy"]}
-        self._say(f"linear probe warm start: l2 {fit['l2']:g}, selection accuracy {fit['val_accuracy']}")
-
-    # -- stage 2: fine-tuning the top -----------------------------------------------------
-    def _optimizer(self) -> torch.optim.Optimizer:
+    def _quality_pairs(self) -> QualityPairs | None:
+        """Synthetic pairs that need no likes (``train/degrade.py``): ``quality_images`` photos
+        per training account (seeded) beat their blurred, darkened, over-compressed and
+        thumbnail copies, and every flat frame; weight ``quality_pairs`` per copy, shared among
+        the flat frames. The copies are files in the run folder, so the feature cache treats them
+        like photos (and a resumed run reuses them)."""
         c = self.config
-        groups = [{"params": list(self.modules[0].parameters()), "lr": c.head_lr, "name": "head"}]
-        for depth, module in enumerate(self.modules[1:]):
-            groups.append({"params": list(module.parameters()), "lr": c.backbone_lr * c.layer_decay ** depth,
-                           "name": f"top-{depth}"})
-        return torch.optim.AdamW(groups, weight_decay=c.weight_decay)
+        if not c.quality_pairs:
+            return None
+        from iipa.train.degrade import KINDS, write_degraded, write_flat_frames
 
-    def _batches(self, epoch: int) -> list[np.ndarray]:
-        """Groups of whole users of about ``batch_size`` images each, in a seeded order."""
-        users = sorted(self.user_pairs)
-        random.Random(hash((self.config.seed, epoch))).shuffle(users)
-        batches, current, n = [], [], 0
-        for u in users:
-            current.append(u)
-            n += self.user_images[u]
-            if n >= self.config.batch_size:
-                batches.append(np.concatenate([self.user_pairs[v] for v in current]))
-                current, n = [], 0
-        if current:
-            batches.append(np.concatenate([self.user_pairs[v] for v in current]))
-        return batches
-
-    def _step(self, pair_ids: np.ndarray, flips: np.ndarray) -> float:
-        hi, lo = self.train.high[pair_ids], self.train.low[pair_ids]
-        imgs = np.unique(np.concatenate([hi, lo]))
-        pos = self.cache_pos[imgs]
-        x = torch.stack([self.train_cache[bool(flips[i])][p] for i, p in zip(imgs, pos, strict=True)])
-        s = self._scores(x, grad=True)
-        local = {int(i): k for k, i in enumerate(imgs)}
-        a = torch.as_tensor([local[int(i)] for i in hi])
-        b = torch.as_tensor([local[int(i)] for i in lo])
-        y = torch.as_tensor(self.train.target[pair_ids], dtype=torch.float32)
-        logits = s[a] - s[b]
-        ok = ~torch.isnan(logits)
-        loss = nn.functional.binary_cross_entropy_with_logits(logits[ok], y[ok])
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-        loss = loss.detach()
-        self.ema.update_parameters(self.params)
-        return loss.item()
-
-    def _fine_tune(self) -> None:
-        c = self.config
-        self.params = nn.ModuleList(self.modules)
-        for p in self.model.parameters():
-            p.requires_grad_(False)
-        for p in self.params.parameters():
-            p.requires_grad_(True)
-        self.optimizer = self._optimizer()
-        self.user_pairs = {u: np.flatnonzero(self.train.user == u) for u in np.unique(self.train.user)}
-        self.user_images = {u: len(np.unique(np.concatenate([self.train.high[ix], self.train.low[ix]])))
-                            for u, ix in self.user_pairs.items()}
-        steps = max(1, len(self._batches(0)))
-        decay = 0.5 ** (1.0 / max(1.0, c.ema_halflife_epochs * steps))  # EMA half-life in epochs
-        self.ema = torch.optim.swa_utils.AveragedModel(
-            self.params, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(decay))
         rng = np.random.default_rng(c.seed)
-        stale = 0
-        for epoch in range(c.epochs):
-            started, losses = time.time(), []
-            for pair_ids in self._batches(epoch):
-                flips = rng.random(len(self.paths)) < 0.5 if len(self.train_cache) > 1 else np.zeros(len(self.paths))
-                losses.append(self._step(pair_ids, flips))
-            live = copy.deepcopy(self.params.state_dict())
-            self.params.load_state_dict(self.ema.module.state_dict())
-            result = self._evaluate()
-            improved = self._criterion(result) > self.best_criterion
-            self.log.write(event="val", epoch=epoch + 1, loss=float(np.mean(losses)), seconds=round(time.time() - started, 1),
-                           **{f"{k}_accuracy": v["accuracy"] for k, v in result.items()})
-            self._say(f"epoch {epoch + 1}: loss {np.mean(losses):.4f}, " + ", ".join(
-                f"{k} {v['accuracy']:.4f}" for k, v in result.items()) + f" ({time.time() - started:.0f} s)")
-            if improved:
-                self._keep_best(result, epoch + 1)
-                stale = 0
-            else:
-                stale += 1
-            self.params.load_state_dict(live)
-            if stale >= c.patience:
-                break
-        self.params.load_state_dict(self.best_state)
+        chosen: dict[str, tuple[str, int]] = {}
+        for user in sorted(set(self.train.user)):
+            mine = self.train.user == user
+            images = np.unique(np.concatenate([self.train.high[mine], self.train.low[mine]]))
+            for i in rng.choice(images, size=min(c.quality_images, len(images)), replace=False):
+                chosen[self.paths[int(i)]] = (user, int(i))
+        folder = self.run_dir / "quality"
+        triples = write_degraded(sorted(chosen), folder, per_image=len(KINDS), seed=c.seed)
+        flats = write_flat_frames(folder)
+        start = len(self.paths)
+        new = [copy for _, copy, _ in triples] + list(flats.values())
+        self.paths = self.paths + new
+        at = {p: start + k for k, p in enumerate(new)}
+        q = QualityPairs()
+        for orig, copy, _ in triples:
+            q.add(*chosen[orig], at[copy], c.quality_pairs)
+        originals = sorted({chosen[orig] for orig, _, _ in triples})
+        for frame in flats.values():
+            for user, i in originals:
+                q.add(user, i, at[frame], c.quality_pairs)
+        self.say(f"quality pairs: {len(originals)} photos beat {len(triples)} degraded copies and {len(flats)} flat "
+                 f"frames ({len(q.rows)} pairs, weight {c.quality_pairs:g})")
+        return q.done()
 
-    def _keep_best(self, result: dict[str, Any], epoch: int) -> None:
-        self.best_criterion = self._criterion(result)
-        self.best_result = {"epoch": epoch, **result}
-        self.best_state = copy.deepcopy(nn.ModuleList(self.modules).state_dict())
-        self.best_scores = self.last_scores.copy()
+    def _training_arrays(self, keep_users: np.ndarray | None = None) -> tuple[tuple, np.ndarray | None]:
+        """(high, low, target) of the training pairs plus the quality pairs, and their weights
+        (None without quality pairs); ``keep_users``: a mask over users to keep (cross-fit)."""
+        t = self.train
+        mask = np.ones(len(t), bool) if keep_users is None else keep_users(t.user)
+        arrays = (t.high[mask], t.low[mask], t.target[mask])
+        if not self.quality:
+            return arrays, None
+        q = self.quality
+        qmask = np.ones(len(q.high), bool) if keep_users is None else keep_users(q.user)
+        arrays = tuple(np.concatenate([a, b]) for a, b in zip(arrays, (q.high[qmask], q.low[qmask],
+                                                                        np.ones(int(qmask.sum())))))
+        return arrays, np.concatenate([np.ones(int(mask.sum())), q.weight[qmask]])
 
     # -- the run --------------------------------------------------------------------------
+    def resume(self) -> bool:
+        """The feature chunks already in the run folder are reused by :meth:`run`."""
+        return any(self.cache.dir.glob("chunk-*.pt"))
+
     def run(self) -> dict[str, Any]:
         started = time.time()
-        c = self.config
+        if self.resume():
+            self.say(f"reusing the feature chunks in {self.cache.dir}")
         self._load()
-        flips = (False, True) if c.hflip else (False,)
-        eval_images = np.unique(np.concatenate([self.select.high, self.select.low, self.val.high, self.val.low]))
-        self.eval_images = eval_images
-        self.train_cache = self._cache(self.train_images, flips)
-        self.eval_cache = self._cache(eval_images, (False,))[False] if len(eval_images) else None
-        self.cache_pos = np.full(len(self.paths), -1)
-        self.cache_pos[self.train_images] = np.arange(len(self.train_images))
-        self._say(f"cached frozen trunk outputs ({time.time() - started:.0f} s)")
-        self._warm_start()
-        result = self._evaluate()
-        self.best_criterion = -math.inf
-        self._keep_best(result, 0)
-        self.log.write(event="val", epoch=0, **{f"{k}_accuracy": v["accuracy"] for k, v in result.items()})
-        self._say("after warm start: " + (", ".join(f"{k} {v['accuracy']:.4f}" for k, v in result.items())
-                                          or "no validation users to judge it on"))
-        if self.tune > 0 and c.epochs > 0:
-            self._fine_tune()
+        feats = self.cache.features(self.paths)  # n x flips x dim
+        self.say(f"features of {len(self.paths)} images ({self.cache.computed_chunks} chunks computed, "
+                 f"{time.time() - started:.0f} s)")
+        train_feats = np.nanmean(feats, 1) if feats.shape[1] > 1 else feats[:, 0]
+        full = train_feats.astype(np.float64)  # every flip averaged: the probe's training features
+        scoring = feats[:, 0].astype(np.float64)  # unflipped: what scoring sees
+        bad = np.isnan(full).any(1) | np.isnan(scoring).any(1)
+        full[bad], scoring[bad] = 0.0, 0.0
+        self._fit(full, scoring, bad)
+        self._calibrate()
         return self._finish(time.time() - started)
+
+    def _fit(self, feats: np.ndarray, scoring: np.ndarray, bad: np.ndarray) -> None:
+        c = self.config
+        sel = self.select if len(self.select) else self.val
+        grid = (c.probe_l2,) if c.probe_l2 is not None else PROBE_L2_GRID
+        train, weights = self._training_arrays()
+        fit = choose_l2(feats, train, (sel.high, sel.low) if len(sel) else None, grid=grid, weights=weights)
+        head = self.model.head
+        with torch.no_grad():
+            head.weight.copy_(torch.as_tensor(fit["w"], dtype=head.weight.dtype)[None])
+            head.bias.zero_()
+        self.probe = {"l2": fit["l2"], "select_accuracy": fit["val_accuracy"]}
+        self.scores = scoring @ fit["w"]
+        self.scores[bad] = np.nan
+        self.result_acc = {}
+        for name, ps in (("select", self.select), ("val", self.val)):
+            if len(ps):
+                r = pairwise_accuracy(self.scores[ps.high], self.scores[ps.low])
+                self.result_acc[name] = {"accuracy": r["accuracy"], "ci95": r["ci95"], "n": r["n"]}
+        self.log.write(event="val", step=0, **{f"{k}_accuracy": v["accuracy"] for k, v in self.result_acc.items()})
+        self.estimate = None
+        if len(sel):
+            self.held_out = (self.scores[sel.high] - self.scores[sel.low], np.ones(len(sel)))
+            self.held_out_source = f"{len(sel)} pairs of the validation users"
+            self.estimate = {"unseen_accounts": {"what": "validation users' pairs", **self.result_acc.get(
+                "select", self.result_acc.get("val", {}))}}
+        if len(sel) < MIN_HELD_OUT_PAIRS:  # too few validation pairs to fit a temperature on
+            self.held_out = self._cross_fit(feats, scoring, fit["l2"], estimate=not len(sel))
+        self.say(f"linear probe: l2 {fit['l2']:g}; " + (", ".join(f"{k} {v['accuracy']:.4f}" for k, v in
+                                                                   self.result_acc.items()) or "no validation users"))
+
+    def _cross_fit(self, feats: np.ndarray, scoring: np.ndarray, l2: float,
+                   estimate: bool = True) -> tuple[np.ndarray, np.ndarray] | None:
+        """Held-out predictions by account (K folds) of the training users, for a run without
+        (enough) validation pairs; ``estimate``: also the card's estimate."""
+        users = np.unique(self.train.user)
+        if len(users) < 2:
+            return None
+        fold_of = {u: i % CV_FOLDS for i, u in enumerate(np.random.default_rng(self.config.seed).permutation(users))}
+        folds = np.array([fold_of[u] for u in self.train.user])
+        diffs, targets, accs = [], [], []
+        for k in range(min(CV_FOLDS, len(users))):
+            out = folds == k
+            held = {u for u, f in fold_of.items() if f == k}
+            tr, weights = self._training_arrays(lambda users, held=held: ~np.isin(users, list(held)))
+            w, _ = fit_pairwise_logistic(feats, *tr, l2=l2, weights=weights)
+            d = scoring[self.train.high[out]] @ w - scoring[self.train.low[out]] @ w
+            diffs.append(d)
+            targets.append(self.train.target[out])
+            accs.append(float(((d > 0) + 0.5 * (d == 0)).mean()))
+        d, t = np.concatenate(diffs), np.concatenate(targets)
+        self.held_out_source = (f"{len(accs)}-fold cross-fit by account: held-out training pairs of "
+                                f"{len(users)} accounts")
+        r = pairwise_accuracy(d, np.zeros_like(d))
+        if not estimate:
+            return d, t
+        self.estimate = {"unseen_accounts": {"what": f"{len(accs)}-fold cross-validation by account of the same "
+                                                     "probe (training pairs, soft labels)", "accuracy": r["accuracy"],
+                                             "ci95": r["ci95"], "pairs": r["n"], "per_fold": accs}}
+        return d, t
+
+    def apply_temperature(self, temperature: float) -> None:
+        head = self.model.head
+        with torch.no_grad():
+            head.weight.mul_(temperature)
+            head.bias.mul_(temperature)
+        self.scores = self.scores * temperature  # the reference is computed from these in _finish
 
     def _finish(self, seconds: float) -> dict[str, Any]:
         c = self.config
-        if len(self.eval_images):
-            scores, whose = self.best_scores[self.eval_images], f"the validation users of {c.pairs}"
+        if c.score_crops and hasattr(self.model.profile, "crops"):
+            self.model.profile = dataclasses.replace(self.model.profile, crops=c.score_crops)
+        sel = np.unique(np.concatenate([self.select.high, self.select.low, self.val.high, self.val.low]))
+        if len(sel):
+            scores, whose = self.scores[sel], f"the validation users of {c.pairs}"
         else:  # no validation users (a model trained on every account): its training images
-            scores, whose = self._score_images(self.train_cache[False]), "the training users (no validation users)"
+            scores, whose = self.scores[np.unique(np.concatenate([self.train.high, self.train.low]))], \
+                "the training users (no validation users)"
         scores = scores[~np.isnan(scores)]
         self.model.reference = reference_distribution(
             scores.tolist(), source=f"model scores on {scores.size} images of {whose}")
-        metrics = {"best_epoch": self.best_result["epoch"], "probe": self.probe, "seconds": round(seconds, 1),
-                   **{f"{k}_accuracy": v["accuracy"] for k, v in self.best_result.items() if k != "epoch"},
-                   **{f"{k}_ci95": v["ci95"] for k, v in self.best_result.items() if k != "epoch"},
-                   **{f"{k}_pairs": v["n"] for k, v in self.best_result.items() if k != "epoch"}}
-        self.model.info = {"config": c.to_dict(), "metrics": metrics, "data": self.data_info, "domain": c.domain}
+        metrics = {"probe": self.probe, "seconds": round(seconds, 1),
+                   **{f"{k}_accuracy": v["accuracy"] for k, v in self.result_acc.items()},
+                   **{f"{k}_ci95": v["ci95"] for k, v in self.result_acc.items()},
+                   **{f"{k}_pairs": v["n"] for k, v in self.result_acc.items()}}
+        data = {"source": self.data_info["train_source"], "training_pairs": self.data_info["train_pairs"],
+                "training_users": self.data_info["train_users"], "training_images": self.data_info["train_images"]}
+        self.model.info = {"config": c.to_dict(), "metrics": metrics, "data": self.data_info, "domain": c.domain,
+                           **self.card_facts(data, self.estimate)}
+        if self.calibration is not None:
+            self.model.info["calibration"] = self.calibration
+        self.save_model(self.run_dir / st.BEST)
+        self.save_model(self.run_dir / st.LAST)
+        self.summary = {"out": str(self.run_dir), "recipe": "default", "best": str(self.run_dir / st.BEST),
+                        "best_val_accuracy": metrics.get("val_accuracy"), "seconds_this_run": round(seconds, 1),
+                        **{k: v for k, v in metrics.items() if k != "seconds"}, "data": self.data_info,
+                        "estimate": self.estimate, "calibration": self.calibration}
+        st.write_json(self.run_dir / st.SUMMARY, self.summary)
+        return self.summary
+
+    def save_model(self, path: Path) -> Path:
         from iipa.checkpoint import save_checkpoint
 
-        for name in (st.BEST, st.LAST):
-            save_checkpoint(self.model, self.run_dir / name)
-        summary = {"out": str(self.run_dir), "recipe": "default", "best": str(self.run_dir / st.BEST),
-                   "best_val_accuracy": metrics.get("val_accuracy"), "seconds_this_run": round(seconds, 1),
-                   **{k: v for k, v in metrics.items() if k not in ("seconds",)}, "data": self.data_info}
-        st.write_json(self.run_dir / st.SUMMARY, summary)
-        return summary
+        return save_checkpoint(self.model, path)
 
-    def _say(self, text: str) -> None:
-        print(f"iipa train: {text}", file=sys.stderr, flush=True)
+    def result(self) -> dict[str, Any]:
+        return self.summary
 
 
 def _build_rules(pairs: str) -> dict[str, Any]:
