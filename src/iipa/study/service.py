@@ -269,6 +269,14 @@ def _feedback(pair: Pair, stored: Answer) -> dict[str, Any]:
     return {"correct": stored.correct, "more_popular": high_side, "your_choice": stored.chosen_side}
 
 
+def _answered_meanwhile(s: Any, participant_id: int, pair_id: int) -> Answer | None:
+    """The participant's answer to ``pair_id`` committed by a concurrent request (a client
+    that gave up waiting and sent the same answer again), read in a fresh transaction: that
+    request also moved the pair on screen along, which is no reason to refuse a repeat."""
+    s.rollback()
+    return s.scalar(select(Answer).where(Answer.participant_id == participant_id, Answer.pair_id == pair_id))
+
+
 def submit_answer(store: Store, code: str, pair_id: int, side: str, response_ms: int | None = None) -> dict[str, Any]:
     """Record a choice for the pair on screen and return the next item.
 
@@ -296,7 +304,10 @@ def submit_answer(store: Store, code: str, pair_id: int, side: str, response_ms:
             if session is None:
                 raise StudyError("your session has ended: start a new session to go on", 409)
             if session.shown_pair_id != pair.id:
-                raise StudyError(f"pair {pair.id}: not the pair shown to you now", 409)
+                stored = _answered_meanwhile(s, p.id, pair.id)
+                if stored is None:
+                    raise StudyError(f"pair {pair.id}: not the pair shown to you now", 409)
+        if stored is None:
             left = left_slot(study.secret, p.code, pair.id)
             chosen = left if side == "left" else ("b" if left == "a" else "a")
             elapsed = (utcnow() - session.shown_at).total_seconds() * 1000
