@@ -123,7 +123,7 @@ def config_from_args(args: argparse.Namespace, **overrides) -> TrainConfig:
         label_noise=args.label_noise, max_steps=args.max_steps, max_train_pairs=args.max_train_pairs,
         max_val_pairs=args.max_val_pairs, checkpoint_every=args.checkpoint_every, val_every=args.val_every,
         log_every=args.log_every, workers=args.workers, device=args.device, precision=args.precision,
-        channels_last=not args.no_channels_last, seed=args.seed, fast_decode=args.draft_decode,
+        channels_last=not args.no_channels_last, seed=args.seed, decode="draft" if args.draft_decode else None,
         progress=args.progress,
     )
     values.update(overrides)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from iipa.errors import IIPAError
+from iipa.profiles import DECODES
 
 # Values that depend on the recipe. ``paper``: §4.1 exactly (Adam, two learning rates,
 # x0.95 per epoch, batch 64, hard labels, random crops). ``default``: the small-data recipe
@@ -65,7 +66,9 @@ class TrainConfig:
     precision: str = "auto"  # auto | fp32 | bf16 | fp16
     channels_last: bool = True
     seed: int = 0
-    fast_decode: bool = False  # train (and so score) with the profile's JPEG draft decoding
+    # JPEG decoding, exact | draft (faster; the profile records it, so scoring decodes the same way).
+    # None: the profile's own; the default recipe writes back the mode its model's profile uses.
+    decode: str | None = None
     progress: bool | None = None  # None: when stderr is a terminal
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -75,6 +78,8 @@ class TrainConfig:
         for key, value in RECIPES[self.recipe].items():
             if getattr(self, key) is None:
                 setattr(self, key, value)
+        if self.decode not in (None, *DECODES):
+            raise IIPAError(f"decode must be one of {', '.join(DECODES)}, not {self.decode!r}")
         if self.pretrained not in ("imagenet", "none"):
             raise IIPAError(f"--pretrained must be imagenet or none, not {self.pretrained!r}")
         if self.domain not in ("real", "simulated"):
@@ -95,6 +100,8 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
         known = {f.name for f in dataclasses.fields(cls)}
+        if "fast_decode" in d and "decode" not in d:  # configs saved before `decode`: a draft flag
+            d = {**d, "decode": "draft" if d["fast_decode"] else None}
         return cls(**{k: v for k, v in d.items() if k in known})
 
     def replace(self, **changes: Any) -> TrainConfig:

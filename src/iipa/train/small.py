@@ -82,8 +82,10 @@ class SmallDataTrainer:
         self.amp_dtype = resolve_precision(config.precision, self.device)
         torch.manual_seed(config.seed)
         self.model = PopularityNet(config.backbone, pretrained=config.pretrained == "imagenet", profile=config.profile)
-        if config.fast_decode:  # recorded in the checkpoint; scoring decodes the same way
-            self.model.profile = dataclasses.replace(self.model.profile, decode="draft")
+        if config.decode:  # recorded in the checkpoint; scoring decodes the same way
+            self.model.profile = dataclasses.replace(self.model.profile, decode=config.decode)
+        # The saved config states the decoding the profile uses, so config, profile and card agree.
+        self.config = config = config.replace(decode=self.model.profile.decode)
         self.model.eval()  # BN statistics stay frozen: batches are small and grouped by user
         self.tune = min(config.tune_stages, stages.max_tune_stages(self.model))
         if self.tune < config.tune_stages and config.epochs > 0:
