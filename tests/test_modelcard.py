@@ -79,6 +79,13 @@ def test_card_text_is_sections_and_tables_without_reprs_and_json_holds_each_sect
     assert text.count("draft") == 1 and "fast decode" not in text
 
 
+def test_named_weights_cards_read_without_reprs(monkeypatch, tmp_path):
+    monkeypatch.setenv("IIPA_HOME", str(tmp_path))  # the authors' weights are not downloaded for a card
+    text = format_card(model_card("authors-resnet50"))
+    assert not [r for r in REPRS if r in text], text
+    assert "| normalisation | none (pixels in [0, 1]) |" in text and "| resize | stretch 224 |" in text
+
+
 def test_shipped_card_names_a_real_source_for_every_baseline():
     card = model_card(DEFAULT_MODEL)
     text = format_card(card)

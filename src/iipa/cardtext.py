@@ -115,8 +115,10 @@ def _preprocessing(card: Mapping[str, Any]) -> list[str]:
     p = card["profile"]
     decode = card.get("decode") or p.get("decode")
     return table(("", ""), [("profile", f"{p['name']}: {p.get('description') or ''}".rstrip(": ")),
-                            ("resize", f"{p.get('resize')} {p.get('size')}, crop {p.get('crop')}"),
-                            ("normalisation", f"mean {fmt(p.get('mean'))}, std {fmt(p.get('std'))}"),
+                            ("resize", f"{p.get('resize')} {p.get('size')}"
+                                       + (f", crop {p['crop']}" if p.get("crop") else "")),
+                            ("normalisation", f"mean {fmt(p['mean'])}, std {fmt(p.get('std'))}"
+                                              if p.get("mean") else "none (pixels in [0, 1])"),
                             ("decoding", _DECODE_MEANING.get(decode, decode)),
                             ("views per image", f"{card['crops']} by default (--crops)")])
 
