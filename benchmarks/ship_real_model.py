@@ -28,22 +28,11 @@ from pathlib import Path
 
 from iipa.checkpoint import save_checkpoint
 from iipa.record import load_model
+from iipa.weights import get_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE = ("instagram-dev: public Instagram posts crawled in 2019 by a public university course project "
           "(572 accounts, 8,368 photos stored at 299x299 px, posts from 2015-2017); not redistributed")
-# Issue 11's measurements on the same kind of split (unseen users, ~860 matched training pairs).
-ISSUE_BASELINES = [
-    {"method": "demo model (simulated images)", "accuracy": 0.47, "source": "issue 11"},
-    {"method": "iipa train, paper recipe (Lite0, backbone lr 1e-5, 6 epochs)", "accuracy": 0.58, "source": "issue 11"},
-    {"method": "hand-crafted colour/brightness/sharpness + logistic regression", "accuracy": "0.56-0.60",
-     "source": "issue 11"},
-    {"method": "frozen ImageNet Lite0 features + logistic regression (matched PDIPs)", "accuracy": "0.64-0.67",
-     "source": "issue 11"},
-    {"method": "paper: ResNet-50, 2.4M pairs, their Instagram test set", "accuracy": 0.7665, "source": "paper"},
-    {"method": "human majority vote (paper)", "accuracy": 0.72, "source": "paper"},
-    {"method": "chance", "accuracy": 0.5, "source": ""},
-]
 # Earlier instagram-lite0 files, kept for comparison: not this model's figures.
 EARLIER = {
     "what": "the previous instagram-lite0 models. (1) first: default recipe of `iipa train` (probe warm start + "
@@ -98,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     info = dict(model.info)
     metrics, data = info.get("metrics") or {}, info.get("data") or {}
     config = dict(info.get("config") or {})
+    config["decode"] = model.profile.decode  # config and profile state the same decoding
+    config.pop("fast_decode", None)
     local = {}  # local paths of this machine -> their base names
     for key in ("pairs", "images", "posts", "out"):
         if config.get(key):
@@ -124,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
             "note": "this model was trained on every account: it has no held-out accounts of its own; "
                     "the estimate is the cross-validated accuracy of its recipe",
         },
-        "baselines": ISSUE_BASELINES,
+        "baselines": list(get_weights(args.name).meta.get("baselines", ())),  # each with its source
         "limits": LIMITS,
     })
     model.info = info

@@ -65,7 +65,7 @@ def test_explain_pair(run_cli, tmp_path, detector_checkpoint):
 def test_model_info_text_and_json(run_cli, detector_checkpoint):
     code, text, err = run_cli("model-info", detector_checkpoint)
     assert code == 0, err
-    assert "arch       tiny" in text and "val_accuracy=0.9" in text and "Eq. 7" in text
+    assert "| architecture | tiny |" in text and "| val accuracy | 0.9 |" in text and "Eq. 7" in text
     code, out, _ = run_cli("model-info", "--model", detector_checkpoint, "--format", "json")
     card = json.loads(out)
     edges = level_edges(card["reference"])

@@ -56,7 +56,7 @@ def test_shipped_card_says_what_it_was_trained_on_and_how_well_it_ranks():
     card = model_card(DEFAULT_MODEL)
     assert card["domain"] == "real"
     data = card["training_data"]
-    assert "instagram-dev" in data["source"] and data["training_users"] > 100 and data["training_pairs"] > 1000
+    assert "instagram-dev" in data["source"] and data["training_accounts"] > 100 and data["training_pairs"] > 1000
     # The estimate for unseen accounts: cross-validated by account, pooled over the folds.
     est = card["validation"]["unseen_accounts"]
     assert 0.5 < est["accuracy"] <= 1 and est["ci95"][0] < est["accuracy"] < est["ci95"][1] and est["pairs"] > 500

@@ -127,3 +127,48 @@ def test_report_renders_every_image_in_chromium(album, tmp_path):
     shot_img = Image.open(shot)
     assert shot_img.size[0] == 1000 and shot_img.size[1] >= 300
     assert not math.isclose(np.asarray(shot_img.convert("L")).std(), 0.0)
+
+
+@pytest.fixture(scope="module")
+def fitted_checkpoint(tmp_path_factory, photo_dir):
+    """A tiny model whose reference is the Gaussian of its own scores on ``photo_dir``, so
+    the level edges fall inside the album's histogram."""
+    import torch
+
+    from iipa import PopularityNet, make_scorer, save_checkpoint
+
+    torch.manual_seed(0)
+    model = PopularityNet("tiny")
+    scores = make_scorer(model, num_workers=0).score(sorted(str(p) for p in photo_dir.glob("*.jpg")))
+    model.reference = {**fit_gaussian(scores), "source": "its scores on the test photos"}
+    return save_checkpoint(model, tmp_path_factory.mktemp("fitted") / "fitted.pt")
+
+
+@pytest.mark.parametrize("heatmaps", [False, True])
+def test_album_draws_level_edges_names_the_model_and_embeds_no_local_path(
+        heatmaps, fitted_checkpoint, photo_dir, tmp_path, run_cli):
+    folder = tmp_path / "holiday" / "day one"
+    folder.mkdir(parents=True)
+    for p in photo_dir.glob("*.jpg"):
+        shutil.copy(p, folder / p.name)
+    (folder / "sub").mkdir()
+    shutil.copy(next(photo_dir.glob("*.jpg")), folder / "sub" / "copy.jpg")
+    report = tmp_path / "album.html"
+    code, _, err = run_cli("rank", str(folder), "--model", str(fitted_checkpoint), "--report", str(report),
+                           "--workers", "0", "--thumb-size", "64", *(["--heatmaps"] if heatmaps else []))
+    assert code == 0, err
+    page = report.read_text()
+    assert "Model: fitted.pt (tiny)" in page
+    assert page.count("stroke-dasharray") >= 2 and ">fair<" in page and ">good<" in page  # dashed level edges
+    assert str(tmp_path) not in page and str(fitted_checkpoint.parent) not in page
+    names = re.findall(r'<div class="name">([^<]*)</div>', page)
+    assert sorted(names) == sorted([p.name for p in photo_dir.glob("*.jpg")] + ["sub/copy.jpg"])
+    assert ("heatmap" in page) == heatmaps
+
+
+def test_shown_names_are_relative_to_the_common_folder(tmp_path):
+    from iipa.report import shown_names
+
+    assert shown_names([str(tmp_path / "a" / "x.jpg"), str(tmp_path / "a" / "b" / "y.jpg")]) == ["x.jpg", "b/y.jpg"]
+    assert shown_names([str(tmp_path / "only.jpg")]) == ["only.jpg"]
+    assert shown_names([]) == []

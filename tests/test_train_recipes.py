@@ -52,7 +52,7 @@ def _options(parser: argparse.ArgumentParser):
 def _explicit_default(parser, base, extra, plain) -> bool:
     """The option given with the value the recipe would use anyway (e.g. --soft-labels, default recipe)."""
     dest = parser._option_string_actions[extra[0]].dest
-    field = {"draft_decode": "fast_decode"}.get(dest, dest)
+    field = {"draft_decode": "decode"}.get(dest, dest)
     return getattr(parser.parse_args(base + extra), dest) == plain.get(field)
 
 
@@ -172,8 +172,8 @@ def whole_ref(tmp_path) -> float:
 
 
 def test_cached_features_are_fp32_and_match_the_model_scoring_path(small_set, tmp_path):
-    from iipa.record import load_model
     from iipa.evaluate import score_paths
+    from iipa.record import load_model
     from iipa.train.runner import train
 
     summary = train(_default(small_set, tmp_path / "run", views=5, hflip=False))

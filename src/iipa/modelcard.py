@@ -8,6 +8,8 @@ downloaded for a card: the default model's card imports no torch.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -64,20 +66,28 @@ def warn_if_simulated(record: ModelRecord, who: str) -> bool:
 def model_card(spec: Any) -> dict[str, Any]:
     """The card of a model: a :class:`~iipa.record.ModelRecord` or anything
     :func:`~iipa.record.resolve_model` takes. Read from the record only: named weights that
-    are not downloaded are described from the registry, and no model is built."""
+    are not downloaded are described from the registry, and no model is built. Card facts
+    (``CARD_FIELDS``) in the weights entry's ``meta`` win over the file's copy."""
     record = resolve_model(spec, offline=True)
     info = dict(record.info)
+    facts = {k: info[k] for k in CARD_FIELDS if k in info}
+    if record.entry is not None:
+        facts.update({k: record.entry.meta[k] for k in CARD_FIELDS if k in record.entry.meta})
+    config = info.get("config")
     card: dict[str, Any] = {
         "name": record.name, "kind": _KIND[record.kind], "arch": record.arch,
         "backbone_imagenet_weights": _pretrained(record.arch),
-        "profile": record.profile.to_dict(), "crops": record.crops,
+        "profile": record.profile.to_dict(), "decode": record.profile.decode, "crops": record.crops,
         "weights_source": info.get("source") or info.get("weights") or "in memory",
         "backends": list(record.backends), "domain": record.domain,
         **_meaning(record.reference),
         "calibration": dict(record.calibration) if record.calibration else None,
-        "training": {"config": info.get("config"), "metrics": info.get("metrics")},
-        **{k: info[k] for k in CARD_FIELDS if k in info},
-        "info": {k: v for k, v in info.items() if k not in ("config", "metrics", "domain", *CARD_FIELDS)},
+        # The profile states the decode mode once: the config's copy of it is left out.
+        "training": {"config": {k: v for k, v in config.items() if k not in _DECODE_KEYS} if config else None,
+                     "metrics": info.get("metrics")},
+        **facts,
+        "training_data": training_data(facts.get("training_data"), info.get("data")),
+        "info": {k: v for k, v in info.items() if k not in _NOT_INFO},
     }
     if record.parameters is not None:
         card["parameters"] = record.parameters
@@ -86,7 +96,8 @@ def model_card(spec: Any) -> dict[str, Any]:
                     precision=record.onnx_precision)
     if record.entry is not None:
         entry, cached = record.entry, record.torch_file
-        card.update(description=entry.description, homepage=entry.homepage, meta=dict(entry.meta),
+        card.update(description=entry.description, homepage=entry.homepage,
+                    meta={k: v for k, v in entry.meta.items() if k not in CARD_FIELDS},
                     sha256=entry.sha256, packaged=entry.packaged, cache_path=str(cached), cached=cached.is_file(),
                     onnx_file=str(record.onnx_file) if record.onnx_file else None)
         if not cached.is_file() and record.onnx_file is None:
@@ -95,17 +106,48 @@ def model_card(spec: Any) -> dict[str, Any]:
     return card
 
 
+_DECODE_KEYS = ("decode", "fast_decode")
+_POOL = re.compile(r"of (\d+) training users of (.+)$")
+# Shown elsewhere in the card: the weights (name, weights_source), config, data, calibration.
+_NOT_INFO = ("config", "metrics", "domain", "data", "calibration", "source", "weights", *CARD_FIELDS)
+# The trainer's data facts (info["data"]) in the card's words: accounts, never "users".
+_DATA_KEYS = {"train_users": "training_accounts", "train_images": "training_images", "train_pairs": "training_pairs",
+              "train_source": "pairs", "select_pairs": "model_selection_pairs", "val_users": "validation_accounts",
+              "val_pairs": "validation_pairs", "dropped_missing_images": "pairs_dropped_for_missing_images"}
+
+
+def training_data(written: Mapping[str, Any] | None, data: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """What the model was trained on, one count per concept: the card's ``training_data``
+    (written by whoever shipped the model) completed by the trainer's own ``data`` facts.
+    Accounts with at least one training pair are the ``training_accounts``."""
+    out: dict[str, Any] = {}
+    for key, value in (written or {}).items():
+        out[key.replace("users", "accounts")] = value
+    for key, value in (data or {}).items():
+        name = _DATA_KEYS.get(key, key)
+        if name not in out and value not in (None, 0, {}) and not (isinstance(value, dict) and not any(value.values())):
+            out[name] = value
+    if isinstance(out.get("pairs"), str):  # the trainer counts the accounts it drew pairs from, not training ones
+        out["pairs"] = _POOL.sub(r"of the \1 accounts of \2 outside validation and test", out["pairs"])
+    return out or None
+
+
+def display_name(record: ModelRecord) -> str:
+    """The model's name without local paths: named weights by name, a file by its file name."""
+    name = record.name if record.kind in ("named", "memory") else Path(record.name).name
+    if record.kind == "memory" and record.info.get("source") and not record.info.get("weights"):
+        name = Path(str(record.info["source"])).name  # a checkpoint's file name, not its server-side path
+    return name
+
+
 def public_card(record: ModelRecord) -> dict[str, Any]:
     """The model card in the HTTP API's field names (``serve.schemas.ModelCard``): the same
     meaning, reference and level bands as :func:`model_card`, without server-side paths;
     the service adds only its runtime and limits."""
     card = _meaning(record.reference)
     bands = card["levels"] or [{"level": n, "from": None, "to": None} for n in levels.LEVELS]
-    name = record.name if record.kind in ("named", "memory") else Path(record.name).name
-    if record.kind == "memory" and record.info.get("source") and not record.info.get("weights"):
-        name = Path(str(record.info["source"])).name  # a checkpoint's file name, not its server-side path
     return {
-        "arch": record.arch or "unknown", "weights": name,
+        "arch": record.arch or "unknown", "weights": display_name(record),
         "weights_format": record.info.get("format") or ("onnx export" if record.kind == "onnx" else "iipa checkpoint"),
         "profile": record.profile.to_dict(), "input_size": record.profile.input_size, "crops": record.crops,
         "score_meaning": card["score_meaning"], "score_range": card["score_range"],
@@ -134,56 +176,7 @@ def _pretrained(arch: str | None) -> Any:
 
 
 def format_card(card: dict[str, Any]) -> str:
-    """A human-readable rendering of :func:`model_card`."""
-    lines = [f"model      {card['name']}  ({card['kind']})", f"arch       {card['arch']}"]
-    if "parameters" in card:
-        lines.append(f"parameters {card['parameters']:,}")
-    p = card["profile"]
-    lines.append(f"profile    {p['name']}: {p.get('description') or p}")
-    lines.append(f"views      {card['crops']} per image by default (--crops)")
-    lines.append(f"weights    {card['weights_source']}")
-    if card.get("backends"):
-        lines.append(f"backends   {', '.join(card['backends'])}")
-    if card.get("calibration"):
-        lines.append("calibrated " + ", ".join(f"{k}={v}" for k, v in card["calibration"].items()))
-    if card.get("domain"):
-        lines.append(f"domain     {card['domain']}" + ("  (rendered shapes: not for real photos)"
-                                                        if card["domain"] == "simulated" else ""))
-    for key, label in (("description", "about"), ("homepage", "homepage"), ("cache_path", "cached at")):
-        if card.get(key):
-            lines.append(f"{label:10s} {card[key]}")
-    lines += ["", "score      " + card["score_meaning"], "range      " + card["score_range"]]
-    ref = card["reference"]
-    if ref:
-        lines.append(f"reference  mean {float(ref['mean']):.4g}, std {float(ref['std']):.4g}"
-                     + (f"  ({ref['source']})" if ref.get("source") else ""))
-        lines.append("scaled     " + card["scaled"])
-        lines.append("levels     " + "  ".join(
-            f"{b['level']}: {_bound(b['from'], '-inf')}..{_bound(b['to'], '+inf')}" for b in card["levels"]))
-    else:
-        lines.append("reference  none: scaled scores and levels are not available for this model")
-    lines += _card_details(card)
-    training = card.get("training") or {}
-    for key in ("config", "metrics"):
-        if training.get(key):
-            lines.append(f"{key:10s} " + ", ".join(f"{k}={v}" for k, v in training[key].items()))
-    return "\n".join(lines)
+    """The card as text a person reads: Markdown sections and tables (see :mod:`iipa.cardtext`)."""
+    from iipa.cardtext import render_card
 
-
-def _card_details(card: dict[str, Any]) -> list[str]:
-    lines = []
-    data = card.get("training_data")
-    if data:
-        lines.append("trained on " + ", ".join(f"{k}={v}" for k, v in data.items()))
-    val = card.get("validation")
-    if val:
-        lines.append("validation " + ", ".join(f"{k}={v}" for k, v in val.items()))
-    for row in card.get("baselines") or []:
-        lines.append("  baseline " + ", ".join(f"{k}={v}" for k, v in row.items()))
-    for limit in card.get("limits") or []:
-        lines.append("limit      " + limit)
-    return lines
-
-
-def _bound(value: float | None, open_end: str) -> str:
-    return open_end if value is None else f"{value:.3g}"
+    return render_card(card)

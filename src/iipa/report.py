@@ -24,7 +24,9 @@ from iipa import levels
 from iipa.errors import ImageError
 from iipa.fileio import printable, write_text
 from iipa.images import open_image
+from iipa.modelcard import display_name
 from iipa.plots import Line, histogram_svg, inline
+from iipa.record import ModelRecord, resolve_model
 from iipa.scoring import ScoreResult
 from iipa.templating import data_uri, render  # noqa: F401 - data_uri: public since the album had it
 
@@ -104,30 +106,47 @@ def build_album(results: Sequence[ScoreResult], *, model: PopularityNet | None =
     return entries
 
 
+def shown_names(sources: Sequence[str]) -> list[str]:
+    """Each source relative to the folder all of them are in (its file name when alone), so a
+    report names photos as the person knows them and embeds no absolute local path."""
+    if not sources:
+        return []
+    folders = [os.path.dirname(os.path.abspath(s)) for s in sources]
+    try:
+        root = os.path.commonpath(folders)
+    except ValueError:  # different drives: no common folder
+        return [os.path.basename(s) for s in sources]
+    return [os.path.relpath(os.path.abspath(s), root) for s in sources]
+
+
 def album_html(entries: Sequence[AlbumEntry], *, title: str = "iipa album",
                histogram_svg: str | None = None, summary: str = "") -> str:
     """The contact sheet as one HTML string (everything embedded; template ``album.html``)."""
     cards, rank = [], 0
-    for e in entries:
+    for e, shown in zip(entries, shown_names([e.result.source for e in entries]), strict=True):
         rank += e.result.ok
         cards.append({"result": e.result, "rank": rank if e.result.ok else None, "thumbnail": e.thumbnail,
                       "heatmap": e.heatmap, "name": printable(os.path.basename(e.result.source)),
-                      "source": printable(e.result.source)})  # non-UTF-8 names as \xNN, as in every table
+                      "source": printable(shown)})  # non-UTF-8 names as \xNN, as in every table
     width = 320 if any(e.heatmap for e in entries) else 180
     return render("album.html", title=title, summary=summary, histogram_svg=Markup(inline(histogram_svg or "")), cards=cards,
                   width=width, colours=LEVEL_COLOURS)
 
 
 def write_album(results: Sequence[ScoreResult], path: str | os.PathLike, *,
-                model: PopularityNet | None = None, heatmaps: bool = False, thumb_size: int = 320,
-                histogram_path: str | os.PathLike | None = None, title: str | None = None,
+                record: ModelRecord | None = None, model: PopularityNet | None = None, heatmaps: bool = False,
+                thumb_size: int = 320, histogram_path: str | os.PathLike | None = None, title: str | None = None,
                 all_scores: Sequence[float] | None = None) -> dict[str, Any]:
     """Write the HTML album (and the histogram SVG beside it). Returns paths and the fit.
 
+    ``record``: the model that scored ``results`` (named in the header; its reference draws
+    the level edges), else ``model``'s; ``model``: the PyTorch model for ``heatmaps``.
     ``all_scores``: what the histogram and fit describe when ``results`` is only a top-N.
     """
     path = Path(path)
-    reference = model.reference if model is not None else None
+    if record is None and model is not None:
+        record = resolve_model(model)
+    reference = dict(record.reference) if record is not None and record.reference else None
     scores = list(all_scores) if all_scores is not None else [r.score for r in results if r.ok]
     svg = score_histogram(scores, reference=reference)
     fit = fit_gaussian(scores)
@@ -136,8 +155,8 @@ def write_album(results: Sequence[ScoreResult], path: str | os.PathLike, *,
     summary = f"{sum(r.ok for r in results)} images ranked by predicted intrinsic popularity, best first"
     if failed:
         summary += f"; {failed} could not be scored"
-    if model is not None:
-        summary += f". Model: {model.arch} ({model.info.get('source') or model.info.get('weights') or 'in memory'})"
+    if record is not None:
+        summary += f". Model: {display_name(record)} ({record.arch or 'unknown architecture'})"
     if fit:
         summary += f". All {fit['n']} scores: mean {fit['mean']:.3f}, std {fit['std']:.3f}"
     if reference:

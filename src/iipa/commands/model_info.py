@@ -1,6 +1,8 @@
 """Show a model card: architecture, preprocessing, where the weights come from, what the
 score means, its range, the reference distribution, the 0-100 scale and the level edges,
-and the training config and metrics stored with the weights.
+calibration when recorded, training data, accuracy, baselines with their sources, limits, and
+the training config and metrics stored with the weights: Markdown sections and tables
+(--format json: the same facts as one JSON object).
 
 --model is a checkpoint file, an exported .onnx file, or named weights (not downloaded for
 this; default: the default model). The model may also be given without --model.

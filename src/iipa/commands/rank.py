@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     with open_output(args.output) as fh:
         write_rows(rows, COLUMNS, fmt, fh)
     if args.report:
-        out = write_album(shown + failed, args.report, model=model, heatmaps=args.heatmaps,
+        out = write_album(shown + failed, args.report, record=scorer.record, model=model, heatmaps=args.heatmaps,
                           thumb_size=args.thumb_size, histogram_path=args.histogram,
                           all_scores=[r.score for r in ok])
         print(f"iipa rank: wrote {out['report']} and {out['histogram']}", file=sys.stderr)

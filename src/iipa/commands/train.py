@@ -132,7 +132,7 @@ def add_train_arguments(parser: argparse.ArgumentParser, *, required: bool = Tru
 
 
 # TrainConfig field -> the parsed argument that sets it (the same name unless listed)
-ARG_NAMES = {"fast_decode": "draft_decode"}
+ARG_NAMES = {"decode": "draft_decode"}
 SKIPPED = {"out", "extra"}
 
 
@@ -143,6 +143,7 @@ def config_from_args(args: argparse.Namespace, **overrides) -> TrainConfig:
               if f.name not in SKIPPED}
     values["out"] = getattr(args, "out", "") or ""
     values["pairs"] = values["pairs"] or ""
+    values["decode"] = "draft" if values["decode"] else None  # --draft-decode, else the profile's own
     values.update(overrides)
     return TrainConfig(**values)
 

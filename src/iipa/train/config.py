@@ -14,18 +14,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from iipa.errors import IIPAError
+from iipa.profiles import DECODES
 
 # Fields every recipe uses.
 COMMON = frozenset({
     "pairs", "images", "out", "recipe", "posts", "backbone", "pretrained", "profile", "domain", "seed",
-    "device", "precision", "fast_decode", "progress", "max_train_pairs", "max_val_pairs", "soft_labels",
+    "device", "precision", "decode", "progress", "max_train_pairs", "max_val_pairs", "soft_labels",
     "overwrite", "extra",
 })
 
 
 # Fields whose command-line flag is not ``--field-name``.
 FLAGS = {"hflip": "--no-hflip", "swap": "--no-swap", "channels_last": "--no-channels-last",
-         "fast_decode": "--draft-decode", "calibrate": "--no-calibrate"}
+         "decode": "--draft-decode", "calibrate": "--no-calibrate"}
 
 
 def flag(name: str) -> str:
@@ -115,7 +116,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     precision: str | None = None  # auto | fp32 | bf16 | fp16
-    fast_decode: bool = False  # train (and so score) with the profile's JPEG draft decoding
+    decode: str | None = None  # exact | draft | None (the profile's own); the model's profile records it
     progress: bool | None = None  # None: when stderr is a terminal
     overwrite: bool = False  # replace a run folder that holds a run with other settings
     # default recipe
@@ -169,6 +170,8 @@ class TrainConfig:
             raise IIPAError(f"domain must be real or simulated, not {self.domain!r}")
         if self.precision not in ("auto", "fp32", "bf16", "fp16"):
             raise IIPAError(f"--precision must be auto, fp32, bf16 or fp16, not {self.precision!r}")
+        if self.decode not in (None, *DECODES):
+            raise IIPAError(f"decode must be one of {', '.join(DECODES)}, not {self.decode!r}")
         if self.views not in (None, 1, 5, 10):
             raise IIPAError(f"--views must be 1, 5 or 10, not {self.views}")
         if self.score_crops not in (None, 1, 5, 10):
@@ -195,6 +198,9 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
         known = {f.name for f in dataclasses.fields(cls)}
+        d = dict(d)
+        if "fast_decode" in d and "decode" not in d:  # configs saved before the decode field
+            d["decode"] = "draft" if d.pop("fast_decode") else None
         return cls(**{k: v for k, v in d.items() if k in known})
 
     def replace(self, **changes: Any) -> TrainConfig:

@@ -41,8 +41,8 @@ from iipa.train.distributed import Dist
 
 def build_model(config: TrainConfig) -> PopularityNet:
     model = PopularityNet(config.backbone, pretrained=config.pretrained == "imagenet", profile=config.profile)
-    if config.fast_decode:  # the checkpoint records the decoding it was trained with; scoring follows it
-        model.profile = dataclasses.replace(model.profile, decode="draft")
+    if config.decode:  # the checkpoint records the decoding it was trained with; scoring follows it
+        model.profile = dataclasses.replace(model.profile, decode=config.decode)
     model.info = {"config": config.to_dict(), "domain": config.domain}
     return model
 

@@ -95,8 +95,10 @@ class SmallDataTrainer(RecipeTrainer):
         self.amp_dtype = resolve_precision(config.precision, self.device)
         torch.manual_seed(config.seed)
         self.model = PopularityNet(config.backbone, pretrained=config.pretrained == "imagenet", profile=config.profile)
-        if config.fast_decode:  # recorded in the checkpoint; scoring decodes the same way
-            self.model.profile = dataclasses.replace(self.model.profile, decode="draft")
+        if config.decode:  # recorded in the checkpoint; scoring decodes the same way
+            self.model.profile = dataclasses.replace(self.model.profile, decode=config.decode)
+        # the saved config states the decoding the profile uses, so config, profile and card agree
+        self.config = config = config.replace(decode=self.model.profile.decode)
         self.model.eval().to(self.device)
         flips = (False, True) if config.hflip else (False,)
         key = cache_key(self.model, pretrained=config.pretrained, views=config.views, flips=flips,
