@@ -163,6 +163,12 @@ def test_lists_globs_resume_and_overwrite(spark, images, tmp_path, run_cli):
     assert code == 0 and "wrote 2 rows" in stdout, err
     assert sorted(_rows(spark, out)) == [str(images / "plain.jpg"), str(images / "plain.png")]
 
+    (tmp_path / "tree" / "sub").mkdir(parents=True)
+    for name in ("tree/top.jpg", "tree/sub/deep.jpg"):
+        (tmp_path / name).write_bytes((images / "plain.jpg").read_bytes())
+    code, _, err = run_cli(*base, tmp_path / "tree", "--no-recursive", "--overwrite")
+    assert code == 0 and list(_rows(spark, out)) == [str(tmp_path / "tree" / "top.jpg")], err
+
 
 @pytest.mark.parametrize("argv,message", [
     (["--engine", "spark"], "needs --output"),

@@ -26,7 +26,14 @@ from typing import Any
 from iipa.errors import IIPAError
 from iipa.images import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS
 from iipa.inputs import CSV_COLUMNS
-from iipa.spark.partition import SCHEMA, PartitionOptions, local_path, model_file, score_partition
+from iipa.spark.partition import (
+    SCHEMA,
+    PartitionOptions,
+    local_path,
+    model_file,
+    read_remote,
+    score_partition,
+)
 
 TABLE_KINDS = {".parquet": "parquet", ".csv": "csv", ".txt": "text", ".lst": "text", ".list": "text"}
 # Images per task: ~30 s of one core's work (about 70 img/s), so the scorer's start-up
@@ -62,14 +69,15 @@ class SparkScoreSummary:
 # --- the model ---
 
 def onnx_bytes(model: Any = None) -> bytes:
-    """The ONNX export of ``model``: an ``.onnx`` file as it is, named weights' shipped export,
+    """The ONNX export of ``model``: an ``.onnx`` file as it is (local or a URI), named weights' shipped export,
     else (a checkpoint, weights without an export, a PopularityNet) exported here with PyTorch."""
     from iipa.scoring import is_onnx_file
     from iipa.weights import onnx_companion
 
     if is_onnx_file(model):
+        path = os.fspath(model)
         try:
-            return Path(model).read_bytes()
+            return Path(local_path(path)).read_bytes() if local_path(path) is not None else read_remote(path)
         except OSError as exc:
             raise IIPAError(f"--model {model}: cannot read it ({exc.strerror or exc})") from None
     companion = onnx_companion(model)
@@ -153,13 +161,15 @@ def _path_column(frame: Any, spec: str, kind: str) -> str | None:
 def _list_images(spark: Any, spec: str, recursive: bool) -> Any:
     from pyspark.sql import functions as F
 
-    reader = spark.read.format("binaryFile").option("recursiveFileLookup", str(recursive).lower())
+    # Always recursive: without it Spark infers partition columns from sub-folder names (and
+    # fails on files at several depths); --no-recursive filters below instead.
+    reader = spark.read.format("binaryFile").option("recursiveFileLookup", "true")
     try:
         listed = reader.load(spec).select("path")  # only the path: Spark prunes the content column
     except Exception as exc:
         raise IIPAError(f"{spec}: no such folder, file or matching files ({_first_line(exc)})") from None
     listed = listed.where(F.col("path").rlike(_IMAGE_NAME))
-    if not recursive:  # Spark lists sub-folders anyway: keep the files directly in `spec`
+    if not recursive and not any(ch in spec for ch in "*?[{"):  # a folder: the files directly in it
         folder = _qualified(spark, spec)
         listed = listed.where(F.regexp_replace("path", "/[^/]*$", "") == F.lit(folder))
     # Local files as local paths, the way `iipa score` prints them.
