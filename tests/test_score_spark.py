@@ -170,6 +170,18 @@ def test_lists_globs_resume_and_overwrite(spark, images, tmp_path, run_cli):
     assert code == 0 and list(_rows(spark, out)) == [str(tmp_path / "tree" / "top.jpg")], err
 
 
+@spark_test
+def test_unreadable_inputs_are_usage_errors(spark, tmp_path, run_cli):
+    pd.DataFrame({"likes": [1]}).to_parquet(tmp_path / "nopath.parquet")
+    out = tmp_path / "scores"
+    for spec, message in ((tmp_path / "gone.parquet", "cannot read it as a parquet table"),
+                          (tmp_path / "gone", "no such folder, file or matching files"),
+                          (tmp_path / "nopath.parquet", "no path column (path, image, file, filename); its columns: likes")):
+        code, _, err = run_cli("score", spec, "--engine", "spark", "--output", out)
+        assert code == 2 and message in err and str(spec) in err, err
+        assert not out.exists()
+
+
 @pytest.mark.parametrize("argv,message", [
     (["--engine", "spark"], "needs --output"),
     (["--engine", "spark", "-o", "x", "--sort", "desc"], "--sort"),
