@@ -9,6 +9,7 @@ examples:
   iipa score 'shoot/**/*.jpg' --sort desc --output scores.csv
   iipa score list.txt --model run/best.pt --format jsonl
   iipa score my_photos/ --model model.onnx          # onnxruntime (see `iipa export`)
+  iipa score paths.parquet --engine spark --output scores/   # on Spark, into a Parquet folder
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from iipa.commands._common import (
     make_scorer_from_args,
     progress_bar,
 )
+from iipa.commands._score_spark import add_spark_arguments, check_local, run_spark
 from iipa.errors import IIPAError
 
 NAME = "score"
@@ -39,6 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--no-recursive", action="store_true", help="do not descend into sub-folders")
     g.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar on stderr (default: when stderr is a terminal)")
+    add_spark_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -46,6 +49,9 @@ def run(args: argparse.Namespace) -> int:
     from iipa.inputs import expand_inputs
     from iipa.output import check_output, infer_format, open_output, write_rows
 
+    if args.engine == "spark":
+        return run_spark(args)
+    check_local(args)
     check_output(args.output)  # a folder or an unwritable path fails now, not after scoring
     fmt = infer_format(args.output, args.format)
     paths = expand_inputs(args.inputs, recursive=not args.no_recursive)

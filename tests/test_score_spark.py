@@ -1,0 +1,217 @@
+"""`iipa score --engine spark` and `iipa.spark.score_frame` on a real local Spark (local[2]):
+the scores equal `iipa score`'s, failures are rows, tables are read by the executors (no
+driver-side listing), resume adds only what is missing, and executors never import torch."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from _formats import save_format_variants
+from iipa.spark.partition import local_path, score_partition
+from iipa.spark.session import parse_conf
+
+TOL = 1e-4
+spark_test = pytest.mark.spark
+
+
+@pytest.fixture(scope="module")
+def spark():
+    if shutil.which("java") is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("java is missing: the Spark engine cannot be tested (CI=true)")
+        pytest.skip("java is not installed")
+    try:
+        from iipa.spark.session import get_session
+    except ImportError:  # pragma: no cover - pyspark is part of the dev environment
+        if os.environ.get("CI") == "true":
+            pytest.fail("pyspark is missing (CI=true)")
+        pytest.skip("pyspark is not installed")
+    session, _ = get_session("local[2]", {"spark.ui.showConsoleProgress": "false"})
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory, photos) -> Path:
+    """JPEG, PNG, EXIF-rotated JPEG, CMYK JPEG, and a broken file."""
+    d = tmp_path_factory.mktemp("spark-images")
+    save_format_variants(d, photos)
+    (d / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a JPEG")
+    return d
+
+
+@pytest.fixture(scope="module")
+def local_rows(images) -> dict[str, dict]:
+    """`iipa score` (this process, the default model) on the same folder."""
+    from iipa.cli import main
+
+    out = images.parent / "local.jsonl"
+    assert main(["score", str(images), "--output", str(out)]) == 1  # the broken file
+    return {r["path"]: r for r in map(json.loads, out.read_text().splitlines())}
+
+
+def _rows(spark, folder: Path) -> dict[str, dict]:
+    frame = spark.read.parquet(str(folder)).toPandas()
+    assert frame["path"].is_unique, "a path was scored twice"
+    return {r["path"]: r for r in frame.astype(object).where(frame.notna(), None).to_dict("records")}
+
+
+def _assert_same(got: dict[str, dict], expected: dict[str, dict]) -> None:
+    assert sorted(got) == sorted(expected)
+    for path, want in expected.items():
+        row = got[path]
+        assert row["error"] == want["error"], path
+        if want["error"] is None:
+            assert abs(row["score"] - want["score"]) <= TOL, (path, row["score"], want["score"])
+            assert abs(row["scaled"] - want["scaled"]) <= 0.01 and row["level"] == want["level"], path
+        else:
+            assert row["score"] is None and row["scaled"] is None and row["level"] is None
+
+
+@spark_test
+def test_cli_scores_equal_iipa_score(spark, images, local_rows, tmp_path, run_cli):
+    out = tmp_path / "scores"
+    code, stdout, err = run_cli("score", images, "--engine", "spark", "--output", out)
+    assert code == 1, err  # the broken file, as for the local command
+    assert "broken.jpg" in err and "1 of 5 rows" in err and "wrote 5 rows" in stdout
+    assert len([p for p in out.glob("*.parquet")]) >= 1
+    _assert_same(_rows(spark, out), local_rows)
+    assert local_rows[str(images / "broken.jpg")]["error"]
+
+
+@spark_test
+def test_score_frame_with_five_crops_and_an_exported_checkpoint(spark, images, tiny_checkpoint, run_cli):
+    from iipa.spark import score_frame
+
+    paths = spark.createDataFrame([(str(p),) for p in sorted(images.iterdir())], "image string")
+    code, out, _ = run_cli("score", images, "--model", tiny_checkpoint, "--crops", 5, "-f", "jsonl")
+    expected = {r["path"]: r for r in map(json.loads, out.splitlines())}
+    got = score_frame(paths, path_column="image", model=tiny_checkpoint, crops=5).toPandas()
+    got = got.astype(object).where(got.notna(), None)
+    _assert_same({r["path"]: r for r in got.to_dict("records")}, expected)
+
+
+@spark_test
+def test_executors_import_no_torch(spark, images):
+    from iipa.spark.partition import PartitionOptions
+    from iipa.spark.score import ship_model
+
+    model = ship_model(spark).broadcast
+
+    def probe(batches):  # a local function: pickled by value, with score_partition by reference
+        for out in score_partition(batches, model, PartitionOptions()):
+            yield out.assign(torch="torch" in sys.modules, pid=os.getpid())
+
+    paths = spark.createDataFrame([(str(p),) for p in sorted(images.iterdir())] * 4, "path string")
+    rows = paths.repartition(2).mapInPandas(
+        probe, "path string, score double, scaled double, level string, error string, torch boolean, pid int"
+    ).toPandas()
+    assert len(rows) == 20 and rows["score"].notna().sum() == 16
+    assert not rows["torch"].any(), "an executor that scored imported torch"
+    assert os.getpid() not in set(rows["pid"]), "the probe ran in the driver, not in an executor"
+
+
+@spark_test
+def test_a_table_of_mostly_missing_files_gives_error_rows(spark, images, local_rows, tmp_path):
+    from iipa.spark import score_to_parquet
+
+    real = sorted(p.name for p in images.iterdir())
+    paths = [f"gone/{i:05d}.jpg" for i in range(10_000 - len(real))] + real  # relative to the table's folder
+    table = images / "paths.parquet"
+    pd.DataFrame({"post_id": range(len(paths)), "path": paths}).to_parquet(table)
+    try:
+        summary = score_to_parquet([str(table)], str(tmp_path / "out"), chunk_rows=4_000, spark=spark)
+    finally:
+        table.unlink()
+    assert (summary.written, summary.rows, summary.chunks) == (10_000, 10_000, 3)
+    assert summary.failed == 10_000 - len(real) + 1  # the missing files and broken.jpg
+    rows = _rows(spark, tmp_path / "out")
+    missing = [r for p, r in rows.items() if "/gone/" in p]
+    assert len(missing) == 10_000 - len(real) and {r["error"] for r in missing} == {"not found"}
+    assert missing[0]["path"].startswith(str(images / "gone") + "/")
+    _assert_same({p: r for p, r in rows.items() if "/gone/" not in p}, local_rows)
+
+
+@spark_test
+def test_lists_globs_resume_and_overwrite(spark, images, tmp_path, run_cli):
+    (tmp_path / "list.csv").write_text(f"image,likes\n{images / 'plain.jpg'},3\nplain.png,4\n")
+    (tmp_path / "plain.png").write_bytes((images / "plain.png").read_bytes())
+    (tmp_path / "list.txt").write_text(f"# a comment\n{images / 'cmyk.jpg'}\n\n")
+    out = tmp_path / "scores"
+    base = ["score", "--engine", "spark", "--output", out]
+    code, _, err = run_cli(*base, tmp_path / "list.csv", tmp_path / "list.txt")
+    assert code == 0, err
+    first = _rows(spark, out)
+    assert sorted(first) == sorted([str(images / "plain.jpg"), str(tmp_path / "plain.png"), str(images / "cmyk.jpg")])
+
+    code, _, err = run_cli(*base, f"{images}/*.jpg")
+    assert code == 2 and "not empty" in err and "--resume" in err
+
+    code, stdout, _ = run_cli(*base, f"{images}/*.jpg", tmp_path / "list.txt", "--resume")
+    assert code == 1 and "wrote 2 rows" in stdout  # rotated.jpg, broken.jpg: the others have rows
+    resumed = _rows(spark, out)
+    assert len(resumed) == 5 and all(resumed[p]["score"] == first[p]["score"] for p in first)
+
+    code, stdout, err = run_cli(*base, f"{images}/plain.*", "--overwrite")
+    assert code == 0 and "wrote 2 rows" in stdout, err
+    assert sorted(_rows(spark, out)) == [str(images / "plain.jpg"), str(images / "plain.png")]
+
+    (tmp_path / "tree" / "sub").mkdir(parents=True)
+    for name in ("tree/top.jpg", "tree/sub/deep.jpg"):
+        (tmp_path / name).write_bytes((images / "plain.jpg").read_bytes())
+    code, _, err = run_cli(*base, tmp_path / "tree", "--no-recursive", "--overwrite")
+    assert code == 0 and list(_rows(spark, out)) == [str(tmp_path / "tree" / "top.jpg")], err
+
+
+@spark_test
+def test_unreadable_inputs_are_usage_errors(spark, tmp_path, run_cli):
+    pd.DataFrame({"likes": [1]}).to_parquet(tmp_path / "nopath.parquet")
+    out = tmp_path / "scores"
+    for spec, message in ((tmp_path / "gone.parquet", "cannot read it as a parquet table"),
+                          (tmp_path / "gone", "no such folder, file or matching files"),
+                          (tmp_path / "nopath.parquet", "no path column (path, image, file, filename); its columns: likes")):
+        code, _, err = run_cli("score", spec, "--engine", "spark", "--output", out)
+        assert code == 2 and message in err and str(spec) in err, err
+        assert not out.exists()
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--engine", "spark"], "needs --output"),
+    (["--engine", "spark", "-o", "x", "--sort", "desc"], "--sort"),
+    (["--engine", "spark", "-o", "x", "--workers", "2"], "spark.task.cpus"),
+    (["--resume"], "only apply with --engine spark"),
+    (["--engine", "spark", "-o", "x", "--conf", "novalue"], "KEY=VALUE"),
+], ids=["no-output", "sort", "workers", "resume-local", "bad-conf"])
+def test_usage_errors_before_spark_starts(images, tmp_path, run_cli, argv, message):
+    code, _, err = run_cli("score", images, *[str(tmp_path / a) if a == "x" else a for a in argv])
+    assert code == 2 and message in err, err
+
+
+def test_remote_files_are_read_through_fsspec(images, local_rows):
+    """Executors read URIs (hdfs://, s3a://, ...) themselves; fsspec's memory:// stands in."""
+    fsspec = pytest.importorskip("fsspec")
+    from iipa.record import resolve_model
+    from iipa.spark.partition import PartitionOptions, make_partition_scorer, score_slice
+
+    fs = fsspec.filesystem("memory")
+    fs.pipe("/spark-test/plain.jpg", (images / "plain.jpg").read_bytes())
+    scorer = make_partition_scorer(str(resolve_model().onnx_file), PartitionOptions(), threads=1)
+    rows = score_slice(scorer, ["memory://spark-test/plain.jpg", "memory://spark-test/gone.jpg",
+                                str(images / "cmyk.jpg")]).set_index("path")
+    for name, uri in (("plain.jpg", "memory://spark-test/plain.jpg"), ("cmyk.jpg", str(images / "cmyk.jpg"))):
+        assert abs(rows.loc[uri, "score"] - local_rows[str(images / name)]["score"]) <= TOL
+    assert rows.loc["memory://spark-test/gone.jpg", "error"] == "not found"
+
+
+def test_paths_local_or_remote():
+    assert local_path("/a/b.jpg") == "/a/b.jpg" and local_path("rel/b.jpg") == "rel/b.jpg"
+    assert local_path("file:/a/b c.jpg") == "/a/b c.jpg" and local_path("file:///a/b.jpg") == "/a/b.jpg"
+    assert local_path("hdfs://nn/a.jpg") is None and local_path("s3a://bucket/a.jpg") is None
+    assert parse_conf(["spark.task.cpus=2", "a=b=c"]) == {"spark.task.cpus": "2", "a": "b=c"}
