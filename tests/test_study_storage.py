@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from datetime import timedelta
 
@@ -225,3 +226,58 @@ def test_retried_sign_up_with_a_client_token_registers_once(tmp_path):
         assert s.scalar(select(func.count()).select_from(Participant)) == 4
     with pytest.raises(service.StudyError, match="client_token"):
         _new(store, client_token="short")
+
+
+def test_a_late_next_item_cannot_put_an_answered_pair_back_on_screen(tmp_path, monkeypatch):
+    """The live test's 409 "not the pair shown to you now": a late copy of an answer ran
+    next_item, read "pair 2 next", and wrote it only after the participant had answered pair
+    2 and been shown pair 3, so their answer to pair 3 was refused. next_item now reads and
+    writes in one writing transaction: the late copy finishes before anyone else moves on."""
+    store = Store(make_study(tmp_path))
+    code = _new(store)
+    first = service.next_item(store, code)["pair_id"]
+    with store.session() as s:  # pair 1 answered; the request's own next_item has not run yet
+        p = s.scalar(select(service.Participant).where(service.Participant.code == code))
+        session = s.scalar(select(StudySession).where(StudySession.participant_id == p.id))
+        record_answer(s, Answer(participant_id=p.id, pair_id=first, session_id=session.id, left_slot="a",
+                                chosen_side="left", chosen_slot="a", correct=True, response_ms=5))
+    todo, reached, release = service._todo, threading.Event(), threading.Event()
+
+    def slow_todo(*args):
+        out = todo(*args)
+        if threading.current_thread().name == "late":
+            reached.set()
+            release.wait(1.0)  # the late copy stalls between what it read and what it writes
+        return out
+
+    monkeypatch.setattr(service, "_todo", slow_todo)
+    late = threading.Thread(target=service.next_item, args=(store, code), name="late")
+    late.start()
+    assert reached.wait(10)
+    second = service.next_item(store, code)["pair_id"]
+    assert second != first
+    third = service.submit_answer(store, code, second, "left", 10)["next"]["pair_id"]
+    release.set()
+    late.join(10)
+    assert service.submit_answer(store, code, third, "right", 10)["status"] == "recorded"
+
+
+def test_store_sessions_see_one_snapshot_and_writers_hold_the_lock(tmp_path):
+    db = make_study(tmp_path)
+    store = Store(db)
+    _new(store)
+    other = sqlite3.connect(db, timeout=0, isolation_level=None)
+    insert = "INSERT INTO sessions (participant_id, started_at) VALUES (1, '2026-01-01 00:00:00')"
+    count = select(func.count()).select_from(StudySession)
+    with store.session() as s:  # reading: what it read still holds at its end
+        before = s.scalar(count)
+        other.execute(insert)
+        assert s.scalar(count) == before
+    with store.session(write=True) as s:  # writing: nobody else writes until it ends
+        s.scalar(count)
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            other.execute(insert)
+    other.execute(insert)
+    other.close()
+    with store.session() as s:
+        assert s.scalar(count) == before + 2

@@ -177,7 +177,7 @@ def create_study(store: Store, pairs_path: str | os.PathLike, images_dir: str | 
     train_rows, trial_rows = chosen[:training], chosen[training:]
     photos = _attention_photos(df, order[used:], trial_rows, attention, rng)
     checks = _attention_checks(photos, attention, key)
-    with store.session() as s:
+    with store.session(write=True) as s:
         s.add(Study(id=1, name=name, seed=seed, secret=secret, session_minutes=session_minutes,
                     attention_pass=attention_pass,
                     source=f"pairs={os.fspath(pairs_path)} images={os.fspath(images_dir)}"))

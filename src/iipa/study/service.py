@@ -74,7 +74,7 @@ def _open_study(store: Store, s: Session) -> Study:
 
 def close_study(store: Store) -> datetime:
     """Close the study: no more sign-ups or answers; every review then shows the answers."""
-    with store.session() as s:
+    with store.session(write=True) as s:
         study = store.study(s)
         if study.closed_at is None:
             study.closed_at = utcnow()
@@ -88,8 +88,12 @@ def normalise_code(code: str) -> str:
     return "".join(ch for ch in code.upper() if ch.isalnum())
 
 
-def _participant(s: Session, code: str) -> Participant:
-    p = s.scalar(select(Participant).where(Participant.code == normalise_code(code)))
+def _participant(s: Session, code: str, *, lock: bool = False) -> Participant:
+    """The participant with ``code``; ``lock`` holds their row until the transaction ends
+    (``FOR UPDATE``: one writing request per participant at a time on databases with row
+    locks; SQLite has none, and a writing session holds its database lock instead)."""
+    query = select(Participant).where(Participant.code == normalise_code(code))
+    p = s.scalar(query.with_for_update() if lock else query)
     if p is None:
         raise StudyError("unknown participant code", 404)
     return p
@@ -121,7 +125,7 @@ def create_participant(store: Store, *, consent: bool, gender: str, age_band: st
                social_over_3h=_parse_yes_no(social_over_3h, "social_over_3h"))
     if client_token is not None and not 8 <= len(client_token) <= 64:
         raise StudyError("client_token: expected 8 to 64 characters", 422)
-    with store.session() as s:
+    with store.session(write=True) as s:
         _open_study(store, s)
         if client_token is not None:
             known = s.scalar(select(Participant.code).where(Participant.client_token == client_token))
@@ -147,8 +151,8 @@ def create_participant(store: Store, *, consent: bool, gender: str, age_band: st
 
 def start_session(store: Store, code: str) -> int:
     """End any open session and start a new one (after a break, or on coming back)."""
-    with store.session() as s:
-        p = _participant(s, code)
+    with store.session(write=True) as s:
+        p = _participant(s, code, lock=True)
         now = utcnow()
         for open_session in s.scalars(select(StudySession).where(
                 StudySession.participant_id == p.id, StudySession.ended_at.is_(None))):
@@ -228,11 +232,14 @@ def next_item(store: Store, code: str) -> dict[str, Any]:
     """What the participant sees next: a training pair, a trial, a break, done, or closed.
 
     Handing out a pair in an open session records it as the pair on screen (and when it
-    was first handed out: the server's response times start there).
+    was first handed out: the server's response times start there). What is still to do
+    and the pair recorded are read and written in one writing transaction: a request that
+    read an older state (a late or retried copy of an answer) cannot put a pair already
+    answered back on screen after a newer one was handed out.
     """
-    with store.session() as s:
+    with store.session(write=True) as s:
         study = store.study(s)
-        p = _participant(s, code)
+        p = _participant(s, code, lock=True)
         todo, base = _todo(s, study.secret, p)
         training_total = base["training_total"]
         if study.closed_at is not None:
@@ -269,14 +276,6 @@ def _feedback(pair: Pair, stored: Answer) -> dict[str, Any]:
     return {"correct": stored.correct, "more_popular": high_side, "your_choice": stored.chosen_side}
 
 
-def _answered_meanwhile(s: Any, participant_id: int, pair_id: int) -> Answer | None:
-    """The participant's answer to ``pair_id`` committed by a concurrent request (a client
-    that gave up waiting and sent the same answer again), read in a fresh transaction: that
-    request also moved the pair on screen along, which is no reason to refuse a repeat."""
-    s.rollback()
-    return s.scalar(select(Answer).where(Answer.participant_id == participant_id, Answer.pair_id == pair_id))
-
-
 def submit_answer(store: Store, code: str, pair_id: int, side: str, response_ms: int | None = None) -> dict[str, Any]:
     """Record a choice for the pair on screen and return the next item.
 
@@ -285,14 +284,16 @@ def submit_answer(store: Store, code: str, pair_id: int, side: str, response_ms:
     another pair, or any pair during a break, is refused with 409. ``response_ms`` is the
     client's own timing, kept as ``client_response_ms``; the stored ``response_ms`` is the
     server's. Training answers come back with feedback; others never reveal the truth.
+    The check and the answer are one writing transaction (see :class:`Store`), so a copy of
+    the answer committed by a concurrent request is seen here and answered "duplicate".
     """
     if side not in ("left", "right"):
         raise StudyError(f"side: expected left or right, got {side!r}", 422)
     _check_client_ms(response_ms)
     check_pair_id(pair_id)
-    with store.session() as s:
+    with store.session(write=True) as s:
         study = store.study(s)
-        p = _participant(s, code)
+        p = _participant(s, code, lock=True)
         pair = s.get(Pair, pair_id)
         if pair is None:
             raise StudyError(f"pair {pair_id}: no such pair", 404)
@@ -304,10 +305,7 @@ def submit_answer(store: Store, code: str, pair_id: int, side: str, response_ms:
             if session is None:
                 raise StudyError("your session has ended: start a new session to go on", 409)
             if session.shown_pair_id != pair.id:
-                stored = _answered_meanwhile(s, p.id, pair.id)
-                if stored is None:
-                    raise StudyError(f"pair {pair.id}: not the pair shown to you now", 409)
-        if stored is None:
+                raise StudyError(f"pair {pair.id}: not the pair shown to you now", 409)
             left = left_slot(study.secret, p.code, pair.id)
             chosen = left if side == "left" else ("b" if left == "a" else "a")
             elapsed = (utcnow() - session.shown_at).total_seconds() * 1000

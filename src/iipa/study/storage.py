@@ -175,6 +175,23 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.execute("PRAGMA busy_timeout=30000")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
+    # The driver's own transaction handling opens a transaction only at the first write:
+    # every read before it saw the database as of that one statement, and the write then
+    # committed on top of whatever had changed since (two requests that both read "pair 14
+    # next" and wrote it after a third had moved the participant on to pair 16 put 14 back
+    # on screen). The transactions are begun by _sqlite_begin instead, for every statement.
+    dbapi_conn.isolation_level = None
+
+
+# Execution option of the engine behind Store.session(write=True).
+WRITE_OPTION = "iipa_write"
+
+
+def _sqlite_begin(conn) -> None:
+    # A writing transaction takes SQLite's write lock before its first read (BEGIN IMMEDIATE;
+    # a busy lock is waited for, busy_timeout above), so what it read still holds when it
+    # writes: writers run one at a time. A reading one sees one snapshot throughout (BEGIN).
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(WRITE_OPTION) else "BEGIN")
 
 
 def make_engine(db: str, *, create: bool = False) -> Engine:
@@ -189,6 +206,7 @@ def make_engine(db: str, *, create: bool = False) -> Engine:
     engine = create_engine(url, **kwargs)
     if url.startswith("sqlite"):
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin)
     if create:
         Base.metadata.create_all(engine)
     else:
@@ -219,17 +237,26 @@ MAX_ID = 2**31 - 1
 
 
 class Store:
-    """Opens sessions on one study database."""
+    """Opens sessions on one study database.
+
+    Each session's transactions are isolated: a reading session sees one snapshot, and a
+    writing one (``write=True``) holds the database's write lock from its first statement
+    on SQLite, so a decision it makes on what it read cannot be overtaken by another request
+    before it commits. On other databases the service locks the participant's row
+    (``SELECT ... FOR UPDATE``) for the same end.
+    """
 
     def __init__(self, db: str | Engine, *, create: bool = False) -> None:
         self.engine = db if isinstance(db, Engine) else make_engine(db, create=create)
         if create and isinstance(db, Engine):
             Base.metadata.create_all(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._writers = sessionmaker(self.engine.execution_options(**{WRITE_OPTION: True}), expire_on_commit=False)
 
     @contextmanager
-    def session(self) -> Iterator[Session]:
-        with self._sessions() as s:
+    def session(self, *, write: bool = False) -> Iterator[Session]:
+        """A session; ``write`` for one that reads, decides and writes (see the class)."""
+        with (self._writers if write else self._sessions)() as s:
             yield s
 
     def study(self, s: Session) -> Study:
