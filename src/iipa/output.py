@@ -25,6 +25,7 @@ from iipa.errors import IIPAError
 from iipa.fileio import atomic_open, destination, plain, printable
 
 FORMATS = ("table", "csv", "json", "jsonl")
+SCORE_COLUMNS = ("path", "score", "scaled", "level", "error")  # iipa score's rows, local or on Spark
 _EXTENSIONS = {".csv": "csv", ".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".txt": "table"}
 
 

@@ -32,6 +32,8 @@ if TYPE_CHECKING:
     import torch
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+RUNTIMES = ("auto", "torch", "onnx")  # --runtime: see iipa.scoring.choose_runtime
+OPTIMIZE = ("none", "jit", "compile")  # --optimize (PyTorch backend)
 
 
 @functools.lru_cache(maxsize=1)

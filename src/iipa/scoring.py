@@ -32,12 +32,10 @@ from iipa.errors import IIPAError, ImageError
 from iipa.images import DEFAULT_MAX_PIXELS, ImageInput, describe
 from iipa.profiles import CROPS, Profile
 from iipa.record import ModelRecord, resolve_model
-from iipa.runtime import decode_threads, device_type, runs_on_cpu
+from iipa.runtime import OPTIMIZE, RUNTIMES, decode_threads, device_type, runs_on_cpu
 
 # (uint8 V x S x S x 3 views, None) or (None, why the input could not be scored).
 Prepared = tuple[np.ndarray | None, str | None]
-RUNTIMES = ("auto", "torch", "onnx")
-OPTIMIZE = ("none", "jit", "compile")
 
 
 class Backend(Protocol):

@@ -14,15 +14,13 @@ from typing import Any
 
 from iipa.errors import IIPAError
 from iipa.extras import explain_missing
-from iipa.runtime import PRECISIONS
+from iipa.runtime import OPTIMIZE, PRECISIONS, RUNTIMES
 from iipa.weights import DEFAULT_MODEL
 
 # iipa.images.DEFAULT_MAX_PIXELS, repeated here because iipa.images imports numpy and PIL;
 # tests/test_cli_contract.py checks that the two agree.
 DEFAULT_MAX_PIXELS = 100_000_000
 CROPS = (1, 5, 10)  # iipa.profiles.CROPS (that module imports numpy and PIL); the same test checks it
-RUNTIMES = ("auto", "torch", "onnx")  # iipa.scoring.RUNTIMES; the same test checks it
-OPTIMIZE = ("none", "jit", "compile")  # iipa.scoring.OPTIMIZE; the same test checks it
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 

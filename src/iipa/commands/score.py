@@ -25,10 +25,10 @@ from iipa.commands._common import (
 )
 from iipa.commands._score_spark import add_spark_arguments, check_local, run_spark
 from iipa.errors import IIPAError
+from iipa.output import SCORE_COLUMNS as COLUMNS
 
 NAME = "score"
 HELP = "score images (files, folders, globs, list files)"
-COLUMNS = ("path", "score", "scaled", "level", "error")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -25,8 +25,8 @@ from typing import Any
 import pandas as pd
 
 from iipa.images import DEFAULT_MAX_PIXELS
+from iipa.output import SCORE_COLUMNS as COLUMNS
 
-COLUMNS = ("path", "score", "scaled", "level", "error")
 SCHEMA = "path string, score double, scaled double, level string, error string"
 _URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 # Images handed to the scorer at a time: a few of its batches, so that remote files read into
