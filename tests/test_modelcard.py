@@ -52,7 +52,7 @@ def test_card_text_is_sections_and_tables_without_reprs_and_json_holds_each_sect
         "metrics": {"probe": {"l2": 1.0, "select_accuracy": None}, "seconds": 367.7},
         "data": {"train_users": 40, "train_images": 300, "train_pairs": 1234, "val_users": 0,
                  "train_source": "every within-user pair with P >= 0.5 and at most 10.0 days apart "
-                                 "of 44 training users of posts.csv",
+                                 "of the 44 accounts of posts.csv outside validation and test",
                  "dropped_missing_images": {"train": 0, "val": 0}},
         "calibration": {"T": 3.2, "fitted_on": "5-fold CV by account", "n": 1041, "ece_before": 0.132,
                         "ece_after": 0.041, "log_loss_before": 0.66, "log_loss_after": 0.61},

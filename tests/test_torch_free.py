@@ -25,7 +25,7 @@ from iipa.weights import DEFAULT_MODEL, get_weights
 
 # The shipped export against its .pt on real photos: 4e-7 measured (fp32 rounding in the two
 # runtimes' convolutions). A retrained model whose export differs more fails here first.
-TOL = 1e-6
+TOL = 1e-5  # the calibrated model's scores are ~2.4x larger, and so are rounding differences
 RUNNER = """
 import json, sys
 import iipa.runtime

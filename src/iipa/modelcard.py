@@ -8,7 +8,6 @@ downloaded for a card: the default model's card imports no torch.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -107,7 +106,6 @@ def model_card(spec: Any) -> dict[str, Any]:
 
 
 _DECODE_KEYS = ("decode", "fast_decode")
-_POOL = re.compile(r"of (\d+) training users of (.+)$")
 # Shown elsewhere in the card: the weights (name, weights_source), config, data, calibration.
 _NOT_INFO = ("config", "metrics", "domain", "data", "calibration", "source", "weights", *CARD_FIELDS)
 # The trainer's data facts (info["data"]) in the card's words: accounts, never "users".
@@ -127,8 +125,6 @@ def training_data(written: Mapping[str, Any] | None, data: Mapping[str, Any] | N
         name = _DATA_KEYS.get(key, key)
         if name not in out and value not in (None, 0, {}) and not (isinstance(value, dict) and not any(value.values())):
             out[name] = value
-    if isinstance(out.get("pairs"), str):  # the trainer counts the accounts it drew pairs from, not training ones
-        out["pairs"] = _POOL.sub(r"of the \1 accounts of \2 outside validation and test", out["pairs"])
     return out or None
 
 

@@ -288,9 +288,14 @@ def _build(record: ModelRecord) -> PopularityNet:
         state = plain_state(obj, source)
     elif is_iipa(obj):
         check_version(obj, source)
+        state = obj["state_dict"]
         if record.entry is not None:
             _check_agrees(record.entry, obj["arch"], dict(obj["profile"]).get("name"), source)
-        state = obj["state_dict"]
+            # the weights file's own facts: the record may have read them from an ONNX companion
+            # that lags behind a re-shipped .pt (and `iipa export` would copy the stale ones)
+            info = {**dict(obj.get("info") or {}), "source": source, "weights": record.name}
+            return build_model(record.arch or "", get_profile(obj["profile"]),
+                               record.entry.reference or obj.get("reference"), info, state, source)
     else:
         raise WeightsError(f"{source}: expected an iipa checkpoint (a dict with 'iipa_checkpoint')")
     return build_model(record.arch or "", record.profile, record.reference, record.info, state, source)

@@ -122,7 +122,7 @@ class SmallDataTrainer(RecipeTrainer):
             train_df = allpairs.within_user_pairs(posts, train_users, dataclasses.replace(rules, threshold=c.min_pair_p))
             select_df = allpairs.within_user_pairs(posts, set(val_pdips["user_id"].astype(str)), rules)
             source = (f"every within-user pair with P >= {c.min_pair_p:g} and at most {c.max_gap_days} days apart "
-                      f"of the training users of {c.posts}")
+                      f"of the {len(train_users)} accounts of {c.posts} outside validation and test")
         else:
             train_df, select_df = table[table["split"] == "train"], val_pdips
             source = f"the training pairs of {c.pairs}"
