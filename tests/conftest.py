@@ -77,3 +77,18 @@ def run_cli(capsys):
 
 def python_exe() -> str:
     return sys.executable
+
+
+@pytest.fixture(scope="session")
+def sim_crawl(tmp_path_factory) -> tuple[Path, Path]:
+    """A small simulated crawl (40 accounts x 12 posts, seed 0) and its rendered 40 px photos."""
+    import pandas as pd
+
+    from iipa.simulate import SimConfig, render_images, write_crawl
+
+    root = tmp_path_factory.mktemp("crawl")
+    files = write_crawl(root / "crawl", SimConfig(users=40, posts_per_user=12, seed=0))
+    ids = pd.read_parquet(files.posts)["post_id"].astype(str).tolist()
+    render_images(ids, files.truth, root / "images", size=40)
+    return files.posts, root / "images"
+

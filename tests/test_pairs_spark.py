@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-
 import pandas as pd
 import pytest
 
+from _spark import require_spark
 from iipa.pairs import build_pairs
 from pairs_helpers import random_crawl
 
@@ -16,16 +14,7 @@ pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
 @pytest.fixture(scope="module")
 def spark():
-    if shutil.which("java") is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("java is missing: the Spark engine cannot be tested (CI=true)")
-        pytest.skip("java is not installed")
-    try:
-        from iipa.pairs.spark import get_spark
-    except ImportError:  # pragma: no cover - pyspark is part of the dev environment
-        if os.environ.get("CI") == "true":
-            pytest.fail("pyspark is missing (CI=true)")
-        pytest.skip("pyspark is not installed")
+    get_spark = require_spark("iipa.pairs.spark").get_spark
     session = get_spark("local[2]")
     yield session
     session.stop()

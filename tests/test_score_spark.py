@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import pandas as pd
 import pytest
 
 from _formats import save_format_variants
+from _spark import require_spark
 from iipa.spark.partition import local_path, score_partition
 from iipa.spark.session import parse_conf
 
@@ -23,16 +23,7 @@ spark_test = pytest.mark.spark
 
 @pytest.fixture(scope="module")
 def spark():
-    if shutil.which("java") is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("java is missing: the Spark engine cannot be tested (CI=true)")
-        pytest.skip("java is not installed")
-    try:
-        from iipa.spark.session import get_session
-    except ImportError:  # pragma: no cover - pyspark is part of the dev environment
-        if os.environ.get("CI") == "true":
-            pytest.fail("pyspark is missing (CI=true)")
-        pytest.skip("pyspark is not installed")
+    get_session = require_spark("iipa.spark.session").get_session
     session, _ = get_session("local[2]", {"spark.ui.showConsoleProgress": "false"})
     yield session
     session.stop()

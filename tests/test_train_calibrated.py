@@ -6,20 +6,13 @@ import json
 import math
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
 
 @pytest.fixture(scope="module")
-def crawl(tmp_path_factory):
-    from iipa.simulate import SimConfig, render_images, write_crawl
-
-    root = tmp_path_factory.mktemp("crawl")
-    files = write_crawl(root / "crawl", SimConfig(users=40, posts_per_user=12, seed=0))
-    ids = pd.read_parquet(files.posts)["post_id"].astype(str).tolist()
-    render_images(ids, files.truth, root / "images", size=40)
-    return files.posts, root / "images"
+def crawl(sim_crawl):
+    return sim_crawl
 
 
 @pytest.fixture(scope="module")
