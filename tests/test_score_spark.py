@@ -206,3 +206,18 @@ def test_paths_local_or_remote():
     assert local_path("file:/a/b c.jpg") == "/a/b c.jpg" and local_path("file:///a/b.jpg") == "/a/b.jpg"
     assert local_path("hdfs://nn/a.jpg") is None and local_path("s3a://bucket/a.jpg") is None
     assert parse_conf(["spark.task.cpus=2", "a=b=c"]) == {"spark.task.cpus": "2", "a": "b=c"}
+
+
+def test_session_conf_local_jvm_options_and_overrides():
+    from iipa.spark.session import LOCAL_JAVA_OPTIONS, session_conf
+
+    local = session_conf(None, None)
+    assert local["spark.master"] == "local[*]" and local["spark.driver.defaultJavaOptions"] == LOCAL_JAVA_OPTIONS
+    assert "-XX:TieredStopAtLevel=1" in LOCAL_JAVA_OPTIONS
+    mine = session_conf("local[2]", {"spark.driver.defaultJavaOptions": "-Xss4m", "spark.ui.enabled": "true"})
+    assert mine["spark.driver.defaultJavaOptions"] == "-Xss4m" and mine["spark.ui.enabled"] == "true"
+    cluster = session_conf("spark://head:7077", None)
+    assert cluster["spark.master"] == "spark://head:7077" and "spark.driver.defaultJavaOptions" not in cluster
+    submitted = session_conf(None, {"spark.task.cpus": "2"}, submitted=True)  # spark-submit chose the master
+    assert "spark.master" not in submitted and "spark.driver.defaultJavaOptions" not in submitted
+    assert submitted["spark.task.cpus"] == "2" and submitted["spark.sql.session.timeZone"] == "UTC"

@@ -12,6 +12,14 @@ from iipa.errors import IIPAError
 DEFAULT_MASTER = "local[*]"
 # Our own sessions' defaults; --conf overrides any of them.
 DEFAULT_CONF = {"spark.ui.enabled": "false", "spark.sql.session.timeZone": "UTC"}
+# A local session's JVM only lists, shuffles and writes paths and scores (microseconds a row
+# against milliseconds an image in the Python workers), yet C2's compiler threads and G1's
+# took ~30 % of a core during a job and 5 s of CPU in the first one, on the cores the workers
+# decode on. C1 alone and the serial collector: the first job ~2 s shorter, the same job
+# later ~8 % (benchmarks/spark_score.py). Only for local masters: a cluster's driver has its
+# own machine. ``spark.driver.defaultJavaOptions`` is prepended to ``extraJavaOptions``, so
+# a user's JVM options still apply (and a --conf of it replaces ours).
+LOCAL_JAVA_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
 
 
 def parse_conf(pairs: Iterable[str]) -> dict[str, str]:
@@ -23,6 +31,19 @@ def parse_conf(pairs: Iterable[str]) -> dict[str, str]:
             raise IIPAError(f"--conf {item!r}: expected KEY=VALUE, e.g. spark.task.cpus=2")
         out[key.strip()] = value
     return out
+
+
+def session_conf(master: str | None, conf: dict[str, str] | None, *, submitted: bool = False) -> dict[str, str]:
+    """What a new session is built with: ``spark.master`` (unless ``submitted`` by spark-submit
+    without a ``master``), our defaults, then ``conf`` over them. A local master's JVM gets
+    :data:`LOCAL_JAVA_OPTIONS` (effective when this session starts the JVM: a notebook's
+    JVM keeps the options it started with)."""
+    out = dict(DEFAULT_CONF)
+    if master or not submitted:
+        out["spark.master"] = master = master or DEFAULT_MASTER
+        if master.startswith("local"):
+            out["spark.driver.defaultJavaOptions"] = LOCAL_JAVA_OPTIONS
+    return {**out, **(conf or {})}
 
 
 def get_session(master: str | None = None, conf: dict[str, str] | None = None):
@@ -41,9 +62,7 @@ def get_session(master: str | None = None, conf: dict[str, str] | None = None):
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     builder = SparkSession.builder.appName("iipa-score")
-    if master or "PYSPARK_GATEWAY_PORT" not in os.environ:
-        builder = builder.master(master or DEFAULT_MASTER)
-    for key, value in {**DEFAULT_CONF, **(conf or {})}.items():
+    for key, value in session_conf(master, conf, submitted="PYSPARK_GATEWAY_PORT" in os.environ).items():
         builder = builder.config(key, value)
     try:
         session = builder.getOrCreate()
