@@ -70,3 +70,37 @@ def test_help(run_cli):
     for argv in (("pairs", "--help"), ("pairs", "build", "--help"), ("fetch", "--help")):
         code, out, _ = run_cli(*argv)
         assert code == 0 and "usage" in out
+
+
+def test_engine_options_are_refused_by_the_other_engine(tmp_path, run_cli):
+    random_crawl(n=20).to_csv(tmp_path / "posts.csv", index=False)
+    for extra, named in ((["--master", "local[2]"], "--master"), (["--conf", "spark.task.cpus=1"], "--conf"),
+                         (["--engine", "spark", "--threads", "2"], "--threads"),
+                         (["--engine", "spark", "--memory-limit", "1GB"], "--memory-limit")):
+        code, _, err = run_cli("pairs", "build", tmp_path / "posts.csv", "--out", tmp_path / "o", *extra)
+        assert code == 2 and f"{named}: not an option of the" in err, (extra, err)
+        assert not (tmp_path / "o").exists()  # refused before anything was written
+    code, _, err = run_cli("pairs", "build", tmp_path / "posts.csv", "--out", tmp_path / "o", "--engine", "spark",
+                           "--conf", "no-equals-sign")
+    assert code == 2 and "KEY=VALUE" in err
+
+
+def test_spark_master_and_conf_reach_the_session(tmp_path, run_cli, monkeypatch):
+    """--master/--conf travel to the session the Spark engine starts (no JVM: the session
+    factory is replaced; a real session's settings are checked in test_pairs_spark)."""
+    import iipa.spark.session
+
+    seen = {}
+
+    def fake_get_session(master=None, conf=None, **kwargs):
+        seen.update(master=master, conf=conf, **kwargs)
+        raise iipa.spark.session.IIPAError("stop here")
+
+    monkeypatch.setattr(iipa.spark.session, "get_session", fake_get_session)
+    random_crawl(n=20).to_csv(tmp_path / "posts.csv", index=False)
+    code, _, err = run_cli("pairs", "build", tmp_path / "posts.csv", "--out", tmp_path / "o", "--engine", "spark",
+                           "--master", "local[1]", "--conf", "spark.sql.shuffle.partitions=3",
+                           "--conf", "spark.driver.memory=1g")
+    assert code == 2 and "stop here" in err
+    assert seen["master"] == "local[1]" and seen["app"] == "iipa-pairs"
+    assert seen["conf"] == {"spark.sql.shuffle.partitions": "3", "spark.driver.memory": "1g"}

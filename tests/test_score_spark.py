@@ -221,3 +221,8 @@ def test_session_conf_local_jvm_options_and_overrides():
     submitted = session_conf(None, {"spark.task.cpus": "2"}, submitted=True)  # spark-submit chose the master
     assert "spark.master" not in submitted and "spark.driver.defaultJavaOptions" not in submitted
     assert submitted["spark.task.cpus"] == "2" and submitted["spark.sql.session.timeZone"] == "UTC"
+    # a command's own defaults sit between iipa's and --conf; local_java=False keeps the JVM's JIT
+    pairs = session_conf("local[2]", {"a.b": "1"}, defaults={"a.b": "0", "c.d": "2", "spark.ui.enabled": "x"},
+                         local_java=False)
+    assert pairs["a.b"] == "1" and pairs["c.d"] == "2" and pairs["spark.ui.enabled"] == "x"
+    assert "spark.driver.defaultJavaOptions" not in pairs

@@ -11,6 +11,7 @@ examples:
   iipa pairs build crawl/*.parquet --out pdip/
   iipa pairs build posts.csv --crawled-at 2019-03-01 --threshold 0.9 --split-by-user --out pdip/
   iipa pairs build posts.parquet --engine spark --out pdip/
+  iipa pairs build 'crawl/*.parquet' --engine spark --master 'local[2]' --conf spark.driver.memory=4g --out pdip/
   iipa pairs import-authors popularity_pairs.csv -o authors.parquet
 """
 
@@ -65,9 +66,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     s.add_argument("--seed", type=int, default=0, help="seed of the split assignment (default 0)")
     s.add_argument("--split-by-user", action="store_true", help="keep all pairs of a user in one split")
     e = b.add_argument_group("engine")
-    e.add_argument("--memory-limit", default="2GB",
-                   help="DuckDB memory limit; it spills to disk beyond (default 2GB; more is faster on big inputs)")
-    e.add_argument("--threads", type=positive_int, help="DuckDB threads (default: all cores)")
+    e.add_argument("--memory-limit",
+                   help="duckdb: memory limit; it spills to disk beyond (default 2GB; more is faster on big inputs)")
+    e.add_argument("--threads", type=positive_int, help="duckdb: threads (default: all cores)")
+    e.add_argument("--master", help="spark: master URL (default local[*]; under spark-submit, spark-submit's)")
+    e.add_argument("--conf", action="append", metavar="KEY=VALUE",
+                   help="spark: a Spark setting, repeatable (e.g. spark.sql.shuffle.partitions=64)")
     b.set_defaults(pairs_run=_build)
 
     a = sub.add_parser("import-authors", help="the authors' Low_popularity,High_popularity CSV -> pairs table")
@@ -111,9 +115,15 @@ def _build(args) -> int:
     from iipa.pairs.build import build_pairs
     from iipa.pairs.stats import table1_markdown
 
+    conf = None
+    if args.conf is not None:
+        from iipa.spark.session import parse_conf
+
+        conf = parse_conf(args.conf)
     res = build_pairs(args.posts, args.out, rules=_rules(args), crawled_at=args.crawled_at, seed=args.seed,
                       val=args.val, test=args.test, split_by_user=args.split_by_user, engine=args.engine,
-                      memory_limit=args.memory_limit, threads=args.threads, overwrite=args.overwrite)
+                      memory_limit=args.memory_limit, threads=args.threads, master=args.master, conf=conf,
+                      overwrite=args.overwrite)
     st = res.stats
     print(table1_markdown(st["table1"]))
     print(f"splits: {', '.join(f'{k} {v:,}' for k, v in st['splits'].items())}")

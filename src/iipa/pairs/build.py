@@ -49,7 +49,7 @@ FEW_PAIRS = 300  # below this many PDIPs the build warns that the table is small
 # Every build function takes (posts, out_dir, *, rules, crawled_at, seed, val, test, split_by_user).
 ENGINES: dict[str, tuple[str, tuple[str, ...]]] = {
     "duckdb": ("iipa.pairs.build:build_pairs_duckdb", ("memory_limit", "threads")),
-    "spark": ("iipa.pairs.spark:build_pairs_spark", ()),
+    "spark": ("iipa.pairs.spark:build_pairs_spark", ("master", "conf")),
 }
 
 
@@ -96,24 +96,32 @@ def check_out_dir(out_dir: str | os.PathLike, *, overwrite: bool) -> None:
 
 def build_pairs(posts, out_dir: str | os.PathLike | None = None, *, rules: RuleConfig | None = None,
                 crawled_at=None, seed: int = 0, val=None, test=None, split_by_user: bool = False,
-                engine: str = "duckdb", memory_limit: str | None = "2GB", threads: int | None = None,
+                engine: str = "duckdb", memory_limit: str | None = None, threads: int | None = None,
+                master: str | None = None, conf: dict[str, str] | None = None,
                 overwrite: bool = False) -> BuildResult:
     """Build the PDIP database from posts files (or a DataFrame) into ``out_dir``.
 
     Writes ``pairs.parquet``, ``stats.json``, ``stats.md`` and ``rejects.csv`` there when
     ``out_dir`` is given; a folder that already holds anything is refused unless
     ``overwrite`` (an earlier build's outputs are not replaced without a word). See the module
-    docstring for the stages. ``memory_limit`` caps DuckDB's buffers (it spills beyond); the
-    process peaks about 1 GB above it.
+    docstring for the stages. DuckDB's options: ``memory_limit`` caps its buffers (default 2GB;
+    it spills beyond; the process peaks about 1 GB above it), ``threads``. Spark's: ``master``
+    and ``conf`` (settings) shape the session it starts when none is active. An option of the
+    other engine is refused, not ignored.
     """
     if engine not in ENGINES:
         raise IIPAError(f"unknown engine {engine!r}; expected one of {', '.join(ENGINES)}")
+    target, option_names = ENGINES[engine]
+    given = {"memory_limit": memory_limit, "threads": threads, "master": master, "conf": conf}
+    foreign = [_flag(k) for k, v in given.items() if v is not None and k not in option_names]
+    if foreign:
+        raise IIPAError(f"{', '.join(foreign)}: not an option of the {engine} engine (its options: "
+                        f"{', '.join(map(_flag, option_names)) or 'none'})")
     if out_dir is not None:
         check_out_dir(out_dir, overwrite=overwrite)
-    target, option_names = ENGINES[engine]
     module, _, function = target.partition(":")
     build = getattr(importlib.import_module(module), function)
-    options = {k: v for k, v in {"memory_limit": memory_limit, "threads": threads}.items() if k in option_names}
+    options = {k: v for k, v in given.items() if k in option_names and v is not None}
     result = build(posts, out_dir, rules=rules or RuleConfig(), crawled_at=crawled_at, seed=seed, val=val,
                    test=test, split_by_user=split_by_user, **options)
     if len(result.pairs) < FEW_PAIRS:
@@ -124,6 +132,10 @@ def build_pairs(posts, out_dir: str | os.PathLike | None = None, *, rules: RuleC
         if out_dir is not None:
             write_stats(result.stats, out_dir)
     return result
+
+
+def _flag(option: str) -> str:
+    return "--" + option.replace("_", "-")
 
 
 def build_pairs_duckdb(posts, out_dir: str | os.PathLike | None = None, *, rules: RuleConfig, crawled_at=None,

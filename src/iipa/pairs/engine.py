@@ -96,8 +96,10 @@ def match_candidates(high_code, low_code, likes_high, likes_low, cfg: RuleConfig
 
 
 def finish_build(wide: pd.DataFrame, *, cfg: RuleConfig, out_dir, seed: int, val, test, by_user: bool,
-                 posts_summary: dict, funnel: dict, engine: str, seconds: float) -> BuildResult:
-    """Splits, stats and files from the engine's wide pairs frame (shared by all engines)."""
+                 posts_summary: dict, funnel: dict, engine: str, seconds: float,
+                 engine_info: dict | None = None) -> BuildResult:
+    """Splits, stats and files from the engine's wide pairs frame (shared by all engines);
+    ``engine_info``: where the engine ran (stats' ``engine_info``), when it says anything."""
     wide = wide.sort_values(["high_id", "low_id"], kind="stable").reset_index(drop=True)
     wide["split"] = assign_splits(wide, val=val, test=test, seed=seed, by_user=by_user).to_numpy()
     pairs = wide[list(PAIRS_COLUMNS)].copy()
@@ -110,6 +112,7 @@ def finish_build(wide: pd.DataFrame, *, cfg: RuleConfig, out_dir, seed: int, val
         "seed": seed,
         "split_by_user": by_user,
         "engine": engine,
+        **({"engine_info": engine_info} if engine_info else {}),
         "seconds": round(seconds, 3),
     }
     result = BuildResult(pairs=pairs, stats=stats)

@@ -7,15 +7,13 @@ numpy function (``engine.match_candidates``). Candidate pairs never cross users 
 matching order only compares ΔS and post ids, so matching user by user yields exactly the
 global matching, and the pair set equals the DuckDB engine's.
 
-Runs ``local[2]`` when no Spark session is active; under ``spark-submit`` it uses the
-cluster's session. The matched pairs (at most half the eligible posts) and the rejects are
+Runs in the active Spark session (``spark-submit``'s, a notebook's), else in a new one:
+``local[*]`` unless ``master`` says otherwise (:func:`get_spark`). The matched pairs (at most half the eligible posts) and the rejects are
 collected to the driver for splits, statistics and the output files.
 """
 
 from __future__ import annotations
 
-import os
-import sys
 import time
 from pathlib import Path
 
@@ -23,7 +21,6 @@ import numpy as np
 import pandas as pd
 
 from iipa.csvsafe import frame_to_csv
-from iipa.errors import IIPAError
 from iipa.fileio import atomic_path
 from iipa.pairs import engine as B
 from iipa.pairs.csvread import csv_header
@@ -48,21 +45,22 @@ NUMERIC = ("int", "bigint", "double", "float", "decimal", "smallint", "tinyint")
 CORRUPT = "_corrupt_record"
 
 
-def get_spark(master: str = "local[2]"):
-    """The active Spark session, or a small local one (UTC, no UI)."""
-    try:
-        from pyspark.sql import SparkSession
-    except ImportError:
-        raise IIPAError("--engine spark needs pyspark: pip install 'iipa[spark]'") from None
-    active = SparkSession.getActiveSession()
-    if active is not None:
-        return active
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
-    return (SparkSession.builder.master(master).appName("iipa-pairs")
-            .config("spark.sql.session.timeZone", "UTC").config("spark.ui.enabled", "false")
-            .config("spark.sql.shuffle.partitions", "8").config("spark.sql.execution.arrow.pyspark.enabled", "true")
-            .getOrCreate())
+# The pairs build's own defaults (--conf overrides them): a few shuffle partitions suit the
+# one-machine crawls most builds are (Spark's 200 would be mostly empty tasks), Arrow for the
+# per-user matching's pandas transfers.
+PAIRS_CONF = {"spark.sql.shuffle.partitions": "8", "spark.sql.execution.arrow.pyspark.enabled": "true"}
+
+
+def get_spark(master: str | None = None, conf: dict[str, str] | None = None):
+    """The active Spark session, or a new one (``local[*]`` unless ``master``; UTC, no UI;
+    :data:`PAIRS_CONF`, then ``conf`` over it): see :func:`iipa.spark.session.get_session`.
+
+    Unlike scoring's, a local session keeps the JVM's own JIT and collector: the build's
+    joins and window run in the JVM, where C2 pays (1 M posts on local[2]: 60-61 s with
+    them, 64-66 s with scoring's C1-only serial-GC JVM; benchmarks/pairs.py --engine spark)."""
+    from iipa.spark.session import get_session
+
+    return get_session(master, conf, app="iipa-pairs", defaults=PAIRS_CONF, local_java=False)[0]
 
 
 def _read(spark, posts):
@@ -178,14 +176,16 @@ def _features(df):
 
 
 def build_pairs_spark(posts, out_dir=None, *, rules: RuleConfig, crawled_at=None, seed: int = 0, val=None,
-                      test=None, split_by_user: bool = False, spark=None) -> B.BuildResult:
-    """The Spark engine of ``build.build_pairs`` (same outputs, same pair set as DuckDB's)."""
+                      test=None, split_by_user: bool = False, master: str | None = None,
+                      conf: dict[str, str] | None = None, spark=None) -> B.BuildResult:
+    """The Spark engine of ``build.build_pairs`` (same outputs, same pair set as DuckDB's), in
+    ``spark`` or :func:`get_spark`'s session (``master`` and ``conf`` apply when it starts one)."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
     cfg = rules
     start = time.perf_counter()
-    spark = spark or get_spark()
+    spark = spark or get_spark(master, conf)
     raw, where = _read(spark, posts)
     check_required_columns(raw.columns, crawled_at=crawled_at, where=where)
     checked = _checked(raw, crawled_at).cache()
@@ -258,5 +258,6 @@ def build_pairs_spark(posts, out_dir=None, *, rules: RuleConfig, crawled_at=None
         df.unpersist()
     return B.finish_build(wide.drop(columns="n_ok"), cfg=cfg, out_dir=out_dir, seed=seed, val=val, test=test,
                           by_user=split_by_user, posts_summary=summary.to_dict(), funnel=funnel, engine="spark",
-                          seconds=time.perf_counter() - start)
+                          seconds=time.perf_counter() - start,
+                          engine_info={"master": spark.sparkContext.master, "spark_version": spark.version})
 

@@ -1,5 +1,6 @@
-"""The Spark session scoring runs in: the active one (``spark-submit``, a notebook), else a
-new one, ``local[*]`` unless ``master`` says otherwise."""
+"""The Spark session iipa runs in (``iipa score`` and ``iipa pairs build`` with ``--engine
+spark``): the active one (``spark-submit``, a notebook), else a new one, ``local[*]`` unless
+``master`` says otherwise, with ``--conf`` over iipa's defaults."""
 
 from __future__ import annotations
 
@@ -33,24 +34,28 @@ def parse_conf(pairs: Iterable[str]) -> dict[str, str]:
     return out
 
 
-def session_conf(master: str | None, conf: dict[str, str] | None, *, submitted: bool = False) -> dict[str, str]:
+def session_conf(master: str | None, conf: dict[str, str] | None, *, submitted: bool = False,
+                 defaults: dict[str, str] | None = None, local_java: bool = True) -> dict[str, str]:
     """What a new session is built with: ``spark.master`` (unless ``submitted`` by spark-submit
-    without a ``master``), our defaults, then ``conf`` over them. A local master's JVM gets
-    :data:`LOCAL_JAVA_OPTIONS` (effective when this session starts the JVM: a notebook's
-    JVM keeps the options it started with)."""
-    out = dict(DEFAULT_CONF)
+    without a ``master``), :data:`DEFAULT_CONF` and the caller's ``defaults``, then ``conf``
+    over them. A local master's JVM gets :data:`LOCAL_JAVA_OPTIONS` when ``local_java``
+    (effective when this session starts the JVM: a notebook's JVM keeps the options it
+    started with)."""
+    out = {**DEFAULT_CONF, **(defaults or {})}
     if master or not submitted:
         out["spark.master"] = master = master or DEFAULT_MASTER
-        if master.startswith("local"):
+        if local_java and master.startswith("local"):
             out["spark.driver.defaultJavaOptions"] = LOCAL_JAVA_OPTIONS
     return {**out, **(conf or {})}
 
 
-def get_session(master: str | None = None, conf: dict[str, str] | None = None):
+def get_session(master: str | None = None, conf: dict[str, str] | None = None, *, app: str = "iipa-score",
+                defaults: dict[str, str] | None = None, local_java: bool = True):
     """(session, created): the active session as it is, or a new one that the caller stops.
 
     Under ``spark-submit`` (a JVM is already waiting for this Python process) the master
-    comes from spark-submit unless ``master`` is given.
+    comes from spark-submit unless ``master`` is given. ``app``, ``defaults`` and
+    ``local_java``: see :func:`session_conf` (each command's own session).
     """
     try:
         from pyspark.sql import SparkSession
@@ -61,8 +66,10 @@ def get_session(master: str | None = None, conf: dict[str, str] | None = None):
         return active, False
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
-    builder = SparkSession.builder.appName("iipa-score")
-    for key, value in session_conf(master, conf, submitted="PYSPARK_GATEWAY_PORT" in os.environ).items():
+    builder = SparkSession.builder.appName(app)
+    settings = session_conf(master, conf, submitted="PYSPARK_GATEWAY_PORT" in os.environ, defaults=defaults,
+                            local_java=local_java)
+    for key, value in settings.items():
         builder = builder.config(key, value)
     try:
         session = builder.getOrCreate()
