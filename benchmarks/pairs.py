@@ -3,12 +3,19 @@
 Prints posts/s, pairs produced and peak RSS for each size, and time(10M)/time(1M).
 Targets (issue 3): 10M posts in ≤ 60 s, time ratio ≤ 12, peak RSS ≤ 4 GB.
 
+``--engine spark`` times the Spark engine on the same crawls instead (a fresh local session
+per size, its start-up included and also printed apart; ``--master``, ``--conf`` as for
+``iipa pairs build``); its peak RSS is the driver's Python process only, the JVM's is not
+counted. Peak RSS is VmHWM, this process's own: ru_maxrss would carry over exec the peak of
+the parent that generated the crawl.
+
 The crawl imitates per-user activity: heavy-tailed posts per user (log-normal, 1 to a few
 thousand), each user active over a period at their own rate, a per-user like level with
 per-post noise, 75 % single images, and captions drawn from a per-user set of a few
 captions so that identical hashtags and @-mentions recur as they do on real accounts.
 
 usage: python benchmarks/pairs.py [--sizes 1000000 10000000] [--workdir /tmp/iipa-bench]
+       python benchmarks/pairs.py --engine spark --sizes 1000000 [--conf KEY=VALUE ...]
 """
 
 from __future__ import annotations
@@ -83,12 +90,22 @@ def generate(n_posts: int, path: Path, seed: int = 0, chunk: int = 1_000_000) ->
 
 
 BUILD = """
-import json, sys, time, resource
+import json, sys, time
 from iipa.pairs.build import build_pairs
+engine, options = sys.argv[3], json.loads(sys.argv[4])
+start = 0.0
+if engine == "spark":
+    from iipa.pairs.spark import get_spark
+    t = time.perf_counter()
+    get_spark(options.get("master"), options.get("conf"))
+    start = time.perf_counter() - t
 t = time.perf_counter()
-r = build_pairs([sys.argv[1]], sys.argv[2])
-print("RESULT " + json.dumps({"seconds": time.perf_counter() - t, "pairs": len(r.pairs), "funnel": r.stats["funnel"],
-                  "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+r = build_pairs([sys.argv[1]], sys.argv[2], engine=engine, overwrite=True, **options)
+seconds = time.perf_counter() - t
+with open("/proc/self/status") as fh:
+    hwm = next(int(line.split()[1]) for line in fh if line.startswith("VmHWM:"))
+print("RESULT " + json.dumps({"seconds": seconds + start, "start": start, "pairs": len(r.pairs),
+                              "funnel": r.stats["funnel"], "rss_mb": hwm / 1024}))
 """
 
 
@@ -96,7 +113,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", type=float, nargs="+", default=[1e6, 1e7])
     ap.add_argument("--workdir", default="/tmp/iipa-bench-pairs")
+    ap.add_argument("--engine", choices=["duckdb", "spark"], default="duckdb")
+    ap.add_argument("--master", help="spark: master URL (default local[*])")
+    ap.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE", help="spark: a Spark setting")
     args = ap.parse_args()
+    options = {}
+    if args.engine == "spark":
+        options = {"master": args.master, "conf": dict(c.split("=", 1) for c in args.conf) or None}
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
     times = {}
@@ -107,15 +130,16 @@ def main() -> None:
             generate(size, posts.with_suffix(".tmp"))
             os.replace(posts.with_suffix(".tmp"), posts)
             print(f"generated {size:,} posts in {time.perf_counter() - t:.1f} s -> {posts}", file=sys.stderr)
-        proc = subprocess.run([sys.executable, "-c", BUILD, str(posts), str(work / f"out_{size}")],
-                              capture_output=True, text=True, check=False)
+        proc = subprocess.run([sys.executable, "-c", BUILD, str(posts), str(work / f"out_{args.engine}_{size}"),
+                               args.engine, json.dumps(options)], capture_output=True, text=True, check=False)
         if proc.returncode:
             sys.exit(proc.stderr)
         r = json.loads(next(ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT "))[7:])
         times[size] = r["seconds"]
         print(f"{size:>11,} posts: {r['seconds']:7.1f} s  {size / r['seconds']:>10,.0f} posts/s  "
               f"{r['pairs']:>9,} pairs  peak RSS {r['rss_mb']:,.0f} MB  "
-              f"(eligible {r['funnel']['eligible_posts']:,}, candidates {r['funnel']['candidate_pairs']:,})")
+              f"(eligible {r['funnel']['eligible_posts']:,}, candidates {r['funnel']['candidate_pairs']:,})"
+              + (f"  [session start {r['start']:.1f} s included]" if args.engine == "spark" else ""))
     if len(times) >= 2:
         small, big = min(times), max(times)
         print(f"time({big:,}) / time({small:,}) = {times[big] / times[small]:.2f}")
