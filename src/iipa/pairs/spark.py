@@ -8,8 +8,9 @@ matching order only compares ΔS and post ids, so matching user by user yields e
 global matching, and the pair set equals the DuckDB engine's.
 
 Runs in the active Spark session (``spark-submit``'s, a notebook's), else in a new one:
-``local[*]`` unless ``master`` says otherwise (:func:`get_spark`). The matched pairs (at most half the eligible posts) and the rejects are
-collected to the driver for splits, statistics and the output files.
+``local[*]`` unless ``master`` says otherwise (:func:`get_spark`). The matched pairs (at
+most half the eligible posts) and the rejects are collected to the driver for splits,
+statistics and the output files.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ def get_spark(master: str | None = None, conf: dict[str, str] | None = None):
     :data:`PAIRS_CONF`, then ``conf`` over it): see :func:`iipa.spark.session.get_session`.
 
     Unlike scoring's, a local session keeps the JVM's own JIT and collector: the build's
-    joins and window run in the JVM, where C2 pays (1 M posts on local[2]: 60-61 s with
+    joins and window run in the JVM, where C2 pays (1 M posts, local[*] on 2 cores: 60-61 s with
     them, 64-66 s with scoring's C1-only serial-GC JVM; benchmarks/pairs.py --engine spark)."""
     from iipa.spark.session import get_session
 
