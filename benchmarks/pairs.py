@@ -119,7 +119,9 @@ def main() -> None:
     args = ap.parse_args()
     options = {}
     if args.engine == "spark":
-        options = {"master": args.master, "conf": dict(c.split("=", 1) for c in args.conf) or None}
+        from iipa.spark.session import parse_conf  # the build's own --conf parsing
+
+        options = {"master": args.master, "conf": parse_conf(args.conf) or None}
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
     times = {}
