@@ -104,6 +104,48 @@ def test_every_experiment_option_is_used_or_refused(experiment):
     assert {"label-noise": "--label-noise", "architectures": "--backbone", "baseline": "--no-swap"}[experiment] in refused
 
 
+def test_the_parsers_are_generated_from_the_declarations():
+    import dataclasses
+
+    from iipa.train.config import RESUME_FREE, declared, flag
+
+    parser = _subparser("train")
+    by_dest = {a.dest: a for a in parser._actions if a.option_strings}
+    for f in dataclasses.fields(TrainConfig):
+        action = by_dest[f.name]  # every field has exactly its declared flag, help and choices
+        assert flag(f.name) in action.option_strings and action.default is None
+        assert action.help and "{" not in action.help
+        if declared(f.name)["choices"]:
+            assert tuple(action.choices) == declared(f.name)["choices"]
+    assert {"epochs", "workers", "progress", "device", "out"} <= RESUME_FREE and "probe_l2" not in RESUME_FREE
+    own = {r: {flag(o) for o in RECIPES[r].options} for r in RECIPES}
+    groups = {g.title: {s for a in g._group_actions for s in a.option_strings} for g in parser._action_groups}
+    assert own["paper"] <= groups["paper recipe"] | groups["data"]
+    assert own["default"] <= groups["default recipe"] | groups["data"]
+
+
+@pytest.mark.parametrize("argv,refused", [
+    (["baseline", "--posts", "x.csv", "--label-noise", "0"], "--label-noise"),  # given at its default value
+    (["label-noise", "--label-noise", "0"], "--label-noise"),
+    (["architectures", "--backbone", "resnet50"], "--backbone"),
+])
+def test_an_experiment_refuses_an_option_given_at_its_default_value(argv, refused):
+    from iipa.commands.experiment import experiment_config
+
+    parser = _subparser("experiment", argv[0])
+    args = parser.parse_args(["--out", "o", "--pairs", "p.parquet", "--images", "i", *argv[1:]])
+    with pytest.raises(IIPAError, match=refused):
+        experiment_config(argparse.Namespace(experiment=argv[0], **vars(args)))
+
+
+def test_the_default_recipe_takes_only_the_precision_scoring_uses():
+    assert TrainConfig(recipe="default", precision="fp32").precision == "fp32"
+    for precision in ("auto", "bf16", "fp16"):
+        with pytest.raises(IIPAError, match="recipe 'default' computes its features in fp32"):
+            TrainConfig(recipe="default", precision=precision)
+    assert TrainConfig(recipe="paper", precision="bf16").precision == "bf16"
+
+
 def test_refusal_is_an_exit_2_naming_the_recipe_before_any_work(run_cli, tmp_path):
     code, _, err = run_cli("train", "--pairs", tmp_path / "absent.parquet", "--images", tmp_path, "--out",
                            tmp_path / "run", "--epochs", "5000")

@@ -75,9 +75,10 @@ def run_demo(config: DemoConfig, *, say: Callable[[str], None] | None = None) ->
 
     from iipa.pairs.build import build_pairs
     from iipa.simulate import SimConfig, render_images, true_order_agreement, write_crawl
-    from iipa.train.config import TrainConfig
+    from iipa.train.config import RECIPES, TrainConfig
     from iipa.train.runner import train
 
+    TrainConfig(recipe=config.recipe, epochs=config.epochs)  # refuses --epochs without the paper recipe, first
     say = say or (lambda s: print(s, file=sys.stderr, flush=True))
     stage = _Stages(7, say)
     out = Path(config.out)
@@ -103,13 +104,14 @@ def run_demo(config: DemoConfig, *, say: Callable[[str], None] | None = None) ->
     render_images(ids, truth, images, size=config.image_size)
 
     stage(f"training the Siamese ranker ({config.backbone}, {config.recipe} recipe)")
-    paper = dict(epochs=config.epochs, batch_size=config.batch_size, workers=config.workers,
-                 checkpoint_every=10_000) if config.recipe == "paper" else {}
-    if config.epochs is not None and config.recipe != "paper":
-        raise IIPAError("--epochs is an option of the paper recipe (iipa demo --recipe paper)")
+    # The demo's own settings go to the recipes that use them; --epochs is passed as given, so a
+    # recipe without it refuses it with the recipes' own message.
+    used = RECIPES[config.recipe].used
+    paper = {k: v for k, v in dict(batch_size=config.batch_size, workers=config.workers,
+                                   checkpoint_every=10_000).items() if k in used}
     common = dict(pairs=str(pairs_path), images=str(images), backbone=config.backbone, pretrained=config.pretrained,
                   profile=config.profile, seed=config.seed, progress=config.progress, domain="simulated")
-    tcfg = TrainConfig(out=str(out / "run"), recipe=config.recipe, **common, **paper)
+    tcfg = TrainConfig(out=str(out / "run"), recipe=config.recipe, epochs=config.epochs, **common, **paper)
     summary = train(tcfg)
 
     stage("evaluating on the test pairs (PDIP labels and true intrinsic order)")

@@ -59,22 +59,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def experiment_config(args: argparse.Namespace):
-    """The TrainConfig of an experiment; an option the experiment would ignore is an error."""
-    from iipa.train.config import refuse_unused
+    """The TrainConfig of an experiment; an option the experiment would ignore is an error, whatever
+    value it was given (the rule the recipes follow)."""
+    from iipa.commands.train import given_options
+    from iipa.train.config import RECIPES, refuse_given
 
-    config = config_from_args(args, posts=None) if args.experiment == "baseline" else config_from_args(args)
-    every = set(config.to_dict())
+    given = given_options(args)
     if args.experiment == "label-noise":
-        refuse_unused(config, every - {"label_noise"}, "`iipa experiment label-noise` (it sets --levels)")
+        refuse_given(given, RECIPES["paper"].used - {"label_noise"}, "`iipa experiment label-noise` (it sets --levels)")
     elif args.experiment == "architectures":
-        refuse_unused(config, every - {"backbone"}, "`iipa experiment architectures` (it sets --backbones)")
+        refuse_given(given, RECIPES["paper"].used - {"backbone"}, "`iipa experiment architectures` (it sets --backbones)")
     else:
         from iipa.train.baseline import BASELINE_OPTIONS
 
-        if config.recipe != "paper":
+        if args.recipe not in (None, "paper"):
             raise IIPAError("`iipa experiment baseline` trains with the paper recipe's schedule, not --recipe default")
-        refuse_unused(config, BASELINE_OPTIONS, "`iipa experiment baseline`")
-    return config
+        refuse_given(given, BASELINE_OPTIONS, "`iipa experiment baseline`")
+        return config_from_args(args, posts=None)
+    return config_from_args(args)
 
 
 def run(args: argparse.Namespace) -> int:

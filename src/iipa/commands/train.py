@@ -25,11 +25,11 @@ examples:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 
 from iipa.commands._common import (
-    CROPS,
     backbone_name,
     device_name,
     nonnegative_float,
@@ -39,111 +39,67 @@ from iipa.commands._common import (
     unit_fraction,
 )
 from iipa.extras import require
-from iipa.runtime import PRECISIONS
-from iipa.train.config import RECIPES, TrainConfig, recipe_table
+from iipa.train.config import RECIPES, TrainConfig, flag, recipe_table
+
+# The argument types a declaration may name.
+TYPES = {"int": int, "float": float, "positive_int": positive_int, "nonnegative_int": nonnegative_int,
+         "positive_float": positive_float, "nonnegative_float": nonnegative_float, "unit_fraction": unit_fraction,
+         "backbone_name": backbone_name, "device_name": device_name}
 
 NAME = "train"
 HELP = "train a model on PDIPs (Siamese learning to rank), resumable, DDP-ready"
 
 
+GROUPS = ("data", "model", "default recipe", "paper recipe", "both recipes")
+
+
+def _help(name: str, meta: dict) -> str:
+    defaults = {r: RECIPES[r].defaults.get(name) for r in RECIPES}
+    own = meta["recipes"][0]
+    return meta["help"].format(own=f"{own} recipe" + (f" (default {defaults[own]})" if defaults[own] is not None
+                                                      else ""),
+                               both=f"default recipe {defaults['default']}, paper {defaults['paper']}",
+                               default=defaults[own])
+
+
 def add_train_arguments(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
-    """Options shared with `iipa experiment` (which trains several models). Options of one recipe
-    default to None: the recipe fills them, and the other recipe refuses them."""
-    d = TrainConfig()
-    paper, small = RECIPES["paper"].defaults, RECIPES["default"].defaults
-
-    def own(name: str, key: str | None = None) -> str:
-        table = paper if name == "paper" else small
-        return f"{name} recipe" + (f" (default {table[key]})" if key else "")
-
-    def both(key: str) -> str:
-        return f"default recipe {small[key]}, paper {paper[key]}"
-
-    g = parser.add_argument_group("data")
-    g.add_argument("--recipe", default="default", choices=list(RECIPES),
-                   help="see the recipe table above (default: default)")
-    g.add_argument("--pairs", help="pairs table (.parquet or .csv) with train/val splits (else built from --posts)")
-    if "--posts" not in parser._option_string_actions:  # `experiment baseline` has its own, same meaning
-        g.add_argument("--posts", help="posts table: builds the pairs when --pairs is not given (paper rules, a fifth "
-                                       "of the users held out); default recipe: also trains on every discriminable "
-                                       "within-user pair of the training users")
-    g.add_argument("--max-gap-days", type=float, help=own("default", "max_gap_days") + ": largest upload gap of a "
-                                                           "pair derived from --posts")
-    g.add_argument("--min-pair-p", type=float, help=own("default", "min_pair_p") + ": smallest P of a pair derived "
-                                                         "from --posts (0.5 keeps every pair, soft labels weigh them)")
-    g.add_argument("--images", required=required, help="folder of <post_id>.<ext> images")
-    g.add_argument("--max-train-pairs", type=positive_int, help="use at most this many training pairs")
-    g.add_argument("--max-val-pairs", type=positive_int, default=d.max_val_pairs, help=f"validation subset (default {d.max_val_pairs})")
-    g.add_argument("--workers", type=nonnegative_int, help=own("paper") + ": decoding processes (default: GPU half "
-                                                                          "the CPUs, 1-4; CPU 0 up to 4 cores, else cores/8)")
-    g = parser.add_argument_group("model")
-    g.add_argument("--backbone", type=backbone_name, help=both("backbone") + "; `iipa models` lists them")
-    g.add_argument("--pretrained", default=d.pretrained, choices=["imagenet", "none"],
-                   help="initialise from ImageNet weights (default) or at random")
-    g.add_argument("--profile", help="preprocessing profile (default: the backbone's; `small` for 64 px)")
-    g.add_argument("--domain", default=d.domain, choices=["real", "simulated"],
-                   help="what the training images are, written into the model card (default real)")
-    g = parser.add_argument_group("default recipe")
-    g.add_argument("--views", type=int, choices=CROPS, help="features: mean over 1, 5 or 10 test-time crop views "
-                                                            f"(default {small['views']})")
-    g.add_argument("--probe-l2", type=positive_float, help="L2 strength of the linear probe (default: chosen on "
-                                                           "validation users from 0.1-10; 1 without them)")
-    g.add_argument("--score-crops", type=int, choices=CROPS,
-                   help=f"views scoring averages by default, recorded in the model's profile (default {small['score_crops']})")
-    g.add_argument("--quality-pairs", type=nonnegative_float,
-                   help="weight of the quality pairs: a photo beats its own blurred, darkened, over-compressed and "
-                        f"thumbnail copies and flat frames (0: none; default {small['quality_pairs']})")
-    g.add_argument("--quality-images", type=positive_int,
-                   help=f"photos per training account given degraded copies (default {small['quality_images']})")
-    g.add_argument("--no-calibrate", dest="calibrate", action="store_const", const=False,
-                   help="do not fit the temperature of P = logistic(f(A) - f(B)) on held-out pairs")
-    g.add_argument("--no-hflip", dest="hflip", action="store_const", const=False,
-                   help="no mirrored features (default: the probe trains on the mean of both)")
-    g = parser.add_argument_group("paper recipe")
-    g.add_argument("--epochs", type=positive_int, help=own("paper", "epochs"))
-    g.add_argument("--batch-size", type=positive_int, help=own("paper", "batch_size") + ": pairs per step over all ranks")
-    g.add_argument("--backbone-lr", type=float, help=own("paper", "backbone_lr"))
-    g.add_argument("--head-lr", type=float, help=own("paper", "head_lr"))
-    g.add_argument("--weight-decay", type=float, help=own("paper", "weight_decay") + ": Adam's l2 penalty")
-    g.add_argument("--lr-decay", type=float, help=own("paper", "lr_decay") + ": factor per epoch")
-    g.add_argument("--no-swap", dest="swap", action="store_const", const=False,
-                   help="do not randomly swap the two sides")
-    g.add_argument("--label-noise", type=unit_fraction, help="flip this fraction of training labels (default 0)")
-    g.add_argument("--max-steps", type=positive_int, help="stop after this many steps in total")
-    g.add_argument("--checkpoint-every", type=positive_int, help=own("paper", "checkpoint_every") + ": steps")
-    g.add_argument("--val-every", type=positive_int, help="also validate every N steps (default: each epoch)")
-    g.add_argument("--log-every", type=positive_int, help=own("paper", "log_every") + ": steps between metrics lines")
-    g.add_argument("--no-channels-last", dest="channels_last", action="store_const", const=False,
-                   help="keep NCHW memory format")
-    g = parser.add_argument_group("both recipes")
-    g.add_argument("--soft-labels", action=argparse.BooleanOptionalAction, default=None,
-                   help=f"train on the pair's P instead of 0/1 ({both('soft_labels')})")
-    g.add_argument("--seed", type=int, default=d.seed)
-    g.add_argument("--device", default=d.device, type=device_name, help="auto, cpu, cuda (default auto)")
-    g.add_argument("--precision", choices=PRECISIONS,
-                   help=f"{both('precision')}; auto: bf16 autocast on CPUs with AVX512-BF16/AMX, AMP on GPUs")
-    g.add_argument("--draft-decode", action="store_true",
-                   help="decode JPEGs with DCT draft scaling (faster); the model's profile records it, "
-                        "so scoring decodes the same way (default: the profile's exact decoding)")
-    g.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                   help="progress bars on stderr (default: when stderr is a terminal)")
-    g.add_argument("--overwrite", action="store_true",
-                   help="replace a run folder that holds a run with other settings (default: refuse, exit 2)")
+    """The options declared in ``TrainConfig`` (``iipa.train.config.option``), shared with
+    `iipa experiment`. Every one defaults to None, so what was given explicitly is known, and
+    ``TrainConfig`` supplies the defaults."""
+    groups = {name: parser.add_argument_group(name) for name in GROUPS}
+    for f in dataclasses.fields(TrainConfig):
+        meta = f.metadata["option"]
+        if meta["kind"] == "none" or flag(f.name) in parser._option_string_actions:
+            continue  # set elsewhere (--out), or the command has its own (experiment baseline's --posts)
+        recipes = meta["recipes"]
+        group = meta["group"] or ("both recipes" if len(recipes) > 1 else f"{recipes[0]} recipe")
+        kw: dict = {"dest": f.name, "default": None, "help": _help(f.name, meta)}
+        if meta["kind"] == "negate":
+            kw.update(action="store_const", const=False)
+        elif meta["kind"] == "switch":
+            kw.update(action="store_const", const=True)
+        elif meta["kind"] == "draft":
+            kw.update(action="store_const", const="draft")
+        elif meta["kind"] == "bool":
+            kw.update(action=argparse.BooleanOptionalAction)
+        else:
+            if meta["type"]:
+                kw["type"] = TYPES[meta["type"]]
+            if meta["choices"]:
+                kw["choices"] = list(meta["choices"])
+        if f.name == "images":
+            kw["required"] = required
+        groups[group].add_argument(flag(f.name), **kw)
 
 
-# TrainConfig field -> the parsed argument that sets it (the same name unless listed)
-ARG_NAMES = {"decode": "draft_decode"}
-SKIPPED = {"out", "extra"}
+def given_options(args: argparse.Namespace) -> set[str]:
+    """The TrainConfig fields given explicitly on the command line."""
+    return {f.name for f in dataclasses.fields(TrainConfig) if getattr(args, f.name, None) is not None}
 
 
 def config_from_args(args: argparse.Namespace, **overrides) -> TrainConfig:
-    import dataclasses
-
-    values = {f.name: getattr(args, ARG_NAMES.get(f.name, f.name)) for f in dataclasses.fields(TrainConfig)
-              if f.name not in SKIPPED}
+    values = {name: getattr(args, name) for name in given_options(args)}
     values["out"] = getattr(args, "out", "") or ""
-    values["pairs"] = values["pairs"] or ""
-    values["decode"] = "draft" if values["decode"] else None  # --draft-decode, else the profile's own
     values.update(overrides)
     return TrainConfig(**values)
 

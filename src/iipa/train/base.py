@@ -46,10 +46,6 @@ class RecipeTrainer(abc.ABC):
     def resume(self) -> bool:
         """Load the run folder's state; False when there is none."""
 
-    @abc.abstractmethod
-    def result(self) -> dict[str, Any]:
-        """The result record written to ``summary.json``."""
-
     def _calibrate(self) -> None:
         """Fit the temperature T of P = logistic(T (f(A) - f(B))) on the held-out pairs
         (``self.held_out``: validation users' pairs, or the K-fold by account predictions when

@@ -347,9 +347,6 @@ class Trainer(RecipeTrainer):
         self.summary = summary
         return summary
 
-    def result(self) -> dict[str, Any]:
-        return self.summary
-
 
 def default_train_workers(device: torch.device) -> int:
     """Decoding processes for training.

@@ -334,9 +334,6 @@ class SmallDataTrainer(RecipeTrainer):
 
         return save_checkpoint(self.model, path)
 
-    def result(self) -> dict[str, Any]:
-        return self.summary
-
 
 def _build_rules(pairs: str) -> dict[str, Any]:
     """The rules the pairs table was built with (its stats.json), else the paper's."""
