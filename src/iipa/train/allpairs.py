@@ -22,24 +22,28 @@ import pandas as pd
 from iipa.errors import IIPAError
 from iipa.pairs.rules import DAY_US, RuleConfig, discriminability, popularity_score
 
+_PAPER = RuleConfig()  # the paper's rules: the one home of their defaults
+
 
 @dataclass(frozen=True)
 class WithinUserRules:
     """Rules of the derived pairs: the build's rules minus matching and caption rules."""
 
-    threshold: float = 0.95
-    max_gap_days: float | None = 10.0  # None: any gap (then P also reflects audience growth)
-    min_likes: int = 50
-    min_age_days: float = 30.0
-    sigma: float = 0.3
-    log_base: float = float(np.e)
+    threshold: float = _PAPER.threshold
+    max_gap_days: float | None = _PAPER.max_gap_days  # None: any gap (then P also reflects audience growth)
+    min_likes: int = _PAPER.min_likes
+    min_age_days: float = _PAPER.min_age_days
+    sigma: float = _PAPER.sigma
+    log_base: float = _PAPER.log_base
 
     @classmethod
-    def from_rules(cls, rules: RuleConfig | dict, *, max_gap_days: float | None = 10.0) -> WithinUserRules:
+    def from_rules(cls, rules: RuleConfig | dict, *, max_gap_days: float | None = _PAPER.max_gap_days
+                   ) -> WithinUserRules:
         r = rules if isinstance(rules, dict) else rules.to_dict()
-        return cls(threshold=float(r.get("threshold", 0.95)), max_gap_days=max_gap_days,
-                   min_likes=int(r.get("min_likes", 50)), min_age_days=float(r.get("min_age_days", 30.0)),
-                   sigma=float(r.get("sigma", 0.3)), log_base=float(r.get("log_base", np.e)))
+        return cls(threshold=float(r.get("threshold", _PAPER.threshold)), max_gap_days=max_gap_days,
+                   min_likes=int(r.get("min_likes", _PAPER.min_likes)),
+                   min_age_days=float(r.get("min_age_days", _PAPER.min_age_days)),
+                   sigma=float(r.get("sigma", _PAPER.sigma)), log_base=float(r.get("log_base", _PAPER.log_base)))
 
 
 def read_posts(posts: str | os.PathLike | pd.DataFrame) -> pd.DataFrame:

@@ -18,6 +18,7 @@ from typing import Any
 
 from iipa.errors import IIPAError
 from iipa.profiles import DECODES
+from iipa.runtime import PRECISIONS
 
 BOTH = ("default", "paper")
 
@@ -130,7 +131,7 @@ class TrainConfig:
     max_val_pairs: int | None = option(2000, group="data", type="positive_int", help="validation subset (default 2000)")
     seed: int = option(0, type="int", help="seeds everything (default 0)")
     device: str = option("auto", type="device_name", resume_free=True, help="auto, cpu, cuda (default auto)")
-    precision: str | None = option(choices=("auto", "fp32", "bf16", "fp16"),
+    precision: str | None = option(choices=PRECISIONS,
                                    help="{both}; paper: auto is bf16 autocast on CPUs with AVX512-BF16/AMX, AMP on "
                                         "GPUs; the default recipe computes its features in the precision scoring "
                                         "uses and refuses any other")
