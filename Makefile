@@ -35,6 +35,7 @@ install-all: $(ALL_STAMP)
 
 lint: $(ALL_STAMP)
 	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/pylint --disable=all --enable=duplicate-code --min-similarity-lines=6 --score=n src/iipa
 
 test: $(ALL_STAMP) lint
 	$(BIN)/python -m pytest -q
