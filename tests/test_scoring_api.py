@@ -100,3 +100,10 @@ def test_jit_optimized_scores_match_eager(arch, photo_dir, tmp_path):
     assert np.argsort(bf16).tolist() == np.argsort(eager).tolist()
     with pytest.raises(iipa.IIPAError, match="unknown --optimize"):
         iipa.make_scorer(path, optimize="fast")
+
+
+def test_make_scorer_passes_a_scorer_through(tiny_checkpoint):
+    scorer = iipa.make_scorer(iipa.load_model(tiny_checkpoint), num_workers=0, precision="fp32")
+    assert iipa.make_scorer(scorer) is scorer
+    record = iipa.resolve_model(tiny_checkpoint)
+    assert iipa.resolve_model(record) is record  # the same rule one layer down

@@ -96,7 +96,9 @@ def make_scorer(model: Any = None, *, runtime: str = "auto", device: str | None 
                 threads: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS, optimize: str = "none",
                 channels_last: bool = True, offline: bool = False) -> Scorer:
     """A :class:`Scorer` for ``model`` (a :class:`~iipa.record.ModelRecord` or anything
-    :func:`~iipa.record.resolve_model` takes; None: the default model).
+    :func:`~iipa.record.resolve_model` takes; None: the default model). A :class:`Scorer` is
+    returned as it is, with its own settings, as ``resolve_model`` returns a record: every entry
+    point can take either.
 
     ``crops``: views per image, 1, 5 or 10 (None: the model's default, ``record.crops``).
     ``precision``: ``auto`` (= fp32, see :mod:`iipa.runtime`), ``fp32``, ``bf16``, ``fp16``
@@ -104,6 +106,8 @@ def make_scorer(model: Any = None, *, runtime: str = "auto", device: str | None 
     threads (default :func:`iipa.runtime.decode_threads`); ``threads``: onnxruntime's
     compute threads (default: one per CPU). ``optimize``/``channels_last``: PyTorch only.
     """
+    if isinstance(model, Scorer):
+        return model
     record = resolve_model(model, offline=offline)
     which = choose_runtime(record, runtime, device=device, precision=precision, optimize=optimize)
     backend: Backend
