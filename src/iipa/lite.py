@@ -87,8 +87,8 @@ class MultiStageLite(nn.Module):
 
     The head's input is [final pooled features, mean of stage ``t`` output for t in ``taps``]
     (Lite0: 1280 + 40 + 80 + 112 + 192 + 320 = 2024 values). On real Instagram photos of
-    unseen accounts a linear head on these beats one on the final features alone (issue 11:
-    0.696 against 0.684, 5-fold CV by account, three fold seeds): popularity cues such as
+    unseen accounts a linear head on these beats one on the final features alone (5-fold CV by
+    account, docs/models.md): popularity cues such as
     colour, texture and layout live partly below the ImageNet-class level. It costs nothing
     at inference: the pooled values are by-products of the forward pass.
     """

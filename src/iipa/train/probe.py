@@ -1,8 +1,8 @@
 """Linear-probe warm start: the score head fitted on frozen features before any fine-tuning.
 
 On small data (hundreds to a few thousand pairs) a logistic regression on differences of
-frozen ImageNet features beats fine-tuning from a randomly initialised head (issue 11:
-0.64-0.67 vs 0.58 pairwise accuracy on unseen users). So the small-data recipe first fits
+frozen ImageNet features beats fine-tuning from a randomly initialised head on unseen users
+(cross-validated on real photos: docs/models.md). So the small-data recipe first fits
 the head exactly (L2-regularised, soft labels, full-batch L-BFGS), then fine-tunes from there.
 
 Because the model is f(x) = w . phi(x) + b, the pair logit is w . (phi(A) - phi(B)): the bias
