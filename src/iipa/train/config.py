@@ -13,8 +13,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from iipa.constants import DECODES
 from iipa.errors import IIPAError
-from iipa.profiles import DECODES
 
 # Fields every recipe uses.
 COMMON = frozenset({
