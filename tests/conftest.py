@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -92,3 +95,40 @@ def sim_crawl(tmp_path_factory) -> tuple[Path, Path]:
     render_images(ids, files.truth, root / "images", size=40)
     return files.posts, root / "images"
 
+
+
+@dataclass(frozen=True)
+class CliRun:
+    """One finished ``iipa`` command: its arguments, exit code and output, and its --out folder."""
+
+    argv: tuple[str, ...]
+    code: int
+    stdout: str
+    stderr: str
+    out: Path
+
+
+def run_main(*argv: str) -> tuple[int, str, str]:
+    """``iipa`` in-process with its stdout and stderr captured (for session fixtures, where
+    pytest's capsys is not available)."""
+    from iipa.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main([str(a) for a in argv])
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture(scope="session")
+def sim_trained_run(tmp_path_factory, sim_crawl) -> CliRun:
+    """`iipa train --posts` (the default recipe, tiny backbone) on the simulated crawl, with
+    quality pairs: trained once per test run for every test that reads such a run
+    (test_train_posts.py, test_train_calibrated.py). ``argv`` lacks ``--out``: add one to train
+    the same run again with a changed option."""
+    posts, images = sim_crawl
+    argv = ("train", "--posts", str(posts), "--images", str(images), "--backbone", "tiny", "--pretrained", "none",
+            "--profile", "small", "--domain", "simulated", "--no-progress", "--quality-pairs", "0.5",
+            "--quality-images", "1")
+    out = tmp_path_factory.mktemp("sim_trained") / "run"
+    code, stdout, stderr = run_main(*argv, "--out", str(out))
+    return CliRun(argv, code, stdout, stderr, out)

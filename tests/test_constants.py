@@ -13,14 +13,9 @@ from iipa.commands.pairs import _rules
 from iipa.pairs.rules import PAPER, RuleConfig
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "iipa"
-# Copies that still exist so that a command's parser need not import its library module
-# (torch or PIL at `iipa --help`); each should go when its owner makes the module light.
-KNOWN_COPIES = {
-    "CROPS": "commands/_common.py copies profiles.py (numpy, PIL)",
-    "DEFAULT_MAX_PIXELS": "commands/_common.py copies images.py (numpy, PIL)",
-    "ARCHITECTURES": "commands/experiment.py copies train/experiments.py (torch)",
-    "NOISE_LEVELS": "commands/experiment.py copies train/experiments.py (torch)",
-}
+# Copies allowed to exist, each with its reason. None today: what the CLI's parsers need lives in
+# iipa/constants.py (numpy-free) and the library modules import it from there.
+KNOWN_COPIES: dict[str, str] = {}
 # Same name and value, different things: each module's own file format number.
 SAME_NAME_OTHER_MEANING = {"FORMAT_VERSION": "checkpoint.py's checkpoint format, simulate/config.py's config format"}
 

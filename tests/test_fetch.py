@@ -66,7 +66,7 @@ class Handler(BaseHTTPRequestHandler):
             self._send(503, b"busy", "text/plain") if n <= 2 else self._send(200, JPEG)
         elif kind == "slow":  # too slow the first time, fine afterwards
             if n == 1:
-                time.sleep(1.5)
+                time.sleep(SLOW_S)
             self._send(200, JPEG)
         elif kind == "cut":  # the connection closes before Content-Length bytes
             self._send(200, JPEG[: len(JPEG) // 2], length=len(JPEG))
@@ -98,13 +98,18 @@ def server():
     thread.join(5)
 
 
+# The client's read timeout, and how long the "slow" response stalls the first time. A loopback
+# answer of a few KB takes milliseconds; TIMEOUT_S leaves a loaded 2-vCPU machine more than a
+# second of scheduling delay before a fast answer counts as slow (and each item is tried 3 times),
+# and the stall outlasts the timeout by 3.5 s, so it always times out. The wait costs TIMEOUT_S.
+TIMEOUT_S, SLOW_S = 1.5, 5.0
 KINDS = {"img": "ok", "png": "ok", "missing": "dead", "html": "dead", "disguised": "dead", "garbage": "dead",
          "flaky": "ok", "slow": "ok", "cut": "failed", "truncated": "failed"}
 
 
 def test_every_kind_of_response(server, tmp_path):
     items = [(f"id_{k}", f"{server}/{k}/x") for k in KINDS]
-    summary = fetch_images(items, tmp_path / "images", workers=4, retries=2, backoff=0.01, timeout=0.5)
+    summary = fetch_images(items, tmp_path / "images", workers=4, retries=2, backoff=0.01, timeout=TIMEOUT_S)
     got = {o.post_id[3:]: o.status for o in summary.outcomes}
     assert got == KINDS
     files = sorted(p.name for p in (tmp_path / "images").iterdir())

@@ -143,10 +143,11 @@ def test_timed_out_request_stops_waiting_and_frees_its_budget(tiny_checkpoint):
         await asyncio.sleep(0.01)
         from iipa.serve.uploads import ApiError
 
-        t0 = time.perf_counter()
         with pytest.raises(ApiError) as err:
             await service.guarded(lambda: service.prepare(Upload("x.png", png(200, 200))))
-        assert err.value.status == 503 and time.perf_counter() - t0 < 0.9
+        # The 503 came from the 0.3 s timeout, not after the hog let go at 1.0 s: one event loop
+        # fires its timers in deadline order, however loaded the machine (no wall-time threshold).
+        assert err.value.status == 503 and not task.done()
         assert service.budget.in_use == settings.decode_budget_bytes  # only the hog holds it
         await task
         assert service.budget.in_use == 0

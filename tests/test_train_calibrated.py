@@ -16,16 +16,10 @@ def crawl(sim_crawl):
 
 
 @pytest.fixture(scope="module")
-def trained(crawl, tmp_path_factory):
-    from iipa.cli import main
-
-    posts, images = crawl
-    out = tmp_path_factory.mktemp("runs") / "run"
-    argv = ["train", "--posts", str(posts), "--images", str(images), "--out", str(out), "--backbone", "tiny",
-            "--pretrained", "none", "--profile", "small", "--domain", "simulated", "--no-progress",
-            "--quality-pairs", "0.5", "--quality-images", "1"]
-    assert main(argv) == 0
-    return out
+def trained(sim_trained_run):
+    """conftest's `iipa train --posts ... --quality-pairs 0.5 --quality-images 1` run (once per session)."""
+    assert sim_trained_run.code == 0, sim_trained_run.stderr
+    return sim_trained_run.out
 
 
 def test_temperature_is_fitted_on_held_out_pairs_and_recorded(trained):
@@ -60,17 +54,15 @@ def test_compare_probability_is_the_logistic_of_the_score_difference(trained, cr
     assert row["probability_a"] == pytest.approx(expected, abs=1e-4)
 
 
-def test_no_calibrate_leaves_the_model_as_fitted(crawl, tmp_path):
+def test_no_calibrate_leaves_the_model_as_fitted(trained, sim_trained_run, tmp_path):
+    """The same run as ``trained`` (a seeded, deterministic training) with --no-calibrate."""
     from iipa.cli import main
 
-    posts, images = crawl
-    common = ["train", "--posts", str(posts), "--images", str(images), "--backbone", "tiny", "--pretrained", "none",
-              "--profile", "small", "--domain", "simulated", "--no-progress", "--quality-pairs", "0"]
-    assert main(common + ["--out", str(tmp_path / "a")]) == 0
-    assert main(common + ["--out", str(tmp_path / "b"), "--no-calibrate"]) == 0
-    cal = json.loads((tmp_path / "a" / "summary.json").read_text())["calibration"]
-    assert json.loads((tmp_path / "b" / "summary.json").read_text())["calibration"] is None
-    wa = torch.load(tmp_path / "a" / "best.pt", weights_only=True)["state_dict"]
-    wb = torch.load(tmp_path / "b" / "best.pt", weights_only=True)["state_dict"]
+    a, b = trained, tmp_path / "b"
+    assert main([*sim_trained_run.argv, "--out", str(b), "--no-calibrate"]) == 0
+    cal = json.loads((a / "summary.json").read_text())["calibration"]
+    assert json.loads((b / "summary.json").read_text())["calibration"] is None
+    wa = torch.load(a / "best.pt", weights_only=True)["state_dict"]
+    wb = torch.load(b / "best.pt", weights_only=True)["state_dict"]
     head = [k for k in wa if k.endswith("weight")][-1]
     np.testing.assert_allclose(wa[head].numpy(), wb[head].numpy() * cal["T"], rtol=1e-5, atol=1e-7)

@@ -4,21 +4,13 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 from iipa.modelcard import model_card
 
 
-@pytest.fixture(scope="module")
-def crawl(sim_crawl):
-    return sim_crawl
-
-
-def test_one_command_from_posts_to_a_scorable_model_with_card_and_onnx(crawl, tmp_path, run_cli):
-    posts, images = crawl
-    out = tmp_path / "run"
-    code, stdout, err = run_cli("train", "--posts", posts, "--images", images, "--out", out, "--backbone", "tiny",
-                                "--pretrained", "none", "--profile", "small", "--domain", "simulated", "--no-progress")
+def test_one_command_from_posts_to_a_scorable_model_with_card_and_onnx(sim_crawl, sim_trained_run, run_cli):
+    """The run is conftest's ``sim_trained_run`` (`iipa train --posts ...`, trained once per session)."""
+    _, images = sim_crawl
+    code, stdout, err, out = sim_trained_run.code, sim_trained_run.stdout, sim_trained_run.stderr, sim_trained_run.out
     assert code == 0, err
     assert (out / "pairs" / "pairs.parquet").is_file() and "built" in err and "paper's rules" in err
     summary = json.loads(stdout)

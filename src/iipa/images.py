@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from iipa.constants import DEFAULT_MAX_PIXELS as DEFAULT_MAX_PIXELS  # its home is numpy-free
 from iipa.decodecost import DecodeWorkError, structure
 from iipa.errors import ImageError
 
@@ -32,9 +33,6 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".
 # build has libavif (PyPI's recent wheels do: PIL.features.check("avif")).
 ALLOWED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP", "GIF", "BMP", "TIFF", "HEIF", "AVIF"})
 HEIF_EXTENSIONS = (".heic", ".heif", ".hif")
-# 100 megapixels: far above any camera photo we score (a 24 MP DSLR frame is 6000x4000),
-# far below what fits in memory decoded (100 MP RGB is 300 MB).
-DEFAULT_MAX_PIXELS = 100_000_000
 
 # str | os.PathLike | bytes | PIL.Image.Image | numpy.ndarray | a binary file object
 ImageInput = Any

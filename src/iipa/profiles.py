@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from PIL import Image
 
+from iipa.constants import CROPS, DECODES  # their home is numpy-free (the CLI's parsers read them)
 from iipa.errors import IIPAError
 from iipa.images import DEFAULT_MAX_PIXELS, ImageInput, open_image
 from iipa.registry import Registry
@@ -40,8 +41,6 @@ if TYPE_CHECKING:  # imported by the methods that return tensors: see the module
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-DECODES = ("exact", "draft")
-CROPS = (1, 5, 10)
 
 Box = tuple[int, int, int, int]  # left, top, right, bottom
 

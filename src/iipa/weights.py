@@ -28,14 +28,14 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+# Defined where `iipa --help` can read it without http.client; re-exported here.
+from iipa.constants import DEFAULT_MODEL as DEFAULT_MODEL
 from iipa.errors import WeightsError
 from iipa.levels import AUTHORS_REFERENCE
 from iipa.registry import Registry
 from iipa.weights_store import OFFLINE_ENV, offline, record_sha256, recorded_sha256
 
 CHUNK = 1 << 20
-# The model every entry point uses when none is named (`iipa score`, `resolve_model()`, ...).
-DEFAULT_MODEL = "instagram-lite0"
 # How a weights file stores its tensors (see iipa.checkpoint.FORMATS): "iipa" is our
 # checkpoint dict, "state_dict" a plain torchvision state dict (the authors' release).
 WEIGHT_FORMATS = ("iipa", "state_dict")

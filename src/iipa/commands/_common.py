@@ -12,15 +12,11 @@ import argparse
 import re
 from typing import Any
 
+from iipa.constants import CROPS, DEFAULT_MAX_PIXELS, DEFAULT_MODEL
 from iipa.errors import IIPAError
 from iipa.extras import explain_missing
 from iipa.runtime import OPTIMIZE, PRECISIONS, RUNTIMES
-from iipa.weights import DEFAULT_MODEL
 
-# iipa.images.DEFAULT_MAX_PIXELS, repeated here because iipa.images imports numpy and PIL;
-# tests/test_cli_contract.py checks that the two agree.
-DEFAULT_MAX_PIXELS = 100_000_000
-CROPS = (1, 5, 10)  # iipa.profiles.CROPS (that module imports numpy and PIL); the same test checks it
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 

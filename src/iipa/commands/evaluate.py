@@ -21,7 +21,7 @@ import json
 import sys
 
 from iipa.commands._common import add_scoring_arguments, make_scorer_from_args, positive_int
-from iipa.pairs.table import SPLITS  # reads CSV with the csv module: no pandas at `iipa --help`
+from iipa.constants import SPLITS
 
 NAME = "evaluate"
 HELP = "pairwise accuracy (95% CI) of a model on a pairs table"

@@ -18,16 +18,13 @@ from __future__ import annotations
 import argparse
 import json
 
-from iipa.commands._common import CROPS
 from iipa.commands.train import add_train_arguments, config_from_args
+from iipa.constants import ARCHITECTURES, CROPS, NOISE_LEVELS
 from iipa.errors import IIPAError
 from iipa.extras import require
 
 NAME = "experiment"
 HELP = "the paper's experiments: label-noise, architectures, baseline"
-# iipa.train.experiments' defaults (that module imports torch and pandas)
-NOISE_LEVELS = (0.0, 0.1, 0.2, 0.3, 0.4)
-ARCHITECTURES = ("alexnet", "vgg16", "resnet50", "resnet101", "efficientnet_lite0")
 
 
 def _floats(text: str) -> list[float]:

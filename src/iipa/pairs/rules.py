@@ -14,8 +14,6 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from statistics import NormalDist
 
-import numpy as np
-
 from iipa.errors import IIPAError
 
 # The tag and word parser lives in tags.py (one definition for Python and SQL); re-exported here.
@@ -110,12 +108,15 @@ def same_tags(tags_a: list[str] | None, tags_b: list[str] | None) -> bool:
 
 def popularity_score(likes, base: float = PAPER.log_base):
     """S = log_base(likes), the absolute popularity of a post (scalar or array)."""
+    import numpy as np  # here, not at the top: `iipa pairs build --help` reads RuleConfig's defaults
+
     # Dividing by ln(e) == 1.0 is exact, so the natural-log default loses nothing.
     return np.log(np.asarray(likes, dtype=np.float64)) / math.log(base)
 
 
 def discriminability(s_a, s_b, sigma: float = PAPER.sigma):
     """P(Q_A ≥ Q_B | S_A, S_B) = Φ((S_A − S_B) / (√2 σ)), paper eq. (6) (scalar or array)."""
+    import numpy as np
     from scipy.special import ndtr  # the pairs extra; vectorised Φ over millions of candidates
 
     return ndtr((np.asarray(s_a, dtype=np.float64) - np.asarray(s_b, dtype=np.float64)) / (math.sqrt(2) * sigma))
@@ -123,4 +124,6 @@ def discriminability(s_a, s_b, sigma: float = PAPER.sigma):
 
 def is_discriminable(p, threshold: float = PAPER.threshold):
     """A pair is a PDIP when P reaches T (P exactly at T counts)."""
+    import numpy as np
+
     return np.asarray(p) >= threshold

@@ -28,6 +28,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from iipa.constants import SPLITS as SPLITS  # its home is numpy-free (the CLI's parsers read it)
 from iipa.errors import IIPAError
 from iipa.extras import require
 from iipa.fileio import atomic_path
@@ -38,7 +39,6 @@ if TYPE_CHECKING:
 
 PAIRS_COLUMNS = ("high_id", "low_id", "user_id", "p", "delta_s", "delta_t_days", "split")
 REQUIRED = ("high_id", "low_id")
-SPLITS = ("train", "val", "test")
 FLOAT_COLUMNS = ("p", "delta_s", "delta_t_days")
 
 

@@ -15,14 +15,15 @@ from typing import Any
 
 import pandas as pd
 
+# Defined without torch (the CLI's parsers show them); re-exported here.
+from iipa.constants import ARCHITECTURES as ARCHITECTURES
+from iipa.constants import NOISE_LEVELS as NOISE_LEVELS
 from iipa.csvsafe import frame_to_csv
 from iipa.errors import IIPAError, WeightsError
 from iipa.evaluate import evaluate_pairs
 from iipa.train.config import TrainConfig
 from iipa.train.runner import train
 
-NOISE_LEVELS = (0.0, 0.1, 0.2, 0.3, 0.4)
-ARCHITECTURES = ("alexnet", "vgg16", "resnet50", "resnet101", "efficientnet_lite0")
 COLUMNS = ("name", "test_accuracy", "ci95_low", "ci95_high", "test_pairs", "test_ties",
            "best_val_accuracy", "steps", "parameters", "seconds", "error")
 

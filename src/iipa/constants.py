@@ -1,0 +1,24 @@
+"""Constants that the command-line parsers show or check, in a module that imports nothing.
+
+`iipa --help` builds every sub-command's parser; the library modules these values belong
+to import numpy, PIL, torch or http.client, so each value lives here, once, and those
+modules import it from here (``iipa.images.DEFAULT_MAX_PIXELS`` and the like still work).
+tests/test_cli_contract.py checks that no parser pulls a heavy module in.
+"""
+
+from __future__ import annotations
+
+# The model every entry point uses when none is named (`iipa score`, `resolve_model()`, ...).
+DEFAULT_MODEL = "instagram-lite0"
+# 100 megapixels: far above any camera photo we score (a 24 MP DSLR frame is 6000x4000),
+# far below what fits in memory decoded (100 MP RGB is 300 MB).
+DEFAULT_MAX_PIXELS = 100_000_000
+# Views per image a profile can give: the centre crop; corners + centre; the same mirrored.
+CROPS = (1, 5, 10)
+# How a profile decodes: the exact image, or JPEG draft mode (a cheaper, smaller decode).
+DECODES = ("exact", "draft")
+# The splits of a pairs table.
+SPLITS = ("train", "val", "test")
+# `iipa experiment`'s defaults: Table 2's label-noise levels, Table 3's backbones.
+NOISE_LEVELS = (0.0, 0.1, 0.2, 0.3, 0.4)
+ARCHITECTURES = ("alexnet", "vgg16", "resnet50", "resnet101", "efficientnet_lite0")
