@@ -49,15 +49,8 @@ def _physical_lines(path: Path, max_line_bytes: int) -> Iterator[tuple[int, byte
                 yield number, raw  # the last line, with no LF
 
 
-def _feed(raw: bytes, used: list, take: Callable[[], tuple[int, bytes | None] | None]) -> Iterator[str]:
-    """The lines of one record as text, its first line ``raw``, the next ones taken (and
-    noted in ``used``) as the parser asks for them."""
-    yield raw.decode("utf-8", "surrogateescape") + "\n"
-    while (more := take()) is not None:
-        used.append(more)
-        if more[1] is None:  # a line too long inside a quoted field: the record is bad
-            raise csv.Error("line too long")
-        yield more[1].decode("utf-8", "surrogateescape") + "\n"
+class _LineTooLong(Exception):
+    pass
 
 
 def parse_records(path: Path, n_fields: int, *, max_line_bytes: int, first_line: int = 2,
@@ -65,51 +58,69 @@ def parse_records(path: Path, n_fields: int, *, max_line_bytes: int, first_line:
                   on_long: Callable[[int, int], None]) -> list[Reject]:
     """Parse the LF-only file ``path`` after its header, record by record (see the module):
     rows go to ``on_rows`` in batches (fields as text, empty → None), records spanning more
-    than ``LONG_RECORD_LINES`` lines to ``on_long(first line, lines)``; returns the rejects."""
+    than ``LONG_RECORD_LINES`` lines to ``on_long(first line, lines)``; returns the rejects.
+
+    One ``csv.reader`` runs over the lines while records parse (it reads no further than
+    the record it returns, so the lines each record used are known); after a parse error
+    a new one starts at the line after the bad record's first line."""
     lines = _physical_lines(path, max_line_bytes)
-    pending: deque[tuple[int, bytes | None]] = deque()
     for number, _ in lines:  # the header
         if number >= first_line - 1:
             break
+    pending: deque[tuple[int, bytes | None]] = deque()  # lines to read again, before the file's next ones
+    used: list[tuple[int, bytes | None]] = []  # the lines of the record being parsed
+    undecodable: list[int] = []  # those of its lines that are not UTF-8
     rejects: list[Reject] = []
     rows: list[list[str | None]] = []
 
-    def take() -> tuple[int, bytes | None] | None:
-        return pending.popleft() if pending else next(lines, None)
+    def feed() -> Iterator[str]:
+        while True:
+            item = pending.popleft() if pending else next(lines, None)
+            if item is None:
+                return
+            used.append(item)
+            if item[1] is None:
+                raise _LineTooLong
+            try:
+                yield item[1].decode("utf-8") + "\n"
+            except UnicodeDecodeError:
+                undecodable.append(item[0])
+                yield item[1].decode("utf-8", "replace") + "\n"
 
-    while (head := take()) is not None:
-        number, raw = head
-        if raw is None:
-            rejects.append(("line too long", number, ""))
-            continue
-        used = [head]
+    def reject(reason: str, whole: bool) -> None:
+        if whole:  # the quotes held: the record is one reject
+            text = b"\n".join(raw for _, raw in used if raw is not None)
+        else:  # resume at the next line: parse again what this record ran over
+            text = used[0][1] or b""
+            pending.extendleft(reversed(used[1:]))
+        rejects.append((reason, used[0][0], text.decode("utf-8", "replace")[:MAX_REJECT_TEXT]))
+
+    reader = csv.reader(feed(), strict=True)
+    while True:
+        used.clear()
+        undecodable.clear()
         try:
-            record = next(csv.reader(_feed(raw, used, take), strict=True), None)
-        except csv.Error:
-            record = []
-            reason = "bad quoting"
-        else:
-            reason = None
-            if record is None or record == []:
-                continue  # a blank line (or the end)
-        if reason is None and len(record) != n_fields:
-            reason = "wrong number of fields"
-        if reason is None and any("\udc80" <= ch <= "\udcff" for field in record for ch in field):
-            reason = "bad encoding"
-        if reason is not None:
-            if reason == "bad encoding" or len(used) == 1:  # the quotes held: the record is one reject
-                text = b"\n".join(b"" if r is None else r for _, r in used).decode("utf-8", "replace")
-            else:  # resume at the next line: parse again what this record ran over
-                text = raw.decode("utf-8", "replace")
-                pending.extendleft(reversed(used[1:]))
-            rejects.append((reason, number, text[:MAX_REJECT_TEXT]))
+            record = next(reader)
+        except StopIteration:
+            break
+        except (csv.Error, _LineTooLong):
+            # A line too long inside a quoted field goes back with the rest: rejected on its own.
+            reject("line too long" if used[0][1] is None else "bad quoting", whole=False)
+            reader = csv.reader(feed(), strict=True)
             continue
-        if len(used) > LONG_RECORD_LINES:
-            on_long(number, len(used))
-        rows.append([v if v != "" else None for v in record])
-        if len(rows) >= BATCH_ROWS:
-            on_rows(rows)
-            rows = []
+        if not record:
+            continue  # a blank line
+        if len(record) != n_fields:
+            reject("wrong number of fields", whole=len(used) == 1)
+        elif undecodable:
+            reject("bad encoding", whole=True)
+        else:
+            if len(used) > LONG_RECORD_LINES:
+                on_long(used[0][0], len(used))
+            rows.append([v if v != "" else None for v in record])
+            if len(rows) >= BATCH_ROWS:
+                on_rows(rows)
+                rows = []
     if rows:
         on_rows(rows)
     return rejects
