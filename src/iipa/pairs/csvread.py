@@ -135,12 +135,12 @@ def load_csv(con, path: Path, table: str) -> None:
         errors = [] if not _has(con, f"{table}_rej_errors") else con.execute(
             f"SELECT line_byte_position, list(error_type), any_value(csv_line) FROM {table}_rej_errors "
             "GROUP BY line_byte_position ORDER BY 1").fetchall()
-        if any("UNQUOTED VALUE" in types or "\n" in text for _, types, text in errors):
+        if any("UNQUOTED VALUE" in types or "\n" in (text or "") for _, types, text in errors):
             bad = _read_records(con, readable, columns, table, str(path), long)
         else:
             starts = _line_numbers(readable, [pos for pos, _, _ in errors])
             bad = [(next((REASON_OF[t] for t in REASON_OF if t in types), "unparsable row"), first,
-                    text[:MAX_REJECT_TEXT]) for (_, types, text), first in zip(errors, starts, strict=True)]
+                    (text or "")[:MAX_REJECT_TEXT]) for (_, types, text), first in zip(errors, starts, strict=True)]
             rows = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
             if rows + len(errors) < n_lines - 1:  # a record spans lines (or a line is blank)
                 long = long_records(readable)
