@@ -100,6 +100,14 @@ def test_crlf_lines_mixed_with_lf_build_the_same_pairs(tmp_path):
         got, posts, rejects = _build(path, tmp_path / f"o_{name}")
         assert posts == {"rows": 300, "valid": 300, "rejected": {}, "rejected_total": 0}, name
         assert got == want, name
+    # A CR-only file (classic Mac line ends, quoted line breaks too) reads like the LF file,
+    # with the same line numbers: a short row on line 13 is rejected as line 13.
+    cr_only = tmp_path / "cr_only.csv"
+    cr_only.write_bytes(b"\r".join(lines[:12] + [b"short,row"] + lines[12:]))
+    got, posts, rejects = _build(cr_only, tmp_path / "o_cr_only")
+    assert posts["valid"] == 300 and posts["rejected"] == {"wrong number of fields": 1}, posts
+    assert [json.loads(r)["line"] for r in rejects["raw_row"]] == [13]
+    assert got == want
 
 
 def test_an_unterminated_quote_rejects_only_its_line_and_keeps_every_row_after(tmp_path):
@@ -169,3 +177,87 @@ def test_future_times_and_bad_optional_counts_are_rejected_not_clipped(tmp_path)
         df.post_id[0]: "crawled_at in the future", df.post_id[1]: "taken_at in the future",
         df.post_id[2]: "negative followers", df.post_id[3]: "non-numeric followers",
         df.post_id[4]: "non-integer followers"}
+
+
+# --- what a broken quote swallows is read again from the file (csvrecords.py) ---------------
+
+def _plain_crawl(tmp_path, n=800):
+    """``n`` posts on one line each, no quote anywhere (line k + 1 holds post k)."""
+    df = random_crawl(n, seed=6)
+    df["caption"] = [f"caption{i} " + "x" * 60 for i in range(n)]  # ~110 bytes a line; two words
+    path = tmp_path / "plain.csv"
+    df.to_csv(path, index=False)
+    assert b'"' not in path.read_bytes()
+    return df, path, _physical_lines(path)
+
+
+def _without(df, tmp_path, drop, name):
+    path = tmp_path / f"{name}.csv"
+    df.drop(index=drop).to_csv(path, index=False)
+    return _build(path, tmp_path / f"o_{name}")[0]
+
+
+def test_an_unterminated_quote_at_line_302_of_801_loses_no_good_row(tmp_path):
+    df, _, lines = _plain_crawl(tmp_path)
+    assert len(lines) == 802 and lines[-1] == b""  # 801 lines and the final LF
+    lines[301] = b",".join(lines[301].split(b",")[:7] + [b'"broken caption'])  # line 302
+    path = tmp_path / "quote302.csv"
+    path.write_bytes(b"\n".join(lines))  # the quote swallows ~50 KB: DuckDB keeps 10,000 characters of it
+    got, posts, rejects = _build(path, tmp_path / "o")
+    assert posts == {"rows": 800, "valid": 799, "rejected": {"bad quoting": 1}, "rejected_total": 1}
+    assert [json.loads(r)["line"] for r in rejects["raw_row"]] == [302]
+    assert got and got == _without(df, tmp_path, [300], "without302")  # every good row after it was read
+
+
+def test_a_second_quote_further_down_loses_no_row_either(tmp_path):
+    df, _, lines = _plain_crawl(tmp_path)
+    lines[301] = b",".join(lines[301].split(b",")[:7] + [b'"broken caption'])  # line 302
+    lines[650] = lines[650][:-3] + b'"' + lines[650][-3:]  # line 651: a stray quote inside a caption
+    path = tmp_path / "quotes.csv"
+    path.write_bytes(b"\n".join(lines))
+    got, posts, rejects = _build(path, tmp_path / "o")
+    # Line 651's quote sits inside an unquoted field: a literal character (DuckDB's recovery
+    # dropped lines 303-651 here); only line 302 is lost.
+    assert posts["rows"] == 800 and posts["rejected"] == {"bad quoting": 1}, posts
+    assert [json.loads(r)["line"] for r in rejects["raw_row"]] == [302]
+    df.loc[649, "caption"] = df.loc[649, "caption"][:-3] + '"' + df.loc[649, "caption"][-3:]
+    assert got and got == _without(df, tmp_path, [300], "without302")
+
+
+def test_two_stray_quotes_100_lines_apart_are_one_record_kept_and_reported(tmp_path, capsys):
+    from iipa.pairs.csvrecords import LONG_RECORD_LINES
+
+    df, _, lines = _plain_crawl(tmp_path)
+    lines[301] = b",".join(lines[301].split(b",")[:7] + [b'"broken caption'])  # opens at line 302
+    lines[401] = lines[401] + b'"'  # closes at the end of line 402: a valid RFC 4180 field
+    path = tmp_path / "pair.csv"
+    path.write_bytes(b"\n".join(lines))
+    got, posts, rejects = _build(path, tmp_path / "o")
+    assert 101 > LONG_RECORD_LINES
+    # Lines 302-402 are one record (its caption holds lines 303-402): kept, and reported with
+    # where it starts and how many lines it spans, in stats.json and on stderr.
+    assert posts["rows"] == 700 and posts["rejected_total"] == 0
+    assert posts["long_records"] == [{"source_file": str(path), "line": 302, "lines": 101}]
+    stats = json.loads((tmp_path / "o" / "stats.json").read_text())
+    assert any("lines 302-402" in w for w in stats["warnings"])
+    assert "lines 302-402" in capsys.readouterr().err
+
+
+def test_the_record_by_record_path_rejects_what_duckdb_rejects(tmp_path, monkeypatch):
+    from iipa.pairs import csvread
+
+    monkeypatch.setattr(csvread, "MAX_LINE_BYTES", 100_000)
+    posts, _ = _posts_with_bad_lines(tmp_path)
+    lines = _physical_lines(posts)
+    lines.insert(30, b",".join(lines[30].split(b",")[:7] + [b"x" * 200_000]))  # line 31: too long
+    lines.insert(40, b"q1,user1,2020-11-01T00:00:00Z,2021-01-01T00:00:00Z,image,120,1,\"bad ")  # line 41
+    lines.insert(60, b"long1,user1,2020-11-01T00:00:00Z,2021-01-01T00:00:00Z,image,120,1,\"a"
+                 + b"\n" * 11 + b"b\"")  # lines 61-72, kept: read after the bad quote, record by record
+    broken = tmp_path / "broken.csv"
+    broken.write_bytes(b"\n".join(lines))
+    _, posts_, rejects = _build(broken, tmp_path / "o")
+    got = sorted((r.reason, json.loads(r.raw_row)["line"]) for r in rejects.itertuples())
+    assert got == [("bad encoding", 6), ("bad quoting", 41), ("line too long", 31),
+                   ("wrong number of fields", 10), ("wrong number of fields", 13)]
+    assert posts_["long_records"] == [{"source_file": str(broken), "line": 61, "lines": 12}]
+    assert posts_["rows"] == 200 + 3 + 2 + 1  # every record of the file: a row or a reject

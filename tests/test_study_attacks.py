@@ -3,22 +3,29 @@
 - a participant who knows the seed, their code and the pair ids, and replays the study's
   own creation with that seed, does no better than chance (binomial test, 1,000 trials);
   the same attack wins every trial when the key follows the seed (the control);
-- a throw-away code that finishes the study learns no per-pair truth while it is open;
+- a throw-away code that finishes the study learns no per-pair truth while it is open, and
+  codes that differ in one answer each (the differential attack) observe the same replies,
+  so they learn no trial's answer; the same runs plus the score the review used to show
+  read the whole key (the control);
 - answers are accepted only for the pair on screen, and the server times them.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import json
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
+import httpx
 import pytest
 from scipy.stats import binomtest
 from sqlalchemy import event, select
 
 from iipa.study import Store, create_study, plan, service
 from iipa.study.plan import left_slot
-from iipa.study.storage import Answer, Pair, StudySession, make_engine
+from iipa.study.storage import Answer, Pair, Participant, Stimulus, StudySession, make_engine
 from study_util import make_pairs
 
 DEMO = dict(consent=True, gender="female", age_band="20-29", instagram=True, social_over_3h=False)
@@ -108,7 +115,7 @@ def test_a_throwaway_code_reads_no_truth_while_the_study_is_open(tmp_path):
     for reply in replies:  # feedback on the training pairs only
         assert ("feedback" in reply) == (kinds[reply["pair_id"]] == "training"), reply
     review = service.review(store, throwaway)
-    assert review["n"] == 24 and review["score_percent"] is not None and not review["closed"]
+    assert review["n"] == 24 and review["score_percent"] is None and not review["closed"]
 
     def labels(review: dict) -> dict[bytes, str]:
         """What the throw-away code's review says is the more popular image, by image bytes
@@ -125,7 +132,10 @@ def test_a_throwaway_code_reads_no_truth_while_the_study_is_open(tmp_path):
     assert labels(review) == {}  # nothing per pair while open
     assert all(set(item) == {"pair_id", "left", "right", "your_choice"} for item in review["answers"])
     service.close_study(store)
-    assert len(labels(service.review(store, throwaway))) == 24  # once closed, the answers show
+    closed = service.review(store, throwaway)
+    assert len(labels(closed)) == 24  # once closed, the answers show, and the score
+    trials = [a["correct"] for a in closed["answers"] if not a["attention_check"]]
+    assert closed["score_percent"] == round(100 * sum(trials) / len(trials))
     with pytest.raises(service.StudyError, match="closed") as err:
         service.create_participant(store, **DEMO)
     assert err.value.status == 409
@@ -159,3 +169,132 @@ def test_answers_only_for_the_pair_on_screen_and_timed_by_the_server(tmp_path):
     with pytest.raises(service.StudyError, match="closed"):
         service.submit_answer(store, code, first["next"]["pair_id"], "left")
     assert service.next_item(store, code)["state"] == "closed"
+
+
+async def _sha(client, url: str) -> str:
+    return hashlib.sha256((await client.get(url)).content).hexdigest()
+
+
+async def _play_code(client, flip: int | None, ranks: dict[int, tuple[str, str]],
+                     left_of: Callable[[str, dict], Awaitable[str]]) -> tuple[dict, dict[int, str]]:
+    """One throw-away code of the differential attack, through the app: answer every trial
+    with the image whose hash sorts first, except pair ``flip`` (the other one). Returns
+    what the code observed, with sides and its own code written as what they stand for
+    (image hashes; each code has its own placements and order, neither tied to the key),
+    less the echo of its own choices, and the choices it made (pair id -> image hash).
+    ``ranks`` (pair id -> the two hashes, sorted) is filled on first sight: the images are
+    the same bytes for every code. ``left_of(code, item)``: the hash of the image on the
+    left of the pair on screen."""
+    r = await client.post("/api/participants", json=DEMO | {"client_token": f"attack-{flip}"})
+    assert r.status_code == 201, r.text
+    code, item = r.json()["code"], r.json()["next"]
+    seen: dict = {"answers": []}  # in order: the replies, less the pair id the code sent
+    chosen: dict[int, str] = {}
+    sent: dict[int, str] = {}
+    while item["state"] in ("training", "trial"):
+        pair_id = item["pair_id"]
+        if pair_id not in ranks:
+            ranks[pair_id] = tuple(sorted((await _sha(client, item["left"]), await _sha(client, item["right"]))))
+        left = await left_of(code, item)  # which side shows which image, for this code
+        want = ranks[pair_id][1 if pair_id == flip else 0]
+        sent[pair_id] = "left" if want == left else "right"
+        chosen[pair_id] = want
+        r = await client.post(f"/api/p/{code}/answers", json={"pair_id": pair_id, "side": sent[pair_id]})
+        assert r.status_code == 200, r.text
+        reply = r.json()
+        item = reply.pop("next")
+        if "feedback" in reply:  # training pairs only: the sides as images
+            fb = reply["feedback"]
+            side_hash = {"left": left, "right": next(h for h in ranks[pair_id] if h != left)}
+            reply["feedback"] = {k: side_hash[v] if k in ("more_popular", "your_choice") else v
+                                 for k, v in fb.items()}
+        assert reply.pop("pair_id") == pair_id
+        trial = "feedback" not in reply
+        seen["answers"].append(reply | {"next": {k: v for k, v in item.items()
+                                                 if k not in ("code", "pair_id", "left", "right")}})
+        if not trial:
+            del chosen[pair_id]
+    seen["done"] = {k: v for k, v in item.items() if k != "code"}
+    review = (await client.get(f"/api/p/{code}/review")).json()
+    for a in review.pop("answers"):  # the choices echo what the code sent: known to it already
+        assert set(a) == {"pair_id", "left", "right", "your_choice"} and a["your_choice"] == sent[a["pair_id"]], a
+    assert review.pop("code") == code
+    seen["review"] = review
+    return seen | {"_code": code}, chosen
+
+
+def _infer(views: dict, guess: dict[int, str], ranks: dict, signal) -> dict[int, str]:
+    """The attacker's rule: a pair whose flip changed ``signal`` (what the code observed)
+    is read from the change; any other pair keeps the starting guess."""
+    base, out = signal(views[None]), dict(guess)
+    for pair_id, view in views.items():
+        if pair_id is None or signal(view) == base:
+            continue
+        flipped_better = signal(view) > base
+        out[pair_id] = ranks[pair_id][1] if flipped_better else ranks[pair_id][0]
+    return out
+
+
+@pytest.mark.slow
+def test_the_differential_attack_learns_no_answer_while_the_study_is_open(tmp_path):
+    """A code answers every trial; 40 more each flip one answer (by image hash: the same
+    bytes for every code) and read everything the app answers them. Every code observes the
+    same thing, so the attacker ends with the guesses it started with. The control reads
+    the same runs plus the score the review showed before (from the database): 40/40."""
+    from iipa.study.app import create_app
+
+    pairs, images = make_pairs(tmp_path, n_test=42, n_train=0, size=16, seed=7)
+    store = _study(tmp_path, "attacked", 40, pairs, images)
+    ranks: dict[int, tuple[str, str]] = {}
+    views: dict = {}
+
+    with store.session() as s:
+        secret = store.study(s).secret
+        stimuli = {(st.pair_id, st.slot): hashlib.sha256(st.data).hexdigest() for st in s.scalars(select(Stimulus))}
+
+    async def attack() -> dict[int, str]:
+        # httpx's in-process ASGI transport: the real app, without a thread hop per request
+        app = create_app(store, admin_token="t", signups_per_hour=1e6)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://study") as client:
+            async def download(code: str, item: dict) -> str:
+                return await _sha(client, item["left"])
+
+            async def placed(code: str, item: dict) -> str:
+                # What downloading the left image tells the attacker (which of the two images
+                # is on the left), read from the placement instead, to spare 1,600 requests;
+                # it uses the secret's placement draw, never ``high_slot`` (the key).
+                return stimuli[(item["pair_id"], left_slot(secret, code, item["pair_id"]))]
+
+            async def checked(code: str, item: dict) -> str:
+                assert await download(code, item) == await placed(code, item)
+                return await placed(code, item)
+
+            views[None], start = await _play_code(client, None, ranks, checked)
+            for pair_id in sorted(start):
+                views[pair_id], _ = await _play_code(client, pair_id, ranks, placed)
+        return start
+
+    start = asyncio.run(attack())
+    assert len(start) == 40
+    with store.session() as s:
+        truth = {p.id: p for p in s.scalars(select(Pair).where(Pair.kind == "trial"))}
+    key = {i: stimuli[(i, p.high_slot)] for i, p in truth.items()}
+
+    def observed(view: dict) -> str:
+        return json.dumps({k: v for k, v in view.items() if k != "_code"}, sort_keys=True)
+
+    assert len({observed(v) for v in views.values()}) == 1  # every code saw the same
+    assert all(v["review"]["score_percent"] is None for v in views.values())
+    learned = _infer(views, start, ranks, observed)
+    assert learned == start  # nothing moved a guess: the attack learned no trial's answer
+    # The control: the score the review showed while open (share of trials right) is a
+    # signal the same runs would have read the whole key from.
+    hits: dict[str, int] = {}
+    with store.session() as s:
+        for code, right in s.execute(select(Participant.code, Answer.correct)
+                                     .join(Answer, Answer.participant_id == Participant.id)
+                                     .join(Pair, Answer.pair_id == Pair.id).where(Pair.kind == "trial")):
+            hits[code] = hits.get(code, 0) + right
+    leaked = _infer(views, start, ranks, lambda v: round(100 * hits[v["_code"]] / 40))
+    assert sum(leaked[i] == key[i] for i in key) == 40
+    assert sum(start[i] == key[i] for i in key) < 40  # and the starting guesses were not the key

@@ -1,6 +1,6 @@
 """End to end in headless Chromium: consent -> demographics -> training (feedback) ->
 trials (keyboard and mouse, with a page reload and resume by code, and a session that runs
-out with a pair on screen) -> review (choices only while open, answers once closed); then
+out with a pair on screen) -> review (choices only while open; score and answers once closed); then
 the answers are in the database with the sides the participant chose."""
 
 from __future__ import annotations
@@ -134,8 +134,8 @@ def test_participant_flow_in_chromium(live_app):
             answer("ArrowLeft", "left")
             expect(page.locator("#done")).to_be_visible()
             expect(page.locator("#review tbody tr")).to_have_count(4)
-            expect(page.locator("#review-summary")).to_contain_text("% of the pairs")
-            # while the study is open: the choices, not which image received more likes
+            # while the study is open: the choices, neither a score nor which image received more likes
+            expect(page.locator("#review-summary")).to_have_text("")
             expect(page.locator("#review-note")).to_be_visible()
             expect(page.locator("#review tbody tr").first.locator("td")).to_have_count(4)
             # The review shows the answered pairs' images (allowed: they are answered).
@@ -145,6 +145,7 @@ def test_participant_flow_in_chromium(live_app):
             page.reload()
             page.click("#resume")
             expect(page.locator("#review-note")).to_be_hidden()
+            expect(page.locator("#review-summary")).to_contain_text("% of the pairs")
             expect(page.locator("#review tbody tr").first.locator("td")).to_have_count(6)
         finally:
             browser.close()

@@ -137,12 +137,13 @@ def test_phases_feedback_and_review(tmp_path):
         seen.append(item["pair_id"])
         item = reply["next"]
     assert len(seen) == len(set(seen)) == 6
-    review = service.review(store, code)  # while open: choices and score, no answers
-    assert review["n"] == 4 and not review["closed"] and 0 <= review["score_percent"] <= 100
+    review = service.review(store, code)  # while open: the choices only, no score, no answers
+    assert review["n"] == 4 and not review["closed"] and review["score_percent"] is None
     assert all(set(a) == {"pair_id", "left", "right", "your_choice"} for a in review["answers"])
     service.close_study(store)
     review = service.review(store, code)
     assert review["closed"] and {a["attention_check"] for a in review["answers"]} == {True, False}
+    assert 0 <= review["score_percent"] <= 100
     for a in review["answers"]:
         assert a["correct"] == (a["your_choice"] == a["more_popular"])
 

@@ -61,7 +61,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="new participants per client address and hour, a sixth of them at once "
                             "(default: 60; raise it for a lab behind one address)")
 
-    close = sub.add_parser("close", help="close the study: no more answers; reviews then show the answers")
+    close = sub.add_parser("close", help="close the study: no more answers; reviews then show scores and answers")
     close.add_argument("--db", required=True, help="SQLite path or SQLAlchemy URL")
 
     exp = sub.add_parser("export", help="write answers, participants or pairs as CSV or JSON")
@@ -131,7 +131,7 @@ def _close(args: argparse.Namespace) -> int:
     from iipa.study.service import close_study
 
     closed_at = close_study(Store(args.db))
-    print(f"study in {args.db} closed at {closed_at.isoformat()} UTC: no more answers; reviews show the answers")
+    print(f"study in {args.db} closed at {closed_at.isoformat()} UTC: no more answers; reviews show scores and answers")
     return 0
 
 

@@ -29,6 +29,7 @@ import pandas as pd
 
 from iipa.errors import IIPAError
 from iipa.output import ensure_out_dir
+from iipa.pairs.csvread import long_records_warning
 from iipa.pairs.engine import (
     BuildResult,
     finish_build,
@@ -124,11 +125,15 @@ def build_pairs(posts, out_dir: str | os.PathLike | None = None, *, rules: RuleC
     options = {k: v for k, v in given.items() if k in option_names and v is not None}
     result = build(posts, out_dir, rules=rules or RuleConfig(), crawled_at=crawled_at, seed=seed, val=val,
                    test=test, split_by_user=split_by_user, **options)
+    notes = [long_records_warning(result.stats.get("posts", {}).get("long_records", []))]
     if len(result.pairs) < FEW_PAIRS:
-        note = (f"only {len(result.pairs)} PDIPs: a small table to train on (below {FEW_PAIRS}, a model's "
-                "held-out accuracy is mostly noise); crawl more accounts or relax the rules")
-        result.stats["warnings"] = [note]
-        print(f"iipa pairs build: warning: {note}", file=sys.stderr)
+        notes.append(f"only {len(result.pairs)} PDIPs: a small table to train on (below {FEW_PAIRS}, a model's "
+                     "held-out accuracy is mostly noise); crawl more accounts or relax the rules")
+    notes = [n for n in notes if n]
+    if notes:
+        result.stats["warnings"] = notes
+        for note in notes:
+            print(f"iipa pairs build: warning: {note}", file=sys.stderr)
         if out_dir is not None:
             write_stats(result.stats, out_dir)
     return result

@@ -30,7 +30,7 @@ import pandas as pd
 from iipa.csvsafe import sql_neutralise
 from iipa.errors import IIPAError
 from iipa.fileio import atomic_path
-from iipa.pairs.csvread import LINE_REASONS, csv_header, load_csv, read_csv_sql
+from iipa.pairs.csvread import LINE_REASONS, csv_header, load_csv, long_csv_records, read_csv_sql
 from iipa.pairs.tags import GIVEN_TAG_RE, HASHTAG_RE, MENTION_RE, WORD_TOKEN_RE
 
 REQUIRED_COLUMNS = ("post_id", "user_id", "taken_at", "crawled_at", "media_type", "likes", "comments", "caption")
@@ -63,10 +63,15 @@ class PostsSummary:
     valid: int = 0
     rejected: dict[str, int] = field(default_factory=dict)
     types: dict[str, str] = field(default_factory=dict)  # input column types (not reported)
+    # CSV records kept although they span many lines (csvread.py): {source_file, line, lines}
+    long_records: list[dict] = field(default_factory=list)
 
     def to_dict(self) -> dict:
-        return {"rows": self.rows, "valid": self.valid, "rejected": dict(self.rejected),
-                "rejected_total": sum(self.rejected.values())}
+        out = {"rows": self.rows, "valid": self.valid, "rejected": dict(self.rejected),
+               "rejected_total": sum(self.rejected.values())}
+        if self.long_records:
+            out["long_records"] = [dict(r) for r in self.long_records]
+        return out
 
 
 def expand_post_files(specs: str | os.PathLike | Sequence[str | os.PathLike]) -> list[Path]:
@@ -333,6 +338,7 @@ def summarise_checked(con, summary: PostsSummary) -> PostsSummary:
             summary.valid += n
         else:
             summary.rejected[reason] = n
+    summary.long_records = long_csv_records(con)
     n_dup = con.execute("SELECT count(*) FROM dup_rows WHERE rn > 1").fetchone()[0]
     if n_dup:
         summary.valid -= n_dup

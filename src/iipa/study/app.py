@@ -4,7 +4,8 @@ Participant API (the participant code is the credential; it only opens that part
 own data): ``POST /api/participants`` (consent + demographics -> code),
 ``POST /api/p/{code}/sessions`` (start or resume after a break), ``GET /api/p/{code}/next``,
 ``POST /api/p/{code}/answers`` (idempotent; only for the pair on screen),
-``GET /api/p/{code}/review`` (403 until done; the answers only once the study is closed).
+``GET /api/p/{code}/review`` (403 until done; the participant's choices, and the score and
+answers only once the study is closed).
 Sign-ups are rate limited per client address (429 with ``Retry-After``).
 Images: ``GET /api/p/{code}/image/{pair_id}/{left|right}``, only of the participant's
 current or answered pairs, from the bytes re-encoded at init (:mod:`iipa.study.stimuli`),

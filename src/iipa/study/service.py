@@ -6,11 +6,12 @@ order (no feedback; attention pairs look like any other trial) -> done (review).
 lasts at most ``study.session_minutes``; then the participant sees a break screen and
 starts a new session when ready, possibly days later with their code.
 
-While the study is open no per-pair truth of a trial or attention pair leaves the server:
-feedback is given on training pairs only, and the review shows a participant's own choices
-and score, not the answers; ``close_study`` opens the full review. An answer is accepted
-only for the pair the server last handed to that participant in the current session, and
-its response time is measured by the server from that moment.
+While the study is open nothing a participant can observe depends on the answer key of a
+trial or attention pair (:func:`review` states the argument): feedback is given on training
+pairs only, and the review shows a participant's own choices, with no score; ``close_study``
+opens the full review, score included. An answer is accepted only for the pair the server
+last handed to that participant in the current session, and its response time is measured
+by the server from that moment.
 """
 
 from __future__ import annotations
@@ -321,12 +322,30 @@ def submit_answer(store: Store, code: str, pair_id: int, side: str, response_ms:
 
 
 def review(store: Store, code: str) -> dict[str, Any]:
-    """The participant's choices and score once they have finished; the answers to each
-    pair (``more_popular``, ``correct``, ``attention_check``) only once the study is closed.
+    """The participant's choices once they have finished; their score (``score_percent``,
+    the share of trial pairs chosen right, in whole percent) and the answers to each pair
+    (``more_popular``, ``correct``, ``attention_check``) only once the study is closed.
 
-    While the study is open a finished code, throw-away or not, learns nothing per pair:
-    stimuli are the same bytes for everyone, so any per-pair truth would be the key for the
-    next code. The score is the share of trial pairs chosen right, in whole percent.
+    Why an open study leaks nothing through the participant API: the stimuli are the same
+    bytes for every code, so anything a code learns about one pair holds for the next code,
+    and a single bit that depends on the key is enough (a score, even rounded, moves when one
+    answer is flipped: codes that differ in one answer each read the key pair by pair). So
+    while the study is open no reply is a function of the key of a non-training pair:
+
+    - an answer's reply is its status, the pair id and what comes next; what comes next is
+      chosen from the pairs already answered and the secret order, never from ``correct``;
+    - :func:`next_item` (progress counts, break, done) counts answers, not right ones;
+    - the review lists the participant's own choices (which they sent) and ``score_percent``
+      is ``None`` whatever they chose;
+    - training pairs carry feedback, but they are disjoint from the trials and attention
+      pairs (``create_study`` draws them apart).
+
+    Every reply is therefore the same function of what the code sent whatever the key
+    is, and a code learns from the server nothing it did not already know (the
+    differential attack is played in ``tests/test_study_attacks.py``). Nothing aggregated
+    is shown to participants either. The admin pages and exports (token holders) and
+    ``iipa study export``/``analyze`` (database holders) do show accuracies while the study
+    runs: whoever holds the token or the database holds the key itself (``high_id``).
     """
     with store.session() as s:
         study = store.study(s)
@@ -344,6 +363,8 @@ def review(store: Store, code: str) -> dict[str, Any]:
                 item |= {"correct": ans.correct, "attention_check": pair.kind == "attention",
                          "more_popular": "left" if pair.high_slot == ans.left_slot else "right"}
             items.append(item)
-        trials = [ans.correct for ans, pair in rows if pair.kind == "trial"]
-    score = round(100 * sum(trials) / len(trials)) if trials else None
+        score = None
+        if closed:
+            trials = [ans.correct for ans, pair in rows if pair.kind == "trial"]
+            score = round(100 * sum(trials) / len(trials)) if trials else None
     return {"code": p.code, "closed": closed, "answers": items, "n": len(items), "score_percent": score}

@@ -95,9 +95,10 @@ async function choose(side) {
 async function showReview() {
   show("done");
   const r = await api("GET", `/api/p/${code}/review`);
-  // While the study is open the review holds the participant's choices and score only;
-  // the answers of each pair come once the study is closed.
-  $("review-summary").textContent = r.score_percent === null ? "" :
+  // While the study is open the review holds the participant's choices only: a score
+  // would give the answer key away (codes differing in one answer each read it pair by
+  // pair). The score and the answers of each pair come once the study is closed.
+  $("review-summary").textContent = r.score_percent === null || r.score_percent === undefined ? "" :
     `You chose the more popular image in ${r.score_percent}% of the pairs.`;
   $("review-note").hidden = r.closed;
   $("review-truth").hidden = !r.closed;
