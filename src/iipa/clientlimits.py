@@ -13,6 +13,7 @@ import math
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 # A body must arrive at this many bytes a second, averaged over each RATE_WINDOW_S spent
@@ -44,23 +45,24 @@ class FailureBackoff:
     remembered (the least recently failed are forgotten first). Thread-safe."""
 
     def __init__(self, *, free: int, first_block_s: float = 10.0, max_block_s: float = 600.0,
-                 max_clients: int = 10_000) -> None:
+                 max_clients: int = 10_000, clock: Callable[[], float] = time.monotonic) -> None:
         if free < 1 or first_block_s <= 0 or max_block_s < first_block_s:
             raise ValueError("free >= 1 and 0 < first_block_s <= max_block_s are required")
         self.free, self.first_block_s, self.max_block_s, self.max_clients = free, first_block_s, max_block_s, max_clients
         self._state: OrderedDict[str, tuple[int, float, float]] = OrderedDict()  # -> failures, blocked until, last
         self._lock = threading.Lock()
+        self.clock = clock
 
     def retry_after(self, client: str) -> int:
         """Whole seconds the client must wait before its credential is checked again (0: now)."""
         with self._lock:
             _, until, _ = self._state.get(client, (0, 0.0, 0.0))
-            left = until - time.monotonic()
+            left = until - self.clock()
             return math.ceil(left) if left > 0 else 0
 
     def failed(self, client: str) -> int:
         """Count one failure; returns the seconds the client is now blocked for (0: not blocked)."""
-        now = time.monotonic()
+        now = self.clock()
         with self._lock:
             count, until, last = self._state.pop(client, (0, 0.0, 0.0))
             if now - last >= self.max_block_s and now >= until:

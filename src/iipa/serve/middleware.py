@@ -60,7 +60,8 @@ class ServiceMiddleware:
                  uploads: UploadLedger) -> None:
         gated = BodyGate(app, budget=budget, uploads=uploads, settings=settings)
         self.app = BodyLimit(gated, max_body_bytes=settings.max_body_bytes, body_timeout_s=settings.body_timeout_s,
-                             min_body_rate=settings.min_body_rate, error_format="error")
+                             min_body_rate=settings.min_body_rate, rate_window_s=settings.body_rate_window_s,
+                             error_format="error")
         self.metrics = metrics
         self.settings = settings
         self.budget = budget

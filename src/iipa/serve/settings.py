@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from iipa.clientlimits import MIN_BODY_RATE
+from iipa.clientlimits import MIN_BODY_RATE, RATE_WINDOW_S
 
 # Formats a browser or phone actually uploads (HEIF: iPhones' HEIC photos, through
 # pillow-heif, a core dependency); TIFF/BMP/GIF are accepted by ``iipa score`` but are rarely
@@ -33,7 +33,8 @@ class ServeSettings:
     clients get 503. Micro-batching gathers images from concurrent requests into one model
     call of at most ``max_batch_size`` images, waiting at most ``max_wait_ms`` for company.
 
-    Bodies: a body must keep arriving at ``min_body_rate`` bytes/s (else 408); one client
+    Bodies: a body must keep arriving at ``min_body_rate`` bytes/s, on average over each
+    ``body_rate_window_s`` seconds spent waiting for it (else 408); one client
     address may have ``max_uploads_per_address`` multipart bodies arriving at once (else
     429); every multipart body byte in flight counts against ``upload_disk_bytes``, the
     room its spooled parts may take in the temporary folder (else 503).
@@ -59,6 +60,7 @@ class ServeSettings:
     max_batch_size: int = 16
     max_wait_ms: float = 10.0
     min_body_rate: float = MIN_BODY_RATE
+    body_rate_window_s: float = RATE_WINDOW_S
     max_uploads_per_address: int = 16
     upload_disk_bytes: int = 2 * 2**30
     api_key: str | None = field(default=None, repr=False)
@@ -75,8 +77,8 @@ class ServeSettings:
                              "allowed JPEG could never be decoded")
         if self.min_body_rate < 0:
             raise ValueError(f"min_body_rate must be >= 0 (0: off), got {self.min_body_rate}")
-        if min(self.body_timeout_s, self.header_timeout_s) <= 0:
-            raise ValueError("body_timeout_s and header_timeout_s must be > 0")
+        if min(self.body_timeout_s, self.header_timeout_s, self.body_rate_window_s) <= 0:
+            raise ValueError("body_timeout_s, header_timeout_s and body_rate_window_s must be > 0")
         if self.max_aspect_ratio < 1:
             raise ValueError(f"max_aspect_ratio must be at least 1, got {self.max_aspect_ratio}")
         if self.request_timeout_s <= 0 or self.max_wait_ms < 0 or self.max_queue < 0:
