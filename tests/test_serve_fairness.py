@@ -34,7 +34,8 @@ def _jpeg() -> bytes:
 
 
 def _middleware(app, settings: ServeSettings, budget: MemoryBudget | None = None):
-    uploads = UploadLedger(max_per_address=settings.max_uploads_per_address, disk_bytes=settings.upload_disk_bytes)
+    uploads = UploadLedger(max_per_address=settings.max_uploads_per_address, disk_bytes=settings.upload_disk_bytes,
+                           refusal_delay_s=0.01)
     return ServiceMiddleware(app, metrics=Metrics(), settings=settings, budget=budget or MemoryBudget(2**30),
                              uploads=uploads), uploads
 

@@ -5,7 +5,9 @@
   trickling a body holds a few KiB, not the ~2 MiB its parser could need at most. The hold
   ends with the body (the request's decodes must not wait behind it).
 - *Uploads per address*: one client address may have ``max_uploads_per_address`` bodies
-  arriving at once; one more gets 429 before its body is read.
+  arriving at once; one more gets 429 before its body is read, after ``REFUSAL_DELAY_S``: a
+  client that reconnects at once when refused would otherwise make the server answer
+  hundreds of refusals a second (the refused connection holds no memory while it waits).
 - *Spool disk*: parts past the spooling threshold go to temporary files. Every byte of a
   multipart body in flight counts against ``upload_disk_bytes`` until its request ends
   (a body past it gets 503), and a temporary folder that is really full is answered 507
@@ -33,6 +35,7 @@ SPOOL_MAX_BYTES = 64 * 1024
 PARSE_OVERHEAD_BYTES = 256 * 1024
 # Parse memory is held in steps of this size (fewer waits on the budget's lock).
 RESERVE_STEP_BYTES = 16 * 1024
+REFUSAL_DELAY_S = 2.0
 
 
 class UploadStorageFull(HTTPException):
@@ -70,8 +73,8 @@ class UploadLedger:
     """One service's multipart bodies: how many are arriving per client address, and how
     many of their bytes may sit in the temporary folder."""
 
-    def __init__(self, *, max_per_address: int, disk_bytes: int) -> None:
-        self.max_per_address, self.disk_bytes = max_per_address, disk_bytes
+    def __init__(self, *, max_per_address: int, disk_bytes: int, refusal_delay_s: float = REFUSAL_DELAY_S) -> None:
+        self.max_per_address, self.disk_bytes, self.refusal_delay_s = max_per_address, disk_bytes, refusal_delay_s
         self.arriving: dict[str, int] = {}
         self.spooled = self.spool_peak = 0
         self.refused_busy = self.refused_disk = 0
@@ -117,6 +120,7 @@ class BodyGate:
             return
         client = client_address(scope)
         if not self.uploads.enter(client):
+            await asyncio.sleep(self.uploads.refusal_delay_s)
             await send_json(send, 429, {"error": "too many uploads",
                                         "detail": f"{self.uploads.max_per_address} uploads from this address are "
                                                   "still arriving; send the next when one has finished"},
