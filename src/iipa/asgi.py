@@ -116,9 +116,10 @@ class BodyLimit:
             if message is not None and message["type"] == "http.request":
                 window_bytes += len(message.get("body", b""))
             if rate_limited and waited >= window:
-                if message is None or message["type"] != "http.request" or message.get("more_body", False):
-                    if window_bytes < self.min_body_rate * window:
-                        raise BodyBelowRate(int(window_bytes), window, self.min_body_rate)
+                # Judged while the body is still owed: not on its last chunk, nor on a disconnect.
+                owed = message is None or (message["type"] == "http.request" and message.get("more_body", False))
+                if owed and window_bytes < self.min_body_rate * window:
+                    raise BodyBelowRate(int(window_bytes), window, self.min_body_rate)
                 waited = window_bytes = 0.0
             if message is None:  # the window ended without a message but the rate held
                 return await limited_receive()
