@@ -1,7 +1,8 @@
 """Scenarios of ``slow_clients.py --scenario``: uploads starving each other, the
-pending-connection cap, forged X-Forwarded-For. Attackers connect from 127.0.0.2 and a
-victim from 127.0.0.3 (Linux routes all of 127/8 to loopback), legitimate clients from
-127.0.0.1, so per-address limits see them as the different clients they would be.
+pending-connection cap, forged X-Forwarded-For. Attackers connect from 127.0.0.2 (the
+forger of ``spoof`` from 127.0.0.1, the address uvicorn's defaults trusted) and a victim
+from 127.0.0.3 (Linux routes all of 127/8 to loopback), legitimate clients from 127.0.0.1,
+so per-address limits see them as the different clients they would be.
 
 - ``uploads``: 250 slow multipart uploads (one byte every 2 s) and 40 slow heads, all
   reconnecting when dropped, for ``--seconds``; meanwhile a 5 KB JPEG and a 3 MB PNG are
@@ -30,6 +31,8 @@ import numpy as np
 from PIL import Image
 
 ATTACKER, VICTIM = "127.0.0.2", "127.0.0.3"
+# The forger sends from 127.0.0.1: the address uvicorn's own defaults trust X-Forwarded-For from.
+FORGER = "127.0.0.1"
 
 
 def image(fmt: str, side: int, seed: int = 0) -> bytes:
@@ -211,7 +214,7 @@ async def _codes(n: int, make) -> Counter:
 
 
 async def spoof_serve(url: str, key: str) -> None:
-    transport = httpx.AsyncHTTPTransport(local_address=ATTACKER)
+    transport = httpx.AsyncHTTPTransport(local_address=FORGER)
     async with httpx.AsyncClient(transport=transport, timeout=10) as attacker:
         def guess(i: int):
             name = VICTIM if i % 2 else f"10.{i % 250}.{i // 250 % 250}.{random.randrange(250)}"
@@ -228,7 +231,7 @@ async def spoof_serve(url: str, key: str) -> None:
 
 async def spoof_study(url: str) -> None:
     demo = {"consent": True, "gender": "male", "age_band": "30-39", "instagram": False, "social_over_3h": True}
-    transport = httpx.AsyncHTTPTransport(local_address=ATTACKER)
+    transport = httpx.AsyncHTTPTransport(local_address=FORGER)
     async with httpx.AsyncClient(transport=transport, timeout=10) as attacker:
         signups = await _codes(40, lambda i: attacker.post(url + "/api/participants", json=demo,
                                                            headers={"X-Forwarded-For": f"10.1.{i}.{i}"}))
