@@ -36,13 +36,14 @@ def client_address(scope: dict[str, Any]) -> str:
 class FailureBackoff:
     """Wrong credentials (API keys, admin tokens) counted per client address, with backoff:
     the ``free``-th failure blocks the address for ``first_block_s``, and every further one
-    for twice as long as the one before, up to ``max_block_s``. While an
-    address is blocked, its requests needing the credential get 429 without the credential
-    being checked (checking it would tell a guesser when it had found the key). An address
-    with no failure for ``max_block_s`` starts over. Failures count against the address they
-    came from, never against a key, so failures sent in someone else's name (a forged
-    X-Forwarded-For) cannot lock that someone out. At most ``max_clients`` addresses are
-    remembered (the least recently failed are forgotten first). Thread-safe."""
+    for twice as long as the one before, up to ``max_block_s``. While an address is blocked,
+    its requests needing the credential get 429 without the credential being checked
+    (checking it would tell a guesser when it had found the key). An address with no failure
+    for ``max_block_s`` starts over. Failures count against the address they came from,
+    never against a key, so failures sent in someone else's name (a forged X-Forwarded-For)
+    cannot lock that someone out; clients that really share an address share its count.
+    At most ``max_clients`` addresses are remembered (the least recently failed are
+    forgotten first). Thread-safe."""
 
     def __init__(self, *, free: int, first_block_s: float = 10.0, max_block_s: float = 600.0,
                  max_clients: int = 10_000, clock: Callable[[], float] = time.monotonic) -> None:

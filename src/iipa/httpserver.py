@@ -11,9 +11,8 @@ one header line and reconnect when dropped made every request, ``/healthz`` incl
   ``min_body_rate``; never a body arriving at a normal rate. Connections pending for less
   than ``EVICT_MIN_AGE_S`` are spared, so a burst of newcomers may overshoot the cap up to
   twice; beyond that, with nothing to evict, the newcomer itself is closed. A head must be
-  complete within
-  ``header_timeout_s`` of the phase starting; a body within ``body_timeout_s`` (the app's
-  own 408 comes first, this is the backstop).
+  complete within ``header_timeout_s`` of the phase starting; a body within
+  ``body_timeout_s`` (the app's own 408 comes first, this is the backstop).
 - *admitted*: the whole request has arrived and the app is working on it. At most
   ``max_requests`` at once (503 beyond): this is the limit ``limit_concurrency`` was meant to
   be, and pending connections do not count toward it.
