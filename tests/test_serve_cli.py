@@ -31,8 +31,8 @@ def test_flags_become_settings(monkeypatch):
     assert s.max_upload_bytes == 2 * 2**20 and s.allowed_formats == ("JPEG", "PNG", "MPO")
     assert s.batching is False and s.max_batch_size == 8 and s.api_key == "k3y"
     s = serve_command.settings_from_args(parse("--min-body-rate", "500", "--max-uploads-per-address", "4",
-                                               "--upload-disk-mb", "10"))
-    assert s.min_body_rate == 500 and s.max_uploads_per_address == 4 and s.upload_disk_bytes == 10 * 2**20
+                                               "--upload-disk-mb", "100"))
+    assert s.min_body_rate == 500 and s.max_uploads_per_address == 4 and s.upload_disk_bytes == 100 * 2**20
 
 
 def test_proxy_headers_are_off_unless_proxies_are_named(run_cli, tiny_checkpoint, monkeypatch):

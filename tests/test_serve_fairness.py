@@ -151,16 +151,51 @@ def test_uploads_arriving_from_one_address_are_capped_with_429():
     assert sorted(s[1] for s in statuses) == [200, 200, 200, 429]
 
 
-def test_spooled_bytes_count_against_the_disk_budget_and_a_full_temp_folder_is_507(tiny_checkpoint, monkeypatch):
-    big = encode(np.random.default_rng(0).integers(0, 255, (400, 400, 3), np.uint8), "PNG")  # ~480 KB
-    app = create_app(tiny_checkpoint, ServeSettings(upload_disk_bytes=200_000))
-    with TestClient(app) as c:
-        r = c.post("/v1/score", files=[("files", ("big.png", big, "image/png"))])
-        assert r.status_code == 503 and r.json()["error"] == "upload storage full", r.text
-        assert "upload storage" in r.json()["detail"] and r.headers["retry-after"]
-        assert c.post("/v1/score", files=[("files", ("a.jpg", _jpeg(), "image/jpeg"))]).status_code == 200
-        assert app.state.service.uploads.spooled == 0  # every request gave its bytes back
+def test_bodies_in_flight_count_against_the_disk_budget():
+    async def main():
+        gate = asyncio.Event()
 
+        async def app(scope, receive, send):
+            while (await receive()).get("more_body"):
+                pass
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+
+        settings = ServeSettings(max_request_bytes=1000, upload_disk_bytes=1500)
+        mw, uploads = _middleware(app, settings)
+        sent: dict = {"a": [], "b": []}
+
+        async def call(name, client, wait):
+            chunks = [b"x" * 800, b""]
+
+            async def receive():
+                if len(chunks) == 1 and wait:
+                    await gate.wait()
+                return {"type": "http.request", "body": chunks.pop(0), "more_body": len(chunks) == 1}
+
+            async def send(message):
+                sent[name].append(message)
+
+            await mw(_scope(client, MULTIPART), receive, send)
+
+        first = asyncio.create_task(call("a", "10.0.0.1", True))  # 800 bytes in, the rest owed
+        await asyncio.sleep(0.05)
+        assert uploads.spooled == 800
+        await call("b", "10.0.0.2", False)  # 800 more would pass 1500: refused, nothing kept
+        assert uploads.spooled == 800
+        gate.set()
+        await first
+        assert uploads.spooled == 0
+        return sent
+
+    sent = asyncio.run(main())
+    assert sent["a"][0]["status"] == 200
+    assert sent["b"][0]["status"] == 503 and b"upload storage" in sent["b"][1]["body"], sent["b"]
+    with pytest.raises(ValueError, match="upload_disk_bytes"):
+        ServeSettings(upload_disk_bytes=10 * 2**20)  # below the largest request body (64 MiB)
+
+
+def test_a_full_temp_folder_is_507_not_400(tiny_checkpoint, monkeypatch):
     from starlette.datastructures import UploadFile
 
     async def full_disk(self, data):
@@ -170,6 +205,7 @@ def test_spooled_bytes_count_against_the_disk_budget_and_a_full_temp_folder_is_5
     with TestClient(create_app(tiny_checkpoint, ServeSettings())) as c:
         r = c.post("/v1/score", files=[("files", ("a.jpg", _jpeg(), "image/jpeg"))])
         assert r.status_code == 507 and "temporary folder is full" in r.json()["detail"], r.text
+        assert r.json()["error"] == "insufficient storage" and r.headers["retry-after"]
 
 
 def test_failure_backoff_doubles_per_address_and_forgets():
@@ -218,7 +254,7 @@ def test_study_admin_guesses_in_a_victims_name_do_not_lock_the_victim_out(tmp_pa
     from iipa.study.app import create_app as study_app
     from study_util import make_study
 
-    app = study_app(Store(make_study(tmp_path, n=4, training=1, attention=1)), admin_token=KEY)
+    app = study_app(Store(make_study(tmp_path, n=2, training=1, attention=1, n_test=6)), admin_token=KEY)
     with TestClient(app, client=("10.0.0.66", 5000)) as attacker, TestClient(app, client=("10.0.0.9", 5000)) as admin:
         for i in range(ADMIN_GUESS_BURST + 20):
             attacker.get("/admin", headers={"X-Forwarded-For": "10.0.0.9", "X-Admin-Token": f"guess-{i}"})

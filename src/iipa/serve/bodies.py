@@ -157,8 +157,20 @@ class BodyGate:
                 body_arrived()
             return message
 
+        started = False
+
+        async def tracking_send(message: dict[str, Any]) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
         try:
-            await self.app(scope, gated_receive, send)
+            await self.app(scope, gated_receive, tracking_send)
+        except (UploadStorageFull, NoParseMemory) as exc:  # an app that did not answer them itself
+            if started:
+                raise
+            await send_json(send, exc.status_code, {"error": exc.error, "detail": exc.detail},
+                            headers=[(b"retry-after", b"5")])
         finally:
             body_arrived()
             self.uploads.unspool(spooled)

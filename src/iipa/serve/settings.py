@@ -75,6 +75,9 @@ class ServeSettings:
             raise ValueError(f"decode_budget_bytes ({self.decode_budget_bytes}) must be at least max_pixels x "
                              f"{MIN_BYTES_PER_PIXEL} ({self.max_pixels * MIN_BYTES_PER_PIXEL}), or the largest "
                              "allowed JPEG could never be decoded")
+        if self.upload_disk_bytes < self.max_body_bytes:
+            raise ValueError(f"upload_disk_bytes ({self.upload_disk_bytes}) must be at least the largest request body "
+                             f"({self.max_body_bytes} bytes), or such a request could never be stored")
         if self.min_body_rate < 0:
             raise ValueError(f"min_body_rate must be >= 0 (0: off), got {self.min_body_rate}")
         if min(self.body_timeout_s, self.header_timeout_s, self.body_rate_window_s) <= 0:
