@@ -1,14 +1,22 @@
-"""Slow clients against a live server on 127.0.0.1 (issue 23, item 3): N hostile clients
-hold connections open by trickling a request head (half of them) or a request body (the
-other half) one byte every few seconds, reconnecting as soon as they are dropped, while a
-probe asks for the liveness page every half second on a fresh connection. Prints how many
-probes got 200, their latency, and how the attackers fared.
+"""Slow and hostile clients against a live server on 127.0.0.1.
+
+``--scenario probes`` (default): N hostile clients hold connections open by trickling a
+request head (half of them) or a request body (the other half) one byte every few seconds,
+reconnecting as soon as they are dropped, while a probe asks for the liveness page every
+half second on a fresh connection. Prints how many probes got 200, their latency, and how
+the attackers fared. ``serve`` starts ``iipa serve`` (the package's default model) and
+probes ``/healthz``; ``study`` starts ``iipa study serve`` on a small generated study and
+probes ``/``.
 
     python benchmarks/slow_clients.py --server serve --clients 200 --seconds 30
     python benchmarks/slow_clients.py --server study --clients 200 --seconds 30
 
-``serve`` starts ``iipa serve`` (the package's default model) and probes ``/healthz``;
-``study`` starts ``iipa study serve`` on a small generated study and probes ``/``.
+The other scenarios are in :mod:`slow_uploads` (uploads starving each other, the
+pending-connection cap, forged X-Forwarded-For) and run from here:
+
+    python benchmarks/slow_clients.py --scenario uploads --seconds 60
+    python benchmarks/slow_clients.py --scenario reconnect
+    python benchmarks/slow_clients.py --scenario spoof
 """
 
 from __future__ import annotations
@@ -35,22 +43,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start(server: str, folder: Path) -> tuple[subprocess.Popen, str, str, bytes]:
+def start(server: str, folder: Path, extra: tuple[str, ...] = (), env: dict | None = None
+          ) -> tuple[subprocess.Popen, str, str, bytes]:
     """The server process, its URL, the probed path and the attackers' body request head."""
     port = free_port()
     if server == "serve":
-        cmd = [sys.executable, "-m", "iipa", "serve", "--port", str(port), "--log-level", "warning"]
+        cmd = [sys.executable, "-m", "iipa", "serve", "--port", str(port), "--log-level", "warning", *extra]
         probe = "/healthz"
         body_head = (b"POST /v1/score HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
                      b"Content-Length: 1000000\r\n\r\n--b\r\n")
     else:
         db = make_study(folder, 20)
         cmd = [sys.executable, "-m", "iipa", "study", "serve", "--db", db, "--port", str(port),
-               "--admin-token", "bench-token"]
+               "--admin-token", "bench-token", *extra]
         probe = "/"
         body_head = (b"POST /api/participants HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                      b"Content-Length: 60000\r\n\r\n{")
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -132,13 +141,20 @@ async def attack(url: str, probe: str, body_head: bytes, clients: int, seconds: 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--scenario", choices=["probes", "uploads", "reconnect", "spoof"], default="probes")
     p.add_argument("--server", choices=["serve", "study"], default="serve")
+    p.add_argument("--attacker-addresses", type=int, default=1,
+                   help="--scenario uploads: loopback addresses the attackers spread over (default 1)")
     p.add_argument("--clients", type=int, default=200)
     p.add_argument("--seconds", type=float, default=30.0)
     p.add_argument("--every", type=float, default=2.0, help="seconds between an attacker's bytes (default 2)")
     args = p.parse_args(argv)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # room for the attackers' sockets
+    if args.scenario != "probes":
+        import slow_uploads
+
+        return slow_uploads.run(args.scenario, args.seconds, start, args.attacker_addresses)
     with tempfile.TemporaryDirectory() as tmp:
         proc, url, probe, body_head = start(args.server, Path(tmp))
         try:

@@ -17,8 +17,11 @@ def test_help_lists_the_limits(run_cli):
     code, out, _ = run_cli("serve", "--help")
     assert code == 0
     for flag in ("--max-upload-mb", "--max-pixels", "--formats", "--timeout", "--max-concurrency",
-                 "--no-batching", "--max-batch-size", "--max-wait-ms", "--api-key-env", "--graceful-timeout"):
+                 "--no-batching", "--max-batch-size", "--max-wait-ms", "--api-key-env", "--graceful-timeout",
+                 "--forwarded-allow-ips", "--min-body-rate", "--max-uploads-per-address", "--upload-disk-mb"):
         assert flag in out
+    code, out, _ = run_cli("study", "serve", "--help")
+    assert code == 0 and "--forwarded-allow-ips" in out
 
 
 def test_flags_become_settings(monkeypatch):
@@ -27,6 +30,21 @@ def test_flags_become_settings(monkeypatch):
                                                "--max-batch-size", "8", "--api-key-env", "MY_KEY"))
     assert s.max_upload_bytes == 2 * 2**20 and s.allowed_formats == ("JPEG", "PNG", "MPO")
     assert s.batching is False and s.max_batch_size == 8 and s.api_key == "k3y"
+    s = serve_command.settings_from_args(parse("--min-body-rate", "500", "--max-uploads-per-address", "4",
+                                               "--upload-disk-mb", "100"))
+    assert s.min_body_rate == 500 and s.max_uploads_per_address == 4 and s.upload_disk_bytes == 100 * 2**20
+
+
+def test_proxy_headers_are_off_unless_proxies_are_named(run_cli, tiny_checkpoint, monkeypatch):
+    import iipa.httpserver
+
+    configs = []
+    monkeypatch.setattr(iipa.httpserver, "run_server", lambda config, sock: configs.append(config))
+    for extra in ((), ("--forwarded-allow-ips", "10.0.0.1,10.0.0.2")):
+        code, _, err = run_cli("serve", "--model", tiny_checkpoint, "--port", "0", *extra)
+        assert code == 0, err
+    assert configs[0].proxy_headers is False
+    assert configs[1].proxy_headers is True and configs[1].forwarded_allow_ips == "10.0.0.1,10.0.0.2"
 
 
 def test_bad_limits_and_missing_key_are_usage_errors(run_cli, tiny_checkpoint, monkeypatch):

@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 
 from iipa.httpserver import server_config
 from iipa.serve import ServeSettings, create_app
+from iipa.serve.bodies import UploadLedger
 from iipa.serve.memory import MemoryBudget, release_memory
 from iipa.serve.metrics import Metrics
 from iipa.serve.middleware import ServiceMiddleware
@@ -70,7 +71,9 @@ def _middleware(settings):
         reached["app"] = True
         await receive()
 
-    return ServiceMiddleware(app, metrics=Metrics(), settings=settings, budget=MemoryBudget(2**30)), reached
+    uploads = UploadLedger(max_per_address=settings.max_uploads_per_address, disk_bytes=settings.upload_disk_bytes)
+    return ServiceMiddleware(app, metrics=Metrics(), settings=settings, budget=MemoryBudget(2**30),
+                             uploads=uploads), reached
 
 
 def _call(mw, headers, path="/v1/score"):
@@ -238,7 +241,7 @@ def test_a_body_of_many_small_parts_stops_at_max_files_inside_the_parse_budget(t
         r = c.post("/v1/score", files=parts)
         assert r.status_code == 413 and r.json()["error"] == "too many files", r.text
         # The parse held its reservation (at most max_files spooled parts plus overhead) and gave it back.
-        from iipa.serve.middleware import PARSE_OVERHEAD_BYTES, SPOOL_MAX_BYTES
+        from iipa.serve.bodies import PARSE_OVERHEAD_BYTES, SPOOL_MAX_BYTES
 
         assert budget.peak == 4 * SPOOL_MAX_BYTES + PARSE_OVERHEAD_BYTES
         assert budget.in_use == 0 and budget.parsing == 0

@@ -5,13 +5,14 @@ one header line and reconnect when dropped made every request, ``/healthz`` incl
 503 (issue 23). Here connections are tracked by phase instead:
 
 - *pending*: still sending a request head (or idle between keep-alive requests), or still
-  sending a body. At most ``max_pending`` of them; one more connection closes the oldest
-  pending one (if that one has been pending for at least ``EVICT_MIN_AGE_S``: a burst of
-  newcomers may overshoot the cap up to twice, beyond which the oldest goes regardless). A real
-  client sends its head within milliseconds, so it is never the oldest; a slow one loses
-  its place to every newcomer. A head must be complete within
-  ``header_timeout_s`` of the phase starting; a body within ``body_timeout_s`` (the app's
-  own 408 comes first, this is the backstop).
+  sending a body. At most ``max_pending`` of them; one more connection closes a pending one
+  (:meth:`ConnectionLedger.victim`): the oldest of those in their head phase (idle or slow:
+  a real client sends its head within milliseconds), else the slowest body arriving below
+  ``min_body_rate``; never a body arriving at a normal rate. Connections pending for less
+  than ``EVICT_MIN_AGE_S`` are spared, so a burst of newcomers may overshoot the cap up to
+  twice; beyond that, with nothing to evict, the newcomer itself is closed. A head must be
+  complete within ``header_timeout_s`` of the phase starting; a body within
+  ``body_timeout_s`` (the app's own 408 comes first, this is the backstop).
 - *admitted*: the whole request has arrived and the app is working on it. At most
   ``max_requests`` at once (503 beyond): this is the limit ``limit_concurrency`` was meant to
   be, and pending connections do not count toward it.
@@ -19,6 +20,11 @@ one header line and reconnect when dropped made every request, ``/healthz`` incl
 A response that starts before the request body was fully received (a 408, 413, 401...)
 carries ``Connection: close``, so a client trickling the rest of a body cannot keep its
 connection. Request heads over 16 KiB are refused with 431.
+
+Proxy headers (``X-Forwarded-For``/``-Proto``) are ignored unless the operator names the
+proxies that may set them (``forwarded_allow_ips``, ``--forwarded-allow-ips``): uvicorn's own
+default trusts them from loopback, which let any local client choose the address every
+per-address limit counts against.
 """
 
 from __future__ import annotations
@@ -36,11 +42,14 @@ import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from iipa.asgi import send_json
+from iipa.clientlimits import MIN_BODY_RATE
 from iipa.errors import IIPAError
 
 MAX_HEAD_BYTES = 16 * 1024
 # A pending connection younger than this is never evicted (see ConnectionLedger.enter).
 EVICT_MIN_AGE_S = 0.25
+# A body's rate is judged only after it has been arriving this long (evictions).
+BODY_RATE_GRACE_S = 2.0
 # Past the app's own body deadline (its 408), a pending body is cut without an answer.
 BODY_BACKSTOP_S = 5.0
 
@@ -53,6 +62,7 @@ class ConnectionLedger:
     max_requests: int = 256
     header_timeout_s: float = 10.0
     body_timeout_s: float = 60.0
+    min_body_rate: float = MIN_BODY_RATE
     pending: OrderedDict = field(default_factory=OrderedDict, repr=False)  # protocol -> phase, oldest first
     working: set = field(default_factory=set, repr=False)  # protocols whose app call is running
     evicted: int = 0
@@ -65,18 +75,39 @@ class ConnectionLedger:
         if phase is None:
             return
         now = time.monotonic()
+        proto._phase_since, proto._body_bytes = now, 0
         while len(self.pending) >= self.max_pending:
-            oldest = next(iter(self.pending))
             # A burst of connections accepted in one loop turn must not evict each other
             # before any of them could send its head: below twice the cap, only connections
             # older than EVICT_MIN_AGE_S go.
-            if now - oldest._phase_since < EVICT_MIN_AGE_S and len(self.pending) < 2 * self.max_pending:
-                break
-            del self.pending[oldest]
+            victim = self.victim(now, spare_young=len(self.pending) < 2 * self.max_pending)
+            if victim is None:
+                if len(self.pending) < 2 * self.max_pending:
+                    break
+                victim = proto  # nothing may go for it: the newcomer goes
+            self.pending.pop(victim, None)
             self.evicted += 1
-            oldest.drop()
-        proto._phase_since = now
+            victim.drop()
+            if victim is proto:
+                return
         self.pending[proto] = phase
+
+    def victim(self, now: float, *, spare_young: bool = True) -> GuardedH11Protocol | None:
+        """The pending connection to close for a newcomer: the oldest in its head phase, else
+        the slowest body below ``min_body_rate`` (not one whose reading the server paused),
+        else None. With ``spare_young``, none pending for less than ``EVICT_MIN_AGE_S``."""
+        slowest, slowest_rate = None, self.min_body_rate
+        for proto, phase in self.pending.items():
+            age = now - proto._phase_since
+            if spare_young and age < EVICT_MIN_AGE_S:
+                continue
+            if phase == "head":
+                return proto
+            if age >= BODY_RATE_GRACE_S and not proto.reading_paused():
+                rate = proto._body_bytes / age
+                if rate < slowest_rate:
+                    slowest, slowest_rate = proto, rate
+        return slowest
 
     @property
     def admitted(self) -> int:
@@ -96,6 +127,7 @@ class GuardedH11Protocol(H11Protocol):
         self.app = self._guarded_app
         self._phase: str | None = None
         self._phase_since = 0.0
+        self._body_bytes = 0  # received in the current body phase
         self._timer: asyncio.TimerHandle | None = None
 
     # -- phases ---------------------------------------------------------------------------
@@ -121,6 +153,12 @@ class GuardedH11Protocol(H11Protocol):
                      else self.ledger.body_timeout_s + BODY_BACKSTOP_S)
             self._timer = self.loop.call_later(limit, self._expired, phase)
 
+    def reading_paused(self) -> bool:
+        """Whether the server stopped reading this connection (the app is not reading the
+        body yet): its slowness is then the server's, not the client's."""
+        flow = getattr(self, "flow", None)
+        return bool(flow is not None and flow.read_paused)
+
     def _expired(self, phase: str) -> None:
         self._timer = None
         if self._phase == phase:
@@ -139,6 +177,8 @@ class GuardedH11Protocol(H11Protocol):
         self._update_phase()
 
     def data_received(self, data: bytes) -> None:
+        if self._phase == "body":
+            self._body_bytes += len(data)
         super().data_received(data)
         self._update_phase()
 
@@ -190,16 +230,23 @@ def head_bytes(scope: dict[str, Any]) -> int:
 
 
 def server_config(app: Any, *, host: str, port: int, header_timeout_s: float = 10.0, body_timeout_s: float = 60.0,
-                  max_pending: int = 512, max_requests: int = 256, **kwargs: Any) -> Any:
-    """A uvicorn Config with the connection limits above; ``config.ledger`` is its ledger."""
+                  max_pending: int = 512, max_requests: int = 256, min_body_rate: float = MIN_BODY_RATE,
+                  forwarded_allow_ips: str | None = None, **kwargs: Any) -> Any:
+    """A uvicorn Config with the connection limits above; ``config.ledger`` is its ledger.
+
+    ``forwarded_allow_ips``: comma-separated addresses or networks of the proxies whose
+    ``X-Forwarded-For`` names the client (``*``: any); None (the default) ignores the header."""
     import uvicorn
 
     ledger = ConnectionLedger(max_pending=min(max_pending, _fd_room()), max_requests=max_requests,
-                              header_timeout_s=header_timeout_s, body_timeout_s=body_timeout_s)
+                              header_timeout_s=header_timeout_s, body_timeout_s=body_timeout_s,
+                              min_body_rate=min_body_rate)
     protocol = type("IipaH11Protocol", (GuardedH11Protocol,), {"ledger": ledger})
+    proxies = {"proxy_headers": False} if not forwarded_allow_ips else {
+        "proxy_headers": True, "forwarded_allow_ips": forwarded_allow_ips}
     # timeout_keep_alive: idle connections go after 5 s; h11's limit: 16 KiB of incomplete head.
     config = uvicorn.Config(app, host=host, port=port, http=protocol, timeout_keep_alive=5,
-                            h11_max_incomplete_event_size=MAX_HEAD_BYTES, **kwargs)
+                            h11_max_incomplete_event_size=MAX_HEAD_BYTES, **proxies, **kwargs)
     config.ledger = ledger  # type: ignore[attr-defined]
     return config
 

@@ -34,6 +34,7 @@ HELP = "HTTP scoring service with a web page (POST /v1/score, /v1/compare, /v1/e
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from iipa.clientlimits import FORWARDED_ALLOW_IPS_HELP
     from iipa.serve.settings import DEFAULT_FORMATS, ServeSettings
 
     d = ServeSettings()
@@ -46,6 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     g.add_argument("--api-key-env", metavar="VAR",
                    help="require header X-API-Key equal to this environment variable's value")
+    g.add_argument("--forwarded-allow-ips", metavar="IPS", default=None, help=FORWARDED_ALLOW_IPS_HELP)
     lim = parser.add_argument_group("limits")
     lim.add_argument("--max-upload-mb", type=positive_float, default=d.max_upload_bytes / 2**20,
                      help=f"largest image file in MiB (default: {d.max_upload_bytes / 2**20:g})")
@@ -63,6 +65,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help=f"requests processed at once (default: {d.max_concurrency})")
     lim.add_argument("--max-queue", type=nonnegative_int, default=d.max_queue,
                      help=f"requests allowed to wait beyond that before 503 (default: {d.max_queue})")
+    lim.add_argument("--min-body-rate", type=float, default=d.min_body_rate,
+                     help=f"bytes a second a request body must keep arriving at, over each 10 s spent waiting "
+                          f"for it, else 408 (default: {d.min_body_rate:g}; 0: off)")
+    lim.add_argument("--max-uploads-per-address", type=positive_int, default=d.max_uploads_per_address,
+                     help="uploads one client address may be sending at once, else 429 "
+                          f"(default: {d.max_uploads_per_address})")
+    lim.add_argument("--upload-disk-mb", type=positive_float, default=d.upload_disk_bytes / 2**20,
+                     help="MiB of upload bodies in flight, spooled to the temporary folder, else 503 "
+                          f"(default: {d.upload_disk_bytes / 2**20:g})")
     b = parser.add_argument_group("micro-batching")
     b.add_argument("--batching", action=argparse.BooleanOptionalAction, default=d.batching,
                    help="gather images from concurrent requests into one model call (default: on)")
@@ -86,7 +97,8 @@ def settings_from_args(args: argparse.Namespace):
             allowed_formats=tuple(f.strip() for f in args.formats.split(",") if f.strip()),
             request_timeout_s=args.timeout, max_concurrency=args.max_concurrency, max_queue=args.max_queue,
             batching=args.batching, max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms,
-            api_key=api_key,
+            min_body_rate=args.min_body_rate, max_uploads_per_address=args.max_uploads_per_address,
+            upload_disk_bytes=int(args.upload_disk_mb * 2**20), api_key=api_key,
         )
     except ValueError as exc:
         raise IIPAError(f"iipa serve: {exc}") from None
@@ -104,7 +116,8 @@ def run(args: argparse.Namespace) -> int:
                          runtime=args.runtime, crops=args.crops)
         grace = args.graceful_timeout if args.graceful_timeout is not None else settings.request_timeout_s + 5
         config = server_config(app, host=args.host, port=args.port, header_timeout_s=settings.header_timeout_s,
-                               body_timeout_s=settings.body_timeout_s, log_level=args.log_level,
+                               body_timeout_s=settings.body_timeout_s, min_body_rate=settings.min_body_rate,
+                               forwarded_allow_ips=args.forwarded_allow_ips, log_level=args.log_level,
                                timeout_graceful_shutdown=grace,
                                # admitted requests beyond this get 503 (connections still sending
                                # their head or body do not count: httpserver.py)

@@ -34,6 +34,8 @@ TOKEN_ENV = "IIPA_STUDY_ADMIN_TOKEN"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from iipa.clientlimits import FORWARDED_ALLOW_IPS_HELP
+
     sub = parser.add_subparsers(dest="study_command", metavar="ACTION", required=True)
     init = sub.add_parser("init", help="sample pairs from the test split into a new study database")
     init.add_argument("--pairs", required=True, help="pairs table (parquet/csv); the test split is used")
@@ -57,6 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     serve.add_argument("--port", type=port_number, default=8000, help="port (default: 8000)")
     serve.add_argument("--admin-token", default=None,
                        help=f"token for /admin and exports (default: ${TOKEN_ENV}, else a random one printed at start)")
+    serve.add_argument("--forwarded-allow-ips", metavar="IPS", default=None, help=FORWARDED_ALLOW_IPS_HELP)
     serve.add_argument("--signups-per-hour", type=positive_float, default=60.0,
                        help="new participants per client address and hour, a sixth of them at once "
                             "(default: 60; raise it for a lab behind one address)")
@@ -120,7 +123,8 @@ def _serve(args: argparse.Namespace) -> int:
     if generated:
         print(f"admin token: {token}  (pages: http://{args.host}:{args.port}/admin?token=...)", file=sys.stderr)
     try:
-        run_server(server_config(app, host=args.host, port=args.port, body_timeout_s=30.0, log_level="warning"), sock)
+        run_server(server_config(app, host=args.host, port=args.port, body_timeout_s=30.0, log_level="warning",
+                                 forwarded_allow_ips=args.forwarded_allow_ips), sock)
     finally:
         sock.close()
     return 0

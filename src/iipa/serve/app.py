@@ -9,6 +9,7 @@ Every error is JSON ``{"error": ..., "detail": ...}``.
 from __future__ import annotations
 
 import contextlib
+import errno
 from collections.abc import AsyncIterator
 from importlib import resources
 from typing import Any
@@ -22,7 +23,8 @@ from starlette.formparsers import MultiPartParser
 from iipa import __version__
 from iipa.scoring import Scorer, make_scorer
 from iipa.serve import metrics as prom
-from iipa.serve.middleware import SPOOL_MAX_BYTES, ServiceMiddleware
+from iipa.serve.bodies import SPOOL_MAX_BYTES
+from iipa.serve.middleware import ServiceMiddleware
 from iipa.serve.routes import build_router, require_key
 from iipa.serve.schemas import Health
 from iipa.serve.service import Service
@@ -70,7 +72,8 @@ def create_app(model: Any = None, settings: ServeSettings | None = None, **score
                   description="Intrinsic image popularity (Ding, Ma & Wang, ACM MM 2019): score, compare "
                               "and explain images. Errors are JSON {\"error\", \"detail\"}.")
     app.state.service = service
-    app.add_middleware(ServiceMiddleware, metrics=service.metrics, settings=settings, budget=service.budget)
+    app.add_middleware(ServiceMiddleware, metrics=service.metrics, settings=settings, budget=service.budget,
+                       uploads=service.uploads)
     _add_error_handlers(app)
     app.include_router(build_router(service))
 
@@ -99,6 +102,17 @@ def create_app(model: Any = None, settings: ServeSettings | None = None, **score
     return app
 
 
+def _disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` was caused by a full disk or quota (ENOSPC/EDQUOT) somewhere down its chain."""
+    seen = 0
+    cause: BaseException | None = exc
+    while cause is not None and seen < 10:
+        if isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        cause, seen = cause.__cause__ or cause.__context__, seen + 1
+    return False
+
+
 def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
@@ -108,6 +122,12 @@ def _add_error_handlers(app: FastAPI) -> None:
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         from http import HTTPStatus
 
+        if exc.status_code == 400 and _disk_full(exc):
+            # FastAPI turns any parser failure into 400 "error parsing the body"; a full
+            # temporary folder is the server's problem, not the client's.
+            return JSONResponse({"error": "insufficient storage",
+                                 "detail": "the server's temporary folder is full; the upload was not stored, "
+                                           "retry later"}, status_code=507, headers={"Retry-After": "30"})
         if exc.status_code == 400 and str(exc.detail).startswith("Too many files"):
             # Starlette's parser stopped at max_files + 1: the same 413 as counting them after.
             return JSONResponse({"error": "too many files", "detail": exc.detail}, status_code=413)
@@ -127,4 +147,7 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+        if _disk_full(exc):
+            return JSONResponse({"error": "insufficient storage", "detail": "the server's disk is full; retry later"},
+                                status_code=507, headers={"Retry-After": "30"})
         return JSONResponse({"error": "internal error", "detail": exc.__class__.__name__}, status_code=500)

@@ -6,7 +6,8 @@ Why not bytes on the wire: a 5 MB request of 32 flat 7000x7000 PNGs decodes to 3
 A decode holds the peak memory :func:`iipa.decodecost.peak_bytes` estimates from the image's
 header (its decoded pixels times the measured bytes per pixel of its format and mode, plus
 a progressive JPEG's coefficients); a multipart body holds what its parser may keep in RAM
-(parts below the spooling threshold stay in memory) while the request runs. Parsing may
+(parts below the spooling threshold stay in memory), grown as its bytes arrive
+(:class:`GrowingHold`), until the body has arrived. Parsing may
 hold at most ``parse_share`` of the budget, so bodies being received can never leave no
 room for decodes.
 """
@@ -65,6 +66,53 @@ class MemoryBudget:
                 self.in_use -= nbytes
                 self.parsing -= nbytes if parsing else 0
                 cond.notify_all()
+
+    def _wake(self) -> None:
+        """Let waiters re-check after bytes were given back without the condition's lock."""
+        cond = self._cond
+        if cond is None:
+            return
+
+        async def notify() -> None:
+            async with cond:
+                cond.notify_all()
+
+        with contextlib.suppress(RuntimeError):  # no running loop: nobody can be waiting
+            asyncio.get_running_loop().create_task(notify())
+
+
+class GrowingHold:
+    """Bytes of a :class:`MemoryBudget` held for one body being parsed, grown as its bytes
+    arrive (:meth:`grow_to` waits for room, first come first served), all given back by
+    :meth:`release` (synchronous, so a cancelled request cannot skip it)."""
+
+    def __init__(self, budget: MemoryBudget, *, parsing: bool = True) -> None:
+        self.budget, self.parsing, self.held = budget, parsing, 0
+
+    async def grow_to(self, nbytes: int) -> None:
+        extra = nbytes - self.held
+        if extra <= 0:
+            return
+        b = self.budget
+        limit = b.parse_limit if self.parsing else b.total
+        if nbytes > limit:
+            raise ValueError(f"{nbytes} bytes can never fit a budget of {limit}")
+        cond = b._condition()
+        async with cond:
+            await cond.wait_for(lambda: b._fits(extra, self.parsing))
+            b.in_use += extra
+            b.parsing += extra if self.parsing else 0
+            b.peak = max(b.peak, b.in_use)
+            self.held += extra
+
+    def release(self) -> None:
+        if not self.held:
+            return
+        b = self.budget
+        b.in_use -= self.held
+        b.parsing -= self.held if self.parsing else 0
+        self.held = 0
+        b._wake()
 
 
 _libc_lock = threading.Lock()

@@ -26,6 +26,7 @@ from iipa.modelcard import public_card
 from iipa.profiles import CROPS
 from iipa.scoring import Scorer
 from iipa.serve.batching import MicroBatcher
+from iipa.serve.bodies import UploadLedger
 from iipa.serve.memory import MemoryBudget, fix_mmap_threshold, release_memory
 from iipa.serve.metrics import Metrics
 from iipa.serve.settings import ServeSettings
@@ -51,6 +52,8 @@ class Service:
         self._semaphore_loop: asyncio.AbstractEventLoop | None = None
         self._admitted = 0
         self.budget = MemoryBudget(settings.decode_budget_bytes)
+        self.uploads = UploadLedger(max_per_address=settings.max_uploads_per_address,
+                                    disk_bytes=settings.upload_disk_bytes)
         self._decoded_since_trim = 0
         fix_mmap_threshold()
 
@@ -205,6 +208,8 @@ class Service:
                        "max_pixels": s.max_pixels, "max_request_decode_bytes": s.max_request_decode_bytes,
                        "decode_budget_bytes": s.decode_budget_bytes, "max_request_bytes": s.max_body_bytes, "max_aspect_ratio": s.max_aspect_ratio,
                        "allowed_formats": [f for f in s.allowed_formats if f != "MPO"],
+                       "min_body_rate": s.min_body_rate, "max_uploads_per_address": s.max_uploads_per_address,
+                       "upload_disk_bytes": s.upload_disk_bytes,
                        "request_timeout_s": s.request_timeout_s, "max_concurrency": s.max_concurrency,
                        "batching": s.batching, "max_batch_size": s.max_batch_size, "max_wait_ms": s.max_wait_ms,
                        "api_key_required": s.api_key is not None},

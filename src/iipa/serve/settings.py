@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from iipa.clientlimits import MIN_BODY_RATE, RATE_WINDOW_S
+
 # Formats a browser or phone actually uploads (HEIF: iPhones' HEIC photos, through
 # pillow-heif, a core dependency); TIFF/BMP/GIF are accepted by ``iipa score`` but are rarely
 # photos and make large, slow-to-decode uploads, so the service refuses them unless the
@@ -30,6 +32,12 @@ class ServeSettings:
     at once and ``max_queue`` more may wait; beyond that, and past ``request_timeout_s``,
     clients get 503. Micro-batching gathers images from concurrent requests into one model
     call of at most ``max_batch_size`` images, waiting at most ``max_wait_ms`` for company.
+
+    Bodies: a body must keep arriving at ``min_body_rate`` bytes/s, on average over each
+    ``body_rate_window_s`` seconds spent waiting for it (else 408); one client
+    address may have ``max_uploads_per_address`` multipart bodies arriving at once (else
+    429); every multipart body byte in flight counts against ``upload_disk_bytes``, the
+    room its spooled parts may take in the temporary folder (else 503).
     """
 
     max_upload_bytes: int = 20 * 1024 * 1024
@@ -51,19 +59,29 @@ class ServeSettings:
     batching: bool = True
     max_batch_size: int = 16
     max_wait_ms: float = 10.0
+    min_body_rate: float = MIN_BODY_RATE
+    body_rate_window_s: float = RATE_WINDOW_S
+    max_uploads_per_address: int = 16
+    upload_disk_bytes: int = 2 * 2**30
     api_key: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         for name in ("max_upload_bytes", "max_files", "max_pixels", "max_concurrency", "max_batch_size",
-                     "max_request_decode_bytes", "decode_budget_bytes", "max_request_bytes"):
+                     "max_request_decode_bytes", "decode_budget_bytes", "max_request_bytes",
+                     "max_uploads_per_address", "upload_disk_bytes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.decode_budget_bytes < self.max_pixels * MIN_BYTES_PER_PIXEL:
             raise ValueError(f"decode_budget_bytes ({self.decode_budget_bytes}) must be at least max_pixels x "
                              f"{MIN_BYTES_PER_PIXEL} ({self.max_pixels * MIN_BYTES_PER_PIXEL}), or the largest "
                              "allowed JPEG could never be decoded")
-        if min(self.body_timeout_s, self.header_timeout_s) <= 0:
-            raise ValueError("body_timeout_s and header_timeout_s must be > 0")
+        if self.upload_disk_bytes < self.max_body_bytes:
+            raise ValueError(f"upload_disk_bytes ({self.upload_disk_bytes}) must be at least the largest request body "
+                             f"({self.max_body_bytes} bytes), or such a request could never be stored")
+        if self.min_body_rate < 0:
+            raise ValueError(f"min_body_rate must be >= 0 (0: off), got {self.min_body_rate}")
+        if min(self.body_timeout_s, self.header_timeout_s, self.body_rate_window_s) <= 0:
+            raise ValueError("body_timeout_s, header_timeout_s and body_rate_window_s must be > 0")
         if self.max_aspect_ratio < 1:
             raise ValueError(f"max_aspect_ratio must be at least 1, got {self.max_aspect_ratio}")
         if self.request_timeout_s <= 0 or self.max_wait_ms < 0 or self.max_queue < 0:

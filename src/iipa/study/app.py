@@ -13,8 +13,11 @@ with ``Cache-Control: no-store`` and no header derived from a file (no Last-Modi
 ETag), so neither a URL nor a header tells which side is the more popular.
 Admin (token in ``Authorization: Bearer`` or ``X-Admin-Token``; ``/admin?token=`` once,
 which sets an HttpOnly cookie so the export links carry no token): ``/admin``,
-``/admin/export/{answers|participants|pairs}.{csv|json}``; wrong tokens are rate limited per
-client address (then 429 for every admin request from it, right token or not).
+``/admin/export/{answers|participants|pairs}.{csv|json}``; wrong tokens are counted per
+client address, with backoff (:class:`iipa.clientlimits.FailureBackoff`: after
+``ADMIN_GUESS_BURST`` of them, 429 for every admin request from that address, right token or
+not, for 10 s, doubling with each further wrong one). The client address is the connection's
+unless ``--forwarded-allow-ips`` names a proxy (:mod:`iipa.clientlimits`).
 Request bodies are limited to ``MAX_BODY_BYTES`` (413). Every error is JSON ``{"detail": …}``,
 a full disk included (507).
 """
@@ -35,6 +38,7 @@ from pydantic import BaseModel, Field, StrictBool, StrictInt
 from sqlalchemy.exc import SQLAlchemyError
 
 from iipa.asgi import BodyLimit
+from iipa.clientlimits import FailureBackoff
 from iipa.study import service
 from iipa.study.exports import answers_frame, pairs_frame, participants_frame, write_frame
 from iipa.study.limits import RateLimit
@@ -47,8 +51,8 @@ STATIC = Path(__file__).parent / "static"
 MAX_BODY_BYTES = 64 * 1024
 ADMIN_COOKIE = "iipa_admin"
 SIGNUPS_PER_HOUR = 60  # per client address; a lab behind one address raises it
-# Wrong admin tokens per client address: 10 at once, then one a minute (was ~580/s).
-ADMIN_GUESS_BURST, ADMIN_GUESSES_PER_HOUR = 10, 60
+# Wrong admin tokens per client address before it is blocked (then 10 s, doubling; was ~580/s).
+ADMIN_GUESS_BURST = 10
 PairId = Annotated[int, PathParam(ge=1, le=MAX_ID)]
 
 
@@ -91,7 +95,7 @@ def create_app(db: str | Store, *, admin_token: str, signups_per_hour: float = S
     store = db if isinstance(db, Store) else Store(db)
     service.check_servable(store)
     signups = RateLimit(per_hour=signups_per_hour, burst=max(1, int(signups_per_hour // 6)))
-    guesses = RateLimit(per_hour=ADMIN_GUESSES_PER_HOUR, burst=ADMIN_GUESS_BURST)
+    guesses = FailureBackoff(free=ADMIN_GUESS_BURST)
     app = FastAPI(title="iipa 2AFC study", docs_url=None, redoc_url=None, openapi_url=None)
     app.add_middleware(BodyLimit, max_body_bytes=MAX_BODY_BYTES)
     app.state.store = store
@@ -151,7 +155,7 @@ def create_app(db: str | Store, *, admin_token: str, signups_per_hour: float = S
         return Response(data, media_type=MEDIA_TYPE, headers={"Cache-Control": "no-store"})
 
     def require_admin(request: Request, *, query: bool = False) -> None:
-        wait = guesses.blocked(_client(request))
+        wait = guesses.retry_after(_client(request))
         if wait:  # checked before the token: a blocked address cannot go on guessing
             raise service.StudyError(f"too many wrong admin tokens from your address; try again in {int(wait)} s",
                                      429, retry_after=int(wait))
@@ -159,7 +163,7 @@ def create_app(db: str | Store, *, admin_token: str, signups_per_hour: float = S
                  or request.headers.get("authorization", "").removeprefix("Bearer ").strip()
                  or (request.query_params.get("token") if query else None))
         if not given or not secrets.compare_digest(given.encode(), admin_token.encode()):
-            guesses.hit(_client(request))
+            guesses.failed(_client(request))
             raise service.StudyError("admin token required", 403)
 
     @app.get("/admin", response_class=HTMLResponse)
