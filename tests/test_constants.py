@@ -17,7 +17,6 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "iipa"
 # (torch or PIL at `iipa --help`); each should go when its owner makes the module light.
 KNOWN_COPIES = {
     "CROPS": "commands/_common.py copies profiles.py (numpy, PIL)",
-    "DEFAULT_MAX_PIXELS": "commands/_common.py copies images.py (numpy, PIL)",
     "ARCHITECTURES": "commands/experiment.py copies train/experiments.py (torch)",
     "NOISE_LEVELS": "commands/experiment.py copies train/experiments.py (torch)",
 }

@@ -209,15 +209,17 @@ def test_paths_local_or_remote():
 
 
 def test_session_conf_local_jvm_options_and_overrides():
-    from iipa.spark.session import LOCAL_JAVA_OPTIONS, session_conf
+    from iipa.spark.session import LOCAL_JAVA_OPTIONS, LOG4J_CONFIG, PANDAS_WARNING, session_conf
 
+    quiet = f"-Dlog4j.configurationFile={LOG4J_CONFIG.as_uri()} -Diipa.log4j.level=ERROR"
     local = session_conf(None, None)
-    assert local["spark.master"] == "local[*]" and local["spark.driver.defaultJavaOptions"] == LOCAL_JAVA_OPTIONS
-    assert "-XX:TieredStopAtLevel=1" in LOCAL_JAVA_OPTIONS
+    assert local["spark.master"] == "local[*]"
+    assert local["spark.driver.defaultJavaOptions"] == f"{LOCAL_JAVA_OPTIONS} {quiet}"
+    assert "-XX:TieredStopAtLevel=1" in LOCAL_JAVA_OPTIONS and LOG4J_CONFIG.is_file()
     mine = session_conf("local[2]", {"spark.driver.defaultJavaOptions": "-Xss4m", "spark.ui.enabled": "true"})
     assert mine["spark.driver.defaultJavaOptions"] == "-Xss4m" and mine["spark.ui.enabled"] == "true"
-    cluster = session_conf("spark://head:7077", None)
-    assert cluster["spark.master"] == "spark://head:7077" and "spark.driver.defaultJavaOptions" not in cluster
+    cluster = session_conf("spark://head:7077", None)  # the driver's JVM is still ours: quiet, its own JIT
+    assert cluster["spark.master"] == "spark://head:7077" and cluster["spark.driver.defaultJavaOptions"] == quiet
     submitted = session_conf(None, {"spark.task.cpus": "2"}, submitted=True)  # spark-submit chose the master
     assert "spark.master" not in submitted and "spark.driver.defaultJavaOptions" not in submitted
     assert submitted["spark.task.cpus"] == "2" and submitted["spark.sql.session.timeZone"] == "UTC"
@@ -225,4 +227,7 @@ def test_session_conf_local_jvm_options_and_overrides():
     pairs = session_conf("local[2]", {"a.b": "1"}, defaults={"a.b": "0", "c.d": "2", "spark.ui.enabled": "x"},
                          local_java=False)
     assert pairs["a.b"] == "1" and pairs["c.d"] == "2" and pairs["spark.ui.enabled"] == "x"
-    assert "spark.driver.defaultJavaOptions" not in pairs
+    assert pairs["spark.driver.defaultJavaOptions"] == quiet
+    # the pandas-3 warning off in the Python workers, after whatever PYTHONWARNINGS says
+    assert pairs["spark.executorEnv.PYTHONWARNINGS"].endswith(f"ignore:{PANDAS_WARNING}:FutureWarning")
+    assert pairs["spark.ui.showConsoleProgress"] == "false"  # stderr is no terminal here

@@ -65,6 +65,7 @@ def run_spark(args: argparse.Namespace) -> int:
         warn_if_simulated(model.model, "iipa score")
         summary = score_to_parquet(args.inputs, args.output, model=model, crops=args.crops,
                                    batch_size=args.batch_size, max_pixels=args.max_pixels,
+                                   max_bytes=args.max_bytes,
                                    recursive=not args.no_recursive, overwrite=args.overwrite,
                                    resume=args.resume, spark=spark)
     finally:

@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from iipa.errors import IIPAError
-from iipa.images import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS
+from iipa.images import IMAGE_EXTENSIONS
+from iipa.inputpolicy import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
 from iipa.inputs import CSV_COLUMNS
 from iipa.spark.partition import (
     SCHEMA,
@@ -192,7 +193,8 @@ def _first_line(exc: BaseException) -> str:
 # --- scoring ---
 
 def score_frame(frame: Any, *, model: Any = None, path_column: str = "path", crops: int | None = None,
-                batch_size: int = 32, max_pixels: int = DEFAULT_MAX_PIXELS, partitions: int | None = None) -> Any:
+                batch_size: int = 32, max_pixels: int = DEFAULT_MAX_PIXELS, max_bytes: int = DEFAULT_MAX_BYTES,
+                partitions: int | None = None) -> Any:
     """A Spark DataFrame of paths -> a lazy DataFrame (path, score, scaled, level, error), one
     row per row with a path, in no particular order. ``partitions``: tasks to spread the rows over
     (default: about :data:`ROWS_PER_TASK` rows each, at least one per core; counting the
@@ -206,8 +208,8 @@ def score_frame(frame: Any, *, model: Any = None, path_column: str = "path", cro
     paths = frame.select(F.col(f"`{path_column}`").cast("string").alias("path")).where(F.col("path").isNotNull())
     if partitions is None:
         partitions = task_count(spark, paths.count())
-    return _score(paths, shipped, PartitionOptions(crops=crops, batch_size=batch_size, max_pixels=max_pixels),
-                  partitions)
+    options = PartitionOptions(crops=crops, batch_size=batch_size, max_pixels=max_pixels, max_bytes=max_bytes)
+    return _score(paths, shipped, options, partitions)
 
 
 def task_count(spark: Any, rows: float) -> int:
@@ -230,7 +232,8 @@ def _score(paths: Any, shipped: ShippedModel, options: PartitionOptions, partiti
 
 
 def score_to_parquet(inputs: Sequence[str] | Any, output: str, *, model: Any = None, crops: int | None = None,
-                     batch_size: int = 32, max_pixels: int = DEFAULT_MAX_PIXELS, recursive: bool = True,
+                     batch_size: int = 32, max_pixels: int = DEFAULT_MAX_PIXELS, max_bytes: int = DEFAULT_MAX_BYTES,
+                     recursive: bool = True,
                      overwrite: bool = False, resume: bool = False, chunk_rows: int = CHUNK_ROWS,
                      spark: Any = None) -> SparkScoreSummary:
     """Score ``inputs`` (paths as :func:`read_paths` takes them, or a DataFrame with a ``path``
@@ -258,7 +261,7 @@ def score_to_parquet(inputs: Sequence[str] | Any, output: str, *, model: Any = N
         done = _read_output(spark, output)
         before = done.count()
         paths = paths.join(done.select("path"), "path", "left_anti")
-    options = PartitionOptions(crops=crops, batch_size=batch_size, max_pixels=max_pixels)
+    options = PartitionOptions(crops=crops, batch_size=batch_size, max_pixels=max_pixels, max_bytes=max_bytes)
     try:
         todo = paths.count()  # duplicates included: an upper bound, no shuffle
         chunks = max(1, math.ceil(todo / chunk_rows))
