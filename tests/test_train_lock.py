@@ -89,3 +89,21 @@ def test_a_non_zero_rank_of_a_torchrun_launch_shares_rank_0s_lock(held, monkeypa
         monkeypatch.setenv(key, value)
     with run_lock(out):  # rank 0 (the holder) took it for the whole run
         pass
+
+
+def test_a_stray_rank_alone_trains_and_writes_what_one_process_writes(tmp_path, run_cli, monkeypatch):
+    """RANK=1 without the rest of a torchrun launch is one process: run.json, best.pt,
+    best.onnx and the summary, as without it."""
+    from _pairsynth import make_pair_set
+
+    pairs, images = make_pair_set(tmp_path / "set", n_train=24, n_val=8, n_test=8, size=40)
+    for key in TORCHRUN_ENV:
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("RANK", "1")
+    out = tmp_path / "run"
+    code, stdout, err = run_cli("train", "--pairs", pairs, "--images", images, "--out", out, "--recipe", "paper",
+                                "--backbone", "tiny", "--pretrained", "none", "--epochs", "1", "--batch-size", "8",
+                                "--workers", "0")
+    assert code == 0, err
+    assert {"run.json", "best.pt", "best.onnx", "summary.json"} <= {p.name for p in out.iterdir()}, err
+    assert '"best"' in stdout and "best.onnx" in err

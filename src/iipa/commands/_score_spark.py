@@ -76,7 +76,9 @@ def run_spark(args: argparse.Namespace) -> int:
     if summary.failed:
         print(f"iipa score: {summary.failed:,} of {summary.rows:,} rows in {summary.output} could not be scored, "
               "e.g.:", file=sys.stderr)
+        from iipa.fileio import printable
+
         for row in summary.examples:
-            print(f"  {row['path']}: {row['error']}", file=sys.stderr)
+            print(f"  {printable(row['path'])}: {row['error']}", file=sys.stderr)
         return 1
     return 0

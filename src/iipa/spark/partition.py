@@ -149,16 +149,18 @@ def fetch(path: str, options: PartitionOptions) -> tuple[Any, str | None]:
     except FileNotFoundError:
         return None, "not found"
     except TooLarge as exc:
-        return None, f"too large ({exc})"
+        return None, f"too large: {exc}"  # as the scorer words it for a local file
     except Exception as exc:  # noqa: BLE001 - any filesystem's failure is this row's error
         return None, f"unreadable: {exc.__class__.__name__}: {exc}"
 
 
 def score_slice(scorer: Any, paths: list[str], pool: ThreadPoolExecutor | None = None,
-                options: PartitionOptions | None = None) -> pd.DataFrame:
-    """Rows (path, score, scaled, level, error) for ``paths``, in order."""
+                options: PartitionOptions | None = None, sources: list[str] | None = None) -> pd.DataFrame:
+    """Rows (path, score, scaled, level, error) for ``paths``, in order; each image is read
+    from its ``sources`` entry when given (an absolute path behind a relative one)."""
     read = partial(fetch, options=options or PartitionOptions())
-    fetched = list(pool.map(read, paths)) if pool is not None else [read(p) for p in paths]
+    where = paths if sources is None else sources
+    fetched = list(pool.map(read, where)) if pool is not None else [read(p) for p in where]
     readable = [item for item, _ in fetched if item is not None]
     results = iter(list(scorer.iter_scores(readable)) if readable else [])
     rows = []
@@ -174,20 +176,22 @@ def score_slice(scorer: Any, paths: list[str], pool: ThreadPoolExecutor | None =
 def score_partition(batches: Iterator[pd.DataFrame], model: Any, options: PartitionOptions,
                     column: str = "path") -> Iterator[pd.DataFrame]:
     """``mapInPandas`` body: one scorer per partition, built on the first row (an empty
-    partition builds none). ``model`` is the broadcast of the ONNX bytes."""
+    partition builds none). ``model`` is the broadcast of the ONNX bytes. A ``source``
+    column, when the batches have one, says where each ``column`` path is read from."""
     scorer, pool = None, None
     try:
         for batch in batches:
             paths = batch[column].tolist()
+            sources = batch["source"].tolist() if "source" in batch.columns else paths
             for start in range(0, len(paths), SLICE):
-                chunk = paths[start:start + SLICE]
+                chunk = sources[start:start + SLICE]
                 if scorer is None:
                     threads = task_threads(options)
                     scorer = make_partition_scorer(model_file(model.value), options, threads)
                 if pool is None and any(local_path(p) is None for p in chunk):
                     # Remote reads wait on the network, not the CPU: more readers than cores.
                     pool = ThreadPoolExecutor(max(4, 2 * threads), thread_name_prefix="iipa-read")
-                yield score_slice(scorer, chunk, pool, options)
+                yield score_slice(scorer, paths[start:start + SLICE], pool, options, sources=chunk)
     finally:
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)

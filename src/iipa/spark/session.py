@@ -13,10 +13,13 @@ warning says nothing a user can act on.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import sys
+import threading
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from iipa.errors import IIPAError
@@ -28,6 +31,8 @@ LOG4J_CONFIG = Path(__file__).with_name("log4j2.properties")
 # Matched at the start of the message (a literal, as PYTHONWARNINGS matches).
 PANDAS_WARNING = "PySpark does not yet fully support pandas"
 QUIET_LEVEL, DEBUG_LEVEL = "ERROR", "WARN"
+# Java 17 prints this when Spark's launcher adds jdk.incubator.vector; no JVM option hides it.
+JVM_NOTICE = re.compile(rb"WARNING: Using incubator modules: [^\n]*\n")
 # A local session's JVM only lists, shuffles and writes paths and scores (microseconds a row
 # against milliseconds an image in the Python workers), yet C2's compiler threads and G1's
 # took ~30 % of a core during a job and 5 s of CPU in the first one, on the cores the workers
@@ -104,11 +109,11 @@ def get_session(master: str | None = None, conf: dict[str, str] | None = None, *
     comes from spark-submit unless ``master`` is given. ``app``, ``defaults`` and
     ``local_java``: see :func:`session_conf` (each command's own session).
     """
+    silence_pandas_warning()  # before pyspark's import, which warns too
     try:
         from pyspark.sql import SparkSession
     except ImportError:
         raise IIPAError("--engine spark needs pyspark: pip install 'iipa[spark]' (and Java 17)") from None
-    silence_pandas_warning()
     active = SparkSession.getActiveSession()
     if active is not None:
         return active, False
@@ -120,8 +125,45 @@ def get_session(master: str | None = None, conf: dict[str, str] | None = None, *
     for key, value in settings.items():
         builder = builder.config(key, value)
     try:
-        session = builder.getOrCreate()
+        with _jvm_notice_dropped():
+            session = builder.getOrCreate()
     except Exception as exc:  # no Java, a bad master URL, a refused --conf value
         raise IIPAError(f"could not start Spark ({exc.__class__.__name__}: {str(exc).splitlines()[0]})") from None
     session.sparkContext.setLogLevel(log_level())
     return session, True
+
+
+@contextlib.contextmanager
+def _jvm_notice_dropped() -> Iterator[None]:
+    """While a new JVM starts, hand it a stderr that is a pipe into this process, which passes
+    everything on to the real stderr but :data:`JVM_NOTICE` (the JVM and its Python workers
+    keep that pipe for life; this process gets its own stderr back at once). Nothing changes
+    where a JVM runs already, or under ``IIPA_DEBUG=1``."""
+    from pyspark import SparkContext
+
+    if SparkContext._gateway is not None or "PYSPARK_GATEWAY_PORT" in os.environ or log_level() == DEBUG_LEVEL:
+        yield
+        return
+    try:
+        sys.stderr.flush()
+        read, write = os.pipe()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):
+        yield
+        return
+    threading.Thread(target=_forward, args=(read, saved), name="iipa-jvm-stderr", daemon=True).start()
+    os.dup2(write, 2)
+    os.close(write)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+
+
+def _forward(read: int, out: int) -> None:
+    with contextlib.suppress(OSError):
+        while data := os.read(read, 1 << 16):
+            data = JVM_NOTICE.sub(b"", data)
+            if data:
+                os.write(out, data)
+    os.close(read)
