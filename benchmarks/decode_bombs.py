@@ -3,7 +3,8 @@ whose last scan is repeated until they have 100 and 20,000 scans, a PNG whose im
 cut into 1-byte IDAT chunks, and a 3 GiB sparse file (a 5 KB JPEG, then zeros). Prints the
 file size and the seconds (wall and CPU) ``open_image`` (what ``iipa score`` runs) and the
 service's header probe take to refuse or decode each, then the peak RSS and wall time of
-``iipa score`` on the sparse file against a plain 5 KB JPEG, each in a fresh process.
+``iipa score`` on the sparse file (refused by ``--max-bytes``, then allowed: only its JPEG is
+read) against the 5 KB JPEG alone, each in a fresh process.
 
     python benchmarks/decode_bombs.py [--tmp DIR]
 """
@@ -34,7 +35,7 @@ SCORE = """
 import json, sys, time
 from iipa.cli import main
 t = time.perf_counter()
-code = main(["score", sys.argv[1], "-f", "csv", "-o", sys.argv[2]])
+code = main(["score", sys.argv[1], "-f", "csv", "-o", sys.argv[2], *sys.argv[3:]])
 wall = time.perf_counter() - t
 hwm = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM"))
 print(json.dumps({"code": code, "wall": wall, "peak_mb": hwm / 1024}))
@@ -68,26 +69,31 @@ def timed(name: str, data: bytes) -> None:
           f"| {serve}, {t2 - t1:.3f} s |", flush=True)
 
 
-def scored(path: Path, out: Path) -> dict:
-    proc = subprocess.run([sys.executable, "-c", SCORE, str(path), str(out)], capture_output=True, text=True,
-                          check=False)
+def scored(path: Path, out: Path, *options: str) -> dict:
+    proc = subprocess.run([sys.executable, "-c", SCORE, str(path), str(out), *options], capture_output=True,
+                          text=True, check=False)
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def sparse_file(tmp: Path) -> None:
     small = tmp / "small.jpg"
     noise = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
-    Image.fromarray(noise).resize((128, 128)).save(small, quality=80)  # about 5 KB
+    Image.fromarray(noise).resize((96, 96)).save(small, quality=75)  # about 5 KB
     huge = tmp / "sparse.jpg"
     with open(huge, "wb") as fh:
         fh.write(small.read_bytes())
         fh.truncate(3 * 2**30)
-    print("\n| `iipa score` on | peak RSS | wall | result |\n| --- | --- | --- | --- |")
-    for path in (small, huge):
-        r = scored(path, tmp / "scores.csv")
-        row = (tmp / "scores.csv").read_text().splitlines()[1]
-        print(f"| {path.name} ({path.stat().st_size:,} bytes) | {r['peak_mb']:.0f} MB | {r['wall']:.3f} s | "
-              f"exit {r['code']}: {row} |", flush=True)
+    t0 = time.perf_counter()
+    try:
+        open_image(huge)
+    except ImageError as exc:
+        print(f"\nopen_image({huge.name}): {exc.reason} in {time.perf_counter() - t0:.4f} s")
+    print("\n| `iipa score` on | peak RSS | wall (model loading included) | result |\n| --- | --- | --- | --- |")
+    for path, options in ((small, ()), (huge, ()), (huge, ("--max-bytes", str(4 * 2**30)))):
+        r = scored(path, tmp / "scores.csv", *options)
+        row = (tmp / "scores.csv").read_text().splitlines()[1].replace(str(tmp), "")
+        print(f"| {path.name} ({path.stat().st_size:,} bytes) {' '.join(options)} | {r['peak_mb']:.0f} MB | "
+              f"{r['wall']:.3f} s | exit {r['code']}: {row} |", flush=True)
 
 
 def main() -> int:

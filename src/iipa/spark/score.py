@@ -201,9 +201,7 @@ def _list_uri(spark: Any, spec: str, recursive: bool) -> Any:
         files = reader.load(spec)._jdf.inputFiles()  # a Java String[]: it stays in the JVM
     except Exception as exc:
         raise IIPAError(f"{spec}: no such folder, file or matching files ({_first_line(exc)})") from None
-    jvm = spark.sparkContext._jvm
-    listed = _frame(spark, spark._jsparkSession.createDataset(
-        jvm.java.util.Arrays.asList(files), jvm.org.apache.spark.sql.Encoders.STRING()).toDF("path"))
+    listed = _files_frame(spark, files)
     folder = _qualified(spark, spec) if not recursive and not any(ch in spec for ch in "*?[{") else None
     listed = listed.mapInPandas(partial(_decoded_paths, folder=folder), PATHS_SCHEMA)
     others = listed.where(~F.col("path").rlike(_IMAGE_NAME))
@@ -213,8 +211,15 @@ def _list_uri(spark: Any, spec: str, recursive: bool) -> Any:
     return listed.where(F.col("path").rlike(_IMAGE_NAME))
 
 
-def _frame(spark: Any, jdf: Any) -> Any:
-    """A Python DataFrame around a JVM one (pyspark 4's classic class, else 3.5's)."""
+def _files_frame(spark: Any, files: Any) -> Any:
+    """A ``path`` DataFrame of a Java ``String[]``, built in the JVM (Scala 2.13's ArraySeq
+    wraps the array without a copy); where that is missing (Scala 2.12), through Python."""
+    jvm = spark.sparkContext._jvm
+    try:
+        seq = jvm.scala.collection.immutable.ArraySeq.unsafeWrapArray(files)
+        jdf = spark._jsparkSession.createDataset(seq, jvm.org.apache.spark.sql.Encoders.STRING()).toDF("path")
+    except Exception:  # noqa: BLE001 - py4j's error for a class or method the JVM lacks
+        return spark.createDataFrame([(f,) for f in files], "path string")
     try:
         from pyspark.sql.classic.dataframe import DataFrame
     except ImportError:  # pyspark 3.5
