@@ -164,6 +164,6 @@ def _forward(read: int, out: int) -> None:
     with contextlib.suppress(OSError):
         while data := os.read(read, 1 << 16):
             data = JVM_NOTICE.sub(b"", data)
-            if data:
-                os.write(out, data)
+            while data:
+                data = data[os.write(out, data):]
     os.close(read)
