@@ -8,6 +8,7 @@ from PIL import Image
 
 from iipa.errors import ImageError
 from iipa.images import image_path_for, iter_image_files, open_image
+from iipa.inputpolicy import InputPolicy
 
 
 @pytest.fixture
@@ -142,3 +143,36 @@ def test_image_lookup_by_post_id(tmp_path, rgb):
     assert image_path_for(tmp_path, "Bx1").name == "Bx1.webp"
     assert image_path_for(tmp_path, "nope") is None
     assert [p.name for p in iter_image_files(tmp_path)] == ["Bx1.webp", "Cy2.jpg"]
+
+
+def test_bytes_and_shape_follow_the_input_policy(tmp_path, rgb):
+    """Too many bytes is decided from the size (a path's, the bytes', a stream's), before
+    reading; too extreme a shape from the header; a FIFO is never read."""
+    import os
+
+    good = tmp_path / "good.jpg"
+    rgb.save(good)
+    size = good.stat().st_size
+    small = InputPolicy(max_bytes=size - 1)
+    for source in (good, good.read_bytes(), io.BytesIO(good.read_bytes())):
+        with pytest.raises(ImageError) as exc:
+            open_image(source, policy=small)
+        assert exc.value.reason == "too large" and f"{size:,} bytes > the limit of {size - 1:,}" in str(exc.value)
+    assert open_image(good, policy=InputPolicy(max_bytes=size)).size == rgb.size
+    Image.new("RGB", (420, 20)).save(tmp_path / "strip.png")  # 21:1
+    assert _reason(tmp_path / "strip.png") == "extreme aspect ratio"
+    assert open_image(tmp_path / "strip.png", policy=InputPolicy(max_aspect_ratio=21)).size == (420, 20)
+    os.mkfifo(tmp_path / "fifo.jpg")  # opening it for reading would wait for a writer forever
+    assert _reason(tmp_path / "fifo.jpg") == "unreadable"
+
+
+def test_score_max_bytes_gives_an_error_row_naming_the_file_and_the_limit(tmp_path, rgb, run_cli, tiny_checkpoint):
+    rgb.save(tmp_path / "a.jpg")
+    with open(tmp_path / "huge.jpg", "wb") as fh:  # a JPEG, then holes: a sparse file, never read
+        fh.write((tmp_path / "a.jpg").read_bytes())
+        fh.truncate(3 * 2**30)
+    code, out, err = run_cli("score", tmp_path, "--model", tiny_checkpoint, "-f", "csv")
+    assert code == 1 and "huge.jpg: too large: 3,221,225,472 bytes > the limit of 67,108,864" in err, err
+    assert out.count("a.jpg,") == 1
+    code, out, err = run_cli("score", tmp_path / "a.jpg", "--model", tiny_checkpoint, "--max-bytes", "1000")
+    assert code == 1 and "a.jpg: too large" in err and "the limit of 1,000" in err, err

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -67,14 +70,35 @@ def _assert_same(got: dict[str, dict], expected: dict[str, dict]) -> None:
 
 
 @spark_test
-def test_cli_scores_equal_iipa_score(spark, images, local_rows, tmp_path, run_cli):
-    out = tmp_path / "scores"
-    code, stdout, err = run_cli("score", images, "--engine", "spark", "--output", out)
-    assert code == 1, err  # the broken file, as for the local command
-    assert "broken.jpg" in err and "1 of 5 rows" in err and "wrote 5 rows" in stdout
-    assert len([p for p in out.glob("*.parquet")]) >= 1
-    _assert_same(_rows(spark, out), local_rows)
-    assert local_rows[str(images / "broken.jpg")]["error"]
+def test_cli_is_as_polite_as_iipa_score(spark, images, tmp_path, run_cli, monkeypatch, caplog):
+    """A folder of images, a broken, an empty and a huge (sparse) file and a text file, given
+    as a relative path: the rows, paths and warning of `iipa score`, in a fresh process whose
+    stderr (the JVM's and the Python workers' included) holds nothing else."""
+    shutil.copytree(images, tmp_path / "set")
+    (tmp_path / "set" / "sub").mkdir()
+    (tmp_path / "set" / "sub" / "empty.jpg").write_bytes(b"")  # Spark's binaryFile lists no 0-byte file
+    (tmp_path / "set" / "readme.txt").write_text("not an image")
+    with open(tmp_path / "set" / "huge.jpg", "wb") as fh:  # a JPEG, then 65 MiB of holes: refused unread
+        fh.write((images / "plain.jpg").read_bytes())
+        fh.truncate(65 * 2**20)
+    monkeypatch.chdir(tmp_path)
+    code, local, local_err = run_cli("score", "set", "-f", "jsonl")
+    expected = {r["path"]: r for r in map(json.loads, local.splitlines())}
+    assert code == 1 and len(expected) == 7, local_err
+    warning = next(m for m in caplog.messages if "readme.txt" in m)  # the local command's, through logging
+    assert expected["set/sub/empty.jpg"]["error"] == "empty file"
+    assert expected["set/huge.jpg"]["error"] == "too large: 68,157,440 bytes > the limit of 67,108,864"
+
+    proc = subprocess.run([sys.executable, "-m", "iipa", "score", "set", "--engine", "spark", "--output", "scores",
+                           "--master", "local[2]"], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "IIPA_DEBUG": ""})
+    assert proc.returncode == 1, proc.stderr
+    assert "wrote 7 rows" in proc.stdout, proc.stdout
+    _assert_same(_rows(spark, tmp_path / "scores"), expected)
+    lines = proc.stderr.splitlines()
+    assert lines[0] == warning, proc.stderr
+    assert lines[1].startswith("iipa score: 3 of 7 rows") and len(lines) == 5, proc.stderr  # + the 3 failures
+    assert not re.search(r"WARN|INFO|log4j|FutureWarning|\[Stage", proc.stderr), proc.stderr
 
 
 @spark_test
@@ -131,7 +155,7 @@ def test_a_table_of_mostly_missing_files_gives_error_rows(spark, images, local_r
 
 
 @spark_test
-def test_lists_globs_resume_and_overwrite(spark, images, tmp_path, run_cli):
+def test_lists_globs_resume_and_overwrite(spark, images, tmp_path, run_cli, caplog):
     (tmp_path / "list.csv").write_text(f"image,likes\n{images / 'plain.jpg'},3\nplain.png,4\n")
     (tmp_path / "plain.png").write_bytes((images / "plain.png").read_bytes())
     (tmp_path / "list.txt").write_text(f"# a comment\n{images / 'cmyk.jpg'}\n\n")
@@ -159,6 +183,17 @@ def test_lists_globs_resume_and_overwrite(spark, images, tmp_path, run_cli):
         (tmp_path / name).write_bytes((images / "plain.jpg").read_bytes())
     code, _, err = run_cli(*base, tmp_path / "tree", "--no-recursive", "--overwrite")
     assert code == 0 and list(_rows(spark, out)) == [str(tmp_path / "tree" / "top.jpg")], err
+
+    # A URI is listed by Spark's file index: 0-byte files too, names decoded, the rest named
+    (tmp_path / "tree" / "sub" / "empty 1%.jpg").write_bytes(b"")
+    (tmp_path / "tree" / "notes.md").write_text("not an image")
+    caplog.clear()
+    code, _, err = run_cli(*base, (tmp_path / "tree").as_uri(), "--overwrite")
+    rows = _rows(spark, out)
+    assert code == 1 and sorted(rows) == [str(tmp_path / "tree" / n) for n in ("sub/deep.jpg", "sub/empty 1%.jpg",
+                                                                               "top.jpg")], err
+    assert rows[str(tmp_path / "tree" / "sub" / "empty 1%.jpg")]["error"] == "empty file"
+    assert any("1 file(s) not scored" in m and "notes.md" in m for m in caplog.messages), caplog.messages
 
 
 @spark_test
@@ -189,16 +224,51 @@ def test_remote_files_are_read_through_fsspec(images, local_rows):
     """Executors read URIs (hdfs://, s3a://, ...) themselves; fsspec's memory:// stands in."""
     fsspec = pytest.importorskip("fsspec")
     from iipa.record import resolve_model
-    from iipa.spark.partition import PartitionOptions, make_partition_scorer, score_slice
+    from iipa.spark.partition import (
+        FILESYSTEM_SCHEMES,
+        PartitionOptions,
+        make_partition_scorer,
+        score_slice,
+    )
 
     fs = fsspec.filesystem("memory")
     fs.pipe("/spark-test/plain.jpg", (images / "plain.jpg").read_bytes())
+    fs.pipe("/spark-test/big.jpg", (images / "plain.jpg").read_bytes() + bytes(5000))
     scorer = make_partition_scorer(str(resolve_model().onnx_file), PartitionOptions(), threads=1)
-    rows = score_slice(scorer, ["memory://spark-test/plain.jpg", "memory://spark-test/gone.jpg",
-                                str(images / "cmyk.jpg")]).set_index("path")
-    for name, uri in (("plain.jpg", "memory://spark-test/plain.jpg"), ("cmyk.jpg", str(images / "cmyk.jpg"))):
+    size = len((images / "plain.jpg").read_bytes())
+    # memory:// is no file system a paths table may name: the tests allow it explicitly
+    options = PartitionOptions(schemes=(*FILESYSTEM_SCHEMES, "memory"), max_bytes=size + 100)
+    uris = ["memory://spark-test/plain.jpg", "memory://spark-test/gone.jpg", "memory://spark-test/big.jpg"]
+    rows = score_slice(scorer, [*uris, str(images / "cmyk.jpg")], options=options).set_index("path")
+    for name, uri in (("plain.jpg", uris[0]), ("cmyk.jpg", str(images / "cmyk.jpg"))):
         assert abs(rows.loc[uri, "score"] - local_rows[str(images / name)]["score"]) <= TOL
-    assert rows.loc["memory://spark-test/gone.jpg", "error"] == "not found"
+    assert rows.loc[uris[1], "error"] == "not found"
+    assert rows.loc[uris[2], "error"] == f"too large: {size + 5000:,} bytes > the limit of {size + 100:,}"
+    refused = score_slice(scorer, uris[:1]).set_index("path")  # the default schemes
+    assert refused.loc[uris[0], "error"].startswith("unsupported scheme 'memory'")
+
+
+def test_a_paths_table_opens_only_file_system_schemes(images, monkeypatch):
+    """data:, ftp://, http:// ... are error rows, never opened (no fetch, no connection)."""
+    from iipa.spark import partition
+    from iipa.spark.partition import PartitionOptions, scheme, score_slice
+
+    opened = []
+    monkeypatch.setattr(partition, "read_remote", lambda uri, max_bytes=None: opened.append(uri) or b"")
+
+    class Scorer:  # never reached: nothing is readable
+        def iter_scores(self, items):
+            raise AssertionError(items)
+
+    uris = ["data:image/jpeg;base64,/9j/4AAQ", "ftp://127.0.0.1/a.jpg", "http://example.com/a.jpg",
+            "HTTPS://example.com/a.jpg", "memory://x/a.jpg", "file+ssh://h/a.jpg"]
+    rows = score_slice(Scorer(), uris, options=PartitionOptions()).set_index("path")
+    assert not opened
+    for uri in uris:
+        assert rows.loc[uri, "error"] == (f"unsupported scheme {scheme(uri)!r}: iipa reads plain paths and "
+                                          "file, hdfs, s3, s3a, gs, abfs, abfss URIs"), uri
+    assert scheme("C:\\photos\\a.jpg") is None and scheme("S3A://b/a.jpg") == "s3a"
+    assert partition.fetch("s3a://bucket/a.jpg", PartitionOptions()) == (b"", None) and opened == ["s3a://bucket/a.jpg"]
 
 
 def test_paths_local_or_remote():
@@ -209,15 +279,17 @@ def test_paths_local_or_remote():
 
 
 def test_session_conf_local_jvm_options_and_overrides():
-    from iipa.spark.session import LOCAL_JAVA_OPTIONS, session_conf
+    from iipa.spark.session import LOCAL_JAVA_OPTIONS, LOG4J_CONFIG, PANDAS_WARNING, session_conf
 
+    quiet = f"-Dlog4j.configurationFile={LOG4J_CONFIG.as_uri()} -Diipa.log4j.level=ERROR"
     local = session_conf(None, None)
-    assert local["spark.master"] == "local[*]" and local["spark.driver.defaultJavaOptions"] == LOCAL_JAVA_OPTIONS
-    assert "-XX:TieredStopAtLevel=1" in LOCAL_JAVA_OPTIONS
+    assert local["spark.master"] == "local[*]"
+    assert local["spark.driver.defaultJavaOptions"] == f"{LOCAL_JAVA_OPTIONS} {quiet}"
+    assert "-XX:TieredStopAtLevel=1" in LOCAL_JAVA_OPTIONS and LOG4J_CONFIG.is_file()
     mine = session_conf("local[2]", {"spark.driver.defaultJavaOptions": "-Xss4m", "spark.ui.enabled": "true"})
     assert mine["spark.driver.defaultJavaOptions"] == "-Xss4m" and mine["spark.ui.enabled"] == "true"
-    cluster = session_conf("spark://head:7077", None)
-    assert cluster["spark.master"] == "spark://head:7077" and "spark.driver.defaultJavaOptions" not in cluster
+    cluster = session_conf("spark://head:7077", None)  # the driver's JVM is still ours: quiet, its own JIT
+    assert cluster["spark.master"] == "spark://head:7077" and cluster["spark.driver.defaultJavaOptions"] == quiet
     submitted = session_conf(None, {"spark.task.cpus": "2"}, submitted=True)  # spark-submit chose the master
     assert "spark.master" not in submitted and "spark.driver.defaultJavaOptions" not in submitted
     assert submitted["spark.task.cpus"] == "2" and submitted["spark.sql.session.timeZone"] == "UTC"
@@ -225,4 +297,7 @@ def test_session_conf_local_jvm_options_and_overrides():
     pairs = session_conf("local[2]", {"a.b": "1"}, defaults={"a.b": "0", "c.d": "2", "spark.ui.enabled": "x"},
                          local_java=False)
     assert pairs["a.b"] == "1" and pairs["c.d"] == "2" and pairs["spark.ui.enabled"] == "x"
-    assert "spark.driver.defaultJavaOptions" not in pairs
+    assert pairs["spark.driver.defaultJavaOptions"] == quiet
+    # the pandas-3 warning off in the Python workers, after whatever PYTHONWARNINGS says
+    assert pairs["spark.executorEnv.PYTHONWARNINGS"].endswith(f"ignore:{PANDAS_WARNING}:FutureWarning")
+    assert pairs["spark.ui.showConsoleProgress"] == "false"  # stderr is no terminal here

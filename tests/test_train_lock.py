@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -92,3 +93,29 @@ def test_a_non_zero_rank_of_a_torchrun_launch_shares_rank_0s_lock(held, monkeypa
         monkeypatch.setenv(key, value)
     with run_lock(out):  # rank 0 (the holder) took it for the whole run
         pass
+
+
+def test_a_stray_rank_alone_trains_and_writes_what_one_process_writes(tmp_path, run_cli, monkeypatch):
+    """RANK=1 without the rest of a torchrun launch is one process: the runner writes run.json
+    and the command the companions and the summary, as without it (the trainer is a stand-in:
+    its own rank comes from WORLD_SIZE, which is unset)."""
+    from iipa.train import runner
+
+    class Trainer:
+        def __init__(self, config):
+            self.out = Path(config.out)
+
+        def run(self):
+            return {"best": str(self.out / "best.pt")}
+
+    monkeypatch.setattr(runner, "trainer_class", lambda config: Trainer)
+    monkeypatch.setattr(runner, "write_companions", lambda summary: [f"model: {summary['best']} (ONNX: best.onnx)"])
+    for key in TORCHRUN_ENV:
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("RANK", "1")
+    (tmp_path / "pairs.parquet").write_bytes(b"")
+    out = tmp_path / "run"
+    code, stdout, err = run_cli("train", "--pairs", tmp_path / "pairs.parquet", "--images", tmp_path, "--out", out,
+                                "--backbone", "tiny")
+    assert code == 0, err
+    assert (out / runner.SETTINGS).is_file() and "best.onnx" in err and '"best"' in stdout, err

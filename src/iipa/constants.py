@@ -2,7 +2,8 @@
 
 `iipa --help` builds every sub-command's parser; the library modules these values belong
 to import numpy, PIL, torch or http.client, so each value lives here, once, and those
-modules import it from here (``iipa.images.DEFAULT_MAX_PIXELS`` and the like still work).
+modules import it from here (``iipa.images.CROPS`` and the like still work; the input limits live in the numpy-free
+:mod:`iipa.inputpolicy`).
 tests/test_cli_contract.py checks that no parser pulls a heavy module in.
 """
 
@@ -10,9 +11,6 @@ from __future__ import annotations
 
 # The model every entry point uses when none is named (`iipa score`, `resolve_model()`, ...).
 DEFAULT_MODEL = "instagram-lite0"
-# 100 megapixels: far above any camera photo we score (a 24 MP DSLR frame is 6000x4000),
-# far below what fits in memory decoded (100 MP RGB is 300 MB).
-DEFAULT_MAX_PIXELS = 100_000_000
 # Views per image a profile can give: the centre crop; corners + centre; the same mirrored.
 CROPS = (1, 5, 10)
 # How a profile decodes: the exact image, or JPEG draft mode (a cheaper, smaller decode).

@@ -1,10 +1,13 @@
 """Safe image opening: formats, modes, EXIF orientation, truncation and bombs.
 
 Every failure becomes an :class:`~iipa.errors.ImageError` whose ``reason`` is one of
-``not found``, ``unreadable``, ``empty file``, ``not an image``, ``unsupported format``,
-``truncated``, ``decompression bomb``, ``too much decode work`` (:mod:`iipa.decodecost`:
-too many JPEG scans or markers, too many PNG chunks) or ``corrupt``, so a batch can report it per file
-and go on with the rest.
+``not found``, ``unreadable``, ``empty file``, ``too large`` (more bytes than the input
+policy allows, :mod:`iipa.inputpolicy`; decided from the file's size before reading it),
+``not an image``, ``unsupported format``, ``truncated``, ``decompression bomb`` (too many
+pixels), ``extreme aspect ratio``, ``too much decode work`` (:mod:`iipa.decodecost`: too many
+JPEG scans, scan passes or markers, too many PNG chunks) or ``corrupt``, so a batch can report
+it per file and go on with the rest. Nothing reads a whole file before these checks: the
+structure walk reads a bounded buffer at a time, and decoding reads what the decoder asks.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import io
 import os
 import warnings
 from collections.abc import Iterable
+from dataclasses import replace
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -20,9 +24,12 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
-from iipa.constants import DEFAULT_MAX_PIXELS as DEFAULT_MAX_PIXELS  # its home is numpy-free
 from iipa.decodecost import DecodeWorkError, structure
 from iipa.errors import ImageError
+
+# DEFAULT_MAX_PIXELS: re-exported, callers import it from here.
+from iipa.inputpolicy import DEFAULT_MAX_PIXELS as DEFAULT_MAX_PIXELS
+from iipa.inputpolicy import DEFAULT_POLICY, InputPolicy
 
 # Pillow must not silently pad truncated files with grey: a truncated upload is an error.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
@@ -55,23 +62,27 @@ def open_image(
     source: ImageInput,
     *,
     draft_size: tuple[int, int] | None = None,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_pixels: int | None = None,
+    policy: InputPolicy = DEFAULT_POLICY,
 ) -> Image.Image:
     """Open ``source`` as an 8-bit RGB image, upright according to its EXIF orientation.
 
     ``draft_size`` lets the JPEG decoder scale by 1/2, 1/4 or 1/8 while keeping both
     sides at least that large (several times faster on large photos). Transparent
     images are composited on white, 16-bit images are scaled to 8 bits, animated
-    images give their first frame.
+    images give their first frame. ``policy`` bounds bytes, pixels and aspect ratio
+    (``max_pixels``, when given, replaces its pixel limit).
     """
+    if max_pixels is not None:
+        policy = replace(policy, max_pixels=max_pixels)
     name = describe(source)
     if isinstance(source, np.ndarray):
         return _from_array(source, name)
     if isinstance(source, Image.Image):
-        _check_pixels(source, name, max_pixels)
+        _check_shape(source, name, policy)
         return to_rgb(upright(source))
     heif = register_heif_opener()
-    fp = _open_stream(source, name)
+    fp, size = _open_stream(source, name, policy)
     try:
         with warnings.catch_warnings():
             # Pillow warns between MAX_IMAGE_PIXELS and 2x; we apply our own limit below.
@@ -89,8 +100,8 @@ def open_image(
                 raise _decode_error(name, exc) from None
         if img.format not in ALLOWED_FORMATS:
             raise ImageError(name, "unsupported format", f"{img.format}")
-        _check_pixels(img, name, max_pixels)
-        _check_work(img, name)
+        _check_shape(img, name, policy)
+        _check_work(img, name, size)
         if draft_size is not None and img.format in ("JPEG", "MPO"):
             img.draft("RGB", draft_size)
         try:
@@ -119,17 +130,13 @@ def register_heif_opener() -> bool:
     return True
 
 
-def _check_work(img: Image.Image, name: str) -> None:
-    """Refuse a file whose structure asks for pathological decode work (before decoding)."""
+def _check_work(img: Image.Image, name: str, size: int | None) -> None:
+    """Refuse a file whose structure asks for pathological decode work (before decoding;
+    the walk reads a bounded buffer at a time and leaves the stream where it was)."""
     if img.format not in ("JPEG", "MPO", "PNG") or img.fp is None:
         return
-    fp = img.fp
-    pos = fp.tell()
-    fp.seek(0)
-    data = fp.read()
-    fp.seek(pos)
     try:
-        structure(data, img.format)
+        structure(img.fp, img.format, size)
     except DecodeWorkError as exc:
         raise ImageError(name, "too much decode work", str(exc)) from None
 
@@ -150,11 +157,12 @@ def upright(img: Image.Image) -> Image.Image:
     return ImageOps.exif_transpose(img)
 
 
-def _open_stream(source: ImageInput, name: str) -> Any:
+def _open_stream(source: ImageInput, name: str, policy: InputPolicy) -> tuple[Any, int | None]:
+    """(a binary stream, its size in bytes or None when it cannot be told); a source over
+    the policy's byte limit is refused from its size, before it is opened or read."""
     if isinstance(source, (bytes, bytearray)):
-        if not source:
-            raise ImageError(name, "empty file")
-        return io.BytesIO(source)
+        _check_bytes(len(source), name, policy)
+        return io.BytesIO(source), len(source)
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         try:
@@ -163,9 +171,10 @@ def _open_stream(source: ImageInput, name: str) -> Any:
                 listable = os.access(path, os.R_OK | os.X_OK)
                 raise ImageError(name, "unreadable", "is a directory" if listable
                                  else "a folder that cannot be listed (permission denied)")
-            if size == 0:
-                raise ImageError(name, "empty file")
-            return open(path, "rb")  # noqa: SIM115 - closed by open_image
+            if not path.is_file():  # a FIFO or a device: its size says nothing, reading may never end
+                raise ImageError(name, "unreadable", "not a regular file")
+            _check_bytes(size, name, policy)
+            return open(path, "rb"), size  # noqa: SIM115 - closed by open_image
         except FileNotFoundError:
             raise ImageError(name, "not found") from None
         except PermissionError:
@@ -175,16 +184,38 @@ def _open_stream(source: ImageInput, name: str) -> Any:
         except OSError as exc:
             raise ImageError(name, "unreadable", str(exc)) from None
     if hasattr(source, "read"):
-        return source
+        size = _stream_size(source)
+        if size is not None:
+            _check_bytes(size, name, policy)
+        return source, size
     raise ImageError(name, "not an image", f"unsupported input type {type(source).__name__}")
 
 
-def _check_pixels(img: Image.Image, name: str, max_pixels: int) -> None:
-    pixels = img.width * img.height
-    if pixels > max_pixels:
-        raise ImageError(
-            name, "decompression bomb", f"{img.width}x{img.height} = {pixels} pixels > {max_pixels}"
-        )
+def _stream_size(fh: Any) -> int | None:
+    """Bytes from a seekable stream's position to its end (None when it cannot seek)."""
+    try:
+        if not fh.seekable():
+            return None
+        here = fh.tell()
+        end = fh.seek(0, io.SEEK_END)
+        fh.seek(here)
+    except (AttributeError, OSError, ValueError):
+        return None
+    return end - here
+
+
+def _check_bytes(size: int, name: str, policy: InputPolicy) -> None:
+    if size == 0:
+        raise ImageError(name, "empty file")
+    if (problem := policy.bytes_problem(size)) is not None:
+        raise ImageError(name, "too large", problem)
+
+
+def _check_shape(img: Image.Image, name: str, policy: InputPolicy) -> None:
+    if (problem := policy.pixels_problem(img.width, img.height)) is not None:
+        raise ImageError(name, "decompression bomb", problem)
+    if (problem := policy.aspect_problem(img.width, img.height)) is not None:
+        raise ImageError(name, "extreme aspect ratio", problem)
 
 
 def to_rgb(img: Image.Image) -> Image.Image:

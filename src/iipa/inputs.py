@@ -83,12 +83,21 @@ def walk_images(folder: Path, *, recursive: bool = True) -> list[str]:
     return out + sorted(unreadable)
 
 
-def not_images(folder: Path, others: list[str]) -> str:
-    """One line that counts and names the files of ``folder`` that are not scored."""
-    names = [os.path.relpath(p, folder) for p in others[:NAMED_AT_MOST]]
-    more = f" and {len(others) - NAMED_AT_MOST} more" if len(others) > NAMED_AT_MOST else ""
-    return (f"iipa: {folder}: {len(others)} file(s) not scored, their extension is none of "
+def not_images(folder: Path | str, others: list[str], count: int | None = None) -> str:
+    """One line that counts and names the files of ``folder`` that are not scored (``count``:
+    how many there are, when ``others`` holds only the first few)."""
+    count = len(others) if count is None else count
+    names = [_name_in(p, folder) for p in others[:NAMED_AT_MOST]]
+    more = f" and {count - NAMED_AT_MOST} more" if count > NAMED_AT_MOST else ""
+    return (f"iipa: {folder}: {count} file(s) not scored, their extension is none of "
             f"{' '.join(IMAGE_EXTENSIONS)}: {', '.join(names)}{more}")
+
+
+def _name_in(path: str, folder: Path | str) -> str:
+    """``path`` relative to ``folder``; its base name where it is not inside (a URI's folder
+    named otherwise than its files, e.g. with a port)."""
+    rel = os.path.relpath(path, folder)
+    return os.path.basename(path) if rel.startswith("..") else rel
 
 
 def _resolve(base: Path, entry: str) -> str:

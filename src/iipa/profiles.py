@@ -33,7 +33,8 @@ from PIL import Image
 
 from iipa.constants import CROPS, DECODES  # their home is numpy-free (the CLI's parsers read them)
 from iipa.errors import IIPAError
-from iipa.images import DEFAULT_MAX_PIXELS, ImageInput, open_image
+from iipa.images import ImageInput, open_image
+from iipa.inputpolicy import DEFAULT_POLICY, InputPolicy
 from iipa.registry import Registry
 
 if TYPE_CHECKING:  # imported by the methods that return tensors: see the module docstring
@@ -141,19 +142,22 @@ class Profile:
             out = [v for view in out for v in (view, view.transpose(Image.FLIP_LEFT_RIGHT))]
         return out
 
-    def open(self, source: ImageInput, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
-        """Decode ``source`` as this profile decodes (exact or draft), upright RGB."""
-        return open_image(source, draft_size=self.decode_size, max_pixels=max_pixels)
+    def open(self, source: ImageInput, *, max_pixels: int | None = None,
+             policy: InputPolicy = DEFAULT_POLICY) -> Image.Image:
+        """Decode ``source`` as this profile decodes (exact or draft), upright RGB, within
+        ``policy`` (:func:`iipa.images.open_image`; ``max_pixels`` replaces its pixel limit)."""
+        return open_image(source, draft_size=self.decode_size, max_pixels=max_pixels, policy=policy)
 
-    def prepare(self, source: ImageInput, *, max_pixels: int = DEFAULT_MAX_PIXELS,
+    def prepare(self, source: ImageInput, *, max_pixels: int | None = None, policy: InputPolicy = DEFAULT_POLICY,
                 train: bool = False, rng: random.Random | None = None) -> torch.Tensor:
         """Any input (path, bytes, file object, PIL image, array) -> uint8 3 x S x S network input."""
-        return self.to_uint8(self.open(source, max_pixels=max_pixels), train=train, rng=rng)
+        return self.to_uint8(self.open(source, max_pixels=max_pixels, policy=policy), train=train, rng=rng)
 
-    def view_array(self, source: ImageInput, crops: int = 1, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    def view_array(self, source: ImageInput, crops: int = 1, *, max_pixels: int | None = None,
+                   policy: InputPolicy = DEFAULT_POLICY) -> np.ndarray:
         """Any input -> uint8 V x S x S x 3 numpy array of its ``crops`` test-time views (V = 1
         for ``crops=1``): what every backend scores (see :mod:`iipa.scoring`)."""
-        return self.image_views(self.open(source, max_pixels=max_pixels), crops)
+        return self.image_views(self.open(source, max_pixels=max_pixels, policy=policy), crops)
 
     def image_views(self, img: Image.Image, crops: int = 1) -> np.ndarray:
         """:meth:`view_array` of an already decoded RGB image (the service decodes on its own,

@@ -29,7 +29,8 @@ import numpy as np
 
 from iipa import levels
 from iipa.errors import IIPAError, ImageError
-from iipa.images import DEFAULT_MAX_PIXELS, ImageInput, describe
+from iipa.images import ImageInput, describe
+from iipa.inputpolicy import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, InputPolicy
 from iipa.profiles import CROPS, Profile
 from iipa.record import ModelRecord, resolve_model
 from iipa.runtime import OPTIMIZE, RUNTIMES, decode_threads, device_type, runs_on_cpu
@@ -93,8 +94,8 @@ def choose_runtime(record: ModelRecord, runtime: str = "auto", *, device: str | 
 
 def make_scorer(model: Any = None, *, runtime: str = "auto", device: str | None = None, precision: str = "auto",
                 crops: int | None = None, batch_size: int = 32, num_workers: int | None = None,
-                threads: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS, optimize: str = "none",
-                channels_last: bool = True, offline: bool = False) -> Scorer:
+                threads: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS, max_bytes: int = DEFAULT_MAX_BYTES,
+                optimize: str = "none", channels_last: bool = True, offline: bool = False) -> Scorer:
     """A :class:`Scorer` for ``model`` (a :class:`~iipa.record.ModelRecord` or anything
     :func:`~iipa.record.resolve_model` takes; None: the default model). A :class:`Scorer` is
     returned as it is, with its own settings, as ``resolve_model`` returns a record: every entry
@@ -105,6 +106,8 @@ def make_scorer(model: Any = None, *, runtime: str = "auto", device: str | None 
     (PyTorch only; an ONNX file's precision is fixed at export). ``num_workers``: decoding
     threads (default :func:`iipa.runtime.decode_threads`); ``threads``: onnxruntime's
     compute threads (default: one per CPU). ``optimize``/``channels_last``: PyTorch only.
+    ``max_pixels``/``max_bytes``: an input beyond either is an error row
+    (:class:`~iipa.inputpolicy.InputPolicy`, whose aspect-ratio limit applies too).
     """
     if isinstance(model, Scorer):
         return model
@@ -121,14 +124,16 @@ def make_scorer(model: Any = None, *, runtime: str = "auto", device: str | None 
         backend = TorchBackend(record, device=device, precision=precision, optimize=optimize,
                                channels_last=channels_last)
     return Scorer(record, backend, crops=crops, batch_size=batch_size, num_workers=num_workers,
-                  max_pixels=max_pixels)
+                  max_pixels=max_pixels, max_bytes=max_bytes)
 
 
-def prepare_item(profile: Profile, item: ImageInput, crops: int, max_pixels: int) -> Prepared:
+def prepare_item(profile: Profile, item: ImageInput, crops: int, limits: int | InputPolicy) -> Prepared:
     """The profile's uint8 V x S x S x 3 views of one input (:meth:`Profile.view_array`), or
-    the error that stops it (never raises)."""
+    the error that stops it (never raises). ``limits``: an input policy, or a pixel limit
+    (the default policy's other limits)."""
+    policy = limits if isinstance(limits, InputPolicy) else InputPolicy(max_pixels=limits)
     try:
-        return profile.view_array(item, crops, max_pixels=max_pixels), None
+        return profile.view_array(item, crops, policy=policy), None
     except ImageError as exc:
         return None, exc.reason + (f": {exc.detail}" if exc.detail else "")
     except Exception as exc:  # noqa: BLE001 - one odd file must not stop a batch
@@ -147,7 +152,8 @@ class Scorer:
     """
 
     def __init__(self, record: ModelRecord, backend: Backend, *, crops: int | None = None, batch_size: int = 32,
-                 num_workers: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+                 num_workers: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS,
+                 max_bytes: int = DEFAULT_MAX_BYTES) -> None:
         crops = record.crops if crops is None else crops
         if crops not in CROPS:
             raise IIPAError(f"crops must be one of {', '.join(map(str, CROPS))}, not {crops}")
@@ -159,6 +165,7 @@ class Scorer:
         self.crops = crops
         self.batch_size = batch_size
         self.num_workers = decode_threads(backend.device) if num_workers is None else max(0, num_workers)
+        self.policy = InputPolicy(max_bytes=max_bytes, max_pixels=max_pixels)
         self.max_pixels = max_pixels
         self._torch_model: Any = None
 
@@ -208,7 +215,7 @@ class Scorer:
 
     def prepare(self, item: ImageInput) -> Prepared:
         """One input -> (its uint8 views, None) or (None, error): what :meth:`iter_scores` decodes."""
-        return prepare_item(self.profile, item, self.crops, self.max_pixels)
+        return prepare_item(self.profile, item, self.crops, self.policy)
 
     def _batches(self, items: Sequence[ImageInput], pool: ThreadPoolExecutor | None) -> Iterator[list[Prepared]]:
         """Decoded batches in order. On the CPU the next batch is only submitted once the

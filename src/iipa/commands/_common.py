@@ -12,9 +12,10 @@ import argparse
 import re
 from typing import Any
 
-from iipa.constants import CROPS, DEFAULT_MAX_PIXELS, DEFAULT_MODEL
+from iipa.constants import CROPS, DEFAULT_MODEL
 from iipa.errors import IIPAError
 from iipa.extras import explain_missing
+from iipa.inputpolicy import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
 from iipa.runtime import OPTIMIZE, PRECISIONS, RUNTIMES
 
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
@@ -144,6 +145,9 @@ def add_loader_arguments(parser: argparse.ArgumentParser) -> None:
     add_crops_argument(g)
     g.add_argument("--max-pixels", type=positive_int, default=DEFAULT_MAX_PIXELS,
                    help=f"refuse larger images as decompression bombs (default: {DEFAULT_MAX_PIXELS})")
+    g.add_argument("--max-bytes", type=positive_int, default=DEFAULT_MAX_BYTES,
+                   help=f"refuse larger image files from their size, before reading them: an error row naming "
+                        f"the file and the limit (default: {DEFAULT_MAX_BYTES} = {DEFAULT_MAX_BYTES // 2**20} MiB)")
 
 
 def add_scoring_arguments(parser: argparse.ArgumentParser) -> None:
@@ -158,7 +162,7 @@ def make_scorer_from_args(args: argparse.Namespace, **overrides: Any) -> Any:
 
     options = {"runtime": args.runtime, "device": args.device, "precision": args.precision,
                "optimize": args.optimize, "crops": args.crops, "batch_size": args.batch_size,
-               "num_workers": args.workers, "max_pixels": args.max_pixels}
+               "num_workers": args.workers, "max_pixels": args.max_pixels, "max_bytes": args.max_bytes}
     options.update(overrides)
     return make_scorer(args.model, **options)
 

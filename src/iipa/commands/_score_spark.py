@@ -65,6 +65,7 @@ def run_spark(args: argparse.Namespace) -> int:
         warn_if_simulated(model.model, "iipa score")
         summary = score_to_parquet(args.inputs, args.output, model=model, crops=args.crops,
                                    batch_size=args.batch_size, max_pixels=args.max_pixels,
+                                   max_bytes=args.max_bytes,
                                    recursive=not args.no_recursive, overwrite=args.overwrite,
                                    resume=args.resume, spark=spark)
     finally:
@@ -75,7 +76,9 @@ def run_spark(args: argparse.Namespace) -> int:
     if summary.failed:
         print(f"iipa score: {summary.failed:,} of {summary.rows:,} rows in {summary.output} could not be scored, "
               "e.g.:", file=sys.stderr)
+        from iipa.fileio import printable
+
         for row in summary.examples:
-            print(f"  {row['path']}: {row['error']}", file=sys.stderr)
+            print(f"  {printable(row['path'])}: {row['error']}", file=sys.stderr)
         return 1
     return 0

@@ -53,9 +53,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help=f"largest image file in MiB (default: {d.max_upload_bytes / 2**20:g})")
     lim.add_argument("--max-files", type=positive_int, default=d.max_files, help=f"files per request (default: {d.max_files})")
     lim.add_argument("--max-pixels", type=positive_int, default=d.max_pixels,
-                     help=f"largest image in pixels, checked before decoding (default: {d.max_pixels}; lower "
-                          "than score's on purpose: a server takes images from anyone, and this bounds the "
-                          "memory one request can take)"),
+                     help=f"largest image in pixels, checked before decoding (default: {d.max_pixels}, as for "
+                          "`iipa score`; memory is bounded by the decode budget whatever the limit)")
     lim.add_argument("--formats", default=",".join(DEFAULT_FORMATS),
                      help=f"allowed image formats, comma-separated (default: {','.join(DEFAULT_FORMATS)}; "
                           "phones' MPO counts as JPEG)")

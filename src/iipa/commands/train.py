@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 
 from iipa.commands._common import (
     backbone_name,
@@ -114,10 +113,11 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     require("torch", "iipa train")
+    from iipa.train.lock import launched_rank
     from iipa.train.runner import train, write_companions
 
     summary = train(config_from_args(args))
-    if os.environ.get("RANK", "0") == "0":  # one summary under torchrun, not one per rank
+    if launched_rank() == 0:  # one summary under torchrun, not one per rank
         for line in write_companions(summary):
             print(f"iipa train: {line}", file=sys.stderr)
         print(json.dumps(summary, indent=2))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from iipa.clientlimits import MIN_BODY_RATE, RATE_WINDOW_S
+from iipa.inputpolicy import DEFAULT_POLICY, InputPolicy
 
 # Formats a browser or phone actually uploads (HEIF: iPhones' HEIC photos, through
 # pillow-heif, a core dependency); TIFF/BMP/GIF are accepted by ``iipa score`` but are rarely
@@ -19,9 +20,11 @@ MIN_BYTES_PER_PIXEL = 6
 class ServeSettings:
     """Everything that bounds what one client can make the service do.
 
-    ``max_upload_bytes`` bounds each image file; a whole request may carry ``max_files``
-    of them (the body limit is their product plus multipart overhead). ``max_pixels``
-    stops decompression bombs before decoding. Memory is bounded by a budget of bytes,
+    ``max_upload_bytes``, ``max_pixels`` and ``max_aspect_ratio`` are the one input policy
+    (:mod:`iipa.inputpolicy`, :attr:`policy`), with its defaults, as ``iipa score`` applies it:
+    bytes per image file, pixels (decompression bombs) and shape, checked before decoding. A
+    whole request may carry ``max_files`` files (the body limit is their product plus
+    multipart overhead, at most ``max_request_bytes``). Memory is bounded by a budget of bytes,
     estimated from the headers (pixels times the measured peak bytes per pixel of each
     format and mode, :mod:`iipa.decodecost`): one request may need at most
     ``max_request_decode_bytes`` in all (else 413), and all decodes and multipart bodies
@@ -40,18 +43,16 @@ class ServeSettings:
     room its spooled parts may take in the temporary folder (else 503).
     """
 
-    max_upload_bytes: int = 20 * 1024 * 1024
+    max_upload_bytes: int = DEFAULT_POLICY.max_bytes
     max_files: int = 32
-    max_pixels: int = 50_000_000
+    max_pixels: int = DEFAULT_POLICY.max_pixels
     # One 50 MP RGBA PNG (15 bytes a pixel at its peak) at a time, or many smaller images.
     decode_budget_bytes: int = 800 * 2**20
     max_request_decode_bytes: int = 8 * 800 * 2**20
     max_request_bytes: int = 64 * 1024 * 1024
     body_timeout_s: float = 60.0
     header_timeout_s: float = 10.0
-    # Short-side profiles scale the short side up to the input size: a 1 x 1,000,000 strip
-    # would become a 72 x 72,000,000 image. No photo is anywhere near 20:1.
-    max_aspect_ratio: float = 20.0
+    max_aspect_ratio: float = DEFAULT_POLICY.max_aspect_ratio
     allowed_formats: tuple[str, ...] = DEFAULT_FORMATS
     request_timeout_s: float = 30.0
     max_concurrency: int = 32
@@ -91,6 +92,12 @@ class ServeSettings:
         if "JPEG" in formats and "MPO" not in formats:
             formats += ("MPO",)
         object.__setattr__(self, "allowed_formats", formats)
+
+    @property
+    def policy(self) -> InputPolicy:
+        """The input policy these settings apply to every uploaded image."""
+        return InputPolicy(max_bytes=self.max_upload_bytes, max_pixels=self.max_pixels,
+                           max_aspect_ratio=self.max_aspect_ratio)
 
     @property
     def max_body_bytes(self) -> int:

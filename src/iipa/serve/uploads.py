@@ -21,7 +21,8 @@ from iipa.images import open_image, register_heif_opener
 from iipa.serve.settings import ServeSettings
 
 # ImageError.reason -> HTTP status: a bomb is "too large", everything else a bad request.
-_REASON_STATUS = {"decompression bomb": 413, "too much decode work": 413, "unsupported format": 415}
+_REASON_STATUS = {"decompression bomb": 413, "too large": 413, "too much decode work": 413,
+                  "unsupported format": 415}
 
 
 class ApiError(Exception):
@@ -68,8 +69,8 @@ def safe_label(filename: str | None, index: int) -> str:
 
 def check_size(upload: Upload, settings: ServeSettings) -> None:
     size = upload.size
-    if size > settings.max_upload_bytes:
-        raise ApiError(413, "file too large", f"{upload.name}: {size} bytes > limit {settings.max_upload_bytes}")
+    if (problem := settings.policy.bytes_problem(size)) is not None:
+        raise ApiError(413, "file too large", f"{upload.name}: {problem}")
     if not size:
         raise ApiError(400, "empty file", f"{upload.name}: the upload has no bytes")
 
@@ -98,13 +99,13 @@ def probe(upload: Upload, settings: ServeSettings, *, draft_size: tuple[int, int
     if fmt not in settings.allowed_formats:
         allowed = ", ".join(f for f in settings.allowed_formats if f != "MPO")
         raise ApiError(415, "format not allowed", f"{upload.name}: {fmt}; allowed: {allowed}")
-    if w * h > settings.max_pixels:
-        raise ApiError(413, "too many pixels", f"{upload.name}: {w}x{h} = {w * h} > limit {settings.max_pixels}")
-    if max(w, h) > settings.max_aspect_ratio * max(1, min(w, h)):
-        raise ApiError(400, "extreme aspect ratio",
-                       f"{upload.name}: {w}x{h} is more than {settings.max_aspect_ratio:g}:1")
+    policy = settings.policy
+    if (problem := policy.pixels_problem(w, h)) is not None:
+        raise ApiError(413, "too many pixels", f"{upload.name}: {problem}")
+    if (problem := policy.aspect_problem(w, h)) is not None:
+        raise ApiError(400, "extreme aspect ratio", f"{upload.name}: {problem}")
     try:
-        found = structure(upload.stream().read(), fmt)
+        found = structure(upload.stream(), fmt, upload.size)
     except DecodeWorkError as exc:
         raise ApiError(413, "too much decode work", f"{upload.name}: {exc}") from None
     cost = peak_bytes(fmt, mode, (w, h), decoded_size, found, bands=bands)
@@ -121,7 +122,7 @@ def decode(upload: Upload, settings: ServeSettings, *, draft_size: tuple[int, in
     of a :class:`~iipa.serve.memory.MemoryBudget` around this call."""
     probe(upload, settings, draft_size=draft_size)
     try:
-        return open_image(upload.stream(), draft_size=draft_size, max_pixels=settings.max_pixels)
+        return open_image(upload.stream(), draft_size=draft_size, policy=settings.policy)
     except ImageError as exc:
         detail = f"{upload.name}: {exc.reason}" + (f" ({exc.detail})" if exc.detail else "")
         raise ApiError(_REASON_STATUS.get(exc.reason, 400), "undecodable image", detail) from None

@@ -2,10 +2,13 @@
 
 The driver resolves the model to the bytes of an ONNX export (an ``.onnx`` file, the shipped
 export of named weights, or a checkpoint exported here) and broadcasts them once; it lists
-nothing itself except folders and globs (Spark's ``binaryFile`` source, paths only). A table
-of paths (Parquet, CSV, text) is read by the executors, which also open the images
-(:mod:`iipa.spark.partition`), so a missing file is an error row, never a failed query, and
-the driver holds no per-image state whatever the number of rows.
+nothing itself except folders and globs: local ones as ``iipa score`` lists them
+(:func:`iipa.inputs.expand_inputs`: the same rows, 0-byte files included, the same paths as
+typed, relative or not, and the same warning naming the files that are not images), URIs
+through Spark's file index (``hdfs://``, ``s3a://``, ``file:`` ...; its list of files stays
+in the JVM). A table of paths (Parquet, CSV, text) is read by the executors, which also open
+the images (:mod:`iipa.spark.partition`), so a missing file is an error row, never a failed
+query, and the driver holds no per-image state for tables whatever the number of rows.
 
 Results go to a Parquet folder (one file per task) in chunks of ``chunk_rows`` paths, each
 committed by its own write: a run killed midway keeps its finished chunks, and ``resume``
@@ -15,18 +18,24 @@ skips every path that already has a row (scored or failed).
 from __future__ import annotations
 
 import dataclasses
+import glob
+import logging
 import math
 import os
 import tempfile
+import urllib.parse
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from iipa.errors import IIPAError
-from iipa.images import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS
-from iipa.inputs import CSV_COLUMNS
+from iipa.images import IMAGE_EXTENSIONS
+from iipa.inputpolicy import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
+from iipa.inputs import CSV_COLUMNS, expand_inputs, not_images
 from iipa.spark.partition import (
     SCHEMA,
     PartitionOptions,
@@ -43,6 +52,8 @@ ROWS_PER_TASK = 2_000
 CHUNK_ROWS = 200_000
 _ABSOLUTE = r"^([A-Za-z][A-Za-z0-9+.-]*:|/)"
 _IMAGE_NAME = r"(?i)\.(" + "|".join(e.lstrip(".") for e in IMAGE_EXTENSIONS) + r")$"
+PATHS_SCHEMA = "path string, source string"  # as shown in the output; where an executor reads it
+log = logging.getLogger("iipa.inputs")  # the logger of the local command's listing warnings
 
 
 @dataclass
@@ -107,8 +118,9 @@ def ship_model(spark: Any, model: Any = None) -> ShippedModel:
 # --- inputs ---
 
 def read_paths(spark: Any, inputs: Sequence[str], *, recursive: bool = True) -> Any:
-    """One ``path`` column from tables (``.parquet``/``.csv``/``.txt``, read by the executors),
-    folders and Hadoop globs (listed by Spark's ``binaryFile`` source, image names only)."""
+    """A ``path`` column (and ``source``, where an executor reads it) from tables
+    (``.parquet``/``.csv``/``.txt``, read by the executors), folders and globs (image names
+    only: local ones listed as ``iipa score`` lists them, URIs by Spark's file index)."""
     if isinstance(inputs, str):
         inputs = [inputs]
     if not inputs:
@@ -145,7 +157,8 @@ def _read_table(spark: Any, spec: str, kind: str) -> Any:
     base = spec.rstrip("/").rpartition("/")[0] or "."
     base = base if local_path(base) is None else os.path.abspath(local_path(base))
     resolved = F.when(F.col("path").rlike(_ABSOLUTE), F.col("path")).otherwise(F.concat(F.lit(base + "/"), "path"))
-    return frame.where(F.col("path").isNotNull() & (F.col("path") != "")).select(resolved.alias("path"))
+    return frame.where(F.col("path").isNotNull() & (F.col("path") != "")).select(resolved.alias("path"),
+                                                                                  resolved.alias("source"))
 
 
 def _path_column(frame: Any, spec: str, kind: str) -> str | None:
@@ -161,21 +174,68 @@ def _path_column(frame: Any, spec: str, kind: str) -> str | None:
 
 
 def _list_images(spark: Any, spec: str, recursive: bool) -> Any:
+    if local_path(spec) is not None and not spec.startswith("file:") and "{" not in spec:
+        return _list_local(spark, spec, recursive)
+    return _list_uri(spark, spec, recursive)
+
+
+def _list_local(spark: Any, spec: str, recursive: bool) -> Any:
+    """A local folder, file or glob as ``iipa score`` lists it: every image file (0-byte ones
+    too) by the path it prints, read by its absolute path."""
+    if not os.path.lexists(spec) and not glob.glob(spec, recursive=True):
+        raise IIPAError(f"{spec}: no such folder, file or matching files")
+    rows = [(p, os.path.abspath(p)) for p in expand_inputs([spec], recursive=recursive)]
+    return spark.createDataFrame(rows, PATHS_SCHEMA)
+
+
+def _list_uri(spark: Any, spec: str, recursive: bool) -> Any:
+    """A folder or glob URI, listed by Spark's file index: every file it holds (the
+    ``binaryFile`` source itself skips 0-byte ones), image names only, the others named in
+    one warning as ``iipa score`` names them."""
     from pyspark.sql import functions as F
 
     # Always recursive: without it Spark infers partition columns from sub-folder names (and
     # fails on files at several depths); --no-recursive filters below instead.
     reader = spark.read.format("binaryFile").option("recursiveFileLookup", "true")
     try:
-        listed = reader.load(spec).select("path")  # only the path: Spark prunes the content column
+        files = reader.load(spec)._jdf.inputFiles()  # a Java String[]: it stays in the JVM
     except Exception as exc:
         raise IIPAError(f"{spec}: no such folder, file or matching files ({_first_line(exc)})") from None
-    listed = listed.where(F.col("path").rlike(_IMAGE_NAME))
-    if not recursive and not any(ch in spec for ch in "*?[{"):  # a folder: the files directly in it
-        folder = _qualified(spark, spec)
-        listed = listed.where(F.regexp_replace("path", "/[^/]*$", "") == F.lit(folder))
-    # Local files as local paths, the way `iipa score` prints them.
-    return listed.select(F.regexp_replace("path", "^file:(//(?=/))?", "").alias("path"))
+    listed = _files_frame(spark, files)
+    folder = _qualified(spark, spec) if not recursive and not any(ch in spec for ch in "*?[{") else None
+    listed = listed.mapInPandas(partial(_decoded_paths, folder=folder), PATHS_SCHEMA)
+    others = listed.where(~F.col("path").rlike(_IMAGE_NAME))
+    named = [r["path"] for r in others.limit(5).collect()]
+    if named:
+        log.warning(not_images(local_path(spec) or spec, named, count=others.count()))
+    return listed.where(F.col("path").rlike(_IMAGE_NAME))
+
+
+def _files_frame(spark: Any, files: Any) -> Any:
+    """A ``path`` DataFrame of a Java ``String[]``, built in the JVM (Scala 2.13's ArraySeq
+    wraps the array without a copy); where that is missing (Scala 2.12), through Python."""
+    jvm = spark.sparkContext._jvm
+    try:
+        seq = jvm.scala.collection.immutable.ArraySeq.unsafeWrapArray(files)
+        jdf = spark._jsparkSession.createDataset(seq, jvm.org.apache.spark.sql.Encoders.STRING()).toDF("path")
+    except Exception:  # noqa: BLE001 - py4j's error for a class or method the JVM lacks
+        return spark.createDataFrame([(f,) for f in files], "path string")
+    try:
+        from pyspark.sql.classic.dataframe import DataFrame
+    except ImportError:  # pyspark 3.5
+        from pyspark.sql import DataFrame
+    return DataFrame(jdf, spark)
+
+
+def _decoded_paths(batches: Any, folder: str | None) -> Any:
+    """``mapInPandas`` body: the index's URIs (percent-encoded) as paths, local files as local
+    paths the way ``iipa score`` prints them; with ``folder``, only the files directly in it."""
+    for batch in batches:
+        paths = [urllib.parse.unquote(p) for p in batch["path"]]
+        if folder is not None:
+            paths = [p for p in paths if p.rsplit("/", 1)[0] == folder]
+        paths = [local_path(p) or p for p in paths]
+        yield pd.DataFrame({"path": paths, "source": paths})
 
 
 def _qualified(spark: Any, spec: str) -> str:
@@ -192,7 +252,8 @@ def _first_line(exc: BaseException) -> str:
 # --- scoring ---
 
 def score_frame(frame: Any, *, model: Any = None, path_column: str = "path", crops: int | None = None,
-                batch_size: int = 32, max_pixels: int = DEFAULT_MAX_PIXELS, partitions: int | None = None) -> Any:
+                batch_size: int = 32, max_pixels: int = DEFAULT_MAX_PIXELS, max_bytes: int = DEFAULT_MAX_BYTES,
+                partitions: int | None = None) -> Any:
     """A Spark DataFrame of paths -> a lazy DataFrame (path, score, scaled, level, error), one
     row per row with a path, in no particular order. ``partitions``: tasks to spread the rows over
     (default: about :data:`ROWS_PER_TASK` rows each, at least one per core; counting the
@@ -206,8 +267,8 @@ def score_frame(frame: Any, *, model: Any = None, path_column: str = "path", cro
     paths = frame.select(F.col(f"`{path_column}`").cast("string").alias("path")).where(F.col("path").isNotNull())
     if partitions is None:
         partitions = task_count(spark, paths.count())
-    return _score(paths, shipped, PartitionOptions(crops=crops, batch_size=batch_size, max_pixels=max_pixels),
-                  partitions)
+    options = PartitionOptions(crops=crops, batch_size=batch_size, max_pixels=max_pixels, max_bytes=max_bytes)
+    return _score(paths, shipped, options, partitions)
 
 
 def task_count(spark: Any, rows: float) -> int:
@@ -230,7 +291,8 @@ def _score(paths: Any, shipped: ShippedModel, options: PartitionOptions, partiti
 
 
 def score_to_parquet(inputs: Sequence[str] | Any, output: str, *, model: Any = None, crops: int | None = None,
-                     batch_size: int = 32, max_pixels: int = DEFAULT_MAX_PIXELS, recursive: bool = True,
+                     batch_size: int = 32, max_pixels: int = DEFAULT_MAX_PIXELS, max_bytes: int = DEFAULT_MAX_BYTES,
+                     recursive: bool = True,
                      overwrite: bool = False, resume: bool = False, chunk_rows: int = CHUNK_ROWS,
                      spark: Any = None) -> SparkScoreSummary:
     """Score ``inputs`` (paths as :func:`read_paths` takes them, or a DataFrame with a ``path``
@@ -258,7 +320,7 @@ def score_to_parquet(inputs: Sequence[str] | Any, output: str, *, model: Any = N
         done = _read_output(spark, output)
         before = done.count()
         paths = paths.join(done.select("path"), "path", "left_anti")
-    options = PartitionOptions(crops=crops, batch_size=batch_size, max_pixels=max_pixels)
+    options = PartitionOptions(crops=crops, batch_size=batch_size, max_pixels=max_pixels, max_bytes=max_bytes)
     try:
         todo = paths.count()  # duplicates included: an upper bound, no shuffle
         chunks = max(1, math.ceil(todo / chunk_rows))

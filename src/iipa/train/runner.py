@@ -5,7 +5,6 @@ ONNX companion and say how to score with the result."""
 from __future__ import annotations
 
 import importlib
-import os
 import shutil
 import sys
 from pathlib import Path
@@ -79,13 +78,14 @@ def pairs_from_posts(config: TrainConfig) -> TrainConfig:
 def train(config: TrainConfig) -> dict[str, Any]:
     """Train (or resume) the run in ``config.out``; returns the result record (summary.json)."""
     from iipa.fileio import write_json
-    from iipa.train.lock import run_lock
+    from iipa.train.lock import launched_rank, run_lock
 
     if not (config.pairs or config.posts):
         raise IIPAError("give --pairs (a pairs table) or --posts (pairs are then built with the paper's rules)")
 
     with run_lock(config.out):  # one run per folder: a second one exits 2 naming the holder
-        main = os.environ.get("RANK", "0") == "0"
+        # A RANK without the rest of a torchrun launch trains as one process, and writes what one does.
+        main = launched_rank() == 0
         if main:
             check_run_folder(config)
             write_json(Path(config.out) / SETTINGS, config.to_dict())
