@@ -29,7 +29,7 @@ from pathlib import Path
 
 from iipa import __version__, commands
 from iipa.commands._common import add_offline_argument, check_args
-from iipa.errors import IIPAError
+from iipa.errors import IIPAError, debug
 from iipa.extras import explain_missing
 from iipa.weights_store import OFFLINE_ENV, offline
 
@@ -108,11 +108,6 @@ def _main(argv: Sequence[str] | None) -> int:
         if isinstance(exc, (KeyboardInterrupt, BrokenPipeError, SystemExit)):
             raise
         return _report(args.command, exc)
-
-
-def debug() -> bool:
-    """IIPA_DEBUG=1 (or yes/true/on) shows tracebacks; unset, empty, 0, no, false, off do not."""
-    return os.environ.get("IIPA_DEBUG", "").strip().lower() not in ("", "0", "no", "false", "off")
 
 
 def _report(command: str, exc: BaseException) -> int:

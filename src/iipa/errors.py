@@ -25,3 +25,11 @@ class ImageError(IIPAError):
 
 class WeightsError(IIPAError):
     """Weights could not be found, downloaded, verified or loaded."""
+
+
+def debug() -> bool:
+    """IIPA_DEBUG=1 (or yes/true/on) shows tracebacks and tools' own logs; unset, empty, 0, no,
+    false, off do not."""
+    import os
+
+    return os.environ.get("IIPA_DEBUG", "").strip().lower() not in ("", "0", "no", "false", "off")

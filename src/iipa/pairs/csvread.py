@@ -33,10 +33,9 @@ from pathlib import Path
 import pandas as pd
 
 from iipa.errors import IIPAError
-from iipa.pairs.csvrecords import LONG_RECORD_LINES, MAX_REJECT_TEXT, long_records, parse_records
+from iipa.pairs.csvrecords import LONG_RECORD_LINES, MAX_REJECT_TEXT, READ_CHUNK, long_records, parse_records
 
 MAX_LINE_BYTES = 32 * 1024 * 1024
-_CHUNK = 1 << 22
 # DuckDB's error types → our reasons; the first one a record has, in this order, is its reason.
 REASON_OF = {"INVALID ENCODING": "bad encoding", "UNQUOTED VALUE": "bad quoting",
              "LINE SIZE OVER MAXIMUM": "line too long", "TOO MANY COLUMNS": "wrong number of fields",
@@ -92,7 +91,7 @@ def lf_copy(path: Path) -> Iterator[tuple[Path, int]]:
     (DuckDB's strict parser refuses a file whose line ends are mixed), its number of lines)."""
     lines, last, has_cr = 0, b"\n", False
     with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(_CHUNK), b""):
+        for chunk in iter(lambda: fh.read(READ_CHUNK), b""):
             has_cr = has_cr or b"\r" in chunk
             lines += chunk.count(b"\n")
             last = chunk
@@ -104,7 +103,7 @@ def lf_copy(path: Path) -> Iterator[tuple[Path, int]]:
         lines, last = 0, b"\n"
         with open(path, "rb") as src, open(out, "wb") as dst:
             carry = b""
-            for chunk in iter(lambda: src.read(_CHUNK), b""):
+            for chunk in iter(lambda: src.read(READ_CHUNK), b""):
                 chunk, carry = carry + chunk, b""
                 if chunk.endswith(b"\r"):  # its LF may start the next chunk
                     chunk, carry = chunk[:-1], b"\r"
@@ -204,7 +203,7 @@ def _line_numbers(path: Path, positions: list[int]) -> list[int]:
         for pos in positions:
             offset = max(pos - 1, 0)
             while done < offset:
-                chunk = fh.read(min(_CHUNK, offset - done))
+                chunk = fh.read(min(READ_CHUNK, offset - done))
                 if not chunk:
                     break
                 n += chunk.count(b"\n")

@@ -27,7 +27,7 @@ import numpy as np
 LONG_RECORD_LINES = 10
 MAX_REJECT_TEXT = 65536  # characters of a rejected record kept in rejects.csv
 BATCH_ROWS = 100_000  # rows handed to the caller at a time (a broken 10 M-row file stays bounded)
-_CHUNK = 1 << 22
+READ_CHUNK = 1 << 22  # bytes per read when scanning a file
 
 Reject = tuple[str, int, str]  # reason, line, text
 
@@ -42,7 +42,7 @@ def _physical_lines(path: Path, max_line_bytes: int) -> Iterator[tuple[int, byte
             if raw.endswith(b"\n"):
                 yield number, raw[:-1]
             elif len(raw) > max_line_bytes:
-                while (more := fh.readline(_CHUNK)) and not more.endswith(b"\n"):
+                while (more := fh.readline(READ_CHUNK)) and not more.endswith(b"\n"):
                     pass
                 yield number, None
             else:
@@ -136,7 +136,7 @@ def long_records(path: Path, *, limit: int = LONG_RECORD_LINES) -> list[tuple[in
     record_start = 1  # the line the current record starts on
     last = b"\n"
     with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(_CHUNK), b""):
+        for chunk in iter(lambda: fh.read(READ_CHUNK), b""):
             data = np.frombuffer(chunk, dtype=np.uint8)
             lf = np.flatnonzero(data == 10)
             qpos = np.flatnonzero(data == 34)

@@ -76,7 +76,7 @@ def session_conf(master: str | None, conf: dict[str, str] | None, *, submitted: 
 
 def log_level() -> str:
     """The JVM's log level: errors only, Spark's warnings too under ``IIPA_DEBUG=1``."""
-    from iipa.cli import debug
+    from iipa.errors import debug
 
     return DEBUG_LEVEL if debug() else QUIET_LEVEL
 
