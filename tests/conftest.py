@@ -132,3 +132,21 @@ def sim_trained_run(tmp_path_factory, sim_crawl) -> CliRun:
     out = tmp_path_factory.mktemp("sim_trained") / "run"
     code, stdout, stderr = run_main(*argv, "--out", str(out))
     return CliRun(argv, code, stdout, stderr, out)
+
+
+# One local Spark session for the whole run. pyspark keeps one JVM per Python process anyway;
+# what each module's own session added was a SparkContext start and stop (seconds each). Built
+# by iipa.pairs.spark.get_spark, so it carries the pairs engine's defaults (its app name,
+# PAIRS_CONF, no C1-only JVM options) with 5 shuffle partitions over PAIRS_CONF's 8 (tiny test
+# tables); iipa's scoring on Spark uses an active session as it is, so it runs here too.
+SPARK_TEST_CONF = {"spark.sql.shuffle.partitions": "5", "spark.ui.showConsoleProgress": "false"}
+
+
+@pytest.fixture(scope="session")
+def spark_session():
+    """The run's Spark session (local[2]); skips without Java or pyspark, fails under CI=true."""
+    from _spark import require_spark
+
+    session = require_spark("iipa.pairs.spark").get_spark("local[2]", SPARK_TEST_CONF)
+    yield session
+    session.stop()

@@ -236,10 +236,11 @@ def test_help_imports_nothing_heavy_and_ends_quietly_into_a_closed_pipe(path):
     assert heavy(modules) == [], f"iipa {' '.join(path)} --help imported {heavy(modules)}"
 
 
-def test_real_output_into_a_closed_pipe_ends_quietly(photo_dir, tiny_checkpoint):
-    for argv in (["models"], ["weights", "list"],
-                 ["score", str(photo_dir), "--model", str(tiny_checkpoint), "-f", "csv", "--workers", "0"],
-                 ["model-info", "--model", str(tiny_checkpoint)]):
+def test_real_output_into_a_closed_pipe_ends_quietly(photo_dir):
+    # The default model (its packaged ONNX file, no torch): the pipe is the CLI's business, not
+    # the backend's, and a child importing torch costs seconds of CPU.
+    for argv in (["models"], ["weights", "list"], ["score", str(photo_dir), "-f", "csv", "--workers", "0"],
+                 ["model-info"]):
         proc = _closed_stdout(*argv)
         assert proc.returncode == 0 and "Traceback" not in proc.stderr and "Exception" not in proc.stderr, (
             argv, proc.stderr)

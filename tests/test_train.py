@@ -90,15 +90,19 @@ def test_swapping_a_and_b_flips_every_prediction(clean_run, pair_set):
 
 
 @pytest.mark.slow
-def test_forty_percent_flipped_labels_hurts_but_still_learns(clean_run, pair_set, tmp_path):
-    clean = _test_accuracy(clean_run[1] / "best.pt", pair_set)
+def test_forty_percent_flipped_labels_hurts_but_still_learns(pair_set, tmp_path):
     summary = train(_config(pair_set, tmp_path / "noisy", epochs=3, label_noise=0.4))
     data = next(r for r in read_metrics(tmp_path / "noisy") if r["event"] == "data")
     assert data["flipped_labels"] == round(0.4 * 256)
-    noisy = _test_accuracy(tmp_path / "noisy" / "best.pt", pair_set)
-    assert 0.7 <= noisy <= clean
+    # Still learns: the true order of held-out pairs. (Not "noisy <= clean": both runs rank 93-96
+    # of the 96 test pairs, a difference inside either's 95 % interval that a CPU with other
+    # kernels, hence other rounding in training, may reverse.)
+    assert _test_accuracy(tmp_path / "noisy" / "best.pt", pair_set) >= 0.7
+    # Hurts: a ranker of the true order agrees with a logged window's labels as often as they are
+    # not flipped, ~60 % (flips and batches are seeded: the same on every CPU; 0.72 at most here);
+    # above 0.8 it would have learned flipped labels.
     train_acc = [r["accuracy"] for r in read_metrics(tmp_path / "noisy") if r["event"] == "train"]
-    assert max(train_acc[-3:]) < 0.8  # it cannot agree with labels that are 40% wrong
+    assert max(train_acc[-3:]) < 0.8
     assert summary["best_val_accuracy"] >= 0.7
 
 

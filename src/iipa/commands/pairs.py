@@ -24,6 +24,7 @@ import sys
 from pathlib import Path
 
 from iipa.commands._common import nonnegative_int, positive_int
+from iipa.constants import SPLITS
 from iipa.errors import IIPAError
 from iipa.extras import require
 
@@ -77,7 +78,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a = sub.add_parser("import-authors", help="the authors' Low_popularity,High_popularity CSV -> pairs table")
     a.add_argument("csv", help="the authors' pair list")
     a.add_argument("--output", "-o", required=True, metavar="FILE", help="pairs table to write (.parquet or .csv)")
-    a.add_argument("--split", default="test", choices=["train", "val", "test"], help="split of every pair (default test)")
+    a.add_argument("--split", default="test", choices=SPLITS, help="split of every pair (default test)")
     a.set_defaults(pairs_run=_import_authors)
 
     st = sub.add_parser("stats", help="print the statistics of a build folder or a pairs table")
