@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import re
+import sys
+from collections.abc import Sequence
 from typing import Any
 
 from iipa.errors import IIPAError
@@ -213,3 +215,41 @@ def progress_bar(total: int, *, enabled: bool | None, desc: str):
     from iipa.runtime import progress_bar as bar
 
     return bar(total, enabled=enabled, desc=desc)
+
+
+# --- exit codes of a result that rests on part of the input ---
+
+COVERAGE_EXAMPLES = 5  # names shown in the summary line; the full list is in the command's output
+
+
+def coverage_code(total: int, failed: int) -> int:
+    """The one rule for a result computed from part of its input: exit 0 when every one of
+    ``total`` items counted, 1 when ``failed`` of them did not, 2 when none did (or there was
+    nothing), so that no command reports success on nothing. Commands that list failed items
+    themselves (score, rank, fetch) take the code; the others call :func:`coverage_exit`."""
+    if total <= 0 or failed >= total:
+        return 2
+    return 1 if failed > 0 else 0
+
+
+def coverage_exit(command: str, *, total: int, failed: int, what: str, why: str,
+                  examples: Sequence[Any] = ()) -> int:
+    """:func:`coverage_code`, said on stderr: nothing for 0; for 1 a summary line with the count
+    and the first few names; for 2 an :class:`IIPAError` (the CLI prints it as one line).
+    ``what`` names the items ("pairs"), ``why`` what went wrong with them ("lack an image in
+    photos/")."""
+    code = coverage_code(total, failed)
+    if code == 0:
+        return 0
+    if total <= 0:
+        raise IIPAError(f"no {what} to work on: nothing to report")
+    from iipa.fileio import printable
+
+    shown = [str(printable(e)) for e in list(examples)[:COVERAGE_EXAMPLES]]
+    more = f", … {failed - len(shown):,} more" if failed > len(shown) and shown else ""
+    names = f" (e.g. {', '.join(shown)}{more})" if shown else ""
+    if code == 2:
+        raise IIPAError(f"none of the {total:,} {what} could be used: all {why}{names}")
+    print(f"iipa {command}: {failed:,} of {total:,} {what} {why}{names}; the result rests on the other "
+          f"{total - failed:,}", file=sys.stderr)
+    return 1

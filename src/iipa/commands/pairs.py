@@ -2,7 +2,8 @@
 
 sub-commands:
   build POSTS... --out DIR   posts (Parquet/CSV/JSONL files, folders, globs) -> DIR/pairs.parquet,
-                             stats.json, stats.md (the paper's Table 1), rejects.csv
+                             stats.json, stats.md (the paper's Table 1), rejects.csv; exit 1 when
+                             some posts were rejected (malformed rows), 2 when all were
   import-authors CSV -o pairs.parquet
                              the authors' released list (Low_popularity,High_popularity)
   stats PAIRS                print the statistics of a build folder or a pairs table
@@ -23,7 +24,7 @@ import math
 import sys
 from pathlib import Path
 
-from iipa.commands._common import nonnegative_int, positive_int
+from iipa.commands._common import coverage_code, nonnegative_int, positive_int
 from iipa.errors import IIPAError
 from iipa.extras import require
 
@@ -133,7 +134,8 @@ def _build(args) -> int:
         print(f"iipa pairs: {posts['rejected_total']:,} of {posts['rows']:,} posts rejected ("
               + ", ".join(f"{r}: {n:,}" for r, n in posts["rejected"].items()) + f"); see {res.paths['rejects']}",
               file=sys.stderr)
-    return 0
+    # rejected rows are inputs that failed (a rule that filters a valid post is no failure)
+    return coverage_code(posts["rows"], posts["rejected_total"])
 
 
 def _import_authors(args) -> int:

@@ -3,7 +3,8 @@
 Prints rank, path, score, scaled (0-100), level, error. --report album.html writes a
 self-contained HTML contact sheet (thumbnails embedded, no network needed to view it) and
 the score histogram with its fitted Gaussian beside it (album.histogram.svg, or
---histogram PATH; paper Fig. 5). --heatmaps adds a Grad-CAM overlay next to each
+--histogram PATH; paper Fig. 5). Exit code 0 when every image was scored, 1 when some
+failed, 2 when none could be scored. --heatmaps adds a Grad-CAM overlay next to each
 thumbnail (slower: one backward pass per image).
 
 examples:
@@ -19,6 +20,7 @@ import sys
 from iipa.commands._common import (
     add_scoring_arguments,
     add_table_output_arguments,
+    coverage_code,
     make_scorer_from_args,
     positive_int,
     progress_bar,
@@ -87,4 +89,4 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
     for r in failed[:20]:
         print(f"iipa rank: {printable(r.source)}: {r.error}", file=sys.stderr)
-    return 1 if failed else 0
+    return coverage_code(len(results), len(failed))
