@@ -85,11 +85,16 @@ def device_name(text: str) -> str:
 
 
 def backbone_name(text: str) -> str:
-    """A registered backbone. Imports the registry (torch) only when the flag is given."""
+    """A registered backbone. Imports the registry (torch) only when the flag is given; without
+    torch the name is taken unchecked, and the command says which extra it needs (one line,
+    not a usage error about an option the user may not even have given: argparse also
+    converts string defaults)."""
     try:
         from iipa.models import list_backbones
-    except ModuleNotFoundError as exc:  # the core install: say which extra, as a usage error
-        raise argparse.ArgumentTypeError(explain_missing(exc) or str(exc)) from None
+    except ModuleNotFoundError as exc:
+        if explain_missing(exc):
+            return text
+        raise
 
     known = list_backbones()
     if text not in known:

@@ -10,6 +10,7 @@ import argparse
 import sys
 
 from iipa.errors import IIPAError
+from iipa.extras import require
 
 ENGINES = ("local", "spark")
 SPARK_ONLY = ("master", "conf", "overwrite", "resume")
@@ -54,6 +55,7 @@ def _check_spark(args: argparse.Namespace) -> None:
 
 
 def run_spark(args: argparse.Namespace) -> int:
+    require("spark", "iipa score --engine spark")
     _check_spark(args)
     from iipa.modelcard import warn_if_simulated
     from iipa.spark.score import score_to_parquet, ship_model

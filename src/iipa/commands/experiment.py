@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from iipa.commands._common import CROPS
+from iipa.commands._common import CROPS, coverage_exit
 from iipa.commands.train import add_train_arguments, config_from_args
 from iipa.errors import IIPAError
 from iipa.extras import require
@@ -94,4 +94,6 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(run_baseline(args.posts, config), indent=2))
         return 0
     print(markdown_table(df), end="")
-    return 0
+    failed = df["name"][df["error"].fillna("").astype(str) != ""].tolist() if "error" in df else []
+    return coverage_exit(NAME, total=len(df), failed=len(failed), what="runs", why="failed (see the error column)",
+                         examples=failed)

@@ -95,6 +95,8 @@ def _paper_rules():
 
 
 def run(args: argparse.Namespace) -> int:
+    if getattr(args, "engine", None) == "spark":
+        require("spark", "iipa pairs build --engine spark")
     require("pairs", "iipa pairs")
     return args.pairs_run(args)
 

@@ -26,6 +26,7 @@ from iipa.commands._common import (
     progress_bar,
 )
 from iipa.errors import IIPAError
+from iipa.extras import require
 
 NAME = "rank"
 HELP = "rank photos best first; HTML album report and score histogram"
@@ -53,6 +54,8 @@ def run(args: argparse.Namespace) -> int:
     from iipa.output import check_output, infer_format, open_output, write_rows
     from iipa.report import fit_gaussian, score_histogram, write_album
 
+    if args.heatmaps:  # Grad-CAM runs the PyTorch model: say so now, not after scoring every image
+        require("torch", "iipa rank --heatmaps")
     for path, flag in ((args.output, "--output"), (args.report, "--report"), (args.histogram, "--histogram")):
         check_output(path, flag)  # before scoring: a bad path must not cost the whole run
     fmt = infer_format(args.output, args.format)
