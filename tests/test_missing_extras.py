@@ -103,6 +103,8 @@ def outcomes(tmp_path_factory):
     cwd = tmp_path_factory.mktemp("extras")
     (cwd / "README.md").write_text("# not a model\n")
     (cwd / "bad.parquet").write_bytes(b"not parquet")
+    (cwd / "best.pt").write_bytes(b"PK\x03\x04 a zip, as torch.save writes")
+    (cwd / "best.onnx").write_bytes(b"its export")
     every = sorted(EXTRA_OF)
     groups, keys = [], []
     for install, extras in INSTALLS.items():
@@ -112,7 +114,11 @@ def outcomes(tmp_path_factory):
         # A command that needs no extra runs in the core install only: more modules cannot
         # make it miss one (and each such run loads the model).
         cases = [key for key, needs in COMMAND_EXTRAS.items() if needs or install == "core"]
-        groups.append([[m for m in every if m not in present], [ARGV[key].split() for key in cases]])
+        argvs = [ARGV[key].split() for key in cases]
+        if install == "core":
+            argvs.append(["score", "README.md", "--model", "best.pt"])
+            cases.append("checkpoint with its export beside it")
+        groups.append([[m for m in every if m not in present], argvs])
         keys += [(install, key) for key in cases]
     env = {**os.environ, "IIPA_OFFLINE": "1"}  # no case may reach the network
     proc = subprocess.run([sys.executable, "-c", RUNNER, json.dumps(groups)], capture_output=True, text=True,
@@ -149,3 +155,6 @@ def test_wrong_files_and_defaults_get_their_own_message(outcomes):
     assert err.count("\n") == 1, err
     code, err = outcomes["core", "score --engine spark"]
     assert "needs the spark extra" in err and "pairs extra" not in err, err
+    code, err = outcomes["core", "checkpoint with its export beside it"]
+    assert code == 2 and "needs the torch extra" in err and "the ONNX export beside it" in err, err
+    assert "--model best.onnx" in err, err

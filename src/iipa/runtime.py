@@ -142,9 +142,8 @@ def decode_threads(device: torch.device | str) -> int:
 
 
 def progress_bar(total: int, *, enabled: bool | None, desc: str, unit: str = "img", initial: int = 0) -> Any:
-    """A tqdm bar on stderr, shown when stderr is a terminal unless ``enabled`` says otherwise."""
-    from tqdm import tqdm
+    """Progress on stderr: a tqdm bar on a terminal, a line every ~10 s elsewhere, nothing when
+    ``enabled`` is False (:func:`iipa.progress.progress`)."""
+    from iipa.progress import progress
 
-    show = sys.stderr.isatty() if enabled is None else enabled
-    return tqdm(total=total, initial=initial, desc=desc, unit=unit, disable=not show, file=sys.stderr,
-                dynamic_ncols=True)
+    return progress(total, enabled=enabled, desc=desc, unit=unit, initial=initial)

@@ -258,3 +258,16 @@ def coverage_exit(command: str, *, total: int, failed: int, what: str, why: str,
     print(f"iipa {command}: {failed:,} of {total:,} {what} {why}{names}; the result rests on the other "
           f"{total - failed:,}", file=sys.stderr)
     return 1
+
+
+# --- servers ---
+
+def say_listening(command: str, sock: Any, note: str) -> str:
+    """Print (stderr) and return the URL a server answers on: the bound socket's own address,
+    so ``--port 0`` shows the port it got and an IPv6 host gets its brackets."""
+    host, port = sock.getsockname()[:2]
+    shown = "127.0.0.1" if host == "0.0.0.0" else "::1" if host == "::" else host
+    url = f"http://[{shown}]:{port}/" if ":" in shown else f"http://{shown}:{port}/"
+    bound = f" (bound to all addresses: {host})" if host in ("0.0.0.0", "::") else ""
+    print(f"iipa {command}: listening on {url}{bound}; {note}", file=sys.stderr, flush=True)
+    return url

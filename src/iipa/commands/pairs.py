@@ -117,16 +117,18 @@ def _rules(args):
 def _build(args) -> int:
     from iipa.pairs.build import build_pairs
     from iipa.pairs.stats import table1_markdown
+    from iipa.progress import heartbeat
 
     conf = None
     if args.conf is not None:
         from iipa.spark.session import parse_conf
 
         conf = parse_conf(args.conf)
-    res = build_pairs(args.posts, args.out, rules=_rules(args), crawled_at=args.crawled_at, seed=args.seed,
-                      val=args.val, test=args.test, split_by_user=args.split_by_user, engine=args.engine,
-                      memory_limit=args.memory_limit, threads=args.threads, master=args.master, conf=conf,
-                      overwrite=args.overwrite)
+    with heartbeat(f"pairs build ({args.engine})"):  # one SQL job: no count to show, only that it runs
+        res = build_pairs(args.posts, args.out, rules=_rules(args), crawled_at=args.crawled_at, seed=args.seed,
+                          val=args.val, test=args.test, split_by_user=args.split_by_user, engine=args.engine,
+                          memory_limit=args.memory_limit, threads=args.threads, master=args.master, conf=conf,
+                          overwrite=args.overwrite)
     st = res.stats
     print(table1_markdown(st["table1"]))
     print(f"splits: {', '.join(f'{k} {v:,}' for k, v in st['splits'].items())}")
