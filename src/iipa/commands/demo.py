@@ -11,6 +11,7 @@ import argparse
 
 from iipa.commands._common import backbone_name, positive_int
 from iipa.extras import require
+from iipa.runtime import prepare_long_cpu_work
 
 NAME = "demo"
 HELP = "offline end-to-end demo on a simulated social network (report.html)"
@@ -36,6 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     require("torch", "iipa demo")
+    prepare_long_cpu_work()  # before torch loads
     from iipa.demo import DemoConfig, run_demo
 
     defaults = DemoConfig()

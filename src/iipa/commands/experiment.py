@@ -22,6 +22,7 @@ from iipa.commands._common import CROPS, coverage_exit
 from iipa.commands.train import add_train_arguments, config_from_args
 from iipa.errors import IIPAError
 from iipa.extras import require
+from iipa.runtime import prepare_long_cpu_work
 
 NAME = "experiment"
 HELP = "the paper's experiments: label-noise, architectures, baseline"
@@ -79,6 +80,7 @@ def experiment_config(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     require("torch", "iipa experiment")
+    prepare_long_cpu_work()  # before torch loads
     from iipa.train import experiments
     from iipa.train.experiments import markdown_table
 

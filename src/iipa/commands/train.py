@@ -41,7 +41,7 @@ from iipa.commands._common import (
     unit_fraction,
 )
 from iipa.extras import require
-from iipa.runtime import PRECISIONS
+from iipa.runtime import PRECISIONS, prepare_long_cpu_work
 from iipa.train.config import RECIPES, TrainConfig, recipe_table
 
 NAME = "train"
@@ -158,6 +158,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     require("torch", "iipa train")
+    prepare_long_cpu_work()  # before torch loads
     from iipa.train.runner import train, write_companions
 
     summary = train(config_from_args(args))
