@@ -255,15 +255,15 @@ def test_building_the_parser_imports_nothing_heavy():
 
 
 def test_the_parsers_constants_are_the_librarys_own():
-    """One home (iipa.constants): the library modules import the values the parsers show."""
+    """One home (iipa.constants, iipa.inputpolicy): the library modules import the values the parsers show."""
     import iipa.commands._common as common
     import iipa.commands.evaluate as evaluate_cmd
     import iipa.commands.experiment as experiment_cmd
-    from iipa import constants, images, profiles, scoring, weights
+    from iipa import constants, images, inputpolicy, profiles, scoring, weights
     from iipa.pairs import table
     from iipa.train import config, experiments
 
-    assert common.DEFAULT_MAX_PIXELS is images.DEFAULT_MAX_PIXELS is constants.DEFAULT_MAX_PIXELS
+    assert common.DEFAULT_MAX_PIXELS is images.DEFAULT_MAX_PIXELS is inputpolicy.DEFAULT_MAX_PIXELS
     assert common.CROPS is profiles.CROPS is constants.CROPS and config.DECODES is profiles.DECODES
     assert evaluate_cmd.SPLITS is table.SPLITS is constants.SPLITS
     assert common.DEFAULT_MODEL is weights.DEFAULT_MODEL is constants.DEFAULT_MODEL

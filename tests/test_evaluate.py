@@ -41,12 +41,18 @@ def test_five_crops_are_distinct_and_of_crop_size():
 
 def test_evaluate_command_reports_each_split_with_ci(small_set, tiny_checkpoint, run_cli, tmp_path):
     pairs, images = small_set
-    (images / "p00000.png").unlink()  # one training pair loses its image
-    code, out, err = run_cli("evaluate", "--model", tiny_checkpoint, "--pairs", pairs, "--images", images,
-                             "--crops", "10", "--precision", "fp32")
-    assert code == 0, err
+    hidden = tmp_path / "p00000.png"
+    (images / "p00000.png").rename(hidden)  # one training pair loses its image (given back below)
+    try:
+        code, out, err = run_cli("evaluate", "--model", tiny_checkpoint, "--pairs", pairs, "--images", images,
+                                 "--crops", "10", "--precision", "fp32")
+    finally:
+        hidden.rename(images / "p00000.png")
+    assert code == 1, err  # a result on part of the pairs is no success: exit 1 and one line that says so
+    assert f"iipa evaluate: 1 of 20 pairs lack an image in {images} (e.g. p00000)" in err, err
     result = json.loads(out)
     assert result["missing_images_pairs"] == 1 and result["crops"] == 10
+    assert result["missing_images_examples"] == ["p00000"] and result["pairs_requested"] == 20
     assert {k: v["n"] for k, v in result["splits"].items()} == {"train": 3, "val": 4, "test": 12}
     test = result["splits"]["test"]
     assert test["ci95"][0] <= test["accuracy"] <= test["ci95"][1]
@@ -54,6 +60,20 @@ def test_evaluate_command_reports_each_split_with_ci(small_set, tiny_checkpoint,
     code, _, _ = run_cli("evaluate", "--model", tiny_checkpoint, "--pairs", pairs, "--images", images,
                          "--split", "test", "-o", tmp_path / "e.json")
     assert code == 0 and list(json.loads((tmp_path / "e.json").read_text())["splits"]) == ["test"]
+
+
+def test_evaluate_on_a_folder_without_the_images_is_an_error(small_set, tiny_checkpoint, run_cli, tmp_path):
+    pairs, images = small_set
+    wrong = tmp_path / "wrong"
+    wrong.mkdir()
+    (wrong / "other.png").write_bytes((images / "p00001.png").read_bytes())
+    code, out, err = run_cli("evaluate", "--model", tiny_checkpoint, "--pairs", pairs, "--images", wrong)
+    assert code == 2 and out == "", err
+    assert err.count("\n") == 1 and err.startswith("iipa evaluate: error: none of the 20 pairs could be used: "
+                                                   f"all lack an image in {wrong} (e.g. "), err
+    code, out, err = run_cli("evaluate", "--model", tiny_checkpoint, "--pairs", pairs, "--images", images,
+                             "--split", "val")
+    assert code == 0 and "lack" not in err and json.loads(out)["splits"]["val"]["n"] == 4, err
 
 
 def test_multi_crop_changes_scores_but_not_pair_count(small_set, tiny_checkpoint):

@@ -21,7 +21,7 @@ from PIL import Image
 
 from iipa.errors import IIPAError
 from iipa.fileio import printable
-from iipa.output import check_output, open_output, write_rows
+from iipa.output import check_output, infer_format, is_stdout, open_output, write_rows
 
 ROWS = [{"path": f"img{i}.jpg", "score": i / 10} for i in range(50)]
 NULL, FULL = os.makedev(1, 3), os.makedev(1, 7)  # Linux's /dev/null and /dev/full numbers
@@ -240,3 +240,53 @@ def test_rank_to_stdout_by_path_prints_the_table(odd_album, tiny_checkpoint, tmp
     assert res.returncode == 0, res.stderr
     rows = list(csv.DictReader(res.stdout.splitlines()))
     assert sorted(Path(r["path"]).name for r in rows) == ["caf\\xe9.jpg", "cat.jpg"]
+
+
+SHELL_SEQUENCE = '( echo a; "$1" -m iipa score "$2" -o "$3" -f csv; echo b ) > "$4"'
+
+
+@pytest.mark.parametrize("target", ["/dev/stdout", "-"])
+def test_shell_redirection_keeps_every_part_in_order(photo_dir, tmp_path, target):
+    """`( echo a; iipa score … -o /dev/stdout -f csv; echo b ) > f`: iipa writes through the
+    descriptor the shell gave it, at the shell's offset, so neither the header nor `b` is lost
+    (re-opening /dev/stdout wrote at a second offset and `b` overwrote the header)."""
+    out = tmp_path / "f"
+    res = subprocess.run(["bash", "-c", SHELL_SEQUENCE, "sh", sys.executable, str(photo_dir / "chelsea.jpg"),
+                          target, str(out)], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    data = out.read_bytes()
+    assert b"\r" not in data  # one line ending for every CSV: \n
+    lines = data.decode().splitlines()
+    assert lines[0] == "a" and lines[1] == "path,score,scaled,level,error" and lines[-1] == "b", lines
+    assert len(lines) == 4 and lines[2].startswith(str(photo_dir / "chelsea.jpg") + ","), lines
+
+
+def test_stdout_by_any_name_is_the_default_table(tmp_path, capsys):
+    """No -o, `-o -` and `-o /dev/stdout` (or a link to it) without -f: the same table on stdout."""
+    link = tmp_path / "out"
+    link.symlink_to("/dev/stdout")
+    texts = []
+    for output in (None, "-", "/dev/stdout", str(link)):
+        assert infer_format(output, None) == "table" and is_stdout(output)
+        check_output(output)
+        _write(output, ROWS[:2], infer_format(output, None))
+        texts.append(capsys.readouterr().out)
+    assert texts[0].splitlines()[0].split() == ["path", "score"] and texts.count(texts[0]) == 4
+    assert not is_stdout("/dev/stderr") and not is_stdout(tmp_path / "x.csv")
+    with pytest.raises(IIPAError, match="cannot tell the format of --output"):
+        infer_format(str(tmp_path / "scores"), None)
+
+
+def test_every_csv_writer_ends_lines_with_newline_only(tmp_path):
+    import pandas as pd
+
+    from iipa.csvsafe import CSV_LINE_END, SafeWriter, frame_to_csv
+
+    assert CSV_LINE_END == "\n"
+    _write(tmp_path / "a.csv")
+    with open(tmp_path / "b.csv", "w", newline="") as fh:
+        SafeWriter(fh).writerow(["x", "=1"])
+    frame_to_csv(pd.DataFrame({"x": [1, 2]}), tmp_path / "c.csv")
+    for name in ("a.csv", "b.csv", "c.csv"):
+        data = (tmp_path / name).read_bytes()
+        assert b"\r" not in data and data.endswith(b"\n"), name

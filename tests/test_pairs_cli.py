@@ -47,8 +47,12 @@ def test_rejects_are_reported(tmp_path, run_cli):
     posts.loc[0, "likes"] = "lots"
     posts.to_csv(tmp_path / "posts.csv", index=False)
     code, _, err = run_cli("pairs", "build", tmp_path / "posts.csv", "--out", tmp_path / "o")
-    assert code == 0 and "1 of 50 posts rejected (non-numeric likes: 1)" in err
+    assert code == 1 and "1 of 50 posts rejected (non-numeric likes: 1)" in err  # part of the input: exit 1
     assert pd.read_csv(tmp_path / "o" / "rejects.csv")["post_id"].tolist() == [posts.post_id[0]]
+    posts["likes"] = "lots"  # every row rejected: no build rests on nothing
+    posts.to_csv(tmp_path / "posts.csv", index=False)
+    code, _, err = run_cli("pairs", "build", tmp_path / "posts.csv", "--out", tmp_path / "o", "--overwrite")
+    assert code == 2 and "50 of 50 posts rejected" in err, err
 
 
 def test_import_authors(tmp_path, run_cli):

@@ -93,7 +93,8 @@ def test_batches_split_across_workers_keep_input_order(run_cli, album, tiny_chec
 def test_usage_errors_exit_two(run_cli, album, tiny_checkpoint, tmp_path):
     assert run_cli("score", album, "--model", tmp_path / "none.pt")[0] == 2
     assert run_cli("score", album, "--model", tiny_checkpoint, "-o", tmp_path / "x.xlsx")[0] == 2
-    assert run_cli("score", tmp_path / "empty_dir_that_is_missing" / "*.jpg", "--model", tiny_checkpoint)[0] == 1
+    # a row naming the missing path, and exit 2: no input could be scored
+    assert run_cli("score", tmp_path / "empty_dir_that_is_missing" / "*.jpg", "--model", tiny_checkpoint)[0] == 2
     (tmp_path / "emptydir").mkdir()
     code, _, err = run_cli("score", tmp_path / "emptydir", "--model", tiny_checkpoint)
     assert code == 2 and "no image files" in err

@@ -18,6 +18,9 @@ if TYPE_CHECKING:  # imported where used: iipa.output (and so `iipa --help`) sta
     import pandas as pd
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+# Every CSV iipa writes ends its lines with \n, as DuckDB and Spark do and Unix tools expect
+# (the csv module's default is \r\n, pandas' is the platform's).
+CSV_LINE_END = "\n"
 
 
 def neutralise(value: Any) -> Any:
@@ -41,6 +44,7 @@ def neutralise_frame(df: pd.DataFrame) -> pd.DataFrame:
 def frame_to_csv(df: pd.DataFrame, target: Any, **kwargs: Any) -> None:
     """``df.to_csv(target, **kwargs)`` with text cells neutralised (``index=False`` by default)."""
     kwargs.setdefault("index", False)
+    kwargs.setdefault("lineterminator", CSV_LINE_END)
     neutralise_frame(df).to_csv(target, **kwargs)
 
 
@@ -48,6 +52,7 @@ class SafeWriter:
     """``csv.writer`` whose rows are neutralised cell by cell."""
 
     def __init__(self, fh: IO[str], **kwargs: Any) -> None:
+        kwargs.setdefault("lineterminator", CSV_LINE_END)
         self._w = csv.writer(fh, **kwargs)
 
     def writerow(self, row: Iterable[Any]) -> Any:
@@ -56,6 +61,10 @@ class SafeWriter:
 
 class SafeDictWriter(csv.DictWriter):
     """``csv.DictWriter`` whose values are neutralised (the header is ours, left as is)."""
+
+    def __init__(self, fh: IO[str], fieldnames: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("lineterminator", CSV_LINE_END)
+        super().__init__(fh, fieldnames, **kwargs)
 
     def writerow(self, rowdict: dict[str, Any]) -> Any:
         return super().writerow({k: neutralise(v) for k, v in rowdict.items()})

@@ -32,6 +32,8 @@ from iipa.pairs.table import SPLITS, image_finder, read_pair_columns
 from iipa.profiles import CROPS
 from iipa.scoring import Scorer, make_scorer
 
+MISSING_EXAMPLES = 20  # ids of missing images listed in the result (the count covers them all)
+
 __all__ = ["CROPS", "evaluate_pairs", "pairwise_accuracy", "score_paths", "wilson_interval"]
 
 
@@ -83,7 +85,9 @@ def evaluate_pairs(
     path, or a DataFrame with the pairs columns).
 
     ``max_pairs`` evaluates a seeded random subset of each split (for quick validation).
-    Pairs whose images are missing from ``images`` are dropped and counted.
+    Pairs whose images are missing from ``images`` are dropped and counted
+    (``missing_images_pairs`` of ``pairs_requested``; the first missing ids in
+    ``missing_images_examples``).
     """
     cols = read_pair_columns(pairs) if isinstance(pairs, (str, os.PathLike)) else \
         {c: pairs[c].tolist() for c in pairs.columns}
@@ -101,13 +105,15 @@ def evaluate_pairs(
     find = image_finder(images)
     found = [(i, find(str(cols["high_id"][i])), find(str(cols["low_id"][i]))) for i in rows]
     kept = [(i, hi, lo) for i, hi, lo in found if hi is not None and lo is not None]
+    absent = [str(cols[side][i]) for i, hi, lo in found for side, p in (("high_id", hi), ("low_id", lo)) if p is None]
     paths = sorted({p for _, hi, lo in kept for p in (hi, lo)})
     scorer = model if isinstance(model, Scorer) else make_scorer(model, **score_kwargs)
     scores = dict(zip(paths, score_paths(scorer, paths), strict=True))
     hi = np.array([scores[h] for _, h, _ in kept], dtype=np.float64)
     lo = np.array([scores[lo_] for _, _, lo_ in kept], dtype=np.float64)
     kept_split = np.array([split_of[i] for i, _, _ in kept], dtype=object)
-    result: dict[str, Any] = {"splits": {}, "missing_images_pairs": len(found) - len(kept),
+    result: dict[str, Any] = {"splits": {}, "pairs_requested": len(found), "missing_images_pairs": len(found) - len(kept),
+                              "missing_images_examples": list(dict.fromkeys(absent))[:MISSING_EXAMPLES],
                               "images_scored": len(paths),
                               "unreadable_images": int(sum(math.isnan(v) for v in scores.values())),
                               "crops": scorer.crops}

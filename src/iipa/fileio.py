@@ -6,8 +6,9 @@ Every file iipa produces (checkpoints, pairs, reports, CSVs, images) follows one
   renamed over it only when writing succeeded: a reader never sees half a file, and an
   error, a full disk or Ctrl-C leaves the previous file (or none), never a truncated one;
 - a symlink is followed: its target is replaced that way, the link itself stays;
-- a FIFO or a character device (``/dev/stdout``, ``/dev/null``, a terminal) is written
-  through, never replaced;
+- a FIFO or a character device (``/dev/null``, a terminal) is written through, never
+  replaced; a path that names one of the process's own descriptors (``/dev/stdout``,
+  ``/dev/fd/N``) is written through that descriptor, never opened again;
 - a folder (or a name ending in ``/``) and any other special file are refused before any
   work, with the name the user gave.
 """
@@ -19,6 +20,7 @@ import math
 import os
 import secrets
 import stat
+import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -80,6 +82,25 @@ def destination(path: str | os.PathLike) -> Destination:
     return Destination(shown, real, False, None if st is None else stat.S_IMODE(st.st_mode))
 
 
+def inherited_descriptor(path: str | os.PathLike) -> int | None:
+    """The number of this process's open descriptor that ``path`` names: ``/dev/stdout`` (1),
+    ``/dev/stderr`` (2), ``/dev/fd/N``, ``/proc/self/fd/N``, ``/proc/<our pid>/fd/N``, or a link
+    to one of them; None for anything else. Such a path is written through the descriptor
+    itself: opening it again would start a new file offset, and the shell's next write to a
+    file it redirected into would land over what iipa wrote."""
+    p = os.path.abspath(os.fspath(path))
+    for _ in range(40):  # the kernel's limit on links followed
+        head, _, name = p.rpartition("/")
+        if p in ("/dev/stdout", "/dev/stderr"):
+            return 1 if p == "/dev/stdout" else 2
+        if name.isdigit() and head in ("/dev/fd", "/proc/self/fd", f"/proc/{os.getpid()}/fd"):
+            return int(name)
+        if not os.path.islink(p):
+            return None
+        p = os.path.normpath(os.path.join(head, os.readlink(p)))
+    return None
+
+
 def _is_descriptor(path: str) -> bool:
     """``/dev/stdout``, ``/dev/stderr``, ``/dev/fd/N`` or ``/proc/<pid>/fd/N``."""
     p = os.path.abspath(path)
@@ -119,7 +140,13 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", *, encoding: str | Non
     """``open()`` for writing, atomically (see :func:`atomic_path`). ``fsync`` flushes the data
     to disk before the rename, for files a crash must not lose (checkpoints, downloads)."""
     binary = "b" in mode
-    if destination(path).write_through:  # append: never truncate what a descriptor points at (`>> log`)
+    dest = destination(path)
+    fd = inherited_descriptor(path) if dest.write_through else None
+    if fd is not None:
+        with _through_descriptor(fd, mode, None if binary else encoding, None if binary else newline) as fh:
+            yield fh
+        return
+    if dest.write_through:  # append: never truncate what a FIFO or device points at
         mode = mode.replace("w", "a")
     with atomic_path(path) as tmp:
         with open(tmp, mode, encoding=None if binary else encoding, newline=None if binary else newline) as fh:
@@ -127,6 +154,18 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", *, encoding: str | Non
             fh.flush()
             if fsync and stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
                 os.fsync(fh.fileno())
+
+
+@contextmanager
+def _through_descriptor(fd: int, mode: str, encoding: str | None, newline: str | None) -> Iterator[IO[Any]]:
+    """A file object on the inherited descriptor ``fd`` (left open), after what Python has
+    buffered for stdout and stderr, so that lines keep their order."""
+    for stream in (sys.stdout, sys.stderr):
+        if stream is not None:
+            stream.flush()
+    with open(fd, mode, encoding=encoding, newline=newline, closefd=False) as fh:
+        yield fh
+        fh.flush()
 
 
 def printable(value: Any) -> Any:

@@ -1,7 +1,8 @@
 """Write result rows as an aligned table, CSV, JSON or JSONL, streaming where the format allows.
 
 Every table a command writes goes through :func:`open_output`, which follows the one
-output policy of :mod:`iipa.fileio`: ``-``/None is stdout; a regular file is replaced only
+output policy of :mod:`iipa.fileio`: None, ``-`` and ``/dev/stdout`` are stdout (the
+inherited descriptor, the default format ``table``); a regular file is replaced only
 when the whole table was written (an error, a full disk or Ctrl-C keeps the previous file
 and leaves no partial one); a symlink's target is written; a FIFO or a character device
 (``/dev/stdout``, ``/dev/null``) is written through; a folder is refused. Commands call
@@ -22,17 +23,23 @@ from typing import IO, Any
 
 from iipa.csvsafe import SafeDictWriter
 from iipa.errors import IIPAError
-from iipa.fileio import atomic_open, destination, plain, printable
+from iipa.fileio import atomic_open, destination, inherited_descriptor, plain, printable
 
 FORMATS = ("table", "csv", "json", "jsonl")
 SCORE_COLUMNS = ("path", "score", "scaled", "level", "error")  # iipa score's rows, local or on Spark
 _EXTENSIONS = {".csv": "csv", ".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".txt": "table"}
 
 
+def is_stdout(output: str | os.PathLike | None) -> bool:
+    """No output, ``-``, ``/dev/stdout`` or another name of descriptor 1: all mean standard output."""
+    return output is None or output == "-" or inherited_descriptor(output) == 1
+
+
 def infer_format(output: str | None, explicit: str | None) -> str:
+    """``--format``, else the one ``--output``'s extension names; ``table`` on standard output."""
     if explicit:
         return explicit
-    if output:
+    if output and not is_stdout(output):
         suffix = Path(output).suffix.lower()
         if suffix not in _EXTENSIONS:
             raise IIPAError(f"cannot tell the format of --output {output}; use --format {{{','.join(FORMATS)}}}")
@@ -85,7 +92,7 @@ def check_output(path: str | os.PathLike | None, flag: str = "--output") -> None
     """Fail now (:class:`IIPAError`, exit 2) if ``path`` cannot take a table: a folder, a
     name ending in ``/``, a special file other than a FIFO or character device, or a place
     that cannot be written. Nothing is created."""
-    if path is None or path == "-":
+    if is_stdout(path):
         return
     try:
         destination(path)
@@ -95,8 +102,9 @@ def check_output(path: str | os.PathLike | None, flag: str = "--output") -> None
 
 @contextmanager
 def open_output(path: str | os.PathLike | None, flag: str = "--output") -> Iterator[IO[str]]:
-    """``with open_output(path) as fh``: stdout for None/``-``, else the output policy above."""
-    if path is None or path == "-":
+    """``with open_output(path) as fh``: ``sys.stdout`` for None, ``-`` and ``/dev/stdout``
+    (one behaviour however standard output is named), else the output policy above."""
+    if is_stdout(path):
         if sys.stdout is None:
             raise IIPAError("standard output is closed; give -o FILE")
         yield sys.stdout

@@ -200,17 +200,20 @@ def _read_torch_file(path: Path) -> Any:
         raise WeightsError(f"--model {path}: not a model file (expected a PyTorch checkpoint .pt/.pth "
                         "or an exported .onnx file)")
     if importlib.util.find_spec("torch") is None:
+        onnx = path.with_suffix(".onnx")
+        other = (f"or score the ONNX export beside it, which needs no torch: --model {onnx}" if onnx.is_file()
+                 else "or score its ONNX export, made by `iipa export` where torch is installed")
         raise IIPAError(f"--model {path}: reading a PyTorch checkpoint needs the torch extra: {TORCH_EXTRA} "
-                        "(or score its ONNX export, `iipa export`)")
+                        f"({other})")
     from iipa.checkpoint import read_checkpoint
 
     return read_checkpoint(path)
 
 
 def _from_file(path: Path) -> ModelRecord:
+    obj = _read_torch_file(path)  # first: "not a model file" needs no torch to say
     from iipa.checkpoint import check_version, is_iipa, looks_like_authors
 
-    obj = _read_torch_file(path)
     source = str(path)
     if is_iipa(obj):
         check_version(obj, source)

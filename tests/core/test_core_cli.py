@@ -75,7 +75,7 @@ def test_evaluate_on_a_csv_pairs_table(photos, tmp_path):
     pairs.write_text("high_id,low_id,split\n"
                      f"{ids[0]},{ids[1]},test\n{ids[1]},{ids[2]},test\n{ids[3]},{ids[0]},val\n{ids[0]},gone,test\n")
     code, out, err = iipa("evaluate", "--pairs", pairs, "--images", photos, "--device", "cpu")
-    assert code == 0, err
+    assert code == 1 and "1 of 4 pairs lack an image" in err and "(e.g. gone)" in err, err  # part of the pairs: exit 1
     result = json.loads(out)
     assert result["splits"]["test"]["accuracy"] == 1.0 and result["splits"]["test"]["n"] == 2
     assert result["splits"]["val"]["accuracy"] == 0.0 and result["missing_images_pairs"] == 1

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import re
+import sys
+from collections.abc import Sequence
 from typing import Any
 
 from iipa.constants import CROPS, DEFAULT_MODEL
@@ -80,11 +82,16 @@ def device_name(text: str) -> str:
 
 
 def backbone_name(text: str) -> str:
-    """A registered backbone. Imports the registry (torch) only when the flag is given."""
+    """A registered backbone. Imports the registry (torch) only when the flag is given; without
+    torch the name is taken unchecked, and the command says which extra it needs (one line,
+    not a usage error about an option the user may not even have given: argparse also
+    converts string defaults)."""
     try:
         from iipa.models import list_backbones
-    except ModuleNotFoundError as exc:  # the core install: say which extra, as a usage error
-        raise argparse.ArgumentTypeError(explain_missing(exc) or str(exc)) from None
+    except ModuleNotFoundError as exc:
+        if explain_missing(exc):
+            return text
+        raise
 
     known = list_backbones()
     if text not in known:
@@ -213,3 +220,54 @@ def progress_bar(total: int, *, enabled: bool | None, desc: str):
     from iipa.runtime import progress_bar as bar
 
     return bar(total, enabled=enabled, desc=desc)
+
+
+# --- exit codes of a result that rests on part of the input ---
+
+COVERAGE_EXAMPLES = 5  # names shown in the summary line; the full list is in the command's output
+
+
+def coverage_code(total: int, failed: int) -> int:
+    """The one rule for a result computed from part of its input: exit 0 when every one of
+    ``total`` items counted, 1 when ``failed`` of them did not, 2 when none did (or there was
+    nothing), so that no command reports success on nothing. Commands that list failed items
+    themselves (score, rank, fetch) take the code; the others call :func:`coverage_exit`."""
+    if total <= 0 or failed >= total:
+        return 2
+    return 1 if failed > 0 else 0
+
+
+def coverage_exit(command: str, *, total: int, failed: int, what: str, why: str,
+                  examples: Sequence[Any] = ()) -> int:
+    """:func:`coverage_code`, said on stderr: nothing for 0; for 1 a summary line with the count
+    and the first few names; for 2 an :class:`IIPAError` (the CLI prints it as one line).
+    ``what`` names the items ("pairs"), ``why`` what went wrong with them ("lack an image in
+    photos/")."""
+    code = coverage_code(total, failed)
+    if code == 0:
+        return 0
+    if total <= 0:
+        raise IIPAError(f"no {what} to work on: nothing to report")
+    from iipa.fileio import printable
+
+    shown = [str(printable(e)) for e in list(examples)[:COVERAGE_EXAMPLES]]
+    more = f", … {failed - len(shown):,} more" if failed > len(shown) and shown else ""
+    names = f" (e.g. {', '.join(shown)}{more})" if shown else ""
+    if code == 2:
+        raise IIPAError(f"none of the {total:,} {what} could be used: all {why}{names}")
+    print(f"iipa {command}: {failed:,} of {total:,} {what} {why}{names}; the result rests on the other "
+          f"{total - failed:,}", file=sys.stderr)
+    return 1
+
+
+# --- servers ---
+
+def say_listening(command: str, sock: Any, note: str) -> str:
+    """Print (stderr) and return the URL a server answers on: the bound socket's own address,
+    so ``--port 0`` shows the port it got and an IPv6 host gets its brackets."""
+    host, port = sock.getsockname()[:2]
+    shown = "127.0.0.1" if host == "0.0.0.0" else "::1" if host == "::" else host
+    url = f"http://[{shown}]:{port}/" if ":" in shown else f"http://{shown}:{port}/"
+    bound = f" (bound to all addresses: {host})" if host in ("0.0.0.0", "::") else ""
+    print(f"iipa {command}: listening on {url}{bound}; {note}", file=sys.stderr, flush=True)
+    return url

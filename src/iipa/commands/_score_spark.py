@@ -10,6 +10,7 @@ import argparse
 import sys
 
 from iipa.errors import IIPAError
+from iipa.extras import require
 
 ENGINES = ("local", "spark")
 SPARK_ONLY = ("master", "conf", "overwrite", "resume")
@@ -54,8 +55,10 @@ def _check_spark(args: argparse.Namespace) -> None:
 
 
 def run_spark(args: argparse.Namespace) -> int:
+    require("spark", "iipa score --engine spark")
     _check_spark(args)
     from iipa.modelcard import warn_if_simulated
+    from iipa.progress import heartbeat
     from iipa.spark.score import score_to_parquet, ship_model
     from iipa.spark.session import get_session, parse_conf
 
@@ -63,11 +66,12 @@ def run_spark(args: argparse.Namespace) -> int:
     try:
         model = ship_model(spark, args.model)
         warn_if_simulated(model.model, "iipa score")
-        summary = score_to_parquet(args.inputs, args.output, model=model, crops=args.crops,
-                                   batch_size=args.batch_size, max_pixels=args.max_pixels,
-                                   max_bytes=args.max_bytes,
-                                   recursive=not args.no_recursive, overwrite=args.overwrite,
-                                   resume=args.resume, spark=spark)
+        with heartbeat("score on Spark"):  # Spark's own progress bar shows only on a terminal
+            summary = score_to_parquet(args.inputs, args.output, model=model, crops=args.crops,
+                                       batch_size=args.batch_size, max_pixels=args.max_pixels,
+                                       max_bytes=args.max_bytes,
+                                       recursive=not args.no_recursive, overwrite=args.overwrite,
+                                       resume=args.resume, spark=spark)
     finally:
         if created:
             spark.stop()

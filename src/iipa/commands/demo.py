@@ -11,6 +11,7 @@ import argparse
 
 from iipa.commands._common import backbone_name, positive_int
 from iipa.extras import require
+from iipa.runtime import prepare_long_cpu_work
 
 NAME = "demo"
 HELP = "offline end-to-end demo on a simulated social network (report.html)"
@@ -28,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="how the ranker is trained (see `iipa train --help`; default: default)")
     parser.add_argument("--epochs", type=positive_int, help="paper recipe: epochs (default 10)")
     parser.add_argument("--image-size", type=positive_int, default=d.image_size, help="rendered image size in px")
-    parser.add_argument("--backbone", default=d.backbone, type=backbone_name, help="`iipa models` lists them")
+    parser.add_argument("--backbone", type=backbone_name, help=f"`iipa models` lists them (default: {d.backbone})")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                         help="progress bars (steps, ETA) within each training stage (default: when stderr is a terminal)")
     parser.add_argument("--quick", action="store_true", help="tiny backbone and sizes: a smoke run in seconds")
@@ -36,12 +37,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     require("torch", "iipa demo")
+    prepare_long_cpu_work()  # before torch loads
     from iipa.demo import DemoConfig, run_demo
 
+    defaults = DemoConfig()
     sizes = dict(seed=args.seed, users=args.users, posts_per_user=args.posts_per_user, epochs=args.epochs, recipe=args.recipe,
-                 image_size=args.image_size, backbone=args.backbone, progress=args.progress)
+                 image_size=args.image_size, backbone=args.backbone or defaults.backbone, progress=args.progress)
     if args.quick:
-        defaults = DemoConfig()
         changed = {k: v for k, v in sizes.items() if v != getattr(defaults, k)}
         config = DemoConfig.quick(args.out, **changed)
     else:

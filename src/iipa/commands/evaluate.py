@@ -5,7 +5,9 @@ count as half correct and are reported. Next to accuracy, the calibration of the
 probability P = logistic(f(high) - f(low)): mean confidence of the picked photo, expected
 calibration error (10 bins of 0.05 on [0.5, 1]), log-loss and Brier score. A plain summary
 per split (test first) goes to stderr, the JSON to stdout or -o; --out DIR also writes a
-reliability diagram per split (reliability-<split>.png). Works on any pairs table: Instagram PDIPs, or
+reliability diagram per split (reliability-<split>.png). Exit code 0 when every pair was
+scored, 1 when some pairs lack an image or have an unreadable one (a summary line names the
+first), 2 when none could be scored. Works on any pairs table: Instagram PDIPs, or
 popular-vs-unpopular pairs from Reddit or Flickr (put the popular image in high_id).
 
 examples:
@@ -20,8 +22,14 @@ import argparse
 import json
 import sys
 
-from iipa.commands._common import add_scoring_arguments, make_scorer_from_args, positive_int
+from iipa.commands._common import (
+    add_scoring_arguments,
+    coverage_exit,
+    make_scorer_from_args,
+    positive_int,
+)
 from iipa.constants import SPLITS
+from iipa.errors import IIPAError
 
 NAME = "evaluate"
 HELP = "pairwise accuracy (95% CI) of a model on a pairs table"
@@ -46,13 +54,31 @@ def run(args: argparse.Namespace) -> int:
                             max_pairs=args.max_pairs)
     result["model"] = args.model.name
     result["pairs"] = str(args.pairs)
+    if not result["pairs_requested"]:
+        raise IIPAError(f"{args.pairs}: no pairs to evaluate" + (f" in split {', '.join(args.split)}"
+                                                                   if args.split else ""))
+    coverage = _coverage(result, args.images)
+    if result["all"]["n"] == 0:  # nothing scored: one error line (exit 2), no output written
+        coverage_exit(NAME, **coverage)
     for line in summary_lines(result):
         print(line, file=sys.stderr)
+    code = coverage_exit(NAME, **coverage)
     if args.out:
         _reliability_diagrams(result, args.out)
     with open_output(args.output) as fh:
         fh.write(json.dumps(result, indent=2) + "\n")
-    return 0
+    return code
+
+
+def _coverage(result: dict, images: str) -> dict:
+    """What :func:`coverage_exit` needs: pairs not scored (an image missing or unreadable) make
+    exit 1, none scored is an error; an accuracy on a fraction of the pairs is not a success."""
+    missing, unscored = result["missing_images_pairs"], result["all"]["skipped"]
+    why = f"lack an image in {images}"
+    if unscored:
+        why += f" or have one that could not be read ({unscored:,} pairs)"
+    return {"total": result["pairs_requested"], "failed": missing + unscored, "what": "pairs", "why": why,
+            "examples": result["missing_images_examples"]}
 
 
 def _reliability_diagrams(result: dict, out: str) -> None:

@@ -18,10 +18,12 @@ from __future__ import annotations
 import argparse
 import json
 
+from iipa.commands._common import coverage_exit
 from iipa.commands.train import add_train_arguments, config_from_args
 from iipa.constants import ARCHITECTURES, CROPS, NOISE_LEVELS
 from iipa.errors import IIPAError
 from iipa.extras import require
+from iipa.runtime import prepare_long_cpu_work
 
 NAME = "experiment"
 HELP = "the paper's experiments: label-noise, architectures, baseline"
@@ -78,6 +80,7 @@ def experiment_config(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     require("torch", "iipa experiment")
+    prepare_long_cpu_work()  # before torch loads
     from iipa.train import experiments
     from iipa.train.experiments import markdown_table
 
@@ -93,4 +96,6 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(run_baseline(args.posts, config), indent=2))
         return 0
     print(markdown_table(df), end="")
-    return 0
+    failed = df["name"][df["error"].fillna("").astype(str) != ""].tolist() if "error" in df else []
+    return coverage_exit(NAME, total=len(df), failed=len(failed), what="runs", why="failed (see the error column)",
+                         examples=failed)

@@ -5,7 +5,7 @@ from --url-template, where {post_id} is replaced by the post's shortcode. Images
 the folder are skipped, so an interrupted run resumes. Every body must decode as an image;
 HTML pages, truncated bodies and non-images are refused. Broken links are listed in
 fetch_report.csv (or --report). Exit code 0 when every image is there, 1 when some links
-are broken, 2 on usage errors.
+are broken, 2 when none of the images is there or on usage errors.
 
 examples:
   iipa fetch pdip/pairs.parquet --posts crawl/ --out images/
@@ -18,7 +18,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from iipa.commands._common import nonnegative_int, positive_float, positive_int, progress_bar
+from iipa.commands._common import (
+    coverage_code,
+    nonnegative_int,
+    positive_float,
+    positive_int,
+    progress_bar,
+)
 from iipa.errors import IIPAError
 from iipa.extras import require
 
@@ -61,5 +67,4 @@ def run(args: argparse.Namespace) -> int:
         print(f"iipa fetch: {len(summary.broken)} of {len(items)} images missing:", file=sys.stderr)
         for o in summary.broken[:10]:
             print(f"  {o.post_id}: {o.status}: {o.error}", file=sys.stderr)
-        return 1
-    return 0
+    return coverage_code(len(items), len(summary.broken))

@@ -2,7 +2,8 @@
 
 sub-commands:
   build POSTS... --out DIR   posts (Parquet/CSV/JSONL files, folders, globs) -> DIR/pairs.parquet,
-                             stats.json, stats.md (the paper's Table 1), rejects.csv
+                             stats.json, stats.md (the paper's Table 1), rejects.csv; exit 1 when
+                             some posts were rejected (malformed rows), 2 when all were
   import-authors CSV -o pairs.parquet
                              the authors' released list (Low_popularity,High_popularity)
   stats PAIRS                print the statistics of a build folder or a pairs table
@@ -23,7 +24,7 @@ import math
 import sys
 from pathlib import Path
 
-from iipa.commands._common import nonnegative_int, positive_int
+from iipa.commands._common import coverage_code, nonnegative_int, positive_int
 from iipa.constants import SPLITS
 from iipa.errors import IIPAError
 from iipa.extras import require
@@ -95,6 +96,8 @@ def _paper_rules():
 
 
 def run(args: argparse.Namespace) -> int:
+    if getattr(args, "engine", None) == "spark":
+        require("spark", "iipa pairs build --engine spark")
     require("pairs", "iipa pairs")
     return args.pairs_run(args)
 
@@ -115,16 +118,18 @@ def _rules(args):
 def _build(args) -> int:
     from iipa.pairs.build import build_pairs
     from iipa.pairs.stats import table1_markdown
+    from iipa.progress import heartbeat
 
     conf = None
     if args.conf is not None:
         from iipa.spark.session import parse_conf
 
         conf = parse_conf(args.conf)
-    res = build_pairs(args.posts, args.out, rules=_rules(args), crawled_at=args.crawled_at, seed=args.seed,
-                      val=args.val, test=args.test, split_by_user=args.split_by_user, engine=args.engine,
-                      memory_limit=args.memory_limit, threads=args.threads, master=args.master, conf=conf,
-                      overwrite=args.overwrite)
+    with heartbeat(f"pairs build ({args.engine})"):  # one SQL job: no count to show, only that it runs
+        res = build_pairs(args.posts, args.out, rules=_rules(args), crawled_at=args.crawled_at, seed=args.seed,
+                          val=args.val, test=args.test, split_by_user=args.split_by_user, engine=args.engine,
+                          memory_limit=args.memory_limit, threads=args.threads, master=args.master, conf=conf,
+                          overwrite=args.overwrite)
     st = res.stats
     print(table1_markdown(st["table1"]))
     print(f"splits: {', '.join(f'{k} {v:,}' for k, v in st['splits'].items())}")
@@ -134,7 +139,8 @@ def _build(args) -> int:
         print(f"iipa pairs: {posts['rejected_total']:,} of {posts['rows']:,} posts rejected ("
               + ", ".join(f"{r}: {n:,}" for r, n in posts["rejected"].items()) + f"); see {res.paths['rejects']}",
               file=sys.stderr)
-    return 0
+    # rejected rows are inputs that failed (a rule that filters a valid post is no failure)
+    return coverage_code(posts["rows"], posts["rejected_total"])
 
 
 def _import_authors(args) -> int:

@@ -3,7 +3,8 @@
 Prints rank, path, score, scaled (0-100), level, error. --report album.html writes a
 self-contained HTML contact sheet (thumbnails embedded, no network needed to view it) and
 the score histogram with its fitted Gaussian beside it (album.histogram.svg, or
---histogram PATH; paper Fig. 5). --heatmaps adds a Grad-CAM overlay next to each
+--histogram PATH; paper Fig. 5). Exit code 0 when every image was scored, 1 when some
+failed, 2 when none could be scored. --heatmaps adds a Grad-CAM overlay next to each
 thumbnail (slower: one backward pass per image).
 
 examples:
@@ -19,11 +20,13 @@ import sys
 from iipa.commands._common import (
     add_scoring_arguments,
     add_table_output_arguments,
+    coverage_code,
     make_scorer_from_args,
     positive_int,
     progress_bar,
 )
 from iipa.errors import IIPAError
+from iipa.extras import require
 
 NAME = "rank"
 HELP = "rank photos best first; HTML album report and score histogram"
@@ -51,6 +54,8 @@ def run(args: argparse.Namespace) -> int:
     from iipa.output import check_output, infer_format, open_output, write_rows
     from iipa.report import fit_gaussian, score_histogram, write_album
 
+    if args.heatmaps:  # Grad-CAM runs the PyTorch model: say so now, not after scoring every image
+        require("torch", "iipa rank --heatmaps")
     for path, flag in ((args.output, "--output"), (args.report, "--report"), (args.histogram, "--histogram")):
         check_output(path, flag)  # before scoring: a bad path must not cost the whole run
     fmt = infer_format(args.output, args.format)
@@ -87,4 +92,4 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
     for r in failed[:20]:
         print(f"iipa rank: {printable(r.source)}: {r.error}", file=sys.stderr)
-    return 1 if failed else 0
+    return coverage_code(len(results), len(failed))

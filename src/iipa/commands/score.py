@@ -2,7 +2,8 @@
 
 Output columns: path, score, scaled (0-100), level, error (empty when scored);
 scaled and level need the model's reference distribution (see README). Exit code 0 when every input
-was scored, 1 when some failed (a summary goes to stderr), 2 on usage errors.
+was scored, 1 when some failed (a summary goes to stderr), 2 when none could be scored or on
+usage errors.
 
 examples:
   iipa score my_photos/
@@ -20,6 +21,7 @@ import sys
 from iipa.commands._common import (
     add_scoring_arguments,
     add_table_output_arguments,
+    coverage_code,
     make_scorer_from_args,
     progress_bar,
 )
@@ -85,5 +87,4 @@ def run(args: argparse.Namespace) -> int:
             print(f"  {printable(row['path'])}: {row['error']}", file=sys.stderr)
         if len(failed) > 20:
             print(f"  ... and {len(failed) - 20} more (see the error column)", file=sys.stderr)
-        return 1
-    return 0
+    return coverage_code(n, len(failed))

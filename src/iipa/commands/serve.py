@@ -25,6 +25,7 @@ from iipa.commands._common import (
     port_number,
     positive_float,
     positive_int,
+    say_listening,
 )
 from iipa.errors import IIPAError
 from iipa.extras import require
@@ -113,6 +114,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         app = create_app(args.model, settings, device=args.device, precision=args.precision, optimize=args.optimize,
                          runtime=args.runtime, crops=args.crops)
+        say_listening(NAME, sock, f"API key required (header X-API-Key, from ${args.api_key_env})" if settings.api_key
+                      else "no API key required (anyone who can reach this address may use it)")
         grace = args.graceful_timeout if args.graceful_timeout is not None else settings.request_timeout_s + 5
         config = server_config(app, host=args.host, port=args.port, header_timeout_s=settings.header_timeout_s,
                                body_timeout_s=settings.body_timeout_s, min_body_rate=settings.min_body_rate,

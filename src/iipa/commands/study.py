@@ -23,6 +23,7 @@ from iipa.commands._common import (
     port_number,
     positive_float,
     positive_int,
+    say_listening,
     unit_fraction,
 )
 from iipa.errors import IIPAError
@@ -120,8 +121,10 @@ def _serve(args: argparse.Namespace) -> int:
     # fails now, not on the first request, if the database holds no study or one that cannot be served
     app = create_app(Store(args.db), admin_token=token, signups_per_hour=args.signups_per_hour)
     sock = listen(args.host, args.port)
+    url = say_listening("study serve", sock, "participants need no key; the admin pages (admin?token=...) need the "
+                        "admin token" + (" printed below" if generated else f" (--admin-token or ${TOKEN_ENV})"))
     if generated:
-        print(f"admin token: {token}  (pages: http://{args.host}:{args.port}/admin?token=...)", file=sys.stderr)
+        print(f"admin token: {token}  (pages: {url}admin?token=...)", file=sys.stderr)
     try:
         run_server(server_config(app, host=args.host, port=args.port, body_timeout_s=30.0, log_level="warning",
                                  forwarded_allow_ips=args.forwarded_allow_ips), sock)

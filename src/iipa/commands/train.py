@@ -7,7 +7,8 @@ in the run folder in fixed chunks (a killed run resumes without re-extracting), 
 discriminable within-user pair of the training users with soft labels when --posts is given.
 `paper` reproduces the paper's §4.1 settings exactly (ResNet-50, Adam, backbone lr 1e-5, head
 lr 1e-4, x0.95 per epoch, batch 64, 10 epochs), resumable mid-epoch from RUN/train_state.pt.
-An option the chosen recipe does not use is an error (exit 2).
+An option the chosen recipe does not use is an error (exit 2). Pairs whose image is missing
+are left out, counted, and make the exit code 1.
 
 Writes RUN/best.pt (its card: training data, held-out estimate, limits), RUN/best.onnx,
 RUN/last.pt, RUN/metrics.jsonl, RUN/summary.json and RUN/run.json (the settings). Running the
@@ -27,6 +28,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
 
 from iipa.commands._common import (
     backbone_name,
@@ -38,6 +40,7 @@ from iipa.commands._common import (
     unit_fraction,
 )
 from iipa.extras import require
+from iipa.runtime import prepare_long_cpu_work
 from iipa.train.config import RECIPES, TrainConfig, flag, recipe_table
 
 # The argument types a declaration may name.
@@ -110,15 +113,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import sys
-
     require("torch", "iipa train")
+    prepare_long_cpu_work()  # before torch loads
     from iipa.train.lock import launched_rank
     from iipa.train.runner import train, write_companions
 
     summary = train(config_from_args(args))
-    if launched_rank() == 0:  # one summary under torchrun, not one per rank
-        for line in write_companions(summary):
-            print(f"iipa train: {line}", file=sys.stderr)
-        print(json.dumps(summary, indent=2))
-    return 0
+    if launched_rank() != 0:  # one summary under torchrun, not one per rank
+        return 0
+    for line in write_companions(summary):
+        print(f"iipa train: {line}", file=sys.stderr)
+    print(json.dumps(summary, indent=2))
+    return _dropped_pairs(summary, args.images)
+
+
+def _dropped_pairs(summary: dict, images: str) -> int:
+    """Exit 1 (with a line) when pairs were left out because an image is missing: the model
+    rests on part of the pairs (a run with none fails before training)."""
+    dropped = summary.get("dropped_missing_images") or summary.get("data", {}).get("dropped_missing_images") or {}
+    n = sum(dropped.values())
+    if not n:
+        return 0
+    parts = ", ".join(f"{k} {v:,}" for k, v in dropped.items() if v)
+    print(f"iipa train: {n:,} pairs lack an image in {images} and were left out ({parts}); the model rests on "
+          "the other pairs", file=sys.stderr)
+    return 1

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from iipa.constants import SPLITS as SPLITS  # its home is numpy-free (the CLI's parsers read it)
+from iipa.csvsafe import CSV_LINE_END
 from iipa.errors import IIPAError
 from iipa.extras import require
 from iipa.fileio import atomic_path
@@ -140,7 +141,7 @@ def write_pairs(df: pd.DataFrame, path: str | os.PathLike) -> Path:
         if path.suffix.lower() == ".csv":
             # Not through iipa.csvsafe: a pairs table is data that iipa reads back, and post ids
             # must round-trip (Instagram shortcodes may start with "-"). Parquet is the default.
-            out.to_csv(tmp, index=False)
+            out.to_csv(tmp, index=False, lineterminator=CSV_LINE_END)
         else:
             out.to_parquet(tmp, index=False)
     return path

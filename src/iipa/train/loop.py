@@ -376,8 +376,6 @@ def _reference_from(scores: np.ndarray, source: str) -> dict[str, Any]:
 
 
 def _progress(total: int, initial: int, desc: str, enabled: bool | None):
-    from tqdm import tqdm
+    from iipa.runtime import progress_bar
 
-    show = enabled if enabled is not None else sys.stderr.isatty()
-    return tqdm(total=total, initial=initial, desc=desc, unit="batch", disable=not show, file=sys.stderr,
-                dynamic_ncols=True)
+    return progress_bar(total, enabled=enabled, desc=desc, unit="batch", initial=initial)
