@@ -145,7 +145,9 @@ def quantize_onnx(fp32_path: str | os.PathLike, out_path: str | os.PathLike, pro
         raise IIPAError(f"int8 export needs onnxruntime: pip install 'iipa[onnx]' ({exc})") from None
     with tempfile.TemporaryDirectory(prefix="iipa-quant-") as tmp:
         pre = Path(tmp) / "pre.onnx"
-        quant_pre_process(os.fspath(fp32_path), os.fspath(pre))
+        # auto_merge: the multi-stage Lite heads concatenate features whose symbolic batch dims
+        # the shape inference otherwise cannot unify ("Incomplete symbolic shape inference").
+        quant_pre_process(os.fspath(fp32_path), os.fspath(pre), auto_merge=True)
         quantize_static(os.fspath(pre), os.fspath(out_path), _reader(profile, calibration),
                         nodes_to_exclude=score_head_nodes(pre), **settings.onnxruntime_kwargs())
 
