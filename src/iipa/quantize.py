@@ -55,8 +55,9 @@ class Int8Settings:
     AMX accumulate in int32). ``reduce_range`` keeps weights in 7 bits, [-64, 64], so a pair
     is at most 2 * 255 * 64 = 32640 <= 32767: exact on every kernel, the same integers
     everywhere. Activations keep their 8 bits (onnxruntime reduces only weights). This is
-    onnxruntime's own advice for CPUs without VNNI; it costs one bit of weight precision and
-    no speed (``benchmarks/int8.py`` measures both)."""
+    onnxruntime's own advice for CPUs without VNNI; it costs one bit of weight precision
+    (a little agreement with fp32) and no measurable speed (``benchmarks/int8.py`` measures
+    both, and runs the kernels of a CPU without VNNI under QEMU)."""
 
     activation_type: str = "QUInt8"
     weight_type: str = "QInt8"
