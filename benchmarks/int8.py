@@ -172,7 +172,8 @@ def bench_arch(arch: str, args: argparse.Namespace, tmp: Path) -> None:
     else:
         calib, _ = split_held_apart(calibration_images(None)[0])
         photos = []
-        for i, data in enumerate(jpeg_photos(args.n, args.size, seed=1)):  # seed 0 is score.py's; none are calibration photos
+        # Seed 1: other crops than score.py's seed 0; none of them is a calibration photo.
+        for i, data in enumerate(jpeg_photos(args.n, args.size, seed=1)):
             photos.append(tmp / f"{label}-photo{i:03d}.jpg")
             photos[-1].write_bytes(data)
     batches = list(prepared_batches(profile, [str(p) for p in photos]))
