@@ -19,6 +19,7 @@ from iipa.quantize import (
     SETTINGS,
     calibration_images,
     export_int8,
+    pre_process,
     split_held_apart,
 )
 from iipa.record import load_model
@@ -160,3 +161,15 @@ def test_service_runs_an_int8_file(int8_file, photo_dir):
         assert client.get("/v1/model").json()["precision"] == "int8"
         resp = client.post("/v1/explain", files={"file": ("coffee.jpg", photo)})
         assert resp.status_code == 501 and "ONNX" in resp.text
+
+
+def test_the_default_models_graph_passes_quantisation_pre_processing(tmp_path):
+    """The multi-stage EfficientNet-Lite head (instagram-lite0's ONNX file, shipped) gets
+    through onnxruntime's shape inference, which int8 export runs first."""
+    from iipa.record import resolve_model
+
+    record = resolve_model("instagram-lite0", offline=True)
+    assert record.onnx_file is not None and record.arch == "efficientnet_lite0_ms"
+    pre_process(record.onnx_file, tmp_path / "pre.onnx")
+    graph = onnx.load(str(tmp_path / "pre.onnx")).graph
+    assert len(graph.value_info) >= len(graph.node)  # shapes inferred for the intermediate tensors

@@ -141,16 +141,22 @@ def quantize_onnx(fp32_path: str | os.PathLike, out_path: str | os.PathLike, pro
     """Statically quantise ``fp32_path`` to ``out_path`` as ``settings`` say, calibrated on ``calibration``."""
     try:
         from onnxruntime.quantization import quantize_static
-        from onnxruntime.quantization.shape_inference import quant_pre_process
     except ImportError as exc:
         raise IIPAError(f"int8 export needs onnxruntime: pip install 'iipa[onnx]' ({exc})") from None
     with tempfile.TemporaryDirectory(prefix="iipa-quant-") as tmp:
         pre = Path(tmp) / "pre.onnx"
-        # auto_merge: the multi-stage Lite heads concatenate features whose symbolic batch dims
-        # the shape inference otherwise cannot unify ("Incomplete symbolic shape inference").
-        quant_pre_process(os.fspath(fp32_path), os.fspath(pre), auto_merge=True)
+        pre_process(fp32_path, pre)
         quantize_static(os.fspath(pre), os.fspath(out_path), _reader(profile, calibration),
                         nodes_to_exclude=score_head_nodes(pre), **settings.onnxruntime_kwargs())
+
+
+def pre_process(fp32_path: str | os.PathLike, out_path: str | os.PathLike) -> None:
+    """onnxruntime's folding and shape inference before quantisation. ``auto_merge``: the
+    multi-stage Lite heads concatenate features whose symbolic batch dims the shape inference
+    otherwise cannot unify ("Incomplete symbolic shape inference")."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    quant_pre_process(os.fspath(fp32_path), os.fspath(out_path), auto_merge=True)
 
 
 def score_head_nodes(path: str | os.PathLike) -> list[str]:
