@@ -11,7 +11,7 @@ import torch
 
 from iipa.export import export_onnx, onnx_parity
 from iipa.models import PopularityNet
-from iipa.onnx_format import read_onnx_metadata
+from iipa.onnx_format import JSON_KEYS, TEXT_KEYS, metadata_props, read_onnx_metadata
 from iipa.onnx_runtime import open_session
 from iipa.record import load_model
 from iipa.scoring import make_scorer
@@ -28,6 +28,16 @@ def test_metadata_round_trips(tiny_onnx, tiny_checkpoint):
     assert meta["arch"] == "tiny"
     assert meta["profile"] == model.profile
     assert meta["reference"] == model.reference
+
+
+def test_metadata_keys_come_from_one_table(tiny_onnx):
+    """The export writes exactly the table's keys, and nothing outside the table can be written."""
+    import onnx
+
+    keys = [p.key for p in onnx.load(str(tiny_onnx), load_external_data=False).metadata_props]
+    assert sorted(keys) == sorted([*TEXT_KEYS.values(), *JSON_KEYS.values()])
+    with pytest.raises(ValueError, match="calibration"):
+        metadata_props({"arch": "tiny", "calibration": {"T": 1.0}})
 
 
 @pytest.mark.parametrize("batch", [1, 5])

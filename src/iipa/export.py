@@ -3,12 +3,14 @@
 The exported graph takes what :meth:`Profile.to_uint8` produces, a **uint8** batch
 N x 3 x S x S (RGB, already resized and cropped by the profile), and does the
 normalisation itself, so a consumer only has to resize and crop; it outputs ``score``
-(float32, N). The batch axis is dynamic. The file's metadata (``metadata_props``) holds:
+(float32, N). The batch axis is dynamic. The file's metadata (``metadata_props``) holds,
+under the keys of :mod:`iipa.onnx_format`'s table:
 
 * ``iipa.arch``, ``iipa.version``, ``iipa.input`` (a sentence saying the above);
 * ``iipa.profile``: the profile as JSON (:meth:`Profile.to_dict`);
 * ``iipa.reference``: ``{"mean", "std", "source"}`` JSON or ``null`` (levels, 0-100 scale);
-* ``iipa.info``: training config / metrics / source JSON (calibration facts, when any, inside);
+* ``iipa.info``: training config / metrics / source JSON (temperature calibration facts, when
+  any, inside; an int8 file adds ``quantization``: settings, calibration photos, agreement);
 * ``iipa.parameters``: the number of learned weights (for the model card).
 
 We use PyTorch's TorchScript-based exporter (``dynamo=False``): the torch.export one needs
@@ -17,7 +19,6 @@ We use PyTorch's TorchScript-based exporter (``dynamo=False``): the torch.export
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 import warnings
@@ -30,7 +31,7 @@ from iipa import __version__
 from iipa.errors import IIPAError
 from iipa.fileio import atomic_path, plain
 from iipa.models import PopularityNet
-from iipa.onnx_format import INPUT_DOC, INPUT_NAME, OUTPUT_NAME
+from iipa.onnx_format import INPUT_DOC, INPUT_NAME, OUTPUT_NAME, metadata_props
 
 
 class _FromUint8(nn.Module):
@@ -50,15 +51,12 @@ class _FromUint8(nn.Module):
 
 
 def onnx_metadata(model: PopularityNet) -> dict[str, str]:
-    return {
-        "iipa.arch": model.arch,
-        "iipa.version": __version__,
-        "iipa.input": INPUT_DOC,
-        "iipa.profile": json.dumps(model.profile.to_dict()),
-        "iipa.reference": json.dumps(dict(model.reference) if model.reference else None),
-        "iipa.info": json.dumps(plain(model.info)),
-        "iipa.parameters": json.dumps(sum(p.numel() for p in model.parameters())),
-    }
+    """The file's ``metadata_props`` (keys from :mod:`iipa.onnx_format`'s table)."""
+    return metadata_props({
+        "arch": model.arch, "version": __version__, "input": INPUT_DOC,
+        "profile": model.profile.to_dict(), "reference": dict(model.reference) if model.reference else None,
+        "info": plain(model.info), "parameters": sum(p.numel() for p in model.parameters()),
+    })
 
 
 def _import_onnx():

@@ -20,24 +20,40 @@ INPUT_NAME = "image"
 OUTPUT_NAME = "score"
 INPUT_DOC = ("uint8 N x 3 x S x S RGB, resized and cropped as iipa.profile says "
              "(normalisation happens inside the graph); output: float32 scores, N")
+# The metadata keys of an iipa ONNX file, one table for the writers (iipa.export, and
+# iipa.quantize, which rewrites the info) and the reader below. Text values are stored as
+# they are, JSON values as JSON.
+ARCH_KEY, VERSION_KEY, INPUT_KEY = "iipa.arch", "iipa.version", "iipa.input"
+PROFILE_KEY, REFERENCE_KEY, INFO_KEY, PARAMETERS_KEY = "iipa.profile", "iipa.reference", "iipa.info", "iipa.parameters"
+TEXT_KEYS = {"arch": ARCH_KEY, "version": VERSION_KEY, "input": INPUT_KEY}
+JSON_KEYS = {"profile": PROFILE_KEY, "reference": REFERENCE_KEY, "info": INFO_KEY, "parameters": PARAMETERS_KEY}
 # ModelProto field numbers (onnx.proto3): metadata_props = 14; StringStringEntryProto key = 1, value = 2.
 _METADATA_PROPS, _KEY, _VALUE = 14, 1, 2
 
 
+def metadata_props(values: dict[str, Any]) -> dict[str, str]:
+    """``metadata_props`` entries (key -> text) for the fields of :data:`TEXT_KEYS` and
+    :data:`JSON_KEYS` given in ``values``."""
+    unknown = set(values) - set(TEXT_KEYS) - set(JSON_KEYS)
+    if unknown:
+        raise ValueError(f"not iipa ONNX metadata fields: {sorted(unknown)}")
+    return {**{TEXT_KEYS[k]: str(v) for k, v in values.items() if k in TEXT_KEYS},
+            **{JSON_KEYS[k]: json.dumps(v) for k, v in values.items() if k in JSON_KEYS}}
+
+
 def parse_onnx_metadata(props: dict[str, str], path: str | os.PathLike) -> dict[str, Any]:
     """The iipa metadata from an ONNX file's ``metadata_props``: arch, version, profile,
-    reference, info and calibration (None when the file has none)."""
-    if "iipa.profile" not in props:
-        raise IIPAError(f"{path}: ONNX file without iipa metadata (iipa.profile); export it with `iipa export`")
+    reference, info and parameters (None or {} where the file has none)."""
+    if PROFILE_KEY not in props:
+        raise IIPAError(f"{path}: ONNX file without iipa metadata ({PROFILE_KEY}); export it with `iipa export`")
     try:
         return {
-            "arch": props.get("iipa.arch"),
-            "version": props.get("iipa.version"),
-            "profile": Profile.from_dict(json.loads(props["iipa.profile"])),
-            "reference": json.loads(props.get("iipa.reference", "null")),
-            "info": json.loads(props.get("iipa.info", "{}")),
-            "calibration": json.loads(props.get("iipa.calibration", "null")),
-            "parameters": json.loads(props.get("iipa.parameters", "null")),
+            "arch": props.get(ARCH_KEY),
+            "version": props.get(VERSION_KEY),
+            "profile": Profile.from_dict(json.loads(props[PROFILE_KEY])),
+            "reference": json.loads(props.get(REFERENCE_KEY, "null")),
+            "info": json.loads(props.get(INFO_KEY, "{}")),
+            "parameters": json.loads(props.get(PARAMETERS_KEY, "null")),
         }
     except (ValueError, TypeError) as exc:
         raise IIPAError(f"{path}: malformed iipa metadata ({exc})") from None

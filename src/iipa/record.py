@@ -171,10 +171,6 @@ def _info(info: Mapping[str, Any] | None, **defaults: Any) -> dict[str, Any]:
     return out
 
 
-def _calibration(obj: Mapping[str, Any], info: Mapping[str, Any]) -> Mapping[str, Any] | None:
-    return obj.get("calibration") or info.get("calibration") or None
-
-
 def _from_memory(model: Any) -> ModelRecord:
     from iipa.models import PopularityNet
 
@@ -190,7 +186,7 @@ def _from_onnx(path: Path) -> ModelRecord:
     meta = read_onnx_metadata(path)
     info = _info(meta["info"], source=str(path))
     return ModelRecord("onnx", str(path), meta["arch"], meta["profile"], meta["reference"],
-                       _calibration(meta, info), info, onnx_file=path, parameters=meta["parameters"])
+                       info.get("calibration"), info, onnx_file=path, parameters=meta["parameters"])
 
 
 def _read_torch_file(path: Path) -> Any:
@@ -219,7 +215,7 @@ def _from_file(path: Path) -> ModelRecord:
         check_version(obj, source)
         info = _info(obj.get("info"), source=source)
         return ModelRecord("checkpoint", source, obj["arch"], get_profile(obj["profile"]), obj.get("reference"),
-                           _calibration(obj, info), info, torch_file=path, parameters=_count(obj["state_dict"]))
+                           info.get("calibration"), info, torch_file=path, parameters=_count(obj["state_dict"]))
     if looks_like_authors(obj):
         # Read as the registered authors' release says; it is a file, not those named weights.
         entry = get_weights(PLAIN_STATE_DICT_WEIGHTS)
@@ -251,14 +247,14 @@ def _from_entry(entry: NamedWeights, *, offline: bool) -> ModelRecord:
             check_version(obj, str(torch_file))
             _check_agrees(entry, obj["arch"], dict(obj["profile"]).get("name"), str(torch_file))
             carried = {"profile": get_profile(obj["profile"]), "parameters": _count(obj["state_dict"]),
-                       **{k: obj.get(k) for k in ("reference", "info", "calibration")}}
+                       **{k: obj.get(k) for k in ("reference", "info")}}
     if carried:
         profile = carried["profile"]
     fmt = f"plain torchvision {entry.arch} state dict" if entry.format == "state_dict" else None
     info = _info(carried.get("info"), domain=entry.domain, format=fmt)
     info.update(source=str(torch_file), weights=entry.name)
     reference = entry.reference or carried.get("reference") or None
-    return ModelRecord("named", entry.name, entry.arch, profile, reference, _calibration(carried, info), info,
+    return ModelRecord("named", entry.name, entry.arch, profile, reference, info.get("calibration"), info,
                        torch_file=torch_file, onnx_file=onnx_file, weights_format=entry.format, entry=entry,
                        offline=offline, parameters=carried.get("parameters"))
 

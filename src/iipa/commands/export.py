@@ -6,10 +6,11 @@ axis is dynamic. The format comes from --output's extension (.onnx). Score with 
 any model: `iipa score photos/ --model model.onnx` (onnxruntime; also rank, serve and
 `iipa.make_scorer("model.onnx")`).
 
---quantize int8 writes an int8 model (onnxruntime static quantisation, QDQ, per-channel
-weights), calibrated on --calibration photos (a folder, a .txt/.csv list or a glob; default:
-40 photos shipped with iipa), and prints its agreement with fp32 on a held-apart quarter of
-them (Spearman, max |Δscore|, max |Δscaled|); the same record is stored in the file.
+--quantize int8 writes an int8 model (onnxruntime static quantisation, QDQ, 7-bit per-channel
+weights: the same integers on every x86-64 CPU, with or without VNNI), calibrated on
+--calibration photos (a folder, a .txt/.csv list or a glob; default: 40 photos shipped with
+iipa), and prints its agreement with fp32 on a held-apart quarter of them (Spearman,
+max |Δscore|, max |Δscaled|); the same record, with the settings, is stored in the file.
 About 3x faster than fp32 on CPUs with VNNI/AMX; scores move slightly (see the record).
 --check compares an fp32 export with PyTorch on random inputs and fails if max |Δ| >= 1e-3.
 
