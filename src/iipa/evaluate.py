@@ -30,7 +30,7 @@ import numpy as np
 from iipa.errors import IIPAError
 from iipa.pairs.table import SPLITS, image_finder, read_pair_columns
 from iipa.profiles import CROPS
-from iipa.scoring import Scorer, make_scorer
+from iipa.scoring import make_scorer
 
 MISSING_EXAMPLES = 20  # ids of missing images listed in the result (the count covers them all)
 
@@ -66,7 +66,7 @@ def score_paths(model: Any, paths: Sequence[str], **scorer_kwargs: Any) -> np.nd
     """One score per path (NaN for unreadable images) from ``model``: a Scorer, or anything
     :func:`~iipa.scoring.make_scorer` takes, with ``scorer_kwargs`` (``crops``, ``device``,
     ``precision``, ``runtime``, ``batch_size``, ``num_workers``, ``max_pixels``)."""
-    scorer = model if isinstance(model, Scorer) else make_scorer(model, **scorer_kwargs)
+    scorer = make_scorer(model, **scorer_kwargs)
     return np.array(scorer.score(list(paths), on_error="nan"), dtype=np.float64)
 
 
@@ -107,7 +107,7 @@ def evaluate_pairs(
     kept = [(i, hi, lo) for i, hi, lo in found if hi is not None and lo is not None]
     absent = [str(cols[side][i]) for i, hi, lo in found for side, p in (("high_id", hi), ("low_id", lo)) if p is None]
     paths = sorted({p for _, hi, lo in kept for p in (hi, lo)})
-    scorer = model if isinstance(model, Scorer) else make_scorer(model, **score_kwargs)
+    scorer = make_scorer(model, **score_kwargs)
     scores = dict(zip(paths, score_paths(scorer, paths), strict=True))
     hi = np.array([scores[h] for _, h, _ in kept], dtype=np.float64)
     lo = np.array([scores[lo_] for _, _, lo_ in kept], dtype=np.float64)

@@ -2,7 +2,7 @@
 
 uvicorn's ``limit_concurrency`` counts every open connection, so 200 clients that each send
 one header line and reconnect when dropped made every request, ``/healthz`` included, get
-503 (issue 23). Here connections are tracked by phase instead:
+503. Here connections are tracked by phase instead:
 
 - *pending*: still sending a request head (or idle between keep-alive requests), or still
   sending a body. At most ``max_pending`` of them; one more connection closes a pending one

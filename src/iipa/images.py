@@ -15,7 +15,6 @@ from __future__ import annotations
 import io
 import os
 import warnings
-from collections.abc import Iterable
 from dataclasses import replace
 from functools import cache
 from pathlib import Path
@@ -290,12 +289,3 @@ def image_path_for(images_dir: str | os.PathLike, post_id: str) -> Path | None:
 
 def is_image_name(path: str | os.PathLike) -> bool:
     return os.fspath(path).lower().endswith(IMAGE_EXTENSIONS)
-
-
-def iter_image_files(folder: Path) -> Iterable[Path]:
-    """Image files below ``folder`` (recursive, sorted, hidden entries skipped)."""
-    for root, dirs, files in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for name in sorted(files):
-            if not name.startswith(".") and is_image_name(name):
-                yield Path(root) / name

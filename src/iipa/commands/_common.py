@@ -215,13 +215,6 @@ def check_device(device: str) -> None:
 
 # --- progress ---
 
-def progress_bar(total: int, *, enabled: bool | None, desc: str):
-    """A tqdm bar on stderr when it is a TTY (or when forced); see :func:`iipa.runtime.progress_bar`."""
-    from iipa.runtime import progress_bar as bar
-
-    return bar(total, enabled=enabled, desc=desc)
-
-
 # --- exit codes of a result that rests on part of the input ---
 
 COVERAGE_EXAMPLES = 5  # names shown in the summary line; the full list is in the command's output

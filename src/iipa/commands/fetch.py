@@ -23,10 +23,10 @@ from iipa.commands._common import (
     nonnegative_int,
     positive_float,
     positive_int,
-    progress_bar,
 )
 from iipa.errors import IIPAError
 from iipa.extras import require
+from iipa.runtime import progress_bar
 
 NAME = "fetch"
 HELP = "download the images of a pairs or posts table (concurrent, resumable, validated)"

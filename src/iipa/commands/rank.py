@@ -23,10 +23,10 @@ from iipa.commands._common import (
     coverage_code,
     make_scorer_from_args,
     positive_int,
-    progress_bar,
 )
 from iipa.errors import IIPAError
 from iipa.extras import require
+from iipa.runtime import progress_bar
 
 NAME = "rank"
 HELP = "rank photos best first; HTML album report and score histogram"

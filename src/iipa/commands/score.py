@@ -23,11 +23,11 @@ from iipa.commands._common import (
     add_table_output_arguments,
     coverage_code,
     make_scorer_from_args,
-    progress_bar,
 )
 from iipa.commands._score_spark import add_spark_arguments, check_local, run_spark
 from iipa.errors import IIPAError
 from iipa.output import SCORE_COLUMNS as COLUMNS
+from iipa.runtime import progress_bar
 
 NAME = "score"
 HELP = "score images (files, folders, globs, list files)"

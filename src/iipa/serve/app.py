@@ -21,7 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartParser
 
 from iipa import __version__
-from iipa.scoring import Scorer, make_scorer
+from iipa.scoring import make_scorer
 from iipa.serve import metrics as prom
 from iipa.serve.bodies import SPOOL_MAX_BYTES
 from iipa.serve.middleware import ServiceMiddleware
@@ -48,7 +48,7 @@ def create_app(model: Any = None, settings: ServeSettings | None = None, **score
     # memory: bodies are read before a request is admitted, so many concurrent uploads of
     # up to max_request_bytes must not sit in RAM. (A class attribute: process-wide.)
     MultiPartParser.spool_max_size = SPOOL_MAX_BYTES
-    scorer = model if isinstance(model, Scorer) else make_scorer(model, num_workers=0, **scorer_options)
+    scorer = make_scorer(model, num_workers=0, **scorer_options)
     service = Service(scorer, settings)
     assets = {name: _asset(name) for name in (*_STATIC, "index.html")}
 

@@ -1,6 +1,6 @@
 """Creating a study from a pairs table, and each participant's trial plan.
 
-Two sources of randomness, kept apart (issue 23):
+Two sources of randomness, kept apart:
 
 - the study ``seed`` (reproducible, printed in commands) chooses only *which* test pairs
   and attention photos are used;
