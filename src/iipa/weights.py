@@ -118,8 +118,8 @@ register_weights(NamedWeights(
     description="ResNet-50 trained by Ding, Ma & Wang on ~2.5M Instagram PDIPs (76.65% test pairwise accuracy).",
     homepage="https://github.com/dingkeyan93/Intrinsic-Image-Popularity",
     domain="real",
-    meta={"paper": "Ding, Ma & Wang, ACM MM 2019", "images": "single-image Instagram posts (paper §3)",
-          "pdips": "about 2.5 million (paper Table 1)", "test_pairwise_accuracy": 0.7665},
+    meta={"paper": "Ding, Ma & Wang, ACM MM 2019"},
+    card=named_cards.AUTHORS_RESNET50,
     format="state_dict",
 ))
 # A plain state dict loaded from a file (not by name) is the authors' release format.
