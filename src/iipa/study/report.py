@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from iipa.csvsafe import frame_to_csv
-from iipa.fileio import atomic_path, write_text
+from iipa.fileio import atomic_open, atomic_path, write_text
 from iipa.plots import bar_chart_svg, histogram_svg, write_svg
 from iipa.study.analysis import CATEGORIES, StudyResults
 from iipa.templating import render
@@ -139,12 +139,13 @@ def write_report(res: StudyResults, out_dir: str | os.PathLike) -> dict[str, Pat
         ex = plot_examples(res, res.pairs, out / "examples.png")
         if ex is not None:
             files["examples_plot"] = ex
-    frame_to_csv(res.per_participant, out / "participants.csv")
-    frame_to_csv(res.per_pair, out / "pairs.csv")
-    files |= {"participants": out / "participants.csv", "pairs": out / "pairs.csv"}
+    tables = {"participants": res.per_participant, "pairs": res.per_pair}
     if res.scale is not None:
-        frame_to_csv(res.scale, out / "scale.csv")
-        files["scale"] = out / "scale.csv"
+        tables["scale"] = res.scale
+    for name, table in tables.items():
+        with atomic_open(out / f"{name}.csv", "w", newline="") as fh:
+            frame_to_csv(table, fh)
+        files[name] = out / f"{name}.csv"
     md = markdown(res, [p.name for k, p in files.items() if k.endswith("_plot")])
     write_text(out / "report.md", md)
     write_text(out / "report.html", html_report(md))

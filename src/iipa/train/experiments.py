@@ -18,7 +18,7 @@ import pandas as pd
 from iipa.csvsafe import frame_to_csv
 from iipa.errors import IIPAError, WeightsError
 from iipa.evaluate import evaluate_pairs
-from iipa.fileio import write_text
+from iipa.fileio import atomic_open, write_text
 from iipa.train.config import TrainConfig
 from iipa.train.runner import train
 
@@ -92,7 +92,8 @@ def markdown_table(df: pd.DataFrame) -> str:
 
 def write_results(df: pd.DataFrame, out: Path, *, title: str, x: str) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    frame_to_csv(df, out / "results.csv")
+    with atomic_open(out / "results.csv", "w", newline="") as fh:
+        frame_to_csv(df, fh)
     write_text(out / "results.md", f"## {title}\n\n" + markdown_table(df) + "\n![results](results.svg)\n")
     plot(df, out / "results.svg", title=title, x=x)
 
