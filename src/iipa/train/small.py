@@ -1,7 +1,7 @@
 """The small-data recipe, the default of ``iipa train`` (``--recipe default``).
 
-Chosen by measurement on real Instagram photos of unseen users (``benchmarks/real_photos.py``,
-issue 11), for pair sets of hundreds to tens of thousands:
+Chosen by measurement on real Instagram photos of unseen users (``benchmarks/real_photos.py``),
+for pair sets of hundreds to tens of thousands:
 
 1. training pairs: every discriminable within-user pair of the training users, with soft
    labels P (``--posts``; see ``allpairs.py``), not only the matched PDIPs;
@@ -9,8 +9,9 @@ issue 11), for pair sets of hundreds to tens of thousands:
    image, per horizontal flip and averaged over ``views`` test-time crops, in fp32, and
    cached in the run folder in fixed chunks (``features.py``), so a killed run resumes;
 3. the score head is fitted as a linear probe on those features (``probe.py``), L2 chosen
-   on the validation users. With no validation users, a K-fold cross-fit by account gives
-   the held-out predictions (the card's estimate and the calibration step's input).
+   (and the temperature fitted) on the selection accounts; the card's headline comes from
+   other held-out accounts, which chose nothing (``heldout.py``). With no validation users,
+   a K-fold cross-fit by account gives the held-out predictions.
 
 Fine-tuning the top stages after the probe was removed: on instagram-dev it added +0.003 on
 one user split (noise) at many times the cost, and no test exercised it.
@@ -39,6 +40,7 @@ from iipa.train import state as st
 from iipa.train.base import RecipeTrainer
 from iipa.train.config import TrainConfig
 from iipa.train.features import FeatureCache, cache_key
+from iipa.train.heldout import build_rules, split_held_out
 from iipa.train.probe import choose_l2, fit_pairwise_logistic
 
 # L2 strengths the probe chooses from on the validation users' pairs (the middle one without
@@ -115,7 +117,7 @@ class SmallDataTrainer(RecipeTrainer):
         c = self.config
         table = read_pairs(c.pairs)
         held_out = allpairs.held_out_users(table)
-        select_users, report_users, self.report_from = _split_held_out(table, c.seed)
+        select_users, report_users, self.report_from = split_held_out(table, c.seed)
         pdips = {"val": table[table["user_id"].astype(str).isin(select_users)],
                  "report": table[table["user_id"].astype(str).isin(report_users)]}
         pdips = {k: v[v["split"].isin(["val", "test"])] for k, v in pdips.items()}
@@ -123,7 +125,7 @@ class SmallDataTrainer(RecipeTrainer):
         report_all = pdips["report"].iloc[:0]
         if c.posts:
             posts = allpairs.read_posts(c.posts)
-            rules = allpairs.WithinUserRules.from_rules(_build_rules(c.pairs), max_gap_days=c.max_gap_days)
+            rules = allpairs.WithinUserRules.from_rules(build_rules(c.pairs), max_gap_days=c.max_gap_days)
             train_users = set(posts["user_id"].astype(str)) - held_out
             # Training: every pair down to min_pair_p (soft labels say how sure each is);
             # model selection: the discriminable pairs (P >= T) of the selection accounts;
@@ -133,10 +135,12 @@ class SmallDataTrainer(RecipeTrainer):
             report_all = allpairs.within_user_pairs(posts, report_users, rules)
             source = (f"every within-user pair with P >= {c.min_pair_p:g} and at most {c.max_gap_days} days apart "
                       f"of the {len(train_users)} accounts of {Path(c.posts).name} outside validation and test")
+            self.origin = f"{Path(c.posts).name}: the posts of {posts['user_id'].nunique()} accounts"
             self.within_rule = f"P >= {rules.threshold:g}"
         else:
             train_df, select_df = table[table["split"] == "train"], pdips["val"]
             source = f"the training pairs of {name}"
+            self.origin = f"{name}: the pairs of {table['user_id'].nunique()} accounts"
         if c.max_train_pairs is not None and len(train_df) > c.max_train_pairs:
             train_df = train_df.sample(n=c.max_train_pairs, random_state=c.seed)
         if c.max_val_pairs is not None:  # the same subset in every evaluation
@@ -359,10 +363,12 @@ class SmallDataTrainer(RecipeTrainer):
                    **{f"{k}_accuracy": v["accuracy"] for k, v in self.result_acc.items()},
                    **{f"{k}_ci95": v["ci95"] for k, v in self.result_acc.items()},
                    **{f"{k}_pairs": v["n"] for k, v in self.result_acc.items()}}
-        data = {"source": Path(c.posts or c.pairs).name, "pairs": self.data_info["train_source"],
+        data = {"source": self.origin, "pairs": self.data_info["train_source"],
                 "training_pairs": self.data_info["train_pairs"],
                 "training_users": self.data_info["train_users"], "training_images": self.data_info["train_images"]}
-        self.model.info = {"config": c.to_dict(), "metrics": metrics, "data": self.data_info, "domain": c.domain,
+        # the per-set figures are in the card's accuracy rows, each labelled with what it chose
+        self.model.info = {"config": c.to_dict(), "metrics": {k: metrics[k] for k in ("probe", "seconds")},
+                           "data": self.data_info, "domain": c.domain,
                            **self.card_facts(data, self.estimate)}
         if self.calibration is not None:
             self.model.info["calibration"] = self.calibration
@@ -400,31 +406,3 @@ class SmallDataTrainer(RecipeTrainer):
     def result(self) -> dict[str, Any]:
         return self.summary
 
-
-def _build_rules(pairs: str) -> dict[str, Any]:
-    """The rules the pairs table was built with (its stats.json), else the paper's."""
-    import json
-
-    stats = Path(pairs).parent / "stats.json"
-    if stats.is_file():
-        try:
-            return dict(json.loads(stats.read_text(encoding="utf-8")).get("rules") or {})
-        except (ValueError, OSError):
-            pass
-    return {}
-
-
-def _split_held_out(table: pd.DataFrame, seed: int) -> tuple[set[str], set[str], str]:
-    """(selection accounts, report accounts, where the report accounts come from). The pairs
-    table's validation accounts choose the L2 and fit the temperature; its test accounts report.
-    Without a test split the validation accounts are split in two by a seeded draw, so the
-    reported figure still comes from accounts that chose nothing."""
-    users = {k: set(table.loc[table["split"] == k, "user_id"].astype(str)) for k in ("val", "test")}
-    if users["test"]:
-        return users["val"] - users["test"], users["test"], "the test split of the pairs table"
-    val = sorted(users["val"])
-    if len(val) < 2:
-        return set(val), set(), ""
-    order = [val[i] for i in np.random.default_rng(seed).permutation(len(val))]
-    half = len(order) // 2
-    return set(order[half:]), set(order[:half]), f"{half} of the {len(val)} validation accounts, drawn with seed {seed}"
