@@ -3,62 +3,35 @@
     iipa pairs build DATA/posts.csv --out all-pairs \\
         --max-caption-words 1000000 --any-hashtags --any-mentions --val 0 --test 0
     iipa train --posts DATA/posts.csv --pairs all-pairs/pairs.parquet --images DATA/images \\
-        --out runs/ship --backbone efficientnet_lite0_ms --probe-l2 1 --no-hflip
+        --out runs/ship --backbone efficientnet_lite0_ms --probe-l2 1 --no-hflip --draft-decode
     python benchmarks/calibration_cv.py --data DATA --pairs all-pairs/pairs.parquet --cache /tmp/iipa-calib \\
         --seeds 0,1 --deg-weights 0,0.1 --flat-share 1 --json calib.json
     python benchmarks/ship_real_model.py --run runs/ship --cv calib.json --quality-weight 0.1
 
 The run trains on every account (the model is judged on other accounts, so it learns from all
 of these), so it has no held-out accounts of its own: its card gives the cross-validated
-accuracy of the same recipe (``real_photos_cv.py``: 5-fold CV by account, mean over fold
-seeds) as the estimate for unseen accounts. This script writes the card's fields (training
-data, that estimate, the earlier shipped models' figures, baselines, limits) into the
-checkpoint's info, strips local paths from the saved config and writes
-``src/iipa/assets/weights/<name>.pt``. Regenerate the ONNX companion afterwards:
+accuracy of the same recipe as the estimate for unseen accounts. The card's facts (training
+data, that estimate, the earlier shipped models' figures, baselines, limits) are declared in
+``src/iipa/named_cards.py``, not written into the file: this script packages the run with
+:func:`iipa.packaging.package_weights` (the trainer's facts only, no local paths) and prints the
+estimate block measured by ``--cv`` for ``named_cards.LITE0_ESTIMATE``; the card shows the
+declaration, so paste the block there when it changed. Training with ``--draft-decode`` records
+the decoding the shipped profile uses (on 299 px JPEGs draft and exact decoding give the same
+pixels). Regenerate the ONNX companion afterwards:
 ``iipa export --model instagram-lite0 --output src/iipa/assets/weights/instagram-lite0.onnx --check``.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
-import os
 from pathlib import Path
 
-from iipa.checkpoint import save_checkpoint
-from iipa.record import load_model
+from iipa.cardschema import HEADLINE
+from iipa.packaging import package_weights
 from iipa.weights import get_weights
 
 ROOT = Path(__file__).resolve().parents[1]
-SOURCE = ("instagram-dev: public Instagram posts crawled in 2019 by a public university course project "
-          "(572 accounts, 8,368 photos stored at 299x299 px, posts from 2015-2017); not redistributed")
-# Earlier instagram-lite0 files, kept for comparison: not this model's figures.
-EARLIER = {
-    "what": "the previous instagram-lite0 models. (3) third: this recipe without quality pairs and "
-            "temperature. (1) first: default recipe of `iipa train` (probe warm start + "
-            "conv_head fine-tuning) on 403 accounts, split by user (seed 0). (2) second: a probe on the final "
-            "1280 Lite0 features only, every account, 5-fold CV by account 0.689 [0.660, 0.716] (fold seed 0, "
-            "L2 nested)",
-    "validation_users": {"accuracy": 0.7273, "ci95": [0.6632, 0.7831], "pairs": 209, "users": 82,
-                         "note": "model (1); these users chose the probe's L2 and the epoch: optimistic"},
-    "test_users": {"accuracy": 0.6394, "ci95": [0.5722, 0.7016], "pairs": 208, "users": 83, "note": "model (1)"},
-    "final_features_probe_cv": {"accuracy": 0.689, "ci95": [0.660, 0.716], "pairs": 1041, "note": "model (2)"},
-    "multi_stage_probe_cv": {"accuracy": 0.696, "ci95": [0.668, 0.724], "pairs": 1041,
-                             "note": "model (3): the same multi-stage probe without quality pairs or calibration "
-                                     "(real_photos_cv.py, three fold assignments); its probability was uncalibrated "
-                                     "(ECE 0.12 in calibration_cv.py)"},
-}
-LIMITS = [
-    "trained on one domain: public Instagram accounts with 150k-2M followers (median 395k), posts of 2015-2017",
-    "trained on 299x299 px copies of the photos: fine detail of larger images is not seen",
-    "scores rank photos against each other (same model); they are not like counts and not calibrated across accounts",
-    "sees only pixels: captions, hashtags, posting time and the account's audience are not inputs",
-    "a linear read-out of frozen ImageNet features (final and middle stages): it ranks by what ImageNet "
-    "features already encode",
-    "572 accounts of one crawl: styles, subjects and cultures absent from them are guesses; "
-    "the accuracy estimate is cross-validated on the same crawl, other crawls may score lower",
-]
 
 
 def estimate_from_cv(path: str, variant: str) -> dict:
@@ -111,50 +84,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--name", default="instagram-lite0")
     ap.add_argument("--out", help="default: src/iipa/assets/weights/<name>.pt")
     args = ap.parse_args(argv)
-    model = load_model(Path(args.run) / "best.pt")
-    # Trained on 299 px JPEGs, where draft decoding (scale >= 256 px) does not scale: the
-    # training pixels are the same under both decodes, so the faster one is recorded.
-    model.profile = dataclasses.replace(model.profile, decode="draft")
-    info = dict(model.info)
-    metrics, data = info.get("metrics") or {}, info.get("data") or {}
-    config = dict(info.get("config") or {})
-    config["decode"] = model.profile.decode  # config and profile state the same decoding
-    config.pop("fast_decode", None)
-    local = {}  # local paths of this machine -> their base names
-    for key in ("pairs", "images", "posts", "out"):
-        if config.get(key):
-            local[str(config[key])] = config[key] = os.path.basename(str(config[key]).rstrip("/"))
-
-    def clean(text: str) -> str:
-        for path, name in local.items():
-            text = text.replace(path, name)
-        return text
-
-    if model.reference:
-        model.reference = {**model.reference, "source": clean(str(model.reference.get("source", "")))}
-    info.update({
-        "weights": args.name, "domain": "real", "config": config, "source": f"iipa package ({args.name})",
-        "metrics": {"probe": metrics.get("probe"), "seconds": metrics.get("seconds")},
-        "training_data": {"source": SOURCE, "training_users": data.get("train_users"),
-                          "training_images": data.get("train_images"), "training_pairs": data.get("train_pairs"),
-                          "pairs": clean(data.get("train_source", ""))},
-        "validation": {
-            "metric": "pairwise accuracy on matched PDIPs of unseen accounts (iipa pairs build, paper rules "
-                      "without caption rules)",
-            "unseen_accounts": (estimate_from_calibration_cv(args.cv, args.quality_weight)
-                                if args.quality_weight is not None else estimate_from_cv(args.cv, args.variant)),
-            "earlier_user_split_model": EARLIER,
-            "note": "this model was trained on every account: it has no held-out accounts of its own; "
-                    "the estimate is the cross-validated accuracy of its recipe",
-        },
-        "baselines": list(get_weights(args.name).meta.get("baselines", ())),  # each with its source
-        "limits": LIMITS,
-    })
-    model.info = info
-    out = Path(args.out or ROOT / "src" / "iipa" / "assets" / "weights" / f"{args.name}.pt")
-    save_checkpoint(model, out)
-    print(json.dumps({"out": str(out), "bytes": out.stat().st_size, "estimate": info["validation"]["unseen_accounts"],
-                      "reference": model.reference, "training_data": info["training_data"]}, indent=2))
+    estimate = (estimate_from_calibration_cv(args.cv, args.quality_weight) if args.quality_weight is not None
+                else estimate_from_cv(args.cv, args.variant))
+    out = package_weights(Path(args.run) / "best.pt", args.name,
+                          args.out or ROOT / "src" / "iipa" / "assets" / "weights" / f"{args.name}.pt")
+    declared = get_weights(args.name).card.validation.get(HEADLINE)
+    print(json.dumps({"out": str(out), "bytes": out.stat().st_size, "estimate": estimate,
+                      "declared_estimate_differs": estimate != declared}, indent=2, ensure_ascii=False))
     return 0
 
 

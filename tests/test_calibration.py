@@ -9,7 +9,6 @@ from iipa.calibration import (
     calibration_metrics,
     fit_temperature,
     logistic,
-    reliability_png,
     temperature_changes,
 )
 from iipa.levels import level, scaled_score
@@ -71,10 +70,13 @@ def test_folding_the_temperature_keeps_levels_and_the_0_100_scale():
         assert level(s * t, new) == level(s, ref)
 
 
-def test_reliability_diagram_is_a_png(tmp_path):
-    from PIL import Image
+def test_reliability_diagram_is_an_svg_with_both_axes_labelled(tmp_path):
+    import xml.etree.ElementTree as ET
 
-    path = tmp_path / "rel.png"
-    reliability_png(calibration_metrics(_synthetic(1.0, n=500)), path)
-    with Image.open(path) as img:
-        assert img.format == "PNG" and img.width > 300
+    from iipa.plots import reliability_svg, write_svg
+
+    metrics = calibration_metrics(_synthetic(1.0, n=500))
+    path = write_svg(reliability_svg(metrics), tmp_path / "rel.svg")
+    texts = [t.text for t in ET.parse(path).getroot().iter("{http://www.w3.org/2000/svg}text")]
+    assert "confidence of the picked photo (model P)" in texts and "accuracy: share of picks that were right" in texts
+    assert all(str(b["n"]) in texts for b in metrics["bins"] if b["n"])  # each bin's count is written

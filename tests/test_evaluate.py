@@ -115,5 +115,6 @@ def test_evaluate_reports_calibration_summary_and_reliability_diagrams(small_set
     expected = calibration_metrics(np.array([s[h] - s[lo] for h, lo in zip(df["high_path"], df["low_path"])]))
     for key in ("ece", "log_loss", "brier", "mean_confidence"):
         assert test["calibration"][key] == pytest.approx(expected[key], abs=1e-6)
-    assert (tmp_path / "eval" / "reliability-test.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert test["calibration"]["diagram"].endswith("reliability-test.png")
+    svg = (tmp_path / "eval" / "reliability-test.svg").read_text(encoding="utf-8")
+    assert svg.startswith("<svg") and "share of picks that were right" in svg  # both axes labelled
+    assert test["calibration"]["diagram"].endswith("reliability-test.svg")

@@ -31,7 +31,8 @@ def test_label_noise_experiment_writes_table_csv_and_plot(exp_set, run_cli, tmp_
     assert (df["ci95_low"] <= df["test_accuracy"]).all() and (df["test_accuracy"] <= df["ci95_high"]).all()
     assert df["test_accuracy"].iloc[0] >= 0.85
     assert "| q=0% |" in stdout and (out / "results.md").read_text().startswith("## Label noise")
-    assert (out / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    svg = (out / "results.svg").read_text(encoding="utf-8")
+    assert svg.startswith("<svg") and "test pairwise accuracy (95% CI)" in svg and "40%" in svg
     flipped = [json.loads(line) for line in (out / "noise_40" / "metrics.jsonl").read_text().splitlines()][0]
     assert flipped["flipped_labels"] == round(0.4 * 96)
 
@@ -56,7 +57,7 @@ def test_architectures_experiment_records_unavailable_weights_as_an_error_row(ex
     df = pd.read_csv(tmp_path / "a2" / "results.csv").set_index("name")
     assert df["error"].isna().all() and (df["test_pairs"] == 48).all()
     assert df.loc["resnet18", "parameters"] > 100 * df.loc["tiny", "parameters"]
-    assert (tmp_path / "a2" / "results.png").exists()
+    assert (tmp_path / "a2" / "results.svg").exists()
 
 
 @pytest.mark.slow

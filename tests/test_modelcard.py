@@ -96,3 +96,54 @@ def test_shipped_card_names_a_real_source_for_every_baseline():
     training = text.split("## Training data")[1].split("## ")[0]
     assert training.count("accounts |") == 1 and "users" not in training
     assert text.count("| decoding |") == 1 and "fast decode" not in text
+
+
+def test_limits_are_a_list_when_written_and_an_old_string_reads_as_one_bullet(tmp_path):
+    import pytest
+    import torch
+
+    from iipa.cardschema import CardError
+
+    model = PopularityNet("tiny", info={"limits": "Trained on one crawl. Accuracy elsewhere is unknown."})
+    with pytest.raises(CardError, match="'limits' must be a list"):
+        save_checkpoint(model, tmp_path / "m.pt")
+    assert not (tmp_path / "m.pt").exists()
+    # a file written before the schema (its info saved as is) still reads as one limit
+    model.info = {}
+    path = save_checkpoint(model, tmp_path / "old.pt")
+    old = torch.load(path, weights_only=True)
+    old["info"]["limits"] = "Trained on one crawl. Accuracy elsewhere is unknown."
+    torch.save(old, path)
+    card = model_card(str(path))
+    assert card["limits"] == ["Trained on one crawl. Accuracy elsewhere is unknown."]
+    assert format_card(card).split("## Limits")[1].strip().splitlines()[0] == \
+        "- Trained on one crawl. Accuracy elsewhere is unknown."
+
+
+def test_named_card_is_declared_with_its_entry_and_packaging_writes_none_of_it(tmp_path, monkeypatch):
+    """The shipped card's facts come from the declaration beside the weights entry, the
+    baselines once; a packaged file carries the trainer's facts only and no local path."""
+    import torch
+
+    from iipa import named_cards, weights
+    from iipa.cardschema import CARD_FIELDS, CardFacts
+    from iipa.packaging import package_weights
+
+    card = model_card(DEFAULT_MODEL)
+    declared = weights.get_weights(DEFAULT_MODEL).card
+    assert card["baselines"] == [dict(b) for b in named_cards.LITE0_BASELINES] == declared.as_dict()["baselines"]
+    assert card["limits"] == list(declared.limits) and card["validation"] == dict(declared.validation)
+    assert "baselines" not in weights.get_weights(DEFAULT_MODEL).meta
+    monkeypatch.setattr(weights, "_WEIGHTS", weights.Registry("weights"))  # a throwaway registry
+    weights.register_weights(weights.NamedWeights(
+        name="tiny-card", filename="tiny-card.pt", url="", arch="tiny", profile="small", domain="simulated",
+        card=CardFacts(training_data={"source": "rendered shapes"}, limits=("only shapes",))))
+    run = tmp_path / "secret-run"
+    model = PopularityNet("tiny", profile="small", info={
+        "config": {"pairs": str(run / "pairs.parquet"), "images": str(run / "img"), "out": str(run), "seed": 0},
+        "metrics": {"seconds": 1.0}, "limits": ["stale copy"],
+        "baselines": [{"method": "old", "accuracy": 0.1, "source": "old"}]})
+    out = package_weights(save_checkpoint(model, run / "best.pt"), "tiny-card", tmp_path / "shipped.pt")
+    info = torch.load(out, weights_only=True)["info"]
+    assert not set(CARD_FIELDS) & set(info) and "secret-run" not in str(info)
+    assert info["config"] == {"seed": 0} and info["metrics"] == {"seconds": 1.0} and info["weights"] == "tiny-card"

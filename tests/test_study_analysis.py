@@ -153,7 +153,7 @@ def test_cli_init_export_analyze(tmp_path, run_cli, tiny_checkpoint):
                              "--device", "cpu", "--precision", "fp32")
     assert code == 0, err
     assert "majority" in out and "8 participants" in out
-    for name in ("report.md", "report.html", "results.json", "accuracy.png", "groups.png", "scale.csv"):
+    for name in ("report.md", "report.html", "results.json", "accuracy.svg", "groups.svg", "scale.csv"):
         assert (report / name).stat().st_size > 0, name
     results = json.loads((report / "results.json").read_text())
     assert results["participants"] == 8 and 0 <= results["model"] <= 1

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["calibration_metrics", "fit_temperature", "logistic", "reliability_png", "temperature_changes"]
+__all__ = ["calibration_metrics", "fit_temperature", "logistic", "temperature_changes"]
 
 ECE_BINS = 10
 T_BOUNDS = (1e-3, 1e3)
@@ -128,42 +128,3 @@ def temperature_changes(temperature: float, reference: dict[str, Any] | None) ->
         if isinstance(out.get(key), list):
             out[key] = [float(v) * float(temperature) for v in out[key]]
     return out
-
-
-def reliability_png(metrics: dict[str, Any], path: Any, *, title: str = "Reliability") -> None:
-    """A reliability diagram (accuracy against confidence per bin, with counts) as a PNG,
-    drawn with Pillow alone (the core install has no plotting library)."""
-    from PIL import Image, ImageDraw
-
-    size, pad = 420, 48
-    img = Image.new("RGB", (size + 2 * pad, size + 2 * pad + 20), "white")
-    draw = ImageDraw.Draw(img)
-
-    def xy(conf: float, acc: float) -> tuple[float, float]:
-        return (pad + (conf - 0.5) / 0.5 * size, pad + 20 + (1.0 - acc) * size)
-
-    draw.rectangle([xy(0.5, 1.0), xy(1.0, 0.0)], outline="black")
-    draw.line([xy(0.5, 0.5), xy(1.0, 1.0)], fill=(150, 150, 150), width=1)  # perfect calibration
-    for v in (0.6, 0.7, 0.8, 0.9):
-        x0, y0 = xy(v, 0.0)
-        draw.text((x0 - 8, y0 + 4), f"{v:.1f}", fill="black")
-    for v in (0.0, 0.25, 0.5, 0.75, 1.0):
-        x0, y0 = xy(0.5, v)
-        draw.text((x0 - 30, y0 - 6), f"{v:.2f}", fill="black")
-    total = max(1, metrics["n"])
-    for row in metrics["bins"]:
-        if not row["n"]:
-            continue
-        left, _ = xy(row["low"], 0.0)
-        right, _ = xy(row["high"], 0.0)
-        _, top = xy(0.5, row["accuracy"])
-        _, bottom = xy(0.5, 0.0)
-        shade = int(220 - 160 * min(1.0, row["n"] / total * 4))
-        draw.rectangle([left + 2, top, right - 2, bottom], fill=(shade, shade, 255), outline=(40, 40, 160))
-        cx, cy = xy(row["confidence"], row["accuracy"])
-        draw.ellipse([cx - 3, cy - 3, cx + 3, cy + 3], fill=(200, 30, 30))
-        draw.text((left + 3, bottom - 14), str(row["n"]), fill="black")
-    draw.text((pad, 6), f"{title}: ECE {metrics['ece']:.3f}, accuracy {metrics['accuracy']:.3f}, "
-                        f"mean confidence {metrics['mean_confidence']:.3f}, n {metrics['n']}", fill="black")
-    draw.text((pad + size // 2 - 60, size + pad + 40), "confidence of the picked photo", fill="black")
-    img.save(path, format="PNG")

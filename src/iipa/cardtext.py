@@ -183,6 +183,8 @@ def render_card(card: Mapping[str, Any]) -> str:
         "Other facts": facts(card["info"]) if card.get("info") else [],
     }
     parts = [f"# Model card: {os.path.basename(str(card['name']))}"]  # its full path is in the Model table
+    if card.get("warning"):
+        parts += ["", f"> Warning: {card['warning']}."]
     for title in SECTIONS:
         parts += _section(title, bodies[title])
     return "\n".join(parts)

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from iipa import __version__
+from iipa.cardschema import check_card_facts
 from iipa.errors import WeightsError
 from iipa.fileio import atomic_open, plain
 from iipa.models import PopularityNet
@@ -32,6 +33,7 @@ FORMAT_VERSION = 1
 
 
 def checkpoint_dict(model: PopularityNet) -> dict[str, Any]:
+    check_card_facts(model.info, "checkpoint info")  # a card that breaks the schema is never written
     return {
         "iipa_checkpoint": FORMAT_VERSION,
         "iipa_version": __version__,

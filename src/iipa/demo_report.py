@@ -35,6 +35,8 @@ def training_curve(run_dir: Path) -> str | None:
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     train = [r for r in rows if r.get("event") == "train"]
     val = [r for r in rows if r.get("event") == "val"]
+    if len({r["step"] for r in train} | {r["step"] for r in val}) < 2:
+        return None  # one fit (the default recipe's probe): a point, not a curve
     lines = []
     if train:
         lines.append(Line([r["step"] for r in train], [r.get("loss") for r in train], "training loss", "#888"))
@@ -48,6 +50,22 @@ def training_curve(run_dir: Path) -> str | None:
         return None
     return line_chart_svg(lines, title="Training", xlabel="step", ylabel="loss", y2label="pairwise accuracy",
                           y2lim=(0.4, 1.0))
+
+
+def setup_sentence(config: Any) -> str:
+    """How the ranker was made, in words: its backbone's starting weights and its recipe."""
+    weights = {"none": "random initial weights", "imagenet": "ImageNet weights"}.get(
+        str(config.pretrained), f"{config.pretrained} weights")
+    if config.recipe == "paper":
+        how = f"paper recipe (end-to-end fine-tuning, {config.epochs or 'its default number of'} epochs)"
+    else:
+        how = f"{config.recipe} recipe (a linear probe on frozen features, fitted once: no epochs)"
+    return f"Backbone {config.backbone} ({weights}), {how}"
+
+
+NO_CURVE = {"paper": "No training metrics were logged.",
+            "default": "The default recipe fits its linear probe once on cached features: there is no training "
+                       "curve to draw (the accuracy table above gives its result)."}
 
 
 def _findings(m: dict[str, Any]) -> list[str]:
@@ -96,6 +114,7 @@ def write_report(path: Path, m: dict[str, Any], *, run_dir: Path, scored: pd.Dat
     base = m["baseline"]
     context = {
         "title": "iipa demo report", "seconds": m["seconds"], "config": config, "findings": _findings(m),
+        "setup": setup_sentence(config), "no_curve": NO_CURVE.get(config.recipe, NO_CURVE["paper"]),
         "table1": [(str(k), f"{v:.4g}" if isinstance(v, float) else str(v)) for k, v in (m.get("table1") or {}).items()],
         "pairs_per_split": ", ".join(f"{k} {v}" for k, v in m["pairs"].items()),
         "accuracy_rows": [(name, _pct(lab), _pct(tru)) for name, lab, tru in (

@@ -33,6 +33,7 @@ import torch
 from PIL import Image
 
 from iipa.errors import IIPAError
+from iipa.fileio import atomic_open, atomic_path
 from iipa.images import ImageInput, open_image
 from iipa.models import PopularityNet
 from iipa.profiles import Profile
@@ -234,11 +235,18 @@ def save_explanation(explanation: Explanation, out_dir: str | os.PathLike, stem:
     ``<stem>.heatmap.npy`` (float32) and ``<stem>.heatmap.png`` (8-bit grey). Returns the paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = {"overlay": out / f"{stem}.gradcam.png"}
-    explanation.overlay(alpha).save(paths["overlay"])
+    paths = {"overlay": save_png(explanation.overlay(alpha), out / f"{stem}.gradcam.png")}
     if raw:
         paths["heatmap"] = out / f"{stem}.heatmap.npy"
-        np.save(paths["heatmap"], explanation.heatmap.astype(np.float32))
-        paths["heatmap_png"] = out / f"{stem}.heatmap.png"
-        Image.fromarray((explanation.heatmap * 255.0 + 0.5).astype(np.uint8), mode="L").save(paths["heatmap_png"])
+        with atomic_open(paths["heatmap"], "wb") as fh:
+            np.save(fh, explanation.heatmap.astype(np.float32))
+        paths["heatmap_png"] = save_png(Image.fromarray((explanation.heatmap * 255.0 + 0.5).astype(np.uint8), mode="L"),
+                                        out / f"{stem}.heatmap.png")
     return paths
+
+
+def save_png(image: Image.Image, path: str | os.PathLike) -> Path:
+    """Write ``image`` as PNG through the output policy (atomic replace; a FIFO written through)."""
+    with atomic_path(path) as tmp:
+        image.save(tmp, format="PNG")
+    return Path(path)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from iipa import levels
+from iipa.cardschema import CARD_FIELDS, evidence_warning, readable
 from iipa.onnx_format import INPUT_DOC
 from iipa.record import ModelRecord, resolve_model
 
@@ -24,8 +25,6 @@ SCORE_MEANING = (
     "predicted probability 1 / (1 + exp(-d)) that A is the more popular image (paper Eq. 7)."
 )
 SCORE_RANGE = "any real number (no bounds); its scale is set by the model, see reference"
-# Written into shipped checkpoints' info (see benchmarks/ship_real_model.py) and shown as is.
-CARD_FIELDS = ("training_data", "validation", "baselines", "limits")
 SCALED_DEFINITION = "scaled = 100 * Phi((score - mean) / std): the score's percentile in the reference Gaussian"
 COMPARE_MEANING = ("P(A more popular than B) = 1 / (1 + exp(-(score_A - score_B))): the logistic of the "
                    "score difference the Siamese network is trained on (paper Eq. 7)")
@@ -62,16 +61,32 @@ def warn_if_simulated(record: ModelRecord, who: str) -> bool:
     return True
 
 
+def warn_before_scoring(record: ModelRecord, who: str) -> None:
+    """The stderr lines a scoring command prints about its model: trained on simulated images,
+    or card figures resting on few data (:func:`iipa.cardschema.evidence_warning`)."""
+    import sys
+
+    warn_if_simulated(record, who)
+    line = evidence_warning(card_facts(record).get("validation"), record.reference)
+    if line:
+        print(f"{who}: warning: {display_name(record)}: {line} (iipa model-info shows its card)", file=sys.stderr)
+
+
+def card_facts(record: ModelRecord) -> dict[str, Any]:
+    """The model's ``CARD_FIELDS``: named weights' declared card (the file's copies, if an old
+    file has any, are not read), else what the weights file carries."""
+    if record.entry is not None and record.entry.card is not None:
+        return record.entry.card.as_dict()
+    return readable({k: record.info[k] for k in CARD_FIELDS if k in record.info})
+
+
 def model_card(spec: Any) -> dict[str, Any]:
     """The card of a model: a :class:`~iipa.record.ModelRecord` or anything
     :func:`~iipa.record.resolve_model` takes. Read from the record only: named weights that
-    are not downloaded are described from the registry, and no model is built. Card facts
-    (``CARD_FIELDS``) in the weights entry's ``meta`` win over the file's copy."""
+    are not downloaded are described from the registry, and no model is built."""
     record = resolve_model(spec, offline=True)
     info = dict(record.info)
-    facts = {k: info[k] for k in CARD_FIELDS if k in info}
-    if record.entry is not None:
-        facts.update({k: record.entry.meta[k] for k in CARD_FIELDS if k in record.entry.meta})
+    facts = card_facts(record)
     config = info.get("config")
     card: dict[str, Any] = {
         "name": record.name, "kind": _KIND[record.kind], "arch": record.arch,
@@ -87,6 +102,7 @@ def model_card(spec: Any) -> dict[str, Any]:
         **facts,
         "training_data": training_data(facts.get("training_data"), info.get("data")),
         "info": {k: v for k, v in info.items() if k not in _NOT_INFO},
+        "warning": evidence_warning(facts.get("validation"), record.reference),
     }
     if record.parameters is not None:
         card["parameters"] = record.parameters
@@ -96,7 +112,7 @@ def model_card(spec: Any) -> dict[str, Any]:
     if record.entry is not None:
         entry, cached = record.entry, record.torch_file
         card.update(description=entry.description, homepage=entry.homepage,
-                    meta={k: v for k, v in entry.meta.items() if k not in CARD_FIELDS},
+                    meta=dict(entry.meta),
                     sha256=entry.sha256, packaged=entry.packaged, cache_path=str(cached), cached=cached.is_file(),
                     onnx_file=str(record.onnx_file) if record.onnx_file else None)
         if not cached.is_file() and record.onnx_file is None:
@@ -114,6 +130,10 @@ _DATA_KEYS = {"train_users": "training_accounts", "train_images": "training_imag
               "val_pairs": "validation_pairs", "dropped_missing_images": "pairs_dropped_for_missing_images"}
 
 
+# Where the data came from, then the counts, then how the pairs were chosen.
+_DATA_ORDER = ("source", "training_accounts", "training_images", "training_pairs", "pairs")
+
+
 def training_data(written: Mapping[str, Any] | None, data: Mapping[str, Any] | None) -> dict[str, Any] | None:
     """What the model was trained on, one count per concept: the card's ``training_data``
     (written by whoever shipped the model) completed by the trainer's own ``data`` facts.
@@ -125,7 +145,8 @@ def training_data(written: Mapping[str, Any] | None, data: Mapping[str, Any] | N
         name = _DATA_KEYS.get(key, key)
         if name not in out and value not in (None, 0, {}) and not (isinstance(value, dict) and not any(value.values())):
             out[name] = value
-    return out or None
+    first = [k for k in _DATA_ORDER if k in out]
+    return {k: out[k] for k in (*first, *(k for k in out if k not in first))} or None
 
 
 def display_name(record: ModelRecord) -> str:

@@ -1,9 +1,11 @@
-"""Small SVG charts for the self-contained HTML reports: histograms with fitted curves and
-marked edges, line charts with a second axis.
+"""Every chart iipa draws, as SVG: histograms with fitted curves and marked edges, line charts
+with a second axis, bar charts with error bars, reliability diagrams.
 
-Written as SVG text with numpy instead of matplotlib (≈ 78 MB installed), so that the core
-install's album report needs nothing beyond it; the SVG is placed inline in the HTML (it
-scales, and its text stays text). Every label is XML-escaped.
+One format for every report: SVG text written with numpy instead of matplotlib (≈ 78 MB
+installed), so the core install's reports need nothing beyond it; an HTML report places it
+inline (it scales, and its text stays text), a Markdown report links the ``.svg`` file, and
+:func:`write_svg` writes one through the output policy. Every label is XML-escaped. The
+legend sits in a row above the plot area, where it can cover no data.
 """
 
 from __future__ import annotations
@@ -12,11 +14,12 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from html import escape
+from pathlib import Path
 
 import numpy as np
 
 WIDTH, HEIGHT = 640, 360
-LEFT, RIGHT, TOP, BOTTOM = 60, 60, 34, 48  # plot margins in pixels
+LEFT, RIGHT, TOP, BOTTOM = 60, 60, 50, 48  # plot margins in pixels (the legend row is in TOP)
 SVG_NS = "http://www.w3.org/2000/svg"
 FONT = "font-family='sans-serif' font-size='11'"
 TITLE_FONT = "font-family='sans-serif' font-size='13'"
@@ -74,11 +77,12 @@ class _Frame:
         lo, hi = ylim or self.ylim
         return HEIGHT - BOTTOM - (v - lo) / (hi - lo or 1.0) * (HEIGHT - TOP - BOTTOM)
 
-    def axes(self, xlabel: str, ylabel: str, y2: tuple[tuple[float, float], str] | None = None) -> None:
+    def axes(self, xlabel: str, ylabel: str, y2: tuple[tuple[float, float], str] | None = None,
+             xticks: bool = True) -> None:
         x0, x1, y0, y1 = LEFT, WIDTH - RIGHT, HEIGHT - BOTTOM, TOP
         p = self.parts
         p.append(f"<rect x='{x0}' y='{y1}' width='{x1 - x0}' height='{y0 - y1}' fill='none' stroke='#333'/>")
-        for t in nice_ticks(*self.xlim):
+        for t in nice_ticks(*self.xlim) if xticks else ():
             p.append(f"<line x1='{self.x(t):.1f}' x2='{self.x(t):.1f}' y1='{y0}' y2='{y0 + 4}' stroke='#333'/>"
                      f"<text x='{self.x(t):.1f}' y='{y0 + 16}' text-anchor='middle' {FONT}>{_fmt(t)}</text>")
         for t in nice_ticks(*self.ylim):
@@ -105,10 +109,12 @@ class _Frame:
             self.parts += [f"<circle cx='{a:.1f}' cy='{b:.1f}' r='3' fill='{line.colour}'/>" for a, b in pts]
 
     def legend(self, entries: Sequence[tuple[str, str]]) -> None:
-        for i, (label, colour) in enumerate(entries):
-            y = TOP + 14 + 15 * i
-            self.parts.append(f"<rect x='{WIDTH - RIGHT - 250}' y='{y - 8}' width='12' height='8' fill='{colour}'/>"
-                              f"<text x='{WIDTH - RIGHT - 234}' y='{y}' {FONT}>{escape(label)}</text>")
+        """One row between the title and the plot area (a legend inside it covered bars)."""
+        x, y = float(LEFT), TOP - 10
+        for label, colour in entries:
+            self.parts.append(f"<rect x='{x:.0f}' y='{y - 8}' width='12' height='8' fill='{colour}'/>"
+                              f"<text x='{x + 16:.0f}' y='{y}' {FONT}>{escape(label)}</text>")
+            x += 16 + 6.2 * len(label) + 14  # about 6 px per character at 11 px sans-serif
 
     def svg(self) -> str:
         return "\n".join(self.parts + ["</svg>"])
@@ -116,10 +122,11 @@ class _Frame:
 
 def histogram_svg(values: Sequence[float], *, title: str, xlabel: str, bins: int, xlim: tuple[float, float],
                   curves: Sequence[Line] = (), edges: Sequence[tuple[float, str]] = (),
-                  bar_label: str = "") -> str:
-    """A density histogram of ``values`` over ``xlim`` with ``curves`` drawn over it and
-    dashed vertical ``edges`` (position, name) inside the range."""
-    counts, bounds = np.histogram(np.asarray(values, dtype=np.float64), bins=bins, range=xlim, density=True) \
+                  bar_label: str = "", ylabel: str = "density") -> str:
+    """A histogram of ``values`` over ``xlim`` (density, or counts with ``ylabel`` other than
+    "density") with ``curves`` drawn over it and dashed vertical ``edges`` (position, name)."""
+    density = ylabel == "density"
+    counts, bounds = np.histogram(np.asarray(values, dtype=np.float64), bins=bins, range=xlim, density=density) \
         if len(values) else (np.zeros(bins), np.linspace(*xlim, bins + 1))
     top = max([float(counts.max()) if len(counts) else 0.0]
               + [max((y for y in c.ys if y is not None), default=0.0) for c in curves]) or 1.0
@@ -137,7 +144,7 @@ def histogram_svg(values: Sequence[float], *, title: str, xlabel: str, bins: int
                                f"y2='{HEIGHT - BOTTOM}' stroke='#555' stroke-dasharray='4 3'/>"
                                f"<text x='{frame.x(pos) + 3:.1f}' y='{HEIGHT - BOTTOM - 4}' "
                                f"{SMALL_FONT}>{escape(name)}</text>")
-    frame.axes(xlabel, "density")
+    frame.axes(xlabel, ylabel)
     frame.legend(([(bar_label, "#9dc3e6")] if bar_label else []) + [(c.label, c.colour) for c in curves])
     return frame.svg()
 
@@ -167,3 +174,64 @@ def line_chart_svg(lines: Sequence[Line], *, title: str, xlabel: str, ylabel: st
     frame.axes(xlabel, ylabel, (y2, y2label) if right else None)
     frame.legend([(ln.label, ln.colour) for ln in lines])
     return frame.svg()
+
+
+def bar_chart_svg(labels: Sequence[str], values: Sequence[float], *, title: str, ylabel: str,
+                  errors: Sequence[tuple[float, float]] | None = None, ylim: tuple[float, float] | None = None,
+                  hline: tuple[float, str] | None = None, xlabel: str = "") -> str:
+    """One bar per label; ``errors``: (below, above) whisker lengths; ``hline``: a dashed
+    reference line (value, name), e.g. chance."""
+    vals = [float(v) for v in values]
+    tops = [v + (errors[i][1] if errors else 0.0) for i, v in enumerate(vals)]
+    lo, hi = ylim or (min(0.0, *vals) if vals else 0.0, (max(tops) * 1.1 if tops else 1.0) or 1.0)
+    frame = _Frame((0.0, float(max(1, len(vals)))), (lo, hi), title)
+    width = (frame.x(1) - frame.x(0)) * 0.6
+    for i, (label, v) in enumerate(zip(labels, vals)):
+        cx = frame.x(i + 0.5)
+        frame.parts.append(f"<rect x='{cx - width / 2:.1f}' y='{frame.y(max(v, lo)):.1f}' width='{width:.1f}' "
+                           f"height='{max(0.0, frame.y(lo) - frame.y(max(v, lo))):.1f}' fill='#9dc3e6' "
+                           f"stroke='#5b9bd5'/>")
+        if errors:
+            a, b = frame.y(max(lo, v - errors[i][0])), frame.y(min(hi, v + errors[i][1]))
+            frame.parts.append(f"<line x1='{cx:.1f}' x2='{cx:.1f}' y1='{a:.1f}' y2='{b:.1f}' stroke='#333'/>"
+                               f"<line x1='{cx - 5:.1f}' x2='{cx + 5:.1f}' y1='{b:.1f}' y2='{b:.1f}' stroke='#333'/>"
+                               f"<line x1='{cx - 5:.1f}' x2='{cx + 5:.1f}' y1='{a:.1f}' y2='{a:.1f}' stroke='#333'/>")
+        frame.parts.append(f"<text x='{cx:.1f}' y='{HEIGHT - BOTTOM + 16}' text-anchor='middle' {SMALL_FONT}>"
+                           f"{escape(str(label))}</text>")
+    if hline is not None and lo < hline[0] < hi:
+        frame.parts.append(f"<line x1='{LEFT}' x2='{WIDTH - RIGHT}' y1='{frame.y(hline[0]):.1f}' "
+                           f"y2='{frame.y(hline[0]):.1f}' stroke='#777' stroke-dasharray='4 3'/>")
+    frame.axes(xlabel, ylabel, xticks=False)  # categories: their labels stand for ticks
+    if hline is not None:
+        frame.legend([(hline[1], "#777")])
+    return frame.svg()
+
+
+def reliability_svg(metrics: dict, *, title: str = "Reliability") -> str:
+    """A reliability diagram of :func:`iipa.calibration.calibration_metrics`: per confidence bin,
+    the share of picks that were right (bar) at the bin's mean confidence (dot), with its count;
+    the diagonal is perfect calibration."""
+    frame = _Frame((0.5, 1.0), (0.0, 1.0), f"{title}: ECE {metrics['ece']:.3f}, accuracy "
+                                            f"{metrics['accuracy']:.3f}, n {metrics['n']}")
+    for row in metrics["bins"]:
+        if not row["n"]:
+            continue
+        left, right, top = frame.x(row["low"]), frame.x(row["high"]), frame.y(row["accuracy"])
+        frame.parts.append(f"<rect x='{left + 2:.1f}' y='{top:.1f}' width='{right - left - 4:.1f}' "
+                           f"height='{frame.y(0) - top:.1f}' fill='#c9d9f2' stroke='#2848a0'/>"
+                           f"<circle cx='{frame.x(row['confidence']):.1f}' cy='{top:.1f}' r='3' fill='#c0392b'/>"
+                           f"<text x='{(left + right) / 2:.1f}' y='{frame.y(0) - 4:.1f}' text-anchor='middle' "
+                           f"{SMALL_FONT}>{row['n']}</text>")
+    frame.parts.append(f"<line x1='{frame.x(0.5):.1f}' y1='{frame.y(0.5):.1f}' x2='{frame.x(1.0):.1f}' "
+                       f"y2='{frame.y(1.0):.1f}' stroke='#999' stroke-dasharray='4 3'/>")
+    frame.axes("confidence of the picked photo (model P)", "accuracy: share of picks that were right")
+    frame.legend([("accuracy per bin (count inside)", "#c9d9f2"), ("mean confidence in the bin", "#c0392b"),
+                  ("perfect calibration", "#999")])
+    return frame.svg()
+
+
+def write_svg(svg: str, path: str | Path) -> Path:
+    """Write a chart as a standalone ``.svg`` file through the output policy (atomic replace)."""
+    from iipa.fileio import write_text
+
+    return write_text(path, svg)

@@ -28,6 +28,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from iipa import named_cards
+from iipa.cardschema import CardFacts
+
 # Defined where `iipa --help` can read it without http.client; re-exported here.
 from iipa.constants import DEFAULT_MODEL as DEFAULT_MODEL
 from iipa.errors import WeightsError
@@ -60,7 +63,9 @@ class NamedWeights:
     description: str = ""
     homepage: str = ""
     domain: str = ""  # what it was trained on: "real" (photos) or "simulated" (the demo's renders)
-    meta: dict[str, Any] = field(default_factory=dict)  # training data, metrics, licence, ...
+    meta: dict[str, Any] = field(default_factory=dict)  # facts shown in the card's model table (paper, licence)
+    # The card facts (training data, accuracy, baselines, limits), declared here and not in the file.
+    card: CardFacts | None = None
     format: str = "iipa"
     package_file: str | None = None
     # An fp32 ONNX export of the same weights, inside the package (like ``package_file``),
@@ -114,8 +119,8 @@ register_weights(NamedWeights(
     description="ResNet-50 trained by Ding, Ma & Wang on ~2.5M Instagram PDIPs (76.65% test pairwise accuracy).",
     homepage="https://github.com/dingkeyan93/Intrinsic-Image-Popularity",
     domain="real",
-    meta={"paper": "Ding, Ma & Wang, ACM MM 2019", "images": "single-image Instagram posts (paper §3)",
-          "pdips": "about 2.5 million (paper Table 1)", "test_pairwise_accuracy": 0.7665},
+    meta={"paper": "Ding, Ma & Wang, ACM MM 2019"},
+    card=named_cards.AUTHORS_RESNET50,
     format="state_dict",
 ))
 # A plain state dict loaded from a file (not by name) is the authors' release format.
@@ -126,23 +131,6 @@ def package_root() -> Path:
     """The installed ``iipa`` package folder, where packaged weights live."""
     return Path(str(resources.files("iipa")))
 
-
-# What the default model's accuracy compares with, each with where the figure comes from (the
-# card shows these; benchmarks/ship_real_model.py writes them into the shipped file's info).
-# benchmarks/real_photos.py rows: its seed-0 user split (403 training accounts), accuracy on
-# the test accounts (n = 208) / the validation accounts (n = 209).
-LITE0_BASELINES = (
-    {"method": "iipa train --recipe paper (Lite0, backbone lr 1e-5, 6 epochs)", "accuracy": "0.558 / 0.579",
-     "source": "benchmarks/real_photos.py (without --quick): test / validation accounts"},
-    {"method": "hand-crafted colour/brightness/sharpness + logistic regression", "accuracy": "0.519 / 0.555",
-     "source": "benchmarks/real_photos.py --quick: test / validation accounts"},
-    {"method": "frozen ImageNet Lite0 final features + logistic regression (matched PDIPs)",
-     "accuracy": "0.649 / 0.746", "source": "benchmarks/real_photos.py --quick: test / validation accounts"},
-    {"method": "paper: ResNet-50, 2.4M pairs, their Instagram test set", "accuracy": 0.7665,
-     "source": "paper §4.2 Table 3"},
-    {"method": "human majority vote (paper)", "accuracy": 0.72, "source": "paper §4.4 Table 4"},
-    {"method": "chance", "accuracy": 0.5, "source": "a coin toss per pair"},
-)
 
 register_weights(NamedWeights(
     name="instagram-lite0",
@@ -158,7 +146,7 @@ register_weights(NamedWeights(
     description="EfficientNet-Lite0 (ImageNet) with a linear score head on its final and middle-stage features, "
                 "fitted on real Instagram photos (instagram-dev, all 572 accounts); see its card for data, "
                 "cross-validated accuracy on unseen accounts and limits.",
-    meta={"baselines": LITE0_BASELINES},
+    card=named_cards.INSTAGRAM_LITE0,
 ))
 
 

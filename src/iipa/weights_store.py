@@ -13,6 +13,8 @@ import json
 import os
 from pathlib import Path
 
+from iipa.fileio import write_text
+
 OFFLINE_ENV = "IIPA_OFFLINE"
 CHECKSUMS = "sha256.json"
 
@@ -33,10 +35,8 @@ def record_sha256(path: str | os.PathLike, digest: str) -> None:
     path = Path(path)
     table = _read(path.parent)
     table[path.name] = digest
-    target = path.parent / CHECKSUMS
-    tmp = target.with_name(f".{CHECKSUMS}.tmp")
-    tmp.write_text(json.dumps(table, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, target)
+    # a temp name of its own per writer (fileio), so two processes recording at once never share one
+    write_text(path.parent / CHECKSUMS, json.dumps(table, indent=2, sort_keys=True) + "\n")
 
 
 def _read(folder: Path) -> dict[str, str]:

@@ -57,7 +57,7 @@ def _check_spark(args: argparse.Namespace) -> None:
 def run_spark(args: argparse.Namespace) -> int:
     require("spark", "iipa score --engine spark")
     _check_spark(args)
-    from iipa.modelcard import warn_if_simulated
+    from iipa.modelcard import warn_before_scoring
     from iipa.progress import heartbeat
     from iipa.spark.score import score_to_parquet, ship_model
     from iipa.spark.session import get_session, parse_conf
@@ -65,7 +65,7 @@ def run_spark(args: argparse.Namespace) -> int:
     spark, created = get_session(args.master, parse_conf(args.conf))
     try:
         model = ship_model(spark, args.model)
-        warn_if_simulated(model.model, "iipa score")
+        warn_before_scoring(model.model, "iipa score")
         with heartbeat("score on Spark"):  # Spark's own progress bar shows only on a terminal
             summary = score_to_parquet(args.inputs, args.output, model=model, crops=args.crops,
                                        batch_size=args.batch_size, max_pixels=args.max_pixels,

@@ -5,7 +5,7 @@ count as half correct and are reported. Next to accuracy, the calibration of the
 probability P = logistic(f(high) - f(low)): mean confidence of the picked photo, expected
 calibration error (10 bins of 0.05 on [0.5, 1]), log-loss and Brier score. A plain summary
 per split (test first) goes to stderr, the JSON to stdout or -o; --out DIR also writes a
-reliability diagram per split (reliability-<split>.png). Exit code 0 when every pair was
+reliability diagram per split (reliability-<split>.svg). Exit code 0 when every pair was
 scored, 1 when some pairs lack an image or have an unreadable one (a summary line names the
 first), 2 when none could be scored. Works on any pairs table: Instagram PDIPs, or
 popular-vs-unpopular pairs from Reddit or Flickr (put the popular image in high_id).
@@ -42,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="evaluate only this split (repeatable; default: every split present)")
     parser.add_argument("--max-pairs", type=positive_int, help="a seeded random subset of at most N pairs per split")
     parser.add_argument("--output", "-o", metavar="FILE", help="write the JSON here instead of stdout")
-    parser.add_argument("--out", metavar="DIR", help="also write a reliability diagram per split here (PNG)")
+    parser.add_argument("--out", metavar="DIR", help="also write a reliability diagram per split here (SVG)")
     add_scoring_arguments(parser)
 
 
@@ -82,12 +82,11 @@ def _coverage(result: dict, images: str) -> dict:
 
 
 def _reliability_diagrams(result: dict, out: str) -> None:
-    from iipa.calibration import reliability_png
     from iipa.output import ensure_out_dir
+    from iipa.plots import reliability_svg, write_svg
 
     folder = ensure_out_dir(out)
     for split, r in result["splits"].items():
         if r.get("calibration"):
-            path = folder / f"reliability-{split}.png"
-            reliability_png(r["calibration"], path, title=f"{split} pairs")
+            path = write_svg(reliability_svg(r["calibration"], title=f"{split} pairs"), folder / f"reliability-{split}.svg")
             r["calibration"]["diagram"] = str(path)

@@ -4,7 +4,7 @@
   architectures   Table 3: the same schedule with other backbones
   baseline        §4.2 ablation: absolute IPA (image scalar + 6 context features -> MLP)
 
-label-noise and architectures write OUT/results.csv, results.md and results.png and one
+label-noise and architectures write OUT/results.csv, results.md and results.svg and one
 resumable run folder per configuration; baseline writes OUT/baseline.json and baseline.pt.
 
 examples:

@@ -61,7 +61,7 @@ def _row(path: str, expl, reference, overlay: Path) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     require("torch", "iipa explain")
-    from iipa.explain import explain, explain_pair, pair_figure, save_explanation
+    from iipa.explain import explain, explain_pair, pair_figure, save_explanation, save_png
     from iipa.inputs import expand_inputs
     from iipa.output import infer_format, open_output, write_rows
     fmt = infer_format(args.output, args.format)
@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
         for path, stem, side in zip(paths, stems, (pair.a, pair.b), strict=True):
             saved = save_explanation(side, args.out, f"{stem}.pair", alpha=args.alpha, raw=args.raw)
             rows.append(_row(path, side, reference, saved["overlay"]))
-        pair_figure(pair, alpha=args.alpha).save(Path(args.out) / f"{stems[0]}-vs-{stems[1]}.pair.png")
+        save_png(pair_figure(pair, alpha=args.alpha), Path(args.out) / f"{stems[0]}-vs-{stems[1]}.pair.png")
     else:
         for path, stem in zip(paths, stems, strict=True):
             try:

@@ -60,9 +60,9 @@ def run(args: argparse.Namespace) -> int:
     if not paths:
         raise IIPAError("no image files found in " + ", ".join(args.inputs))
     scorer = make_scorer_from_args(args)
-    from iipa.modelcard import warn_if_simulated
+    from iipa.modelcard import warn_before_scoring
 
-    warn_if_simulated(scorer.record, "iipa score")
+    warn_before_scoring(scorer.record, "iipa score")
     failed: list[dict] = []
 
     def rows():

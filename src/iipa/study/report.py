@@ -1,5 +1,6 @@
-"""Write a study analysis to a folder: report.md, report.html, results.json, CSV tables and
-PNG plots (matplotlib, Agg backend; nothing is fetched from the network)."""
+"""Write a study analysis to a folder: report.md, report.html, results.json, CSV tables, SVG
+charts (:mod:`iipa.plots`) and a PNG of example pairs (photos; matplotlib, Agg backend). Nothing
+is fetched from the network; every file goes through the output policy."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ import numpy as np
 import pandas as pd
 
 from iipa.csvsafe import frame_to_csv
-from iipa.fileio import write_text
+from iipa.fileio import atomic_open, atomic_path, write_text
+from iipa.plots import bar_chart_svg, histogram_svg, write_svg
 from iipa.study.analysis import CATEGORIES, StudyResults
 from iipa.templating import render
 
@@ -41,41 +43,26 @@ def _md_table(df: pd.DataFrame, index: bool = False, digits: int = 1) -> str:
 
 
 def plot_accuracies(res: StudyResults, path: Path) -> Path:
-    """Histogram of single-subject accuracies with the majority and model lines."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.hist(100 * res.per_participant["accuracy"], bins=15, color="#8fb3d9", edgecolor="white")
-    ax.axvline(float(res.table4.loc["mean", "Majority"]), color="#1b7f3b", label="majority vote")
+    """Histogram of single-subject accuracies with the majority and model lines (SVG)."""
+    acc = (100 * res.per_participant["accuracy"]).tolist()
+    marks = [(float(res.table4.loc["mean", "Majority"]), "majority vote")]
     if res.model_accuracy is not None:
-        ax.axvline(100 * res.model_accuracy, color="#b00020", linestyle="--", label="model")
-    ax.set_xlabel("pairwise accuracy (%)")
-    ax.set_ylabel("participants")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+        marks.append((100 * res.model_accuracy, "model"))
+    lo = min([*acc, *(m for m, _ in marks)], default=0.0)
+    hi = max([*acc, *(m for m, _ in marks)], default=100.0)
+    pad = (hi - lo) * 0.05 or 5.0
+    svg = histogram_svg(acc, title="Single-subject accuracy", xlabel="pairwise accuracy (%)", bins=15,
+                        xlim=(lo - pad, hi + pad), edges=marks, bar_label="participants", ylabel="participants")
+    return write_svg(svg, path)
 
 
 def plot_groups(res: StudyResults, path: Path) -> Path:
-    """Table 4 as bars with one-std error bars."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    """Table 4 as bars with one-std error bars (SVG)."""
     t = res.table4
-    fig, ax = plt.subplots(figsize=(7, 3.5))
-    ax.bar(t.columns, t.loc["mean"], yerr=t.loc["std"].fillna(0), color="#8fb3d9", capsize=4)
-    ax.set_ylabel("accuracy (%)")
-    ax.set_ylim(0, 100)
-    ax.axhline(50, color="grey", linewidth=0.8, linestyle=":")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    std = t.loc["std"].fillna(0).astype(float)
+    svg = bar_chart_svg([str(c) for c in t.columns], t.loc["mean"].astype(float).tolist(), title="Table 4",
+                        ylabel="accuracy (%)", errors=list(zip(std, std)), ylim=(0.0, 100.0), hline=(50.0, "chance"))
+    return write_svg(svg, path)
 
 
 def plot_examples(res: StudyResults, pairs: pd.DataFrame, path: Path) -> Path | None:
@@ -105,7 +92,9 @@ def plot_examples(res: StudyResults, pairs: pd.DataFrame, path: Path) -> Path | 
         ax_low.set_ylabel(cat, fontsize=7)
     fig.suptitle("humans % in favour · model score (right: more likes)", fontsize=8)
     fig.tight_layout(rect=(0, 0, 1, 0.98))
-    fig.savefig(path, dpi=100)
+    # photos, not a chart: a raster image, written through the output policy
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
     return path
 
@@ -144,18 +133,19 @@ def write_report(res: StudyResults, out_dir: str | os.PathLike) -> dict[str, Pat
     """Write every output; returns name -> path."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    files = {"accuracy_plot": plot_accuracies(res, out / "accuracy.png"),
-             "groups_plot": plot_groups(res, out / "groups.png")}
+    files = {"accuracy_plot": plot_accuracies(res, out / "accuracy.svg"),
+             "groups_plot": plot_groups(res, out / "groups.svg")}
     if res.examples:
         ex = plot_examples(res, res.pairs, out / "examples.png")
         if ex is not None:
             files["examples_plot"] = ex
-    frame_to_csv(res.per_participant, out / "participants.csv")
-    frame_to_csv(res.per_pair, out / "pairs.csv")
-    files |= {"participants": out / "participants.csv", "pairs": out / "pairs.csv"}
+    tables = {"participants": res.per_participant, "pairs": res.per_pair}
     if res.scale is not None:
-        frame_to_csv(res.scale, out / "scale.csv")
-        files["scale"] = out / "scale.csv"
+        tables["scale"] = res.scale
+    for name, table in tables.items():
+        with atomic_open(out / f"{name}.csv", "w", newline="") as fh:
+            frame_to_csv(table, fh)
+        files[name] = out / f"{name}.csv"
     md = markdown(res, [p.name for k, p in files.items() if k.endswith("_plot")])
     write_text(out / "report.md", md)
     write_text(out / "report.html", html_report(md))

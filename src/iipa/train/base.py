@@ -21,9 +21,12 @@ from iipa.train.config import TrainConfig
 # label is sure, so that the fitted P means "the pick is right" as on the PDIPs it is judged on.
 CALIBRATION_MIN_P = 0.95
 
-LIMITS = ("Trained on the pairs of one crawl: scores rank photos the way that crawl's audiences liked them; "
-          "only differences between scores of this model mean something. Accuracy on other accounts, "
-          "other years or other platforms is unknown until measured.")
+# What every trained model's card says it cannot promise (one sentence a bullet).
+LIMITS = (
+    "trained on the pairs of one crawl: scores rank photos the way that crawl's audiences liked them",
+    "only differences between scores of this model mean something",
+    "accuracy on other accounts, other years or other platforms is unknown until measured",
+)
 
 
 class RecipeTrainer(abc.ABC):
@@ -82,10 +85,10 @@ class RecipeTrainer(abc.ABC):
         """Multiply the model's scores by ``temperature`` (its head's weight and bias)."""
         raise NotImplementedError(f"recipe {self.recipe!r} cannot fold a temperature into its model")
 
-    def card_facts(self, data: str, estimate: dict[str, Any] | None) -> dict[str, Any]:
-        """The card fields of ``modelcard.CARD_FIELDS`` this run can state."""
+    def card_facts(self, data: dict[str, Any], estimate: dict[str, Any] | None) -> dict[str, Any]:
+        """The card fields (``iipa.cardschema.CARD_FIELDS``) this run can state."""
         validation = estimate or {"note": "no held-out users: no estimate of accuracy on unseen accounts"}
-        return {"training_data": data, "validation": validation, "limits": LIMITS}
+        return {"training_data": data, "validation": validation, "limits": list(LIMITS)}
 
     def say(self, text: str) -> None:
         print(f"iipa train: {text}", file=sys.stderr, flush=True)

@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from iipa.errors import IIPAError, ImageError
 from iipa.evaluate import pairwise_accuracy
+from iipa.fileio import atomic_path
 from iipa.models import PopularityNet
 from iipa.pairs.posts import read_posts_columns
 from iipa.pairs.table import attach_images, read_pairs
@@ -160,9 +161,10 @@ def run_baseline(posts_path: str | os.PathLike, config: TrainConfig, *, frozen_i
     if config.out:
         _save(model, report, config, Path(config.out))
         # Per-post outputs, so others can judge the baseline against any order (the demo: true intrinsic order).
-        pd.DataFrame({"post_id": posts["post_id"].to_numpy(), "split": posts["_split"].to_numpy(),
-                      "prediction": pred, "image_scalar": image_scalar, "log_likes": target}
-                     ).to_parquet(Path(config.out) / "predictions.parquet", index=False)
+        predictions = pd.DataFrame({"post_id": posts["post_id"].to_numpy(), "split": posts["_split"].to_numpy(),
+                                    "prediction": pred, "image_scalar": image_scalar, "log_likes": target})
+        with atomic_path(Path(config.out) / "predictions.parquet") as tmp:
+            predictions.to_parquet(tmp, index=False)
     return report
 
 

@@ -2,7 +2,7 @@
 
 Each configuration is an ordinary training run in its own sub-folder of ``out`` (so an
 interrupted experiment resumes where it stopped), evaluated on the test split; results go
-to ``results.csv``, ``results.md`` and ``results.png``.
+to ``results.csv``, ``results.md`` and ``results.svg``.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from iipa.constants import NOISE_LEVELS as NOISE_LEVELS
 from iipa.csvsafe import frame_to_csv
 from iipa.errors import IIPAError, WeightsError
 from iipa.evaluate import evaluate_pairs
+from iipa.fileio import atomic_open, write_text
 from iipa.train.config import TrainConfig
 from iipa.train.runner import train
 
@@ -92,32 +93,21 @@ def markdown_table(df: pd.DataFrame) -> str:
 
 def write_results(df: pd.DataFrame, out: Path, *, title: str, x: str) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    frame_to_csv(df, out / "results.csv")
-    (out / "results.md").write_text(f"## {title}\n\n" + markdown_table(df), encoding="utf-8")
-    plot(df, out / "results.png", title=title, x=x)
+    with atomic_open(out / "results.csv", "w", newline="") as fh:
+        frame_to_csv(df, fh)
+    write_text(out / "results.md", f"## {title}\n\n" + markdown_table(df) + "\n![results](results.svg)\n")
+    plot(df, out / "results.svg", title=title, x=x)
 
 
-def plot(df: pd.DataFrame, path: Path, *, title: str, x: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def plot(df: pd.DataFrame, path: Path, *, title: str, x: str) -> Path:
+    """Test accuracy per setting with its 95 % interval, against chance (SVG, :mod:`iipa.plots`)."""
+    from iipa.plots import bar_chart_svg, write_svg
 
     ok = df[df["test_accuracy"].notna()]
-    fig, ax = plt.subplots(figsize=(6, 4))
     acc = ok["test_accuracy"].astype(float)
-    err = [acc - ok["ci95_low"].astype(float), ok["ci95_high"].astype(float) - acc]
-    if x == "label_noise":
-        ax.errorbar(100 * ok[x].astype(float), acc, yerr=err, marker="o", capsize=4)
-        ax.set_xlabel("flipped training labels q (%)")
-    else:
-        ax.bar(ok[x].astype(str), acc, yerr=err, capsize=4)
-        ax.tick_params(axis="x", rotation=20)
-    ax.axhline(0.5, color="grey", linestyle="--", linewidth=1, label="chance")
-    ax.set_ylabel("test pairwise accuracy (95% CI)")
-    ax.set_ylim(0.4, 1.0)
-    ax.set_title(title, fontsize=10)
-    ax.legend(loc="lower left")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    errors = list(zip(acc - ok["ci95_low"].astype(float), ok["ci95_high"].astype(float) - acc))
+    labels = [f"{100 * float(v):g}%" for v in ok[x]] if x == "label_noise" else [str(v) for v in ok[x]]
+    svg = bar_chart_svg(labels, acc.tolist(), title=title, ylabel="test pairwise accuracy (95% CI)", errors=errors,
+                        ylim=(0.4, 1.0), hline=(0.5, "chance"),
+                        xlabel="flipped training labels q" if x == "label_noise" else x.replace("_", " "))
+    return write_svg(svg, path)

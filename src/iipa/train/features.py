@@ -24,6 +24,7 @@ import torch
 
 from iipa.checkpoint import atomic_torch_save
 from iipa.errors import ImageError
+from iipa.fileio import write_text
 from iipa.models import PopularityNet
 from iipa.runtime import progress_bar
 
@@ -64,7 +65,7 @@ class FeatureCache:
         digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
         self.dir = root / digest
         self.dir.mkdir(parents=True, exist_ok=True)
-        (self.dir / "key.json").write_text(json.dumps(key, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        write_text(self.dir / "key.json", json.dumps(key, indent=2, sort_keys=True) + "\n")
         self.model, self.key, self.device, self.amp_dtype, self.progress = model, key, device, amp_dtype, progress
         self.features_of = pre_logits(model)
         self.computed_chunks = 0

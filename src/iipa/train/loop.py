@@ -166,11 +166,15 @@ class Trainer(RecipeTrainer):
     def _save_model(self, path: Path, **metrics: Any) -> None:
         from iipa.checkpoint import save_checkpoint
 
-        estimate = ({"unseen_accounts": {"what": "validation pairs of the pairs table", "accuracy": self.best_acc}}
+        # The validation pairs chose the epoch kept as best.pt: their figure is labelled, not a headline.
+        estimate = ({"selection_accounts": {"what": "validation pairs of the pairs table", "accuracy": self.best_acc,
+                                            "note": "these pairs chose the epoch: optimistic"},
+                     "note": "no accounts that chose nothing: no estimate of accuracy on unseen accounts"}
                     if self.best_acc is not None else None)
         self.model.info = {"config": self.config.to_dict(), "domain": self.config.domain,
                            "metrics": {"step": self.step, "epoch": self.epoch, "best_val_accuracy": self.best_acc, **metrics},
-                           **self.card_facts(f"the training pairs of {self.config.pairs}", estimate)}
+                           **self.card_facts({"pairs": f"the training pairs of {Path(self.config.pairs).name}"},
+                                             estimate)}
         save_checkpoint(self.model, path)
 
     # -- one step -----------------------------------------------------------------------

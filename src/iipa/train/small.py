@@ -1,7 +1,7 @@
 """The small-data recipe, the default of ``iipa train`` (``--recipe default``).
 
-Chosen by measurement on real Instagram photos of unseen users (``benchmarks/real_photos.py``,
-issue 11), for pair sets of hundreds to tens of thousands:
+Chosen by measurement on real Instagram photos of unseen users (``benchmarks/real_photos.py``),
+for pair sets of hundreds to tens of thousands:
 
 1. training pairs: every discriminable within-user pair of the training users, with soft
    labels P (``--posts``; see ``allpairs.py``), not only the matched PDIPs;
@@ -9,8 +9,9 @@ issue 11), for pair sets of hundreds to tens of thousands:
    image, per horizontal flip and averaged over ``views`` test-time crops, in fp32, and
    cached in the run folder in fixed chunks (``features.py``), so a killed run resumes;
 3. the score head is fitted as a linear probe on those features (``probe.py``), L2 chosen
-   on the validation users. With no validation users, a K-fold cross-fit by account gives
-   the held-out predictions (the card's estimate and the calibration step's input).
+   (and the temperature fitted) on the selection accounts; the card's headline comes from
+   other held-out accounts, which chose nothing (``heldout.py``). With no validation users,
+   a K-fold cross-fit by account gives the held-out predictions.
 
 Fine-tuning the top stages after the probe was removed: on instagram-dev it added +0.003 on
 one user split (noise) at many times the cost, and no test exercised it.
@@ -27,6 +28,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from iipa.cardschema import HEADLINE, MIN_REFERENCE_IMAGES
 from iipa.errors import IIPAError
 from iipa.evaluate import pairwise_accuracy
 from iipa.levels import reference_distribution
@@ -38,6 +40,7 @@ from iipa.train import state as st
 from iipa.train.base import RecipeTrainer
 from iipa.train.config import TrainConfig
 from iipa.train.features import FeatureCache, cache_key
+from iipa.train.heldout import build_rules, split_held_out
 from iipa.train.probe import choose_l2, fit_pairwise_logistic
 
 # L2 strengths the probe chooses from on the validation users' pairs (the middle one without
@@ -106,57 +109,76 @@ class SmallDataTrainer(RecipeTrainer):
         self.cache = FeatureCache(self.run_dir / "features", self.model, key, device=self.device,
                                   amp_dtype=self.amp_dtype, progress=config.progress)
         self.summary: dict[str, Any] = {}
+        self.cv_estimate: dict[str, Any] | None = None  # the K-fold estimate when no accounts are left to report on
+        self.within_rule = ""
 
     # -- data -----------------------------------------------------------------------------
     def _load(self) -> None:
         c = self.config
         table = read_pairs(c.pairs)
         held_out = allpairs.held_out_users(table)
-        val_pdips = table[table["split"] == "val"]
+        select_users, report_users, self.report_from = split_held_out(table, c.seed)
+        pdips = {"val": table[table["user_id"].astype(str).isin(select_users)],
+                 "report": table[table["user_id"].astype(str).isin(report_users)]}
+        pdips = {k: v[v["split"].isin(["val", "test"])] for k, v in pdips.items()}
+        name = Path(c.pairs).name  # the card names files, never this machine's paths
+        report_all = pdips["report"].iloc[:0]
         if c.posts:
             posts = allpairs.read_posts(c.posts)
-            rules = allpairs.WithinUserRules.from_rules(_build_rules(c.pairs), max_gap_days=c.max_gap_days)
+            rules = allpairs.WithinUserRules.from_rules(build_rules(c.pairs), max_gap_days=c.max_gap_days)
             train_users = set(posts["user_id"].astype(str)) - held_out
             # Training: every pair down to min_pair_p (soft labels say how sure each is);
-            # model selection: the discriminable pairs (P >= T) of the validation users.
+            # model selection: the discriminable pairs (P >= T) of the selection accounts;
+            # the report: the same kind of pairs of accounts that chose nothing.
             train_df = allpairs.within_user_pairs(posts, train_users, dataclasses.replace(rules, threshold=c.min_pair_p))
-            select_df = allpairs.within_user_pairs(posts, set(val_pdips["user_id"].astype(str)), rules)
+            select_df = allpairs.within_user_pairs(posts, select_users, rules)
+            report_all = allpairs.within_user_pairs(posts, report_users, rules)
             source = (f"every within-user pair with P >= {c.min_pair_p:g} and at most {c.max_gap_days} days apart "
-                      f"of the {len(train_users)} accounts of {c.posts} outside validation and test")
+                      f"of the {len(train_users)} accounts of {Path(c.posts).name} outside validation and test")
+            self.origin = f"{Path(c.posts).name}: the posts of {posts['user_id'].nunique()} accounts"
+            self.within_rule = f"P >= {rules.threshold:g}"
         else:
-            train_df, select_df = table[table["split"] == "train"], val_pdips
-            source = f"the training pairs of {c.pairs}"
+            train_df, select_df = table[table["split"] == "train"], pdips["val"]
+            source = f"the training pairs of {name}"
+            self.origin = f"{name}: the pairs of {table['user_id'].nunique()} accounts"
         if c.max_train_pairs is not None and len(train_df) > c.max_train_pairs:
             train_df = train_df.sample(n=c.max_train_pairs, random_state=c.seed)
         if c.max_val_pairs is not None:  # the same subset in every evaluation
             select_df = select_df.sample(n=min(len(select_df), c.max_val_pairs), random_state=c.seed)
-            val_pdips = val_pdips.sample(n=min(len(val_pdips), c.max_val_pairs), random_state=c.seed)
-        frames = {"train": train_df, "select": select_df, "val": val_pdips}
+            pdips["val"] = pdips["val"].sample(n=min(len(pdips["val"]), c.max_val_pairs), random_state=c.seed)
+        frames = {"train": train_df, "select": select_df, "val": pdips["val"], "report": pdips["report"],
+                  "report_all": report_all}
         ids = sorted(set().union(*(set(f["high_id"]) | set(f["low_id"]) for f in frames.values())))
         found, _ = attach_images(pd.DataFrame({"high_id": ids, "low_id": ids}), c.images)
         self.paths = found["high_path"].tolist()
         index = {pid: i for i, pid in enumerate(found["high_id"])}
         missing = {}
-        for name, f in frames.items():
+        for key, f in frames.items():
             ok = f["high_id"].isin(index) & f["low_id"].isin(index)
-            missing[name] = int((~ok).sum())
-            frames[name] = f[ok]
+            missing[key] = int((~ok).sum())
+            frames[key] = f[ok]
         if len(frames["train"]) == 0:
             raise IIPAError(f"{c.pairs}: no training pairs with images in {c.images}")
         self.train = PairSet(frames["train"], index, soft=c.soft_labels)
         self.select = PairSet(frames["select"], index)
         self.val = PairSet(frames["val"], index)
+        self.report = PairSet(frames["report"], index)
+        self.report_all = PairSet(frames["report_all"], index)
         self.quality = self._quality_pairs()
         self.data_info = {"train_pairs": len(self.train), "train_users": int(len(set(self.train.user))),
                           "train_images": int(len(np.unique(np.concatenate([self.train.high, self.train.low])))),
                           "train_source": source, "select_pairs": len(self.select), "val_pairs": len(self.val),
                           "val_users": int(len(set(self.val.user) | set(self.select.user))),
+                          "test_pairs": len(self.report), "test_users": int(len(set(self.report.user)
+                                                                               | set(self.report_all.user))),
                           "quality_pairs": len(self.quality.high) if self.quality else 0,
                           "dropped_missing_images": missing}
         self.log.write(event="data", **self.data_info)
         self.say(f"{len(self.train)} training pairs of {self.data_info['train_users']} training users "
-                 f"({source}), {self.data_info['train_images']} images; validation: {len(self.val)} PDIPs and "
-                 f"{len(self.select)} within-user pairs of {self.data_info['val_users']} unseen users")
+                 f"({source}), {self.data_info['train_images']} images; selection: {len(self.val)} PDIPs and "
+                 f"{len(self.select)} within-user pairs of {self.data_info['val_users']} unseen users; report: "
+                 f"{len(self.report)} PDIPs and {len(self.report_all)} within-user pairs of "
+                 f"{self.data_info['test_users']} other unseen users ({self.report_from})")
 
     def _quality_pairs(self) -> QualityPairs | None:
         """Synthetic pairs that need no likes (``train/degrade.py``): ``quality_images`` photos
@@ -240,30 +262,65 @@ class SmallDataTrainer(RecipeTrainer):
         with torch.no_grad():
             head.weight.copy_(torch.as_tensor(fit["w"], dtype=head.weight.dtype)[None])
             head.bias.zero_()
-        self.probe = {"l2": fit["l2"], "select_accuracy": fit["val_accuracy"]}
+        # "selection accuracy": these pairs chose the L2 (a label, so nobody reads it as an estimate)
+        self.probe = {"l2": fit["l2"], "selection_accuracy": fit["val_accuracy"]}
         self.scores = scoring @ fit["w"]
         self.scores[bad] = np.nan
         self.result_acc = {}
-        for name, ps in (("select", self.select), ("val", self.val)):
+        for key, ps in (("select", self.select), ("val", self.val), ("test", self.report),
+                        ("test_all", self.report_all)):
             if len(ps):
                 r = pairwise_accuracy(self.scores[ps.high], self.scores[ps.low])
-                self.result_acc[name] = {"accuracy": r["accuracy"], "ci95": r["ci95"], "n": r["n"]}
+                self.result_acc[key] = {"accuracy": r["accuracy"], "ci95": r["ci95"], "n": r["n"],
+                                        "accounts": int(len(set(ps.user)))}
         self.log.write(event="val", step=0, **{f"{k}_accuracy": v["accuracy"] for k, v in self.result_acc.items()})
-        self.estimate = None
-        if len(sel):
+        chose = ["the probe's L2"] if len(grid) > 1 and len(sel) else []
+        if len(sel) >= MIN_HELD_OUT_PAIRS:
             self.held_out = (self.scores[sel.high] - self.scores[sel.low], np.ones(len(sel)))
             self.held_out_source = f"{len(sel)} pairs of the validation users"
-            self.estimate = {"unseen_accounts": {"what": "validation users' pairs", **self.result_acc.get(
-                "select", self.result_acc.get("val", {}))}}
-        if len(sel) < MIN_HELD_OUT_PAIRS:  # too few validation pairs to fit a temperature on
-            self.held_out = self._cross_fit(feats, scoring, fit["l2"], estimate=not len(sel))
+            chose.append("the temperature" if getattr(c, "calibrate", None) else "")
+        if len(sel) < MIN_HELD_OUT_PAIRS or not len(self.report):
+            # the temperature's pairs when validation has too few; the estimate when no account is left to report on
+            cross = self._cross_fit(feats, scoring, fit["l2"], estimate=not len(self.report))
+            if len(sel) < MIN_HELD_OUT_PAIRS:
+                self.held_out = cross
+        self.estimate = self._estimate(sel, " and ".join(x for x in chose if x))
         self.say(f"linear probe: l2 {fit['l2']:g}; " + (", ".join(f"{k} {v['accuracy']:.4f}" for k, v in
                                                                    self.result_acc.items()) or "no validation users"))
 
+    def _estimate(self, sel: PairSet, chose: str) -> dict[str, Any]:
+        """The card's accuracy rows: first (the headline) pairs of accounts that chose nothing,
+        then the figures of the accounts whose pairs chose ``chose``, labelled so."""
+        def row(key: str, **text: str) -> dict[str, Any]:
+            r = self.result_acc[key]
+            return {"accuracy": r["accuracy"], "ci95": r["ci95"], "pairs": r["n"], "accounts": r["accounts"], **text}
+
+        out: dict[str, Any] = {"metric": "pairwise accuracy (ties count half), 95 % Wilson interval"}
+        if "test" in self.result_acc:
+            out[HEADLINE] = row("test", what=f"matched PDIPs of accounts never trained on and that chose nothing "
+                                             f"({self.report_from})")
+        if "test_all" in self.result_acc:
+            out[f"{HEADLINE}_within_user" if HEADLINE in out else HEADLINE] = row(
+                "test_all", what=f"every within-user pair with {self.within_rule} of accounts never trained on "
+                                 f"and that chose nothing ({self.report_from})")
+        if HEADLINE not in out and self.cv_estimate is not None:
+            out[HEADLINE] = self.cv_estimate
+        optimistic = f"these pairs chose {chose}: optimistic" if chose else "chose nothing"
+        if "select" in self.result_acc:
+            out["selection_accounts"] = row("select", note=optimistic if sel is self.select else "")
+        if "val" in self.result_acc and self.config.posts:  # without posts, these are the selection pairs
+            out["selection_accounts_pdips"] = row("val", note=optimistic if sel is self.val else
+                                                  f"accounts whose other pairs chose {chose}: optimistic" if chose
+                                                  else "")
+        if HEADLINE not in out:
+            out["note"] = "no accounts that chose nothing: no estimate of accuracy on unseen accounts"
+        return out
+
     def _cross_fit(self, feats: np.ndarray, scoring: np.ndarray, l2: float,
                    estimate: bool = True) -> tuple[np.ndarray, np.ndarray] | None:
-        """Held-out predictions by account (K folds) of the training users, for a run without
-        (enough) validation pairs; ``estimate``: also the card's estimate."""
+        """Held-out predictions by account (K folds) of the training users (the temperature's
+        pairs when validation has too few); ``estimate``: also the card's estimate (L2 was fixed
+        before, and a temperature leaves accuracy as is)."""
         users = np.unique(self.train.user)
         if len(users) < 2:
             return None
@@ -280,14 +337,14 @@ class SmallDataTrainer(RecipeTrainer):
             targets.append(self.train.target[out])
             accs.append(float(((d > 0) + 0.5 * (d == 0)).mean()))
         d, t = np.concatenate(diffs), np.concatenate(targets)
-        self.held_out_source = (f"{len(accs)}-fold cross-fit by account: held-out training pairs of "
-                                f"{len(users)} accounts")
-        r = pairwise_accuracy(d, np.zeros_like(d))
-        if not estimate:
-            return d, t
-        self.estimate = {"unseen_accounts": {"what": f"{len(accs)}-fold cross-validation by account of the same "
-                                                     "probe (training pairs, soft labels)", "accuracy": r["accuracy"],
-                                             "ci95": r["ci95"], "pairs": r["n"], "per_fold": accs}}
+        source = f"{len(accs)}-fold cross-fit by account: held-out training pairs of {len(users)} accounts"
+        if self.held_out is None:
+            self.held_out_source = source
+        if estimate:
+            r = pairwise_accuracy(d, np.zeros_like(d))
+            self.cv_estimate = {"what": f"{len(accs)}-fold cross-validation by account of the same probe "
+                                        "(training pairs, soft labels)", "accuracy": r["accuracy"],
+                                "ci95": r["ci95"], "pairs": r["n"], "accounts": len(users), "per_fold": accs}
         return d, t
 
     def apply_temperature(self, temperature: float) -> None:
@@ -301,22 +358,17 @@ class SmallDataTrainer(RecipeTrainer):
         c = self.config
         if c.score_crops and hasattr(self.model.profile, "crops"):
             self.model.profile = dataclasses.replace(self.model.profile, crops=c.score_crops)
-        sel = np.unique(np.concatenate([self.select.high, self.select.low, self.val.high, self.val.low]))
-        if len(sel):
-            scores, whose = self.scores[sel], f"the validation users of {c.pairs}"
-        else:  # no validation users (a model trained on every account): its training images
-            scores, whose = self.scores[np.unique(np.concatenate([self.train.high, self.train.low]))], \
-                "the training users (no validation users)"
-        scores = scores[~np.isnan(scores)]
-        self.model.reference = reference_distribution(
-            scores.tolist(), source=f"model scores on {scores.size} images of {whose}")
+        self.model.reference = self._reference()
         metrics = {"probe": self.probe, "seconds": round(seconds, 1),
                    **{f"{k}_accuracy": v["accuracy"] for k, v in self.result_acc.items()},
                    **{f"{k}_ci95": v["ci95"] for k, v in self.result_acc.items()},
                    **{f"{k}_pairs": v["n"] for k, v in self.result_acc.items()}}
-        data = {"source": self.data_info["train_source"], "training_pairs": self.data_info["train_pairs"],
+        data = {"source": self.origin, "pairs": self.data_info["train_source"],
+                "training_pairs": self.data_info["train_pairs"],
                 "training_users": self.data_info["train_users"], "training_images": self.data_info["train_images"]}
-        self.model.info = {"config": c.to_dict(), "metrics": metrics, "data": self.data_info, "domain": c.domain,
+        # the per-set figures are in the card's accuracy rows, each labelled with what it chose
+        self.model.info = {"config": c.to_dict(), "metrics": {k: metrics[k] for k in ("probe", "seconds")},
+                           "data": self.data_info, "domain": c.domain,
                            **self.card_facts(data, self.estimate)}
         if self.calibration is not None:
             self.model.info["calibration"] = self.calibration
@@ -329,20 +381,24 @@ class SmallDataTrainer(RecipeTrainer):
         st.write_json(self.run_dir / st.SUMMARY, self.summary)
         return self.summary
 
+    def _reference(self) -> dict[str, Any] | None:
+        """The reference distribution: the scores of the held-out accounts' images, or of every
+        scored image (training ones too) when fewer than ``MIN_REFERENCE_IMAGES`` are held out."""
+        held = np.unique(np.concatenate([a for ps in (self.select, self.val, self.report, self.report_all)
+                                         for a in (ps.high, ps.low)]))
+        held = held[~np.isnan(self.scores[held])]
+        name = Path(self.config.pairs).name
+        if len(held) >= MIN_REFERENCE_IMAGES:
+            scores, whose = self.scores[held], f"the validation and test users of {name}"
+        else:
+            train = np.unique(np.concatenate([self.train.high, self.train.low]))
+            both = np.union1d(held, train[~np.isnan(self.scores[train])])
+            scores = self.scores[both]
+            whose = (f"the validation and test users of {name} ({len(held)}) and the training users "
+                     f"({len(both) - len(held)}): fewer than {MIN_REFERENCE_IMAGES} held-out images")
+        return reference_distribution(scores.tolist(), source=f"model scores on {scores.size} images of {whose}")
+
     def save_model(self, path: Path) -> Path:
         from iipa.checkpoint import save_checkpoint
 
         return save_checkpoint(self.model, path)
-
-
-def _build_rules(pairs: str) -> dict[str, Any]:
-    """The rules the pairs table was built with (its stats.json), else the paper's."""
-    import json
-
-    stats = Path(pairs).parent / "stats.json"
-    if stats.is_file():
-        try:
-            return dict(json.loads(stats.read_text(encoding="utf-8")).get("rules") or {})
-        except (ValueError, OSError):
-            pass
-    return {}
