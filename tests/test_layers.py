@@ -19,7 +19,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
               "iipa.__version__")),
     ("inputs", ("iipa.images", "iipa.decodecost", "iipa.inputs", "iipa.inputpolicy", "iipa.profiles")),
     ("model", ("iipa.models", "iipa.lite", "iipa.record", "iipa.weights", "iipa.weights_store", "iipa.checkpoint",
-               "iipa.onnx_format", "iipa.export")),
+               "iipa.onnx_format", "iipa.export", "iipa.cardschema", "iipa.named_cards")),
     ("backends", ("iipa.onnx_runtime", "iipa.torch_runtime", "iipa.scoring")),
     ("entry", ("iipa.commands", "iipa.commands.*", "iipa.cli", "iipa.__main__", "iipa")),
     ("library", ("iipa.*",)),
