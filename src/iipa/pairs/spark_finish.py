@@ -134,7 +134,10 @@ def finish_spark(spark, wide, rejects, out_dir, *, cfg: RuleConfig, posts_summar
     names = B.output_names(local if local is not None else str(out_dir).rstrip("/"))
     hfs = HadoopFS(spark)
     hfs.write_single(pairs, names["pairs"], "parquet")
-    hfs.write_single(_neutralised(F, rejects.orderBy(*REJECT_COLUMNS)), names["rejects"], "csv", **CSV_OUT)
+    if posts_summary["rejected_total"]:
+        hfs.write_single(_neutralised(F, rejects.orderBy(*REJECT_COLUMNS)), names["rejects"], "csv", **CSV_OUT)
+    else:  # no job to find that nothing was rejected: the counts said so
+        hfs.write_text(names["rejects"], ",".join(REJECT_COLUMNS) + "\n")
     result = B.BuildResult(stats=stats(), paths={k: Path(v) if local is not None else v for k, v in names.items()})
     write_any_stats(hfs, result.stats, out_dir)
     return result

@@ -16,10 +16,12 @@ import csv
 import os
 import uuid
 from collections.abc import Sequence
+from urllib.parse import unquote
 
 import pandas as pd
 
 from iipa.errors import IIPAError
+from iipa.fileio import write_text
 from iipa.pairs.schema import SUFFIXES
 from iipa.pairs.uris import is_uri, local_path
 
@@ -42,8 +44,10 @@ class HadoopFS:
     def path(self, spec: str | os.PathLike):
         """A Hadoop Path: a URI as it is, a plain path as the local file it names (as for the
         DuckDB engine; a cluster's storage is named by its URI)."""
-        local = None if is_uri(spec) else os.path.abspath(spec)
-        return self.jvm.org.apache.hadoop.fs.Path(f"file:{local}" if local else str(spec))
+        if not is_uri(spec):
+            return self.jvm.org.apache.hadoop.fs.Path(f"file:{os.path.abspath(spec)}")
+        # Hadoop takes a URI's path as written: "%20" (Path.as_uri()'s space) must be decoded.
+        return self.jvm.org.apache.hadoop.fs.Path(unquote(str(spec)))
 
     def fs(self, p):
         return p.getFileSystem(self.conf)
@@ -110,6 +114,10 @@ class HadoopFS:
         return not fs.exists(p) or (fs.getFileStatus(p).isDirectory() and len(fs.listStatus(p)) == 0)
 
     def write_text(self, uri: str, text: str) -> None:
+        local = local_path(uri)
+        if local is not None:  # atomically, and no Hadoop checksum file beside it
+            write_text(local, text)
+            return
         p = self.path(uri)
         out = self.fs(p).create(p, True)
         try:
@@ -174,7 +182,9 @@ def read_posts(spark, posts):
     frames = []
     try:
         if "parquet" in by_kind:
-            frames.append(spark.read.option("mergeSchema", "true").parquet(*by_kind["parquet"]))
+            # Merging footers is a job of its own: only when there is more than one file.
+            merge = "true" if len(by_kind["parquet"]) > 1 else "false"
+            frames.append(spark.read.option("mergeSchema", merge).parquet(*by_kind["parquet"]))
         if "json" in by_kind:
             # Every primitive as text, as the DuckDB engine reads JSON: "abc" in likes must be a
             # reject, not a type conflict; a line that is not JSON keeps its text in CORRUPT.
@@ -188,9 +198,7 @@ def read_posts(spark, posts):
                 raise IIPAError(f"{display_name(uri)}: cannot read the CSV header (line 1): {exc}") from None
             by_header.setdefault(tuple(csv_columns(header, display_name(uri))), []).append(uri)
         frames += [_read_csv(spark, list(cols), uris) for cols, uris in by_header.items()]
-        # Local files keep the names the DuckDB engine reports (no file: prefix).
-        frames = [df.withColumn("filename", F.regexp_replace(F.col("_metadata.file_path"), "^file:(//)?(?=/)", ""))
-                  for df in frames]
+        frames = [df.withColumn("filename", _display_column(F)) for df in frames]
         out = frames[0]
         for df in frames[1:]:
             out = out.unionByName(df, allowMissingColumns=True)
@@ -212,6 +220,14 @@ def _read_csv(spark, columns: list[str], uris: list[str]):
     return (spark.read.schema(schema).option("header", True).option("enforceSchema", True).option("sep", ",")
             .option("quote", '"').option("escape", '"').option("multiLine", True).option("mode", "PERMISSIVE")
             .option("columnNameOfCorruptRecord", CORRUPT).option("encoding", "UTF-8").csv(uris))
+
+
+def _display_column(F):
+    """Spark's file URI (percent-encoded) as :func:`display_name` gives it: local files keep
+    the names the DuckDB engine reports (a plain path, no ``file:``)."""
+    uri = F.col("_metadata.file_path")
+    path = F.regexp_replace(F.regexp_replace(uri, "^file:(//)?(?=/)", ""), "\\+", "%2B")  # + is not a space
+    return F.when(uri.startswith("file:"), F.url_decode(path)).otherwise(uri)
 
 
 def display_name(uri: str) -> str:
