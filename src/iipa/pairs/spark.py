@@ -150,18 +150,17 @@ def _features(df):
                         & (F.size("mention_list") == 0)))
 
 
-def _dedup(valid):
+def _dedup(valid, n_dup: int):
     """(posts with one row per post_id, the duplicates' losers) by schema.DUP_ORDER, as DuckDB
-    does: only the rows of a duplicated id are ranked (no shuffle of every row through a
-    window), and the usually few duplicated ids are broadcast."""
+    does; ``n_dup``: rows beyond the first of their post_id (summarise counted them). Only
+    the rows of a duplicated id are ranked (no shuffle of every row through a window), and
+    the usually few duplicated ids are broadcast."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    dup_ids = valid.groupBy("post_id").count().where("count > 1").select("post_id").cache()
-    n_dup = dup_ids.count()
     if n_dup == 0:
-        dup_ids.unpersist()
         return valid, None
+    dup_ids = valid.groupBy("post_id").count().where("count > 1").select("post_id")
     ids = F.broadcast(dup_ids) if n_dup <= 1_000_000 else dup_ids
     order = [F.col(c.removesuffix(" DESC")).desc() if c.endswith(" DESC") else F.col(c) for c in DUP_ORDER.split(", ")]
     ranked = valid.join(ids, "post_id", "left_semi").withColumn(
@@ -174,9 +173,9 @@ def _dedup(valid):
 
 def _candidates(eligible, cfg: RuleConfig):
     """The bounded self-join (build.candidate_sql's, in Spark) in one pass: every unordered
-    same-key pair within the window once (the funnel's candidates), flagged ``cand`` where it
-    passes the likes pre-filter, higher likes first (equal likes: lower id first, never a
-    candidate)."""
+    same-key pair within the window once (the funnel's candidate pairs: the matcher counts
+    them), flagged ``cand`` where it passes the likes pre-filter, higher likes first (equal
+    likes: lower id first, never a candidate)."""
     from pyspark.sql import functions as F
 
     w, bucket = B.window_us(cfg), max(B.window_us(cfg), 1)
@@ -199,23 +198,25 @@ def _candidates(eligible, cfg: RuleConfig):
 
 
 def _matcher(cfg: RuleConfig):
-    """The ``mapInPandas`` function: a partition's candidates, sorted by user, arrive in Arrow
-    batches; each run of whole users (all but the last user of the batches so far) is matched
-    at once with ``engine.match_candidates``. ``n_ok`` (candidates with P ≥ T) rides on the
-    first selected row of each run (P ≥ T guarantees one), 0 on the others."""
-    columns = B.wide_columns() + ["n_ok"]
+    """The ``mapInPandas`` function: a partition's in-window pairs, sorted by user, arrive in
+    Arrow batches; each run of whole users (all but the last user of the batches so far) is
+    matched at once with ``engine.match_candidates``. Each run also yields one count row
+    (``high_id`` NULL): its in-window pairs (``n_window``) and candidates with P ≥ T (``n_ok``)."""
+    columns = [*B.wide_columns(), "n_ok", "n_window"]
 
-    def match(pdf: pd.DataFrame) -> pd.DataFrame:
+    def match(run: pd.DataFrame) -> pd.DataFrame:
+        pdf = run[run["cand"].to_numpy(bool)]
         ids = np.unique(np.concatenate([pdf["high_id"].to_numpy(str), pdf["low_id"].to_numpy(str)]))
         hc = np.searchsorted(ids, pdf["high_id"].to_numpy(str))
         lc = np.searchsorted(ids, pdf["low_id"].to_numpy(str))
         sel, ds, p, n_ok = B.match_candidates(hc, lc, pdf["likes_high"], pdf["likes_low"], cfg)
-        out = pdf.iloc[sel].copy()
-        out["p"], out["delta_s"], out["delta_t_days"] = p, ds, out["dt_us"].to_numpy(np.float64) / DAY_US
-        out["n_ok"] = 0
-        if len(out):
-            out.iloc[0, out.columns.get_loc("n_ok")] = n_ok
-        return out[columns]
+        chosen = {"p": p, "delta_s": ds, "delta_t_days": pdf["dt_us"].to_numpy(np.float64)[sel] / DAY_US,
+                  "n_ok": np.zeros(len(sel), np.int64), "n_window": np.zeros(len(sel), np.int64)}
+        last = {"n_ok": n_ok, "n_window": len(run)}  # the count row: NULL in every other column
+        # Object arrays with None: Arrow takes them for any column type (pandas' own string
+        # arrays may arrive chunked, which mapInPandas refuses).
+        return pd.DataFrame({c: np.append((chosen[c] if c in chosen else pdf[c].to_numpy()[sel]).astype(object),
+                                          last.get(c)) for c in columns})
 
     def per_partition(batches):
         held = None
@@ -235,7 +236,7 @@ def _matcher(cfg: RuleConfig):
 def _wide_schema() -> str:
     return ("high_id string, low_id string, user_id string, p double, delta_s double, delta_t_days double, "
             + ", ".join(f"{c}_{s} {'boolean' if c == 'no_caption' else 'bigint'}"
-                        for c in IMAGE_COLUMNS for s in ("high", "low")) + ", n_ok bigint")
+                        for c in IMAGE_COLUMNS for s in ("high", "low")) + ", n_ok bigint, n_window bigint")
 
 
 def build_pairs_spark(posts, out_dir=None, *, rules: RuleConfig, crawled_at=None, seed: int = 0, val=None,
@@ -271,11 +272,11 @@ def _build(spark, posts, out_dir, cfg: RuleConfig, crawled_at, cached: list, *, 
     raw, where = read_posts(spark, posts)
     check_required_columns(raw.columns, crawled_at=crawled_at, where=where)
     checked = keep(_checked(raw, crawled_at))
-    posts_ok, losers = _dedup(checked.where(F.col("reason").isNull()).drop("reason", "raw_row"))
+    summary, n_dup = summarise(checked, PostsSummary())
+    posts_ok, losers = _dedup(checked.where(F.col("reason").isNull()).drop("reason", "raw_row"), n_dup)
     rejects = checked.where(F.col("reason").isNotNull()).select("reason", "post_id", "user_id", "source_file", "raw_row")
     if losers is not None:
         rejects = rejects.unionByName(losers)
-    summary = summarise(checked, losers, PostsSummary())
 
     ruled = posts_ok.drop("source_file").withColumn("fails", F.expr(B.post_rule_sql(cfg)))
     funnel, passing = B.rule_funnel({r["fails"]: r["count"] for r in ruled.groupBy("fails").count().collect()})
@@ -283,14 +284,11 @@ def _build(spark, posts, out_dir, cfg: RuleConfig, crawled_at, cached: list, *, 
     eligible = keep(featured.where(F.col("n_words") <= int(cfg.max_caption_words))
                     .select("post_id", *B.pair_key_columns(cfg), "taken_us", *IMAGE_COLUMNS))
     n_eligible = eligible.count()
-    pairs_in_window = keep(_candidates(eligible, cfg))
     funnel["caption_too_long"] = passing - n_eligible
     funnel["eligible_posts"] = int(n_eligible)
-    funnel["candidate_pairs"] = pairs_in_window.count()
     # Whole users per partition, each user's rows together (the matcher cuts between users).
     parts = int(spark.conf.get("spark.sql.shuffle.partitions"))
-    cands = (pairs_in_window.where("cand").drop("cand").repartition(parts, "user_id")
-             .sortWithinPartitions("user_id"))
-    wide = keep(cands.mapInPandas(_matcher(cfg), _wide_schema()))
+    in_window = _candidates(eligible, cfg).repartition(parts, "user_id").sortWithinPartitions("user_id")
+    wide = keep(in_window.mapInPandas(_matcher(cfg), _wide_schema()))
     return finish_spark(spark, wide, rejects, out_dir, cfg=cfg, posts_summary=summary.to_dict(), funnel=funnel,
                         **finish)

@@ -34,20 +34,23 @@ CSV_OUT = {"header": "true", "sep": ",", "quote": '"', "escape": '"', "lineSep":
            "ignoreLeadingWhiteSpace": "false", "ignoreTrailingWhiteSpace": "false"}
 
 
-def summarise(checked, losers, summary: PostsSummary) -> PostsSummary:
-    """Fill ``summary`` from the reasons of ``checked`` and the duplicates' ``losers``."""
-    for reason, n in checked.groupBy("reason").count().collect():
+def summarise(checked, summary: PostsSummary) -> tuple[PostsSummary, int]:
+    """Fill ``summary`` from the reasons of ``checked``; also the valid rows whose post_id an
+    earlier row has (the duplicates, counted in the same job)."""
+    from pyspark.sql import functions as F
+
+    n_dup = 0
+    for reason, n, ids in checked.groupBy("reason").agg(F.count(F.lit(1)), F.countDistinct("post_id")).collect():
         summary.rows += n
         if reason is None:
-            summary.valid += n
+            summary.valid += ids
+            n_dup = n - ids
         else:
             summary.rejected[reason] = n
-    n_dup = 0 if losers is None else losers.count()
     if n_dup:
-        summary.valid -= n_dup
         summary.rejected["duplicate post_id"] = n_dup
     summary.rejected = {r: summary.rejected[r] for r in REJECT_REASONS if r in summary.rejected}
-    return summary
+    return summary, n_dup
 
 
 def check_remote_out(spark, out_dir: str, *, overwrite: bool) -> None:
@@ -77,7 +80,8 @@ def _sums(F):
     def zero(x):
         return (x == 0).cast("double")
 
-    return [F.count(F.lit(1)).alias("n"), F.countDistinct("user_id").alias("users"), F.sum("n_ok").alias("n_ok"),
+    return [F.count("high_id").alias("n"), F.countDistinct("user_id").alias("users"), F.sum("n_ok").alias("n_ok"),
+            F.sum("n_window").alias("n_window"),
             both("likes").alias("likes"), F.sum("p").alias("p"), F.sum("delta_t_days").alias("dt"),
             both("n_hashtags", zero).alias("no_tag"), both("n_mentions", zero).alias("no_mention"),
             both("no_caption").alias("no_caption"), both("n_words").alias("words")]
@@ -116,8 +120,10 @@ def finish_spark(spark, wide, rejects, out_dir, *, cfg: RuleConfig, posts_summar
 
     sums = wide.agg(*_sums(F)).first()
     n = int(sums["n"])
+    funnel["candidate_pairs"] = int(sums["n_window"] or 0)
     funnel["discriminable_pairs"] = int(sums["n_ok"] or 0)
     funnel["pairs"] = n
+    wide = wide.where(F.col("high_id").isNotNull())  # the matcher's count rows are not pairs
     split_wide, split_counts = _with_splits(spark, wide, n, val=val, test=test, seed=seed, by_user=by_user)
     pairs = split_wide.select(*PAIRS_COLUMNS).orderBy("high_id", "low_id")
     info = {"master": spark.sparkContext.master, "spark_version": spark.version}
