@@ -41,7 +41,7 @@ from iipa.pairs.uris import local_path
 
 # The pairs build's own defaults (--conf overrides them): a few shuffle partitions suit the
 # one-machine crawls most builds are (Spark's 200 would be mostly empty tasks), Arrow for the
-# per-user matching's pandas transfers.
+# matching's pandas transfers (mapInPandas).
 PAIRS_CONF = {"spark.sql.shuffle.partitions": "8", "spark.sql.execution.arrow.pyspark.enabled": "true"}
 
 
