@@ -125,7 +125,10 @@ def _checked(df, crawled_at):
 
 
 def _tags(F, df, col: str, regex: str):
-    from_caption = F.regexp_extract_all(F.lower("caption_s"), F.lit(regex), 1)
+    # As in DuckDB (schema._tags_expr): no regex for the many captions without the sigil.
+    from_caption = F.when(F.instr("caption_s", regex[0]) > 0,
+                          F.regexp_extract_all(F.lower("caption_s"), F.lit(regex), 1)
+                          ).otherwise(F.array().cast("array<string>"))
     if col not in df.columns:
         return from_caption
     if df.schema[col].dataType.simpleString().startswith("array"):
@@ -141,7 +144,9 @@ def _features(df):
 
     df = (df.withColumn("tag_list", _tags(F, df, "hashtags", HASHTAG_RE))
           .withColumn("mention_list", _tags(F, df, "mentions", MENTION_RE))
-          .withColumn("text_only", F.regexp_replace("caption_s", f"{HASHTAG_RE}|{MENTION_RE}", " ")))
+          .withColumn("text_only", F.when((F.instr("caption_s", "#") > 0) | (F.instr("caption_s", "@") > 0),
+                                          F.regexp_replace("caption_s", f"{HASHTAG_RE}|{MENTION_RE}", " "))
+                      .otherwise(F.col("caption_s"))))
     return (df.withColumn("tag_key", F.array_join(F.array_sort("tag_list"), " "))
             .withColumn("mention_key", F.array_join(F.array_sort("mention_list"), " "))
             .withColumn("n_hashtags", F.size("tag_list")).withColumn("n_mentions", F.size("mention_list"))
@@ -286,8 +291,9 @@ def _build(spark, posts, out_dir, cfg: RuleConfig, crawled_at, cached: list, *, 
     n_eligible = eligible.count()
     funnel["caption_too_long"] = passing - n_eligible
     funnel["eligible_posts"] = int(n_eligible)
-    # Whole users per partition, each user's rows together (the matcher cuts between users).
-    parts = int(spark.conf.get("spark.sql.shuffle.partitions"))
+    # Whole users per partition, each user's rows together (the matcher cuts between users);
+    # no more partitions than cores: each task pays for a Python worker's Arrow round trip.
+    parts = max(1, min(int(spark.conf.get("spark.sql.shuffle.partitions")), spark.sparkContext.defaultParallelism))
     in_window = _candidates(eligible, cfg).repartition(parts, "user_id").sortWithinPartitions("user_id")
     wide = keep(in_window.mapInPandas(_matcher(cfg), _wide_schema()))
     return finish_spark(spark, wide, rejects, out_dir, cfg=cfg, posts_summary=summary.to_dict(), funnel=funnel,
