@@ -1,13 +1,15 @@
-"""Benchmark the DuckDB PDIP builder on synthetic crawls of 1M and 10M posts.
+"""Benchmark the PDIP builders (DuckDB and Spark) on synthetic crawls of 1M and 10M posts.
 
-Prints posts/s, pairs produced and peak RSS for each size, and time(10M)/time(1M).
-Targets (issue 3): 10M posts in ≤ 60 s, time ratio ≤ 12, peak RSS ≤ 4 GB.
+Prints posts/s, pairs produced and peak RSS for each engine and size, time(10M)/time(1M) per
+engine, and Spark's time over DuckDB's for each size: both engines in one run, so the ratio
+compares like with like on a loaded machine. Targets: DuckDB 10M posts in ≤ 60 s, time
+ratio ≤ 12, peak RSS ≤ 4 GB; Spark on local[2] ≤ 12x DuckDB at 1M and 10M ≤ 10x its 1M.
 
-``--engine spark`` times the Spark engine on the same crawls instead (a fresh local session
-per size, its start-up included and also printed apart; ``--master``, ``--conf`` as for
-``iipa pairs build``); its peak RSS is the driver's Python process only, the JVM's is not
-counted. Peak RSS is VmHWM, this process's own: ru_maxrss would carry over exec the peak of
-the parent that generated the crawl.
+``--engine`` picks one engine (default: both). Spark runs in a fresh local session per size
+(its start-up included and also printed apart; ``--master``, ``--conf`` as for ``iipa pairs
+build``); its peak RSS is the driver's Python process only, the JVM's is not counted. Peak
+RSS is VmHWM, this process's own: ru_maxrss would carry over exec the peak of the parent
+that generated the crawl.
 
 The crawl imitates per-user activity: heavy-tailed posts per user (log-normal, 1 to a few
 thousand), each user active over a period at their own rate, a per-user like level with
@@ -15,7 +17,8 @@ per-post noise, 75 % single images, and captions drawn from a per-user set of a 
 captions so that identical hashtags and @-mentions recur as they do on real accounts.
 
 usage: python benchmarks/pairs.py [--sizes 1000000 10000000] [--workdir /tmp/iipa-bench]
-       python benchmarks/pairs.py --engine spark --sizes 1000000 [--conf KEY=VALUE ...]
+       python benchmarks/pairs.py --sizes 1000000 --master 'local[2]' [--conf KEY=VALUE ...]
+       python benchmarks/pairs.py --engine duckdb
 """
 
 from __future__ import annotations
@@ -109,22 +112,31 @@ print("RESULT " + json.dumps({"seconds": seconds + start, "start": start, "pairs
 """
 
 
+def run_build(engine: str, posts: Path, out: Path, options: dict) -> dict:
+    proc = subprocess.run([sys.executable, "-c", BUILD, str(posts), str(out), engine, json.dumps(options)],
+                          capture_output=True, text=True, check=False)
+    if proc.returncode:
+        sys.exit(proc.stderr)
+    return json.loads(next(ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT "))[7:])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", type=float, nargs="+", default=[1e6, 1e7])
     ap.add_argument("--workdir", default="/tmp/iipa-bench-pairs")
-    ap.add_argument("--engine", choices=["duckdb", "spark"], default="duckdb")
+    ap.add_argument("--engine", choices=["duckdb", "spark", "both"], default="both")
     ap.add_argument("--master", help="spark: master URL (default local[*])")
     ap.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE", help="spark: a Spark setting")
     args = ap.parse_args()
-    options = {}
-    if args.engine == "spark":
+    engines = ["duckdb", "spark"] if args.engine == "both" else [args.engine]
+    options = {"duckdb": {}}
+    if "spark" in engines:
         from iipa.spark.session import parse_conf  # the build's own --conf parsing
 
-        options = {"master": args.master, "conf": parse_conf(args.conf) or None}
+        options["spark"] = {"master": args.master, "conf": parse_conf(args.conf) or None}
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
-    times = {}
+    times: dict[str, dict[int, float]] = {e: {} for e in engines}
     for size in map(int, args.sizes):
         posts = work / f"posts_{size}.parquet"
         if not posts.exists():
@@ -132,19 +144,19 @@ def main() -> None:
             generate(size, posts.with_suffix(".tmp"))
             os.replace(posts.with_suffix(".tmp"), posts)
             print(f"generated {size:,} posts in {time.perf_counter() - t:.1f} s -> {posts}", file=sys.stderr)
-        proc = subprocess.run([sys.executable, "-c", BUILD, str(posts), str(work / f"out_{args.engine}_{size}"),
-                               args.engine, json.dumps(options)], capture_output=True, text=True, check=False)
-        if proc.returncode:
-            sys.exit(proc.stderr)
-        r = json.loads(next(ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT "))[7:])
-        times[size] = r["seconds"]
-        print(f"{size:>11,} posts: {r['seconds']:7.1f} s  {size / r['seconds']:>10,.0f} posts/s  "
-              f"{r['pairs']:>9,} pairs  peak RSS {r['rss_mb']:,.0f} MB  "
-              f"(eligible {r['funnel']['eligible_posts']:,}, candidates {r['funnel']['candidate_pairs']:,})"
-              + (f"  [session start {r['start']:.1f} s included]" if args.engine == "spark" else ""))
-    if len(times) >= 2:
-        small, big = min(times), max(times)
-        print(f"time({big:,}) / time({small:,}) = {times[big] / times[small]:.2f}")
+        for engine in engines:
+            r = run_build(engine, posts, work / f"out_{engine}_{size}", options[engine])
+            times[engine][size] = r["seconds"]
+            print(f"{engine:>6} {size:>11,} posts: {r['seconds']:7.1f} s  {size / r['seconds']:>10,.0f} posts/s  "
+                  f"{r['pairs']:>9,} pairs  peak RSS {r['rss_mb']:,.0f} MB  "
+                  f"(eligible {r['funnel']['eligible_posts']:,}, candidates {r['funnel']['candidate_pairs']:,})"
+                  + (f"  [session start {r['start']:.1f} s included]" if engine == "spark" else ""), flush=True)
+        if len(engines) == 2:
+            print(f"spark / duckdb at {size:,} posts = {times['spark'][size] / times['duckdb'][size]:.1f}x", flush=True)
+    for engine in engines:
+        if len(times[engine]) >= 2:
+            small, big = min(times[engine]), max(times[engine])
+            print(f"{engine}: time({big:,}) / time({small:,}) = {times[engine][big] / times[engine][small]:.2f}")
 
 
 if __name__ == "__main__":

@@ -63,3 +63,57 @@ def reference_pairs(posts: pd.DataFrame, cfg: RuleConfig | None = None) -> set[t
     return {(hi[i], lo[i]) for i in sel}
 
 
+
+
+# How a posts file may carry its times (both engines read every one alike): the parquet
+# column each variant writes for taken_at and crawled_at, and the UTC instant it denotes.
+TIME_TYPES = ("timestamp_tz", "timestamp_ntz", "date", "epoch_seconds", "iso_text")
+
+
+def _iso(ts: pd.Series, i0: int) -> list[str]:
+    """ISO 8601 text in several spellings of the same instants: Z, an offset, naive (UTC)."""
+    out = []
+    for i, t in enumerate(ts):
+        form = (i + i0) % 3
+        if form == 0:
+            out.append(t.strftime("%Y-%m-%dT%H:%M:%SZ"))
+        elif form == 1:
+            out.append(t.tz_convert("Etc/GMT-2").strftime("%Y-%m-%d %H:%M:%S+02:00"))
+        else:
+            out.append(t.strftime("%Y-%m-%d %H:%M:%S"))
+    return out
+
+
+def with_time_type(posts: pd.DataFrame, kind: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(posts whose taken_at/crawled_at are of ``kind``, the valid posts with the UTC times they
+    denote). Epoch numbers are seconds; the first post's taken_at in milliseconds is a reject."""
+    out, meant = posts.copy(), posts.copy()
+    for i, col in enumerate(("taken_at", "crawled_at")):
+        t = posts[col].dt.tz_convert("UTC").dt.floor("s")
+        meant[col] = t
+        if kind == "timestamp_tz":
+            out[col] = t
+        elif kind == "timestamp_ntz":
+            out[col] = t.dt.tz_localize(None)
+        elif kind == "date":
+            out[col] = t.dt.date
+            meant[col] = t.dt.floor("D")
+        elif kind == "epoch_seconds":
+            out[col] = (t - pd.Timestamp(0, tz="UTC")) // pd.Timedelta("1s")
+        elif kind == "iso_text":
+            out[col] = _iso(t, i)
+        else:
+            raise ValueError(kind)
+    if kind == "epoch_seconds":
+        out.loc[0, "taken_at"] *= 1000
+        meant = meant.drop(index=0)
+    return out, meant
+
+
+def time_typed_posts(kind: str, folder):
+    """A Parquet posts file whose times are of ``kind``, the pairs its times mean, and how
+    many of its posts are rejects."""
+    posts, meant = with_time_type(random_crawl(n=300, seed=7), kind)
+    path = folder / f"posts_{kind}.parquet"
+    posts.to_parquet(path, coerce_timestamps="us", allow_truncated_timestamps=True)  # Spark reads no ns
+    return path, reference_pairs(meant), len(posts) - len(meant)

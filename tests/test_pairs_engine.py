@@ -41,3 +41,18 @@ def test_tag_regexes_come_from_the_one_definition():
     assert tags.HASHTAG_RE == r"#([\p{L}\p{M}\p{N}_]+)"
     assert tags.WORD_TOKEN_RE == r"[^\t\n\f\r \p{Z}]*[\p{L}\p{N}][^\t\n\f\r \p{Z}]*"
     assert tags.descriptive_words("a\u3000b #c @d.e 😀 !") == 2
+
+
+def test_outputs_and_posts_named_by_uri():
+    from iipa.pairs.uris import is_uri, local_path
+
+    assert local_path("file:///tmp/crawl%20dir/x.parquet") == Path("/tmp/crawl dir/x.parquet")
+    assert local_path("file:/tmp/x") == Path("/tmp/x") and local_path("pdip/") == Path("pdip")
+    assert local_path("hdfs://nn/pdip") is None and local_path("s3a://bucket/pdip") is None
+    assert not is_uri(r"C:\crawl") and not is_uri(Path("/tmp/x")) and is_uri("gs://b/x")
+
+
+def test_duckdb_refuses_an_output_uri(tmp_path):
+    with pytest.raises(IIPAError, match="--engine spark writes to hdfs://"):
+        build.build_pairs([tmp_path / "posts.parquet"], "hdfs://nn/pdip/")
+    assert not (tmp_path / "hdfs:").exists()

@@ -1,4 +1,5 @@
-"""The Spark engine builds the identical pair set as DuckDB (pyspark local[2])."""
+"""The Spark engine builds the identical pair set as DuckDB (pyspark local[2]), from posts
+named by URIs, in folders of many files, with every time type; one session for the module."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import pytest
 
 from _spark import require_spark
 from iipa.pairs import build_pairs
-from pairs_helpers import random_crawl
+from pairs_helpers import TIME_TYPES, random_crawl, time_typed_posts
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
@@ -82,3 +83,72 @@ def test_spark_submit_master_is_the_builds(tmp_path):
     assert stats["engine_info"]["spark_version"] == pyspark.__version__
     duck = build_pairs([tmp_path / "posts.parquet"], tmp_path / "duck")
     assert stats["table1"]["pairs"] == len(duck.pairs) > 0
+
+
+@pytest.mark.parametrize("kind", TIME_TYPES)
+def test_spark_reads_every_time_type(spark, kind, tmp_path):
+    """The twin of test_pairs_timestamps' DuckDB test: naive timestamps (TIMESTAMP_NTZ, what
+    pandas writes from datetime64), dates, epoch seconds and ISO text mean what DuckDB reads."""
+    path, expected, n_bad = time_typed_posts(kind, tmp_path)
+    res = build_pairs([path], None, engine="spark")
+    assert len(expected) > 10
+    assert set(zip(res.pairs["high_id"], res.pairs["low_id"], strict=True)) == expected
+    assert res.stats["posts"]["rejected"] == ({"unparsable taken_at": n_bad} if n_bad else {})
+
+
+def test_posts_as_file_uris_in_a_folder_of_many_files(spark, tmp_path):
+    """file:// URIs (as hdfs:// and s3a:// go through Hadoop's FileSystem), a folder of many
+    small Parquet, CSV and JSON lines files with broken records, the output to a URI."""
+    posts = random_crawl(n=600, seed=11)
+    posts["taken_at"] = posts["taken_at"].dt.strftime("%Y-%m-%dT%H:%M:%SZ")  # as text in every format
+    posts["crawled_at"] = posts["crawled_at"].dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+    folder = tmp_path / "crawl dir"  # a space: URIs and paths must agree on it
+    (folder / "sub").mkdir(parents=True)
+    for i, chunk in enumerate(posts.groupby(posts.index // 20)):
+        part = chunk[1]
+        where = folder / "sub" if i % 2 else folder
+        if i % 3 == 0:
+            part.to_parquet(where / f"p{i}.parquet")
+        elif i % 3 == 1:
+            part.to_csv(where / f"p{i}.csv", index=False)
+        else:
+            part.to_json(where / f"p{i}.jsonl", orient="records", lines=True)
+    duck = build_pairs([folder], tmp_path / "duck")  # DuckDB stops at a line that is not JSON
+    with (folder / "sub" / "p1.csv").open("a") as fh:
+        fh.write('bad1,"unterminated\n')
+    with (folder / "p2.jsonl").open("a") as fh:
+        fh.write("{not json\n")
+    (folder / "_SUCCESS").write_text("")
+    (folder / "notes.txt").write_text("not posts")
+    spk = build_pairs([folder.as_uri()], (tmp_path / "spark out").as_uri(), engine="spark")
+    assert len(duck.pairs) > 20
+    assert set(spk.paths) == {"pairs", "stats", "stats_md", "rejects"}
+    out = tmp_path / "spark out"
+    assert sorted(p.name for p in out.iterdir()) == ["pairs.parquet", "rejects.csv", "stats.json", "stats.md"]
+    got = pd.read_parquet(out / "pairs.parquet")
+    pd.testing.assert_frame_equal(got, duck.pairs, check_exact=False, rtol=1e-12, check_dtype=False)
+    assert spk.stats["funnel"] == duck.stats["funnel"]
+    rej = pd.read_csv(out / "rejects.csv")
+    bad = rej[rej["reason"] == "unparsable row"]
+    assert sorted(bad["source_file"]) == [str(folder / "p2.jsonl"), str(folder / "sub" / "p1.csv")]
+    assert bad["raw_row"].str.contains("unterminated").any() and bad["raw_row"].str.contains("not json").any()
+    assert spk.stats["posts"]["rows"] == len(posts) + 2
+
+
+def test_missing_posts_and_a_busy_output_uri_are_refused(spark, tmp_path):
+    from iipa.errors import IIPAError
+    from iipa.pairs.spark_finish import check_remote_out
+
+    with pytest.raises(IIPAError, match="no such posts file"):
+        build_pairs([(tmp_path / "nothing.parquet").as_uri()], None, engine="spark")
+    with pytest.raises(IIPAError, match="no posts files match"):
+        build_pairs([f"{tmp_path.as_uri()}/*.csv"], None, engine="spark")
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "old.txt").write_text("x")
+    random_crawl(n=30).to_parquet(tmp_path / "p.parquet")
+    with pytest.raises(IIPAError, match="not empty"):
+        build_pairs([tmp_path / "p.parquet"], f"file://{tmp_path}/busy", engine="spark")
+    with pytest.raises(IIPAError, match="not empty"):  # the check for hdfs:// and other URIs
+        check_remote_out(spark, f"file://{tmp_path}/busy", overwrite=False)
+    check_remote_out(spark, f"file://{tmp_path}/new", overwrite=False)
+    assert (tmp_path / "new").is_dir()

@@ -29,8 +29,8 @@ import pandas as pd
 
 from iipa.errors import IIPAError
 from iipa.output import ensure_out_dir
-from iipa.pairs.csvread import long_records_warning
 from iipa.pairs.engine import (
+    FEW_PAIRS,  # noqa: F401 - re-exported: where the warning's threshold used to live
     BuildResult,
     finish_build,
     match_candidates,
@@ -42,9 +42,8 @@ from iipa.pairs.engine import (
 )
 from iipa.pairs.rules import DAY_US, RuleConfig
 from iipa.pairs.schema import caption_features_sql, load_checked_posts
-from iipa.pairs.stats import IMAGE_COLUMNS, write_stats
-
-FEW_PAIRS = 300  # below this many PDIPs the build warns that the table is small to train on
+from iipa.pairs.stats import IMAGE_COLUMNS
+from iipa.pairs.uris import local_path
 
 # Engine name -> (its build function as "module:function", the engine-only options it takes).
 # Every build function takes (posts, out_dir, *, rules, crawled_at, seed, val, test, split_by_user).
@@ -118,24 +117,23 @@ def build_pairs(posts, out_dir: str | os.PathLike | None = None, *, rules: RuleC
     if foreign:
         raise IIPAError(f"{', '.join(foreign)}: not an option of the {engine} engine (its options: "
                         f"{', '.join(map(_flag, option_names)) or 'none'})")
+    options = {k: v for k, v in given.items() if k in option_names and v is not None}
     if out_dir is not None:
-        check_out_dir(out_dir, overwrite=overwrite)
+        local = local_path(out_dir)
+        if local is not None:
+            out_dir = local
+            check_out_dir(out_dir, overwrite=overwrite)
+        elif engine != "spark":
+            raise IIPAError(f"--out {out_dir}: the {engine} engine writes to a local folder "
+                            "(--engine spark writes to hdfs://, s3a://, gs:// and other Hadoop URIs)")
+        else:
+            options["overwrite"] = overwrite  # the engine checks the folder where it lives
     module, _, function = target.partition(":")
     build = getattr(importlib.import_module(module), function)
-    options = {k: v for k, v in given.items() if k in option_names and v is not None}
     result = build(posts, out_dir, rules=rules or RuleConfig(), crawled_at=crawled_at, seed=seed, val=val,
                    test=test, split_by_user=split_by_user, **options)
-    notes = [long_records_warning(result.stats.get("posts", {}).get("long_records", []))]
-    if len(result.pairs) < FEW_PAIRS:
-        notes.append(f"only {len(result.pairs)} PDIPs: a small table to train on (below {FEW_PAIRS}, a model's "
-                     "held-out accuracy is mostly noise); crawl more accounts or relax the rules")
-    notes = [n for n in notes if n]
-    if notes:
-        result.stats["warnings"] = notes
-        for note in notes:
-            print(f"iipa pairs build: warning: {note}", file=sys.stderr)
-        if out_dir is not None:
-            write_stats(result.stats, out_dir)
+    for note in result.stats.get("warnings", ()):
+        print(f"iipa pairs build: warning: {note}", file=sys.stderr)
     return result
 
 

@@ -1,54 +1,47 @@
 """The PDIP build on Spark (``--engine spark``): the same stages as build.py, in pyspark.
 
-Validation, the per-post rules and the bounded candidate self-join run as Spark DataFrame
-operations with the same regular expressions and SQL rules as the DuckDB engine; the P ≥ T
-test and the greedy matching run per user through ``applyInPandas`` with the very same
-numpy function (``engine.match_candidates``). Candidate pairs never cross users and the
-matching order only compares ΔS and post ids, so matching user by user yields exactly the
-global matching, and the pair set equals the DuckDB engine's.
+Posts come from any Hadoop file system (spark_io.py): validation, the per-post rules and
+the bounded candidate self-join run as Spark DataFrame operations with the same regular
+expressions and SQL rules as the DuckDB engine. The P ≥ T test and the greedy matching run
+in ``mapInPandas`` over partitions of whole users (repartitioned by user, sorted within each
+partition) with the very same numpy function (``engine.match_candidates``): candidate pairs
+never cross users and the matching order only compares ΔS and post ids, so matching any set
+of whole users at once yields exactly the global matching, and the pair set equals the
+DuckDB engine's. The splits, Table 1 and the output files follow in spark_finish.py; only
+counts and small per-user tables reach the driver.
 
 Runs in the active Spark session (``spark-submit``'s, a notebook's), else in a new one:
-``local[*]`` unless ``master`` says otherwise (:func:`get_spark`). The matched pairs (at
-most half the eligible posts) and the rejects are collected to the driver for splits,
-statistics and the output files.
+``local[*]`` unless ``master`` says otherwise (:func:`get_spark`).
 """
 
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from iipa.csvsafe import frame_to_csv
-from iipa.fileio import atomic_path
 from iipa.pairs import engine as B
-from iipa.pairs.csvread import csv_header
 from iipa.pairs.rules import DAY_US, RuleConfig
 from iipa.pairs.schema import (
     DUP_ORDER,
     FUTURE_SLACK_US,
     MEDIA_TYPES,
     OPTIONAL_COUNTS,
-    REJECT_REASONS,
     REQUIRED_COLUMNS,
-    SUFFIXES,
     PostsSummary,
     check_required_columns,
-    expand_post_files,
     now_us,
 )
+from iipa.pairs.spark_finish import check_remote_out, finish_spark, summarise
+from iipa.pairs.spark_io import CORRUPT, read_posts
 from iipa.pairs.stats import IMAGE_COLUMNS
 from iipa.pairs.tags import GIVEN_TAG_RE, HASHTAG_RE, MENTION_RE, WORD_TOKEN_RE
-
-NUMERIC = ("int", "bigint", "double", "float", "decimal", "smallint", "tinyint")
-CORRUPT = "_corrupt_record"
-
+from iipa.pairs.uris import local_path
 
 # The pairs build's own defaults (--conf overrides them): a few shuffle partitions suit the
 # one-machine crawls most builds are (Spark's 200 would be mostly empty tasks), Arrow for the
-# per-user matching's pandas transfers.
+# matching's pandas transfers (mapInPandas).
 PAIRS_CONF = {"spark.sql.shuffle.partitions": "8", "spark.sql.execution.arrow.pyspark.enabled": "true"}
 
 
@@ -64,45 +57,26 @@ def get_spark(master: str | None = None, conf: dict[str, str] | None = None):
     return get_session(master, conf, app="iipa-pairs", defaults=PAIRS_CONF, local_java=False)[0]
 
 
-def _read(spark, posts):
-    from pyspark.sql import functions as F
-
-    if isinstance(posts, pd.DataFrame):
-        return spark.createDataFrame(posts).withColumn("filename", F.lit("<dataframe>")), "the posts table"
-    files = expand_post_files(posts)
-    frames = []
-    for f in files:
-        kind = SUFFIXES[f.suffix.lower()]
-        if kind == "csv":
-            df = _read_csv(spark, f)
-        else:
-            df = spark.read.parquet(str(f)) if kind == "parquet" else spark.read.json(str(f))
-        frames.append(df.withColumn("filename", F.lit(str(f))))
-    out = frames[0]
-    for df in frames[1:]:
-        out = out.unionByName(df, allowMissingColumns=True)
-    return out, ", ".join(map(str, files))
-
-
-def _read_csv(spark, path: Path):
-    """The DuckDB engine's fixed dialect (csvread.py): RFC 4180, quoted line breaks, every
-    field as text. A record Spark cannot parse keeps its text in ``_corrupt_record`` and
-    becomes an "unparsable row" reject (Spark gives no line numbers)."""
-    from pyspark.sql.types import StringType, StructField, StructType
-
-    columns = csv_header(path)
-    schema = StructType([StructField(c, StringType()) for c in [*columns, CORRUPT]])
-    return (spark.read.schema(schema).option("header", True).option("sep", ",").option("quote", '"')
-            .option("escape", '"').option("multiLine", True).option("mode", "PERMISSIVE")
-            .option("columnNameOfCorruptRecord", CORRUPT).csv(str(path)))
-
-
 def _time_us(F, df, col: str):
-    d = F.expr(f"try_cast({col} AS DOUBLE)")
-    seconds = F.when(F.abs(d) < 1e11, F.unix_micros(F.timestamp_seconds(d)))  # as schema._time_expr
-    if df.schema[col].dataType.simpleString() in NUMERIC:
-        return seconds
-    return F.coalesce(F.unix_micros(F.expr(f"try_cast({col} AS TIMESTAMP)")), seconds)
+    """Microseconds since the epoch, as schema._time_expr gives them in DuckDB: timestamps as
+    they are (naive ones and dates as UTC), numbers as Unix seconds, text as ISO 8601 or
+    seconds; NULL (a reject) if unparsable or out of range."""
+    from pyspark.sql import types as T
+
+    kind = df.schema[col].dataType
+
+    def seconds(d):  # out-of-range seconds become a reject, not an error that stops the build
+        return F.when(F.abs(d) < 1e11, F.unix_micros(F.timestamp_seconds(d)))
+
+    if isinstance(kind, T.TimestampType):
+        return F.unix_micros(F.col(col))
+    if isinstance(kind, (T.TimestampNTZType, T.DateType)):  # wall-clock time read as UTC
+        return F.expr(f"timestampdiff(MICROSECOND, TIMESTAMP_NTZ'1970-01-01 00:00:00', "
+                      f"CAST(`{col}` AS TIMESTAMP_NTZ))")
+    if isinstance(kind, T.NumericType):
+        return seconds(F.col(col).cast("double"))
+    return F.coalesce(F.unix_micros(F.expr(f"try_cast(CAST(`{col}` AS STRING) AS TIMESTAMP)")),
+                      seconds(F.expr(f"try_cast(CAST(`{col}` AS STRING) AS DOUBLE)")))
 
 
 def _checked(df, crawled_at):
@@ -151,7 +125,10 @@ def _checked(df, crawled_at):
 
 
 def _tags(F, df, col: str, regex: str):
-    from_caption = F.regexp_extract_all(F.lower("caption_s"), F.lit(regex), 1)
+    # As in DuckDB (schema._tags_expr): no regex for the many captions without the sigil.
+    from_caption = F.when(F.instr("caption_s", regex[0]) > 0,
+                          F.regexp_extract_all(F.lower("caption_s"), F.lit(regex), 1)
+                          ).otherwise(F.array().cast("array<string>"))
     if col not in df.columns:
         return from_caption
     if df.schema[col].dataType.simpleString().startswith("array"):
@@ -167,7 +144,9 @@ def _features(df):
 
     df = (df.withColumn("tag_list", _tags(F, df, "hashtags", HASHTAG_RE))
           .withColumn("mention_list", _tags(F, df, "mentions", MENTION_RE))
-          .withColumn("text_only", F.regexp_replace("caption_s", f"{HASHTAG_RE}|{MENTION_RE}", " ")))
+          .withColumn("text_only", F.when((F.instr("caption_s", "#") > 0) | (F.instr("caption_s", "@") > 0),
+                                          F.regexp_replace("caption_s", f"{HASHTAG_RE}|{MENTION_RE}", " "))
+                      .otherwise(F.col("caption_s"))))
     return (df.withColumn("tag_key", F.array_join(F.array_sort("tag_list"), " "))
             .withColumn("mention_key", F.array_join(F.array_sort("mention_list"), " "))
             .withColumn("n_hashtags", F.size("tag_list")).withColumn("n_mentions", F.size("mention_list"))
@@ -176,89 +155,146 @@ def _features(df):
                         & (F.size("mention_list") == 0)))
 
 
-def build_pairs_spark(posts, out_dir=None, *, rules: RuleConfig, crawled_at=None, seed: int = 0, val=None,
-                      test=None, split_by_user: bool = False, master: str | None = None,
-                      conf: dict[str, str] | None = None, spark=None) -> B.BuildResult:
-    """The Spark engine of ``build.build_pairs`` (same outputs, same pair set as DuckDB's), in
-    ``spark`` or :func:`get_spark`'s session (``master`` and ``conf`` apply when it starts one)."""
+def _dedup(valid, n_dup: int):
+    """(posts with one row per post_id, the duplicates' losers) by schema.DUP_ORDER, as DuckDB
+    does; ``n_dup``: rows beyond the first of their post_id (summarise counted them). Only
+    the rows of a duplicated id are ranked (no shuffle of every row through a window), and
+    the usually few duplicated ids are broadcast."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    cfg = rules
-    start = time.perf_counter()
-    spark = spark or get_spark(master, conf)
-    raw, where = _read(spark, posts)
-    check_required_columns(raw.columns, crawled_at=crawled_at, where=where)
-    checked = _checked(raw, crawled_at).cache()
-    valid = checked.where(F.col("reason").isNull())
-    # The same precedence as the DuckDB engine: schema.DUP_ORDER, read as Spark columns.
+    if n_dup == 0:
+        return valid, None
+    dup_ids = valid.groupBy("post_id").count().where("count > 1").select("post_id")
+    ids = F.broadcast(dup_ids) if n_dup <= 1_000_000 else dup_ids
     order = [F.col(c.removesuffix(" DESC")).desc() if c.endswith(" DESC") else F.col(c) for c in DUP_ORDER.split(", ")]
-    ranked = valid.withColumn("rn", F.row_number().over(Window.partitionBy("post_id").orderBy(*order)))
-    posts_ok = ranked.where("rn = 1").drop("rn", "reason", "source_file", "raw_row").cache()
+    ranked = valid.join(ids, "post_id", "left_semi").withColumn(
+        "rn", F.row_number().over(Window.partitionBy("post_id").orderBy(*order)))
+    kept = valid.join(ids, "post_id", "left_anti").unionByName(ranked.where("rn = 1").drop("rn"))
     losers = ranked.where("rn > 1").select(F.lit("duplicate post_id").alias("reason"), "post_id", "user_id",
                                            "source_file", F.lit(None).cast("string").alias("raw_row"))
-    rejects = checked.where(F.col("reason").isNotNull()).select("reason", "post_id", "user_id", "source_file", "raw_row")
-    rejected = rejects.unionByName(losers).toPandas()
-    counts = rejected["reason"].value_counts().to_dict()
-    summary = PostsSummary(rows=checked.count(), valid=posts_ok.count(),
-                           rejected={r: int(counts[r]) for r in REJECT_REASONS if r in counts})
-    if out_dir is not None:
-        with atomic_path(Path(out_dir) / "rejects.csv") as tmp:
-            frame_to_csv(rejected.sort_values(["reason", "post_id"], na_position="first"), tmp)
+    return kept, losers
 
-    rule = F.expr(B.post_rule_sql(cfg))
-    ruled = posts_ok.withColumn("fails", rule)
-    funnel, passing = B.rule_funnel({r["fails"]: r["count"] for r in ruled.groupBy("fails").count().collect()})
-    featured = _features(ruled.where(F.col("fails").isNull()))
-    eligible = featured.where(F.col("n_words") <= int(cfg.max_caption_words)).cache()
-    n_eligible = eligible.count()
-    funnel["caption_too_long"] = passing - n_eligible
+
+def _candidates(eligible, cfg: RuleConfig):
+    """The bounded self-join (build.candidate_sql's, in Spark) in one pass: every unordered
+    same-key pair within the window once (the funnel's candidate pairs: the matcher counts
+    them), flagged ``cand`` where it passes the likes pre-filter, higher likes first (equal
+    likes: lower id first, never a candidate)."""
+    from pyspark.sql import functions as F
 
     w, bucket = B.window_us(cfg), max(B.window_us(cfg), 1)
-    e = eligible.withColumn("bucket", F.expr(f"taken_us div {bucket}"))  # integer division, as in DuckDB
-    shifted = (e.withColumn("d", F.explode(F.array(F.lit(-1), F.lit(0), F.lit(1))))
-               .withColumn("join_bucket", F.col("bucket") + F.col("d")))
-    a, b = e.alias("a"), shifted.alias("b")
-    cond = [F.col(f"a.{k}") == F.col(f"b.{k}") for k in B.pair_key_columns(cfg)]
-    cond.append(F.col("a.bucket") == F.col("b.join_bucket"))
+    keys = B.pair_key_columns(cfg)
+    slim = eligible.select("post_id", *keys, "taken_us", *IMAGE_COLUMNS).withColumn(
+        "bucket", F.expr(f"taken_us div {bucket}"))  # integer division, as in DuckDB
+    shifted = (slim.withColumn("d", F.explode(F.array(F.lit(-1), F.lit(0), F.lit(1))))
+               .withColumn("join_bucket", F.col("bucket") + F.col("d")).drop("d"))
+    a, b = slim.alias("a"), shifted.alias("b")
+    cond = [F.col(f"a.{k}") == F.col(f"b.{k}") for k in keys] + [F.col("a.bucket") == F.col("b.join_bucket")]
     dt = F.abs(F.col("a.taken_us") - F.col("b.taken_us"))
-    cands = (a.join(b, cond).where((F.col("a.likes") > F.col("b.likes"))
-                                   & (F.log(F.col("a.likes")) - F.log(F.col("b.likes")) >= F.lit(B.min_ln_gap(cfg)))
-                                   & (dt <= F.lit(w)))
-             .select(F.col("a.user_id").alias("user_id"), F.col("a.post_id").alias("high_id"),
-                     F.col("b.post_id").alias("low_id"), dt.alias("dt_us"),
-                     *[F.col(f"a.{c}").alias(f"{c}_high") for c in IMAGE_COLUMNS],
-                     *[F.col(f"b.{c}").alias(f"{c}_low") for c in IMAGE_COLUMNS])).cache()
-    funnel["eligible_posts"] = int(n_eligible)
-    cands.count()  # materialise the cache
-    # candidates of the funnel: every same-key pair within the window, before the P >= T test
-    funnel["candidate_pairs"] = int(a.join(b, cond).where((F.col("a.post_id") < F.col("b.post_id"))
-                                                          & (dt <= F.lit(w))).count())
+    la, lb = F.col("a.likes"), F.col("b.likes")
+    once = (la > lb) | ((la == lb) & (F.col("a.post_id") < F.col("b.post_id")))
+    cand = (la > lb) & (F.log(la) - F.log(lb) >= F.lit(B.min_ln_gap(cfg)))
+    return (a.join(b, cond).where(once & (dt <= F.lit(w)))
+            .select(F.col("a.user_id").alias("user_id"), F.col("a.post_id").alias("high_id"),
+                    F.col("b.post_id").alias("low_id"), dt.alias("dt_us"), cand.alias("cand"),
+                    *[F.col(f"a.{c}").alias(f"{c}_high") for c in IMAGE_COLUMNS],
+                    *[F.col(f"b.{c}").alias(f"{c}_low") for c in IMAGE_COLUMNS]))
 
-    def match_user(pdf: pd.DataFrame) -> pd.DataFrame:
+
+def _matcher(cfg: RuleConfig):
+    """The ``mapInPandas`` function: a partition's in-window pairs, sorted by user, arrive in
+    Arrow batches; each run of whole users (all but the last user of the batches so far) is
+    matched at once with ``engine.match_candidates``. Each run also yields one count row
+    (``high_id`` NULL): its in-window pairs (``n_window``) and candidates with P ≥ T (``n_ok``)."""
+    columns = [*B.wide_columns(), "n_ok", "n_window"]
+
+    def match(run: pd.DataFrame) -> pd.DataFrame:
+        pdf = run[run["cand"].to_numpy(bool)]
         ids = np.unique(np.concatenate([pdf["high_id"].to_numpy(str), pdf["low_id"].to_numpy(str)]))
         hc = np.searchsorted(ids, pdf["high_id"].to_numpy(str))
         lc = np.searchsorted(ids, pdf["low_id"].to_numpy(str))
         sel, ds, p, n_ok = B.match_candidates(hc, lc, pdf["likes_high"], pdf["likes_low"], cfg)
-        out = pdf.iloc[sel].copy()
-        out["p"], out["delta_s"], out["delta_t_days"] = p, ds, out["dt_us"].to_numpy(np.float64) / DAY_US
-        out["n_ok"] = n_ok
-        return out[B.wide_columns() + ["n_ok"]]
+        chosen = {"p": p, "delta_s": ds, "delta_t_days": pdf["dt_us"].to_numpy(np.float64)[sel] / DAY_US,
+                  "n_ok": np.zeros(len(sel), np.int64), "n_window": np.zeros(len(sel), np.int64)}
+        last = {"n_ok": n_ok, "n_window": len(run)}  # the count row: NULL in every other column
+        # Object arrays with None: Arrow takes them for any column type (pandas' own string
+        # arrays may arrive chunked, which mapInPandas refuses).
+        return pd.DataFrame({c: np.append((chosen[c] if c in chosen else pdf[c].to_numpy()[sel]).astype(object),
+                                          last.get(c)) for c in columns})
 
-    schema = ("high_id string, low_id string, user_id string, p double, delta_s double, delta_t_days double, "
-              + ", ".join(f"{c}_{s} {'boolean' if c == 'no_caption' else 'bigint'}"
-                          for c in IMAGE_COLUMNS for s in ("high", "low")) + ", n_ok bigint")
-    wide = cands.groupBy("user_id").applyInPandas(match_user, schema).toPandas()
-    # n_ok repeats per user on each selected row; a user with candidates always selects one.
-    funnel["discriminable_pairs"] = int(wide.groupby("user_id")["n_ok"].first().sum()) if len(wide) else 0
-    funnel["pairs"] = len(wide)
-    for c in IMAGE_COLUMNS:
-        for s in ("high", "low"):
-            wide[f"{c}_{s}"] = wide[f"{c}_{s}"].astype(bool if c == "no_caption" else np.int64)
-    for df in (checked, posts_ok, eligible, cands):
-        df.unpersist()
-    return B.finish_build(wide.drop(columns="n_ok"), cfg=cfg, out_dir=out_dir, seed=seed, val=val, test=test,
-                          by_user=split_by_user, posts_summary=summary.to_dict(), funnel=funnel, engine="spark",
-                          seconds=time.perf_counter() - start,
-                          engine_info={"master": spark.sparkContext.master, "spark_version": spark.version})
+    def per_partition(batches):
+        held = None
+        for batch in batches:
+            held = batch if held is None else pd.concat([held, batch], ignore_index=True)
+            users = held["user_id"].to_numpy()
+            cut = int(np.searchsorted(users, users[-1], side="left"))  # the last user may go on
+            if cut > 0:
+                yield match(held.iloc[:cut])
+                held = held.iloc[cut:].reset_index(drop=True)
+        if held is not None and len(held):
+            yield match(held)
 
+    return per_partition
+
+
+def _wide_schema() -> str:
+    return ("high_id string, low_id string, user_id string, p double, delta_s double, delta_t_days double, "
+            + ", ".join(f"{c}_{s} {'boolean' if c == 'no_caption' else 'bigint'}"
+                        for c in IMAGE_COLUMNS for s in ("high", "low")) + ", n_ok bigint, n_window bigint")
+
+
+def build_pairs_spark(posts, out_dir=None, *, rules: RuleConfig, crawled_at=None, seed: int = 0, val=None,
+                      test=None, split_by_user: bool = False, master: str | None = None,
+                      conf: dict[str, str] | None = None, spark=None, overwrite: bool = False) -> B.BuildResult:
+    """The Spark engine of ``build.build_pairs`` (same outputs, same pair set as DuckDB's), in
+    ``spark`` or :func:`get_spark`'s session (``master`` and ``conf`` apply when it starts one).
+    ``out_dir``: a local folder or a Hadoop URI (``overwrite``: see spark_finish)."""
+    cfg = rules
+    start = time.perf_counter()
+    spark = spark or get_spark(master, conf)
+    if out_dir is not None and local_path(out_dir) is None:
+        check_remote_out(spark, str(out_dir), overwrite=overwrite)
+    zone = spark.conf.get("spark.sql.session.timeZone")
+    spark.conf.set("spark.sql.session.timeZone", "UTC")  # naive ISO text is UTC, as in DuckDB
+    cached: list = []
+    try:
+        return _build(spark, posts, out_dir, cfg, crawled_at, cached,
+                      finish={"seed": seed, "val": val, "test": test, "by_user": split_by_user, "start": start})
+    finally:
+        for df in cached:
+            df.unpersist()
+        spark.conf.set("spark.sql.session.timeZone", zone)
+
+
+def _build(spark, posts, out_dir, cfg: RuleConfig, crawled_at, cached: list, *, finish: dict):
+    from pyspark.sql import functions as F
+
+    def keep(df):
+        cached.append(df.cache())
+        return df
+
+    raw, where = read_posts(spark, posts)
+    check_required_columns(raw.columns, crawled_at=crawled_at, where=where)
+    checked = keep(_checked(raw, crawled_at))
+    summary, n_dup = summarise(checked, PostsSummary())
+    posts_ok, losers = _dedup(checked.where(F.col("reason").isNull()).drop("reason", "raw_row"), n_dup)
+    rejects = checked.where(F.col("reason").isNotNull()).select("reason", "post_id", "user_id", "source_file", "raw_row")
+    if losers is not None:
+        rejects = rejects.unionByName(losers)
+
+    ruled = posts_ok.drop("source_file").withColumn("fails", F.expr(B.post_rule_sql(cfg)))
+    funnel, passing = B.rule_funnel({r["fails"]: r["count"] for r in ruled.groupBy("fails").count().collect()})
+    featured = _features(ruled.where(F.col("fails").isNull()))
+    eligible = keep(featured.where(F.col("n_words") <= int(cfg.max_caption_words))
+                    .select("post_id", *B.pair_key_columns(cfg), "taken_us", *IMAGE_COLUMNS))
+    n_eligible = eligible.count()
+    funnel["caption_too_long"] = passing - n_eligible
+    funnel["eligible_posts"] = int(n_eligible)
+    # Whole users per partition, each user's rows together (the matcher cuts between users);
+    # no more partitions than cores: each task pays for a Python worker's Arrow round trip.
+    parts = max(1, min(int(spark.conf.get("spark.sql.shuffle.partitions")), spark.sparkContext.defaultParallelism))
+    in_window = _candidates(eligible, cfg).repartition(parts, "user_id").sortWithinPartitions("user_id")
+    wide = keep(in_window.mapInPandas(_matcher(cfg), _wide_schema()))
+    return finish_spark(spark, wide, rejects, out_dir, cfg=cfg, posts_summary=summary.to_dict(), funnel=funnel,
+                        **finish)

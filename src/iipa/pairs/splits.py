@@ -44,6 +44,34 @@ def held_out_count(n_pairs: int, size: float | int | None) -> int:
     return int(size)
 
 
+def held_out_counts(n: int, *, val=None, test=None) -> tuple[int, int]:
+    """(test pairs, validation pairs) out of ``n``; IIPAError when they exceed ``n``."""
+    n_test, n_val = held_out_count(n, parse_size(test)), held_out_count(n, parse_size(val))
+    if n_test + n_val > n:
+        raise IIPAError(f"val ({n_val}) + test ({n_test}) pairs exceed the {n} pairs built")
+    return n_test, n_val
+
+
+def held_out_ranks(n: int, *, val=None, test=None, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(test, validation) pairs as ranks in (high_id, low_id) order, for ``n`` pairs: what
+    :func:`assign_splits` assigns, for an engine that ranks its pairs itself."""
+    n_test, n_val = held_out_counts(n, val=val, test=test)
+    perm = np.random.default_rng(seed).permutation(n)
+    return perm[:n_test], perm[n_test:n_test + n_val]
+
+
+def held_out_users(counts: np.ndarray, *, val=None, test=None, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(test, validation) users as indices into the users sorted by id, given each user's pair
+    ``counts`` in that order: whole users, shuffled and filled into test, then val."""
+    n_test, n_val = held_out_counts(int(np.sum(counts)), val=val, test=test)
+    perm = np.random.default_rng(seed).permutation(len(counts))
+    cum = np.cumsum(np.asarray(counts)[perm])
+    n_test_users = int(np.searchsorted(cum, n_test, side="left")) + 1 if n_test else 0
+    cum_val_start = cum[n_test_users - 1] if n_test_users else 0
+    n_val_users = int(np.searchsorted(cum, cum_val_start + n_val, side="left")) + 1 - n_test_users if n_val else 0
+    return perm[:n_test_users], perm[n_test_users:n_test_users + n_val_users]
+
+
 def assign_splits(pairs: pd.DataFrame, *, val=None, test=None, seed: int = 0,
                   by_user: bool = False) -> pd.Series:
     """A ``split`` value per row of ``pairs`` (train | val | test), deterministic for a seed.
@@ -53,25 +81,17 @@ def assign_splits(pairs: pd.DataFrame, *, val=None, test=None, seed: int = 0,
     shuffled and filled into test, then val, until each reaches its count).
     """
     n = len(pairs)
-    n_test, n_val = held_out_count(n, parse_size(test)), held_out_count(n, parse_size(val))
-    if n_test + n_val > n:
-        raise IIPAError(f"val ({n_val}) + test ({n_test}) pairs exceed the {n} pairs built")
-    rng = np.random.default_rng(seed)
-    canon = np.lexsort((pairs["low_id"].to_numpy(str), pairs["high_id"].to_numpy(str)))
-    split = np.full(n, "train", dtype=object)
     if not by_user:
-        perm = canon[rng.permutation(n)]
-        split[perm[:n_test]] = "test"
-        split[perm[n_test:n_test + n_val]] = "val"
+        canon = np.lexsort((pairs["low_id"].to_numpy(str), pairs["high_id"].to_numpy(str)))
+        test_ranks, val_ranks = held_out_ranks(n, val=val, test=test, seed=seed)
+        split = np.full(n, "train", dtype=object)
+        split[canon[test_ranks]] = "test"
+        split[canon[val_ranks]] = "val"
         return pd.Series(split, index=pairs.index, name="split")
     users = pairs["user_id"].astype(str).to_numpy()
     uniq, inverse, counts = np.unique(users, return_inverse=True, return_counts=True)
-    perm = rng.permutation(len(uniq))
-    cum = np.cumsum(counts[perm])
+    test_users, val_users = held_out_users(counts, val=val, test=test, seed=seed)
     user_split = np.full(len(uniq), "train", dtype=object)
-    n_test_users = int(np.searchsorted(cum, n_test, side="left")) + 1 if n_test else 0
-    cum_val_start = cum[n_test_users - 1] if n_test_users else 0
-    n_val_users = int(np.searchsorted(cum, cum_val_start + n_val, side="left")) + 1 - n_test_users if n_val else 0
-    user_split[perm[:n_test_users]] = "test"
-    user_split[perm[n_test_users:n_test_users + n_val_users]] = "val"
+    user_split[test_users] = "test"
+    user_split[val_users] = "val"
     return pd.Series(user_split[inverse], index=pairs.index, name="split")
