@@ -26,9 +26,9 @@ import json
 import os
 from pathlib import Path
 
-from iipa.checkpoint import save_checkpoint
-from iipa.record import load_model
-from iipa.weights import get_weights
+from iipa.model.checkpoint import save_checkpoint
+from iipa.model.record import load_model
+from iipa.model.weights import get_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE = ("instagram-dev: public Instagram posts crawled in 2019 by a public university course project "

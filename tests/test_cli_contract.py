@@ -258,11 +258,12 @@ def test_the_parsers_constants_are_the_librarys_own():
     import iipa.commands._common as common
     import iipa.commands.evaluate as evaluate_cmd
     import iipa.commands.experiment as experiment_cmd
-    from iipa import constants, images, profiles, scoring, weights
+    from iipa import constants, images, inputpolicy, profiles, scoring
+    from iipa.model import weights
     from iipa.pairs import table
     from iipa.train import config, experiments
 
-    assert common.DEFAULT_MAX_PIXELS is images.DEFAULT_MAX_PIXELS is constants.DEFAULT_MAX_PIXELS
+    assert common.DEFAULT_MAX_PIXELS is images.DEFAULT_MAX_PIXELS is inputpolicy.DEFAULT_MAX_PIXELS
     assert common.CROPS is profiles.CROPS is constants.CROPS and config.DECODES is profiles.DECODES
     assert evaluate_cmd.SPLITS is table.SPLITS is constants.SPLITS
     assert common.DEFAULT_MODEL is weights.DEFAULT_MODEL is constants.DEFAULT_MODEL

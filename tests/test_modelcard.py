@@ -7,8 +7,8 @@ import re
 
 from iipa import PopularityNet, resolve_model, save_checkpoint
 from iipa.cardtext import SECTIONS
+from iipa.model.weights import DEFAULT_MODEL
 from iipa.modelcard import SCORE_MEANING, format_card, model_card, public_card
-from iipa.weights import DEFAULT_MODEL
 
 
 def test_public_card_is_the_model_card_in_api_field_names():

@@ -11,9 +11,9 @@ import pytest
 from scipy.stats import spearmanr
 
 from iipa import make_scorer
-from iipa.onnx_format import read_onnx_metadata
-from iipa.quantize import DEFAULT_CALIBRATION, calibration_images, export_int8, split_held_apart
-from iipa.record import load_model
+from iipa.model.onnx_format import read_onnx_metadata
+from iipa.model.quantize import DEFAULT_CALIBRATION, calibration_images, export_int8, split_held_apart
+from iipa.model.record import load_model
 
 
 @pytest.fixture(scope="module")

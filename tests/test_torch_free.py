@@ -19,9 +19,9 @@ import pytest
 
 from _formats import save_format_variants
 from iipa import runtime
-from iipa.record import resolve_model
+from iipa.model.record import resolve_model
+from iipa.model.weights import DEFAULT_MODEL, get_weights
 from iipa.scoring import make_scorer
-from iipa.weights import DEFAULT_MODEL, get_weights
 
 # The shipped export against its .pt on real photos: 4e-7 measured (fp32 rounding in the two
 # runtimes' convolutions). A retrained model whose export differs more fails here first.

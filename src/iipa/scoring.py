@@ -4,7 +4,7 @@ A :class:`Scorer` turns every input into its profile's uint8 views (:meth:`Profi
 decoding, resizing, cropping, multi-crop; numpy, in a pool of threads: Pillow's decoders and
 resizers release the GIL) and hands them to a *backend*, one small interface: uint8 views
 N x H x W x 3 in, float32 numpy scores out. Two backends exist: onnxruntime
-(:class:`iipa.onnx_runtime.OnnxBackend`) and PyTorch (:class:`iipa.torch_runtime.TorchBackend`,
+(:class:`iipa.backends.onnxrt.OnnxBackend`) and PyTorch (:class:`iipa.backends.pytorch.TorchBackend`,
 the only place scoring imports torch). Results come out in input order, one
 :class:`ScoreResult` per input, failures included; memory stays bounded by two batches.
 
@@ -31,8 +31,8 @@ from iipa import levels
 from iipa.errors import IIPAError, ImageError
 from iipa.images import ImageInput, describe
 from iipa.inputpolicy import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, InputPolicy
+from iipa.model.record import ModelRecord, resolve_model
 from iipa.profiles import CROPS, Profile
-from iipa.record import ModelRecord, resolve_model
 from iipa.runtime import OPTIMIZE, RUNTIMES, decode_threads, device_type, runs_on_cpu
 
 # (uint8 V x S x S x 3 views, None) or (None, why the input could not be scored).
@@ -96,8 +96,8 @@ def make_scorer(model: Any = None, *, runtime: str = "auto", device: str | None 
                 crops: int | None = None, batch_size: int = 32, num_workers: int | None = None,
                 threads: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS, max_bytes: int = DEFAULT_MAX_BYTES,
                 optimize: str = "none", channels_last: bool = True, offline: bool = False) -> Scorer:
-    """A :class:`Scorer` for ``model`` (a :class:`~iipa.record.ModelRecord` or anything
-    :func:`~iipa.record.resolve_model` takes; None: the default model). A :class:`Scorer` is
+    """A :class:`Scorer` for ``model`` (a :class:`~iipa.model.record.ModelRecord` or anything
+    :func:`~iipa.model.record.resolve_model` takes; None: the default model). A :class:`Scorer` is
     returned as it is, with its own settings, as ``resolve_model`` returns a record: every entry
     point can take either.
 
@@ -115,11 +115,11 @@ def make_scorer(model: Any = None, *, runtime: str = "auto", device: str | None 
     which = choose_runtime(record, runtime, device=device, precision=precision, optimize=optimize)
     backend: Backend
     if which == "onnx":
-        from iipa.onnx_runtime import OnnxBackend
+        from iipa.backends.onnxrt import OnnxBackend
 
         backend = OnnxBackend(record, device=device, precision=precision, threads=threads)
     else:
-        from iipa.torch_runtime import TorchBackend
+        from iipa.backends.pytorch import TorchBackend
 
         backend = TorchBackend(record, device=device, precision=precision, optimize=optimize,
                                channels_last=channels_last)

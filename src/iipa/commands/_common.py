@@ -82,7 +82,7 @@ def device_name(text: str) -> str:
 def backbone_name(text: str) -> str:
     """A registered backbone. Imports the registry (torch) only when the flag is given."""
     try:
-        from iipa.models import list_backbones
+        from iipa.backbones.popularity_net import list_backbones
     except ModuleNotFoundError as exc:  # the core install: say which extra, as a usage error
         raise argparse.ArgumentTypeError(explain_missing(exc) or str(exc)) from None
 
@@ -182,13 +182,13 @@ def add_table_output_arguments(parser: argparse.ArgumentParser | Any, formats: t
 
 def check_args(args: argparse.Namespace) -> None:
     """Validate what parsing cannot: the device exists; --model names a file or weights
-    (:func:`iipa.record.resolve_model` answers, and the command reads the same record)."""
+    (:func:`iipa.model.record.resolve_model` answers, and the command reads the same record)."""
     device = getattr(args, "device", None)
     if device not in (None, "auto", "cpu"):
         check_device(device)
     model = getattr(args, "model", None)
     if isinstance(model, str):
-        from iipa.record import resolve_model
+        from iipa.model.record import resolve_model
 
         args.model = resolve_model(model)
 

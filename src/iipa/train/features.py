@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from iipa.checkpoint import atomic_torch_save
+from iipa.backbones.popularity_net import PopularityNet
 from iipa.errors import ImageError
-from iipa.models import PopularityNet
+from iipa.model.checkpoint import atomic_torch_save
 from iipa.runtime import progress_bar
 
 CHUNK = 64  # images per chunk file and per forward batch

@@ -26,10 +26,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from iipa.backbones.popularity_net import PopularityNet
 from iipa.errors import IIPAError
 from iipa.evaluate import pairwise_accuracy, score_paths
 from iipa.levels import reference_distribution
-from iipa.models import PopularityNet
 from iipa.runtime import default_workers, resolve_device, resolve_precision
 from iipa.scoring import make_scorer
 from iipa.train import state as st
@@ -164,7 +164,7 @@ class Trainer(RecipeTrainer):
         self.dist.barrier()
 
     def _save_model(self, path: Path, **metrics: Any) -> None:
-        from iipa.checkpoint import save_checkpoint
+        from iipa.model.checkpoint import save_checkpoint
 
         estimate = ({"unseen_accounts": {"what": "validation pairs of the pairs table", "accuracy": self.best_acc}}
                     if self.best_acc is not None else None)
@@ -294,8 +294,8 @@ class Trainer(RecipeTrainer):
         """Give best.pt and last.pt the reference score distribution (levels, 0-100 scale)."""
         if not self.main:
             return
-        from iipa.checkpoint import save_checkpoint
-        from iipa.record import load_model
+        from iipa.model.checkpoint import save_checkpoint
+        from iipa.model.record import load_model
 
         reference = self._reference()
         self.model.reference = reference

@@ -27,10 +27,10 @@ import numpy as np
 import pandas as pd
 import torch
 
+from iipa.backbones.popularity_net import PopularityNet
 from iipa.errors import IIPAError
 from iipa.evaluate import pairwise_accuracy
 from iipa.levels import reference_distribution
-from iipa.models import PopularityNet
 from iipa.pairs.table import attach_images, read_pairs
 from iipa.runtime import resolve_device, resolve_precision
 from iipa.train import allpairs
@@ -330,7 +330,7 @@ class SmallDataTrainer(RecipeTrainer):
         return self.summary
 
     def save_model(self, path: Path) -> Path:
-        from iipa.checkpoint import save_checkpoint
+        from iipa.model.checkpoint import save_checkpoint
 
         return save_checkpoint(self.model, path)
 

@@ -1,5 +1,5 @@
 """What an ``iipa export`` ONNX file holds besides the graph: the input/output names and the
-``iipa.*`` metadata (see :mod:`iipa.export`).
+``iipa.*`` metadata (see :mod:`iipa.model.export`).
 
 :func:`read_onnx_metadata` reads that metadata straight from the file's protobuf (the
 top-level ``metadata_props`` field), so describing or choosing a backend for an ONNX model

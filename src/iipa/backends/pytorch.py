@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from iipa.errors import IIPAError
-from iipa.record import ModelRecord
+from iipa.model.record import ModelRecord
 from iipa.runtime import precision_name, resolve_device, resolve_scoring_precision
 
 

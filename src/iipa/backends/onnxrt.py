@@ -1,4 +1,4 @@
-"""The onnxruntime backend of :mod:`iipa.scoring`, for files written by :mod:`iipa.export`
+"""The onnxruntime backend of :mod:`iipa.scoring`, for files written by :mod:`iipa.model.export`
 (fp32, or int8 from ``--quantize int8``) and named weights that ship such an export.
 
 Nothing here imports torch: the views arrive as uint8 N x H x W x 3 numpy arrays, are made
@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 
 from iipa.errors import IIPAError
-from iipa.onnx_format import INPUT_NAME
-from iipa.record import ModelRecord
+from iipa.model.onnx_format import INPUT_NAME
+from iipa.model.record import ModelRecord
 from iipa.runtime import cpu_count
 
 
