@@ -28,15 +28,12 @@ from typing import Any, Protocol
 import numpy as np
 
 from iipa import levels
-from iipa.errors import IIPAError, ImageError
+from iipa.errors import IIPAError
 from iipa.images import ImageInput, describe
 from iipa.inputpolicy import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, InputPolicy
 from iipa.model.record import ModelRecord, resolve_model
-from iipa.profiles import CROPS, Profile
+from iipa.profiles import CROPS, Prepared, prepare_item
 from iipa.runtime import OPTIMIZE, RUNTIMES, decode_threads, device_type, runs_on_cpu
-
-# (uint8 V x S x S x 3 views, None) or (None, why the input could not be scored).
-Prepared = tuple[np.ndarray | None, str | None]
 
 
 class Backend(Protocol):
@@ -125,19 +122,6 @@ def make_scorer(model: Any = None, *, runtime: str = "auto", device: str | None 
                                channels_last=channels_last)
     return Scorer(record, backend, crops=crops, batch_size=batch_size, num_workers=num_workers,
                   max_pixels=max_pixels, max_bytes=max_bytes)
-
-
-def prepare_item(profile: Profile, item: ImageInput, crops: int, limits: int | InputPolicy) -> Prepared:
-    """The profile's uint8 V x S x S x 3 views of one input (:meth:`Profile.view_array`), or
-    the error that stops it (never raises). ``limits``: an input policy, or a pixel limit
-    (the default policy's other limits)."""
-    policy = limits if isinstance(limits, InputPolicy) else InputPolicy(max_pixels=limits)
-    try:
-        return profile.view_array(item, crops, policy=policy), None
-    except ImageError as exc:
-        return None, exc.reason + (f": {exc.detail}" if exc.detail else "")
-    except Exception as exc:  # noqa: BLE001 - one odd file must not stop a batch
-        return None, f"corrupt: {exc.__class__.__name__}: {exc}"
 
 
 class Scorer:

@@ -33,8 +33,7 @@ from iipa.images import DEFAULT_MAX_PIXELS
 from iipa.levels import reference_distribution
 from iipa.model.export import export_onnx
 from iipa.model.onnx_format import INPUT_NAME
-from iipa.profiles import Profile
-from iipa.scoring import prepare_item
+from iipa.profiles import Profile, prepare_item
 
 DEFAULT_CALIBRATION = Path(__file__).parents[1] / "assets" / "calibration"
 METHOD = ("onnxruntime static quantisation, QDQ: int8 weights per output channel, "
