@@ -37,8 +37,8 @@ from _timing import bare_rate, decode_rate, end_to_end
 from scipy.stats import norm, spearmanr
 
 from iipa import PopularityNet, Scorer, make_scorer, save_checkpoint
+from iipa.backends.device import cpu_count, cpu_flags
 from iipa.images import iter_image_files
-from iipa.runtime import cpu_count, cpu_flags
 
 REPO = Path(__file__).resolve().parents[1]
 SKIMAGE = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry")

@@ -10,10 +10,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from iipa.backends.choose import choose_runtime
 from iipa.errors import IIPAError
 from iipa.model.record import load_model, resolve_model
 from iipa.model.weights import DEFAULT_MODEL, get_weights
-from iipa.scoring import choose_runtime, make_scorer
+from iipa.scoring import make_scorer
 
 REGENERATE = ("the shipped ONNX export is stale: regenerate it with `iipa export --model {name} "
               "--output src/iipa/{onnx} --check`")

@@ -15,7 +15,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 # (``__version__``) belong to the base layer.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("base", ("iipa.errors", "iipa.constants", "iipa._lazy", "iipa.csvsafe", "iipa.fileio", "iipa.extras",
-              "iipa.runtime", "iipa.templating", "iipa.levels", "iipa.plots", "iipa.registry",
+              "iipa.progress", "iipa.templating", "iipa.levels", "iipa.plots", "iipa.registry",
               "iipa.__version__")),
     ("inputs", ("iipa.images", "iipa.decodecost", "iipa.inputs", "iipa.inputpolicy", "iipa.profiles")),
     ("backbones", ("iipa.backbones", "iipa.backbones.*")),

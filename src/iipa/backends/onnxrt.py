@@ -14,10 +14,10 @@ from typing import Any
 
 import numpy as np
 
+from iipa.backends.device import cpu_count
 from iipa.errors import IIPAError
 from iipa.model.onnx_format import INPUT_NAME
 from iipa.model.record import ModelRecord
-from iipa.runtime import cpu_count
 
 
 def open_session(path: str | os.PathLike, *, device: str | None = "cpu", threads: int | None = None) -> Any:

@@ -12,11 +12,10 @@ import argparse
 import re
 from typing import Any
 
-from iipa.constants import CROPS, DEFAULT_MODEL
+from iipa.constants import CROPS, DEFAULT_MODEL, OPTIMIZE, PRECISIONS, RUNTIMES
 from iipa.errors import IIPAError
 from iipa.extras import explain_missing
 from iipa.inputpolicy import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
-from iipa.runtime import OPTIMIZE, PRECISIONS, RUNTIMES
 
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
@@ -209,7 +208,7 @@ def check_device(device: str) -> None:
 # --- progress ---
 
 def progress_bar(total: int, *, enabled: bool | None, desc: str):
-    """A tqdm bar on stderr when it is a TTY (or when forced); see :func:`iipa.runtime.progress_bar`."""
-    from iipa.runtime import progress_bar as bar
+    """A tqdm bar on stderr when it is a TTY (or when forced); see :func:`iipa.progress.progress_bar`."""
+    from iipa.progress import progress_bar as bar
 
     return bar(total, enabled=enabled, desc=desc)

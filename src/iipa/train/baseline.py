@@ -29,12 +29,13 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from iipa.backbones.popularity_net import PopularityNet
+from iipa.backends.device import resolve_device, resolve_precision
 from iipa.errors import IIPAError, ImageError
 from iipa.evaluate import pairwise_accuracy
 from iipa.pairs.posts import read_posts_columns
 from iipa.pairs.table import attach_images, read_pairs
 from iipa.pairs.tags import parse_hashtags, parse_mentions
-from iipa.runtime import progress_bar, resolve_device, resolve_precision
+from iipa.progress import progress_bar
 from iipa.train.config import TrainConfig
 
 # TrainConfig fields the baseline uses (`iipa experiment baseline` refuses the others).

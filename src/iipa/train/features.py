@@ -25,7 +25,7 @@ import torch
 from iipa.backbones.popularity_net import PopularityNet
 from iipa.errors import ImageError
 from iipa.model.checkpoint import atomic_torch_save
-from iipa.runtime import progress_bar
+from iipa.progress import progress_bar
 
 CHUNK = 64  # images per chunk file and per forward batch
 

@@ -27,16 +27,21 @@ import torch
 from torch import nn
 
 from iipa.backbones.popularity_net import PopularityNet
+from iipa.backends.device import cpu_count, resolve_device, resolve_precision
 from iipa.errors import IIPAError
 from iipa.evaluate import pairwise_accuracy, score_paths
 from iipa.levels import reference_distribution
-from iipa.runtime import default_workers, resolve_device, resolve_precision
 from iipa.scoring import make_scorer
 from iipa.train import state as st
 from iipa.train.base import RecipeTrainer
 from iipa.train.config import TrainConfig, resume_conflicts
 from iipa.train.data import PairDataset, epoch_indices, flip_labels, load_pairs, pair_loader
 from iipa.train.distributed import Dist
+
+
+def default_workers() -> int:
+    """Processes for training data loaders on a GPU: half the CPUs, 1-4."""
+    return max(1, min(4, cpu_count() // 2))
 
 
 def build_model(config: TrainConfig) -> PopularityNet:

@@ -28,11 +28,11 @@ import pandas as pd
 import torch
 
 from iipa.backbones.popularity_net import PopularityNet
+from iipa.backends.device import resolve_device, resolve_precision
 from iipa.errors import IIPAError
 from iipa.evaluate import pairwise_accuracy
 from iipa.levels import reference_distribution
 from iipa.pairs.table import attach_images, read_pairs
-from iipa.runtime import resolve_device, resolve_precision
 from iipa.train import allpairs
 from iipa.train import state as st
 from iipa.train.base import RecipeTrainer
