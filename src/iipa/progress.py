@@ -1,4 +1,4 @@
-"""Progress bars: one policy for every command and trainer (shown when stderr is a terminal)."""
+"""Progress bars: one policy for every command and trainer (:func:`progress`: shown when stderr is a terminal)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import sys
 from typing import Any
 
 
-def progress_bar(total: int, *, enabled: bool | None, desc: str, unit: str = "img", initial: int = 0) -> Any:
+def progress(total: int, *, enabled: bool | None, desc: str, unit: str = "img", initial: int = 0) -> Any:
     """A tqdm bar on stderr, shown when stderr is a terminal unless ``enabled`` says otherwise."""
     from tqdm import tqdm
 

@@ -208,7 +208,7 @@ def check_device(device: str) -> None:
 # --- progress ---
 
 def progress_bar(total: int, *, enabled: bool | None, desc: str):
-    """A tqdm bar on stderr when it is a TTY (or when forced); see :func:`iipa.progress.progress_bar`."""
-    from iipa.progress import progress_bar as bar
+    """A tqdm bar on stderr when it is a TTY (or when forced); see :func:`iipa.progress.progress`."""
+    from iipa.progress import progress as bar
 
     return bar(total, enabled=enabled, desc=desc)

@@ -35,7 +35,7 @@ from iipa.evaluate import pairwise_accuracy
 from iipa.pairs.posts import read_posts_columns
 from iipa.pairs.table import attach_images, read_pairs
 from iipa.pairs.tags import parse_hashtags, parse_mentions
-from iipa.progress import progress_bar
+from iipa.progress import progress
 from iipa.train.config import TrainConfig
 
 # TrainConfig fields the baseline uses (`iipa experiment baseline` refuses the others).
@@ -186,7 +186,7 @@ def _fit_end_to_end(model: AbsoluteIPA, paths: list[str], feats_n: np.ndarray, t
         loader = DataLoader(train_set, batch_size=config.batch_size, shuffle=True, num_workers=workers,
                             collate_fn=_collate, generator=torch.Generator().manual_seed(config.seed + epoch))
         losses = []
-        bar = progress_bar(len(loader), enabled=config.progress, desc=f"baseline epoch {epoch + 1}/{config.epochs}",
+        bar = progress(len(loader), enabled=config.progress, desc=f"baseline epoch {epoch + 1}/{config.epochs}",
                            unit="batch")
         for batch in loader:
             bar.update(1)
@@ -214,7 +214,7 @@ def _fit_frozen(model: AbsoluteIPA, paths: list[str], feats_n: np.ndarray, targe
     image, bs = model.image.eval(), config.batch_size
     features_of = pre_logits(image)
     phi = torch.full((len(paths), image.head.in_features), float("nan"))
-    bar = progress_bar(len(paths), enabled=config.progress, desc="baseline features")
+    bar = progress(len(paths), enabled=config.progress, desc="baseline features")
     with torch.inference_mode():
         for k in range(0, len(paths), bs):
             batch, idx = [], []

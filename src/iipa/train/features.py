@@ -25,7 +25,7 @@ import torch
 from iipa.backbones.popularity_net import PopularityNet
 from iipa.errors import ImageError
 from iipa.model.checkpoint import atomic_torch_save
-from iipa.progress import progress_bar
+from iipa.progress import progress
 
 CHUNK = 64  # images per chunk file and per forward batch
 
@@ -76,7 +76,7 @@ class FeatureCache:
         order = sorted(path_of)
         chunks = [order[k:k + CHUNK] for k in range(0, len(order), CHUNK)]
         found: dict[str, torch.Tensor] = {}
-        bar = progress_bar(len(order), enabled=self.progress, desc="features", unit="img")
+        bar = progress(len(order), enabled=self.progress, desc="features", unit="img")
         try:
             for members in chunks:
                 name = hashlib.sha256("\n".join(members).encode()).hexdigest()[:24]
