@@ -63,7 +63,7 @@ class Extractor:
     def __init__(self, cache: Path) -> None:
         import onnxruntime as ort
 
-        from iipa.model.weights import load_model
+        from iipa import load_model
 
         model = load_model("instagram-lite0").float().eval()
         self.profile = model.profile
