@@ -63,7 +63,7 @@ class Extractor:
     def __init__(self, cache: Path) -> None:
         import onnxruntime as ort
 
-        from iipa.weights import load_model
+        from iipa import load_model
 
         model = load_model("instagram-lite0").float().eval()
         self.profile = model.profile
@@ -78,7 +78,7 @@ class Extractor:
     def _export(model, path: Path) -> None:
         import copy
 
-        from iipa.export import _FromUint8
+        from iipa.model.export import _FromUint8
 
         trunk = copy.deepcopy(model)
         trunk.net.classifier = torch.nn.Identity()

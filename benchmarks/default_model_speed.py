@@ -36,8 +36,8 @@ from _timing import bare_rate, decode_rate
 from _timing import end_to_end as e2e_rate
 
 from iipa import make_scorer
-from iipa.runtime import cpu_count
-from iipa.weights import DEFAULT_MODEL
+from iipa.backends.device import cpu_count
+from iipa.model.weights import DEFAULT_MODEL
 
 REPO = Path(__file__).resolve().parents[1]
 

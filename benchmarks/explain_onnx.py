@@ -17,10 +17,10 @@ import numpy as np
 import torch
 from PIL import Image
 
+from iipa.backbones.popularity_net import PopularityNet
+from iipa.backends.onnxrt import open_session
 from iipa.explain import explain
-from iipa.export import export_onnx
-from iipa.models import PopularityNet
-from iipa.onnx_runtime import open_session
+from iipa.model.export import export_onnx
 
 
 def main() -> None:

@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-CANDIDATES = {  # name -> changes to iipa.quantize.SETTINGS
+CANDIDATES = {  # name -> changes to iipa.model.quantize.SETTINGS
     "u8s8 8-bit": {"reduce_range": False},
     "u8s8 7-bit": {"reduce_range": True},
     "u8u8": {"reduce_range": False, "weight_type": "QUInt8"},
@@ -72,7 +72,7 @@ def probe_u8s8() -> str:
 def scores(path: str | os.PathLike, batches: list[np.ndarray]) -> np.ndarray:
     import onnxruntime as ort
 
-    from iipa.onnx_format import INPUT_NAME
+    from iipa.model.onnx_format import INPUT_NAME
 
     session = ort.InferenceSession(os.fspath(path), providers=["CPUExecutionProvider"])
     return np.concatenate([session.run(None, {INPUT_NAME: b})[0].reshape(-1) for b in batches])
@@ -96,7 +96,7 @@ def agreement(ref: np.ndarray, other: np.ndarray) -> str:
 def speed(paths: dict[str, Path], size: int, batch: int, seconds: float, rounds: int) -> dict[str, float]:
     import onnxruntime as ort
 
-    from iipa.onnx_format import INPUT_NAME
+    from iipa.model.onnx_format import INPUT_NAME
 
     x = np.random.default_rng(0).integers(0, 256, (batch, 3, size, size), dtype=np.uint8)
     sessions = {k: ort.InferenceSession(os.fspath(p), providers=["CPUExecutionProvider"]) for k, p in paths.items()}
@@ -116,8 +116,8 @@ def make_model(arch: str):
     import torch
 
     from iipa import PopularityNet
-    from iipa.models import list_backbones
-    from iipa.record import load_model
+    from iipa.backbones.popularity_net import list_backbones
+    from iipa.model.record import load_model
 
     torch.manual_seed(0)
     if arch == "tiny":
@@ -152,8 +152,8 @@ def emulate(cpu: str, tmp: Path, models: dict[str, Path], batches: list[np.ndarr
 def bench_arch(arch: str, args: argparse.Namespace, tmp: Path) -> None:
     from _photos import jpeg_photos
 
-    from iipa.export import export_onnx
-    from iipa.quantize import (
+    from iipa.model.export import export_onnx
+    from iipa.model.quantize import (
         SETTINGS,
         calibration_images,
         prepared_batches,
@@ -227,7 +227,7 @@ def main() -> None:
         return
     import onnxruntime
 
-    from iipa.runtime import cpu_flags
+    from iipa.backends.device import cpu_flags
 
     flags = cpu_flags()
     isa = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8") if f in flags]

@@ -29,11 +29,11 @@ import pandas as pd
 from PIL import Image, ImageFilter
 
 from iipa.evaluate import evaluate_pairs, pairwise_accuracy, wilson_interval
+from iipa.model.weights import DEFAULT_MODEL
 from iipa.pairs.build import build_pairs
 from iipa.pairs.rules import RuleConfig
 from iipa.pairs.table import attach_images, read_pairs
 from iipa.train.probe import fit_pairwise_logistic
-from iipa.weights import DEFAULT_MODEL
 
 ROOT = Path(__file__).resolve().parents[1]
 SPLITS = ("val", "test")

@@ -37,8 +37,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from iipa.backbones.popularity_net import PopularityNet
 from iipa.evaluate import pairwise_accuracy
-from iipa.models import PopularityNet
 from iipa.train import allpairs
 from iipa.train.probe import choose_l2
 

@@ -37,8 +37,8 @@ from _timing import bare_rate, decode_rate, end_to_end
 from scipy.stats import norm, spearmanr
 
 from iipa import PopularityNet, Scorer, make_scorer, save_checkpoint
+from iipa.backends.device import cpu_count, cpu_flags
 from iipa.images import iter_image_files
-from iipa.runtime import cpu_count, cpu_flags
 
 REPO = Path(__file__).resolve().parents[1]
 SKIMAGE = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry")
@@ -64,9 +64,9 @@ def agreement(ref: np.ndarray, other: np.ndarray) -> str:
 
 
 def make_scorers(ckpt: Path, tmp: Path, args: argparse.Namespace) -> dict[str, Scorer]:
-    from iipa.export import export_onnx
-    from iipa.quantize import export_int8
-    from iipa.record import load_model
+    from iipa.model.export import export_onnx
+    from iipa.model.quantize import export_int8
+    from iipa.model.record import load_model
 
     model = load_model(ckpt)
     t = time.perf_counter()
@@ -131,7 +131,7 @@ def distribution(name: str, fp32: np.ndarray, other: np.ndarray) -> None:
 
 def precision_check(args: argparse.Namespace) -> None:
     """bf16 and int8 (shipped calibration photos) against fp32 on real photos."""
-    from iipa.quantize import export_int8
+    from iipa.model.quantize import export_int8
 
     items = real_photos(args)
     print(f"\nagainst fp32 on {len(items)} real photos (skimage + {args.photos}); scaled against the fp32 scores; "

@@ -12,7 +12,7 @@ The run trains on every account (the model is judged on other accounts, so it le
 of these), so it has no held-out accounts of its own: its card gives the cross-validated
 accuracy of the same recipe as the estimate for unseen accounts. The card's facts (training
 data, that estimate, the earlier shipped models' figures, baselines, limits) are declared in
-``src/iipa/named_cards.py``, not written into the file: this script packages the run with
+``src/iipa/model/named_cards.py``, not written into the file: this script packages the run with
 :func:`iipa.packaging.package_weights` (the trainer's facts only, no local paths) and prints the
 estimate block measured by ``--cv`` for ``named_cards.LITE0_ESTIMATE``; the card shows the
 declaration, so paste the block there when it changed. Training with ``--draft-decode`` records
@@ -27,9 +27,9 @@ import argparse
 import json
 from pathlib import Path
 
-from iipa.cardschema import HEADLINE
+from iipa.model.cardschema import HEADLINE
+from iipa.model.weights import get_weights
 from iipa.packaging import package_weights
-from iipa.weights import get_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from iipa.models import PopularityNet
+from iipa.backbones.popularity_net import PopularityNet
 
 GREY = 116  # ≈ the ImageNet mean: normalises to ≈ 0, so neither detector fires on it
 

@@ -15,9 +15,9 @@ import torch
 from _pairsynth import make_pair_set
 from iipa import PopularityNet, save_checkpoint
 from iipa.compare import compare, preference_probability
+from iipa.model.weights import NamedWeights, register_weights, weights_path
+from iipa.model.weights_store import recorded_sha256
 from iipa.scoring import make_scorer
-from iipa.weights import NamedWeights, register_weights, weights_path
-from iipa.weights_store import recorded_sha256
 
 
 @pytest.fixture

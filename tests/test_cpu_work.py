@@ -1,4 +1,4 @@
-"""The settings `iipa train` makes for long CPU work (iipa.runtime.prepare_long_cpu_work):
+"""The settings `iipa train` makes for long CPU work (iipa.backends.device.prepare_long_cpu_work):
 freed batch-sized blocks stay in the process, so the next batch does not fault them in again
 (glibc's default gave back every block over 32 MiB: ~10,000 page faults per image in the
 feature extraction, a third of a training's CPU time in the kernel)."""
@@ -16,7 +16,7 @@ import pytest
 CHILD = """
 import ctypes, json, os, resource, sys
 if sys.argv[1] == "tuned":
-    from iipa.runtime import prepare_long_cpu_work
+    from iipa.backends.device import prepare_long_cpu_work
     prepare_long_cpu_work()
 libc = ctypes.CDLL(None)
 libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]

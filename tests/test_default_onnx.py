@@ -10,10 +10,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from iipa.backends.choose import choose_runtime
 from iipa.errors import IIPAError
-from iipa.record import load_model, resolve_model
-from iipa.scoring import choose_runtime, make_scorer
-from iipa.weights import DEFAULT_MODEL, get_weights
+from iipa.model.record import load_model, resolve_model
+from iipa.model.weights import DEFAULT_MODEL, get_weights
+from iipa.scoring import make_scorer
 
 REGENERATE = ("the shipped ONNX export is stale: regenerate it with `iipa export --model {name} "
               "--output src/iipa/{onnx} --check`")
@@ -56,7 +57,7 @@ def test_companion_scores_real_photos_like_the_pt(torch_scorer, onnx_scorer, pho
 
 def test_companion_is_fresh_on_random_inputs():
     """Random uint8 batches exercise every weight, not only what photos light up."""
-    from iipa.export import onnx_parity
+    from iipa.model.export import onnx_parity
 
     entry = get_weights(DEFAULT_MODEL)
     delta = onnx_parity(load_model(DEFAULT_MODEL), resolve_model().onnx_file, batch=4)

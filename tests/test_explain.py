@@ -8,8 +8,8 @@ import torch
 from PIL import Image
 
 from explain_models import box_mask, detector_model, planted
+from iipa.backbones.popularity_net import PopularityNet, list_backbones
 from iipa.explain import explain, explain_pair, gradcam, heatmap_overlay
-from iipa.models import PopularityNet, list_backbones
 from iipa.scoring import make_scorer
 
 W, H = 120, 88  # not square, not the input size: mapping errors (crop offset, transpose) show

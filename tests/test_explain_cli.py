@@ -12,8 +12,8 @@ from PIL import Image
 
 from explain_models import box_mask, detector_model, planted
 from iipa import save_checkpoint
-from iipa.export import export_onnx
 from iipa.levels import level_edges
+from iipa.model.export import export_onnx
 
 W, H = 120, 88
 BOX = (34, 20, 58, 44)
@@ -77,7 +77,7 @@ def test_model_info_text_and_json(run_cli, detector_checkpoint):
 
 
 def test_model_info_of_onnx_and_named_weights_without_download(run_cli, tmp_path, detector_checkpoint):
-    from iipa.record import load_model
+    from iipa.model.record import load_model
 
     path = export_onnx(load_model(detector_checkpoint), tmp_path / "d.onnx")
     code, out, err = run_cli("model-info", path, "--format", "json")

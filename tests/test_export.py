@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from iipa.export import export_onnx, onnx_parity
-from iipa.models import PopularityNet
-from iipa.onnx_format import JSON_KEYS, TEXT_KEYS, metadata_props, read_onnx_metadata
-from iipa.onnx_runtime import open_session
-from iipa.record import load_model
+from iipa.backbones.popularity_net import PopularityNet
+from iipa.backends.onnxrt import open_session
+from iipa.model.export import export_onnx, onnx_parity
+from iipa.model.onnx_format import JSON_KEYS, TEXT_KEYS, metadata_props, read_onnx_metadata
+from iipa.model.record import load_model
 from iipa.scoring import make_scorer
 
 

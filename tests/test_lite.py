@@ -4,9 +4,9 @@ import pytest
 import torch
 from PIL import Image
 
+from iipa.backbones.efficientnet_lite import map_lite_key
+from iipa.backbones.popularity_net import PopularityNet, efficientnet_lite0
 from iipa.errors import WeightsError
-from iipa.lite import map_lite_key
-from iipa.models import PopularityNet, efficientnet_lite0
 from iipa.profiles import get_profile
 
 
@@ -36,7 +36,7 @@ def test_coffee_is_espresso(classifier, photos):
 def test_lite1_and_lite2_load_offline_at_their_native_sizes(variant, photos):
     net = PopularityNet(f"efficientnet_lite{variant}", pretrained=True)
     assert net.profile.input_size == {1: 240, 2: 260}[variant]
-    from iipa.models import get_backbone
+    from iipa.backbones.popularity_net import get_backbone
 
     classifier = get_backbone(f"efficientnet_lite{variant}").build(pretrained=True).eval()
     x = net.profile(Image.fromarray(photos["chelsea"]))[None]

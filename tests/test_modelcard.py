@@ -7,8 +7,8 @@ import re
 
 from iipa import PopularityNet, resolve_model, save_checkpoint
 from iipa.cardtext import SECTIONS
+from iipa.model.weights import DEFAULT_MODEL
 from iipa.modelcard import SCORE_MEANING, format_card, model_card, public_card
-from iipa.weights import DEFAULT_MODEL
 
 
 def test_public_card_is_the_model_card_in_api_field_names():
@@ -102,7 +102,7 @@ def test_limits_are_a_list_when_written_and_an_old_string_reads_as_one_bullet(tm
     import pytest
     import torch
 
-    from iipa.cardschema import CardError
+    from iipa.model.cardschema import CardError
 
     model = PopularityNet("tiny", info={"limits": "Trained on one crawl. Accuracy elsewhere is unknown."})
     with pytest.raises(CardError, match="'limits' must be a list"):
@@ -126,7 +126,7 @@ def test_named_card_is_declared_with_its_entry_and_packaging_writes_none_of_it(t
     import torch
 
     from iipa import named_cards, weights
-    from iipa.cardschema import CARD_FIELDS, CardFacts
+    from iipa.model.cardschema import CARD_FIELDS, CardFacts
     from iipa.packaging import package_weights
 
     card = model_card(DEFAULT_MODEL)

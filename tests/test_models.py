@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from iipa import IIPAError, PopularityNet, get_backbone, list_backbones, register_backbone
-from iipa.models import ScoreHead
+from iipa.backbones.popularity_net import ScoreHead
 
 PAPER_BACKBONES = {"alexnet", "vgg16", "resnet18", "resnet50", "resnet101", "efficientnet_lite0"}
 

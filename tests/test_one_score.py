@@ -81,7 +81,7 @@ def test_evaluate_study_and_trainer_validation(checkpoint, images, reference, tm
     import pandas as pd
 
     from iipa.evaluate import score_paths
-    from iipa.record import load_model
+    from iipa.model.record import load_model
     from iipa.study.analysis import model_scores
     from iipa.train import TrainConfig, Trainer
 
@@ -113,15 +113,15 @@ def test_service(checkpoint, images, reference):
 
 
 def test_onnx_runtime(checkpoint, images, reference, tmp_path):
-    from iipa.export import export_onnx
-    from iipa.record import load_model
+    from iipa.model.export import export_onnx
+    from iipa.model.record import load_model
 
     path = export_onnx(load_model(checkpoint), tmp_path / "model.onnx")
     _close(make_scorer(path, num_workers=0).score(images), reference)
 
 
 def test_multi_crop_is_the_mean_of_the_views(checkpoint, images):
-    from iipa.record import load_model
+    from iipa.model.record import load_model
 
     model = load_model(checkpoint)
     scorer = make_scorer(model, precision="fp32", crops=10, num_workers=0)

@@ -3,7 +3,7 @@
 Training's ``auto`` is bf16 autocast only where the CPU computes bf16 natively (AVX512-BF16
 or AMX); elsewhere (AVX2 only, AVX-512 with VNNI but no bf16) bf16 is emulated and several
 times slower than fp32, so ``auto`` is fp32. Scoring's ``auto`` is fp32 on every CPU: bf16
-rounding moves EfficientNet-Lite0 scores whatever the chip (see iipa.runtime's docstring).
+rounding moves EfficientNet-Lite0 scores whatever the chip (see iipa.backends.device's docstring).
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import pytest
 import torch
 
 import iipa
-import iipa.runtime as runtime
-from iipa.runtime import resolve_precision, resolve_scoring_precision
+import iipa.backends.device as runtime
+from iipa.backends.device import resolve_precision, resolve_scoring_precision
 from iipa.train.config import RECIPES
 
 BASE = "fpu sse sse2 ssse3 sse4_1 sse4_2 popcnt aes avx f16c fma avx2 bmi1 bmi2"

@@ -13,8 +13,8 @@ from onnx import numpy_helper
 from scipy.stats import spearmanr
 
 from iipa import make_scorer
-from iipa.onnx_format import JSON_KEYS, TEXT_KEYS, read_onnx_metadata
-from iipa.quantize import (
+from iipa.model.onnx_format import JSON_KEYS, TEXT_KEYS, read_onnx_metadata
+from iipa.model.quantize import (
     DEFAULT_CALIBRATION,
     SETTINGS,
     calibration_images,
@@ -22,7 +22,7 @@ from iipa.quantize import (
     pre_process,
     split_held_apart,
 )
-from iipa.record import load_model
+from iipa.model.record import load_model
 
 # Photos none of the calibration set comes from (that one is astronaut, chelsea, coffee,
 # rocket, hubble_deep_field): scikit-image's other bundled images, colour and grey.
@@ -166,7 +166,7 @@ def test_service_runs_an_int8_file(int8_file, photo_dir):
 def test_the_default_models_graph_passes_quantisation_pre_processing(tmp_path):
     """The multi-stage EfficientNet-Lite head (instagram-lite0's ONNX file, shipped) gets
     through onnxruntime's shape inference, which int8 export runs first."""
-    from iipa.record import resolve_model
+    from iipa.model.record import resolve_model
 
     record = resolve_model("instagram-lite0", offline=True)
     assert record.onnx_file is not None and record.arch == "efficientnet_lite0_ms"

@@ -11,12 +11,12 @@ import pytest
 import torch
 from PIL import Image
 
-from iipa.checkpoint import save_checkpoint
+from iipa.backbones.popularity_net import PopularityNet
+from iipa.model.checkpoint import save_checkpoint
+from iipa.model.record import load_model, resolve_model
+from iipa.model.weights import DEFAULT_MODEL, get_weights, weights_path
 from iipa.modelcard import model_card
-from iipa.models import PopularityNet
-from iipa.record import load_model, resolve_model
 from iipa.scoring import make_scorer
-from iipa.weights import DEFAULT_MODEL, get_weights, weights_path
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "instagram-dev"
 

@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from iipa import IIPAError, PopularityNet, WeightsError, make_scorer, resolve_model, save_checkpoint
-from iipa.export import export_onnx
-from iipa.onnx_format import read_onnx_metadata
-from iipa.weights import DEFAULT_MODEL
+from iipa.model.export import export_onnx
+from iipa.model.onnx_format import read_onnx_metadata
+from iipa.model.weights import DEFAULT_MODEL
 
 
 @pytest.fixture(scope="module")

@@ -223,7 +223,7 @@ def test_usage_errors_before_spark_starts(images, tmp_path, run_cli, argv, messa
 def test_remote_files_are_read_through_fsspec(images, local_rows):
     """Executors read URIs (hdfs://, s3a://, ...) themselves; fsspec's memory:// stands in."""
     fsspec = pytest.importorskip("fsspec")
-    from iipa.record import resolve_model
+    from iipa.model.record import resolve_model
     from iipa.spark.partition import (
         FILESYSTEM_SCHEMES,
         PartitionOptions,

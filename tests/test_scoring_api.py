@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 import iipa
-from iipa.runtime import cpu_supports_bf16, resolve_precision
+from iipa.backends.device import cpu_supports_bf16, resolve_precision
 
 
 @pytest.fixture(scope="module")

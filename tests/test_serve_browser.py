@@ -87,7 +87,7 @@ def test_page_hides_the_heatmap_box_with_the_reason_when_there_are_none(tiny_che
     chromium = _require_chromium()
     expect, sync_playwright = _require_playwright()
     from iipa import resolve_model
-    from iipa.export import export_onnx
+    from iipa.model.export import export_onnx
 
     onnx = export_onnx(resolve_model(tiny_checkpoint).load_torch(), tmp_path / "tiny.onnx")
     with LiveServer(create_app(onnx, ServeSettings())) as server, sync_playwright() as p:

@@ -73,7 +73,7 @@ def test_default_model_explains_from_its_torch_weights(photo_dir):
 
 
 def test_onnx_only_model_answers_501_with_the_reason(tmp_path, tiny_checkpoint, photo_dir):
-    from iipa.export import export_onnx
+    from iipa.model.export import export_onnx
 
     onnx = export_onnx(resolve_model(tiny_checkpoint).load_torch(), tmp_path / "tiny.onnx")
     path = photo_dir / "coffee.jpg"

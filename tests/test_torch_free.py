@@ -18,19 +18,19 @@ import numpy as np
 import pytest
 
 from _formats import save_format_variants
-from iipa import runtime
-from iipa.record import resolve_model
+from iipa.backends import device as runtime
+from iipa.model.record import resolve_model
+from iipa.model.weights import DEFAULT_MODEL, get_weights
 from iipa.scoring import make_scorer
-from iipa.weights import DEFAULT_MODEL, get_weights
 
 # The shipped export against its .pt on real photos: 4e-7 measured (fp32 rounding in the two
 # runtimes' convolutions). A retrained model whose export differs more fails here first.
 TOL = 1e-5  # the calibrated model's scores are ~2.4x larger, and so are rounding differences
 RUNNER = """
 import json, sys
-import iipa.runtime
+import iipa.backends.device
 if sys.argv[1] == "no-gpu":  # answer --device auto as a machine without GPU device nodes would
-    iipa.runtime.cuda_may_be_present = lambda: False
+    iipa.backends.device.cuda_may_be_present = lambda: False
 from iipa.cli import main
 code = main(sys.argv[2:])
 sys.stdout.flush()

@@ -15,7 +15,7 @@ import torch
 from _pairsynth import make_pair_set
 from iipa.evaluate import evaluate_pairs
 from iipa.levels import level, scaled_score
-from iipa.record import load_model
+from iipa.model.record import load_model
 from iipa.train import TrainConfig, Trainer, train
 from iipa.train.loop import pair_logits
 from iipa.train.state import read_metrics

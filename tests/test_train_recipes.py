@@ -215,7 +215,7 @@ def whole_ref(tmp_path) -> float:
 
 def test_cached_features_are_fp32_and_match_the_model_scoring_path(small_set, tmp_path):
     from iipa.evaluate import score_paths
-    from iipa.record import load_model
+    from iipa.model.record import load_model
     from iipa.train.runner import train
 
     summary = train(_default(small_set, tmp_path / "run", views=5, hflip=False))

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from iipa import PopularityNet, WeightsError, load_model, make_scorer, save_checkpoint
-from iipa.weights import (
+from iipa.model.weights import (
     NamedWeights,
     download_file,
     register_weights,
@@ -157,7 +157,7 @@ def test_registered_plain_state_dict_gets_the_entrys_profile_and_reference(tmp_p
 
 
 def test_packaged_weights_load_without_network(tmp_path, monkeypatch):
-    from iipa import weights
+    from iipa.model import weights
 
     package_dir = tmp_path / "pkg" / "iipa"
     save_checkpoint(PopularityNet("tiny"), package_dir / "assets" / "shipped.pt")
@@ -184,13 +184,13 @@ def test_weights_module_does_not_import_torch():
     import subprocess
     import sys
 
-    code = "import sys, iipa.weights as w; w.list_weights(); print('torch' in sys.modules)"
+    code = "import sys, iipa.model.weights as w; w.list_weights(); print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
 
 def test_shipped_weights_load_alike_by_name_and_by_path():
-    from iipa.weights import DEFAULT_MODEL, get_weights
+    from iipa.model.weights import DEFAULT_MODEL, get_weights
 
     entry = get_weights(DEFAULT_MODEL)
     assert entry.packaged and entry.domain == "real"

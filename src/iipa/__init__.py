@@ -13,10 +13,10 @@ __version__ = "0.1.0"
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "iipa.errors": "IIPAError ImageError WeightsError",
-    "iipa.models": "PopularityNet get_backbone list_backbones register_backbone",
+    "iipa.backbones.popularity_net": "PopularityNet get_backbone list_backbones register_backbone",
     "iipa.profiles": "Profile get_profile list_profiles",
-    "iipa.checkpoint": "save_checkpoint",
-    "iipa.weights": "list_weights register_weights",
-    "iipa.record": "ModelRecord load_model resolve_model",
+    "iipa.model.checkpoint": "save_checkpoint",
+    "iipa.model.weights": "list_weights register_weights",
+    "iipa.model.record": "ModelRecord load_model resolve_model",
     "iipa.scoring": "Scorer ScoreResult make_scorer",
 })

@@ -31,7 +31,7 @@ from iipa import __version__, commands
 from iipa.commands._common import add_offline_argument, check_args
 from iipa.errors import IIPAError, debug
 from iipa.extras import explain_missing
-from iipa.weights_store import OFFLINE_ENV, offline
+from iipa.model.weights_store import OFFLINE_ENV, offline
 
 # Arguments that name files or folders a command creates (removed again if left empty by a failure).
 OUTPUT_ARGS = ("out", "output", "report", "histogram")

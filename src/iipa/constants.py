@@ -20,3 +20,7 @@ SPLITS = ("train", "val", "test")
 # `iipa experiment`'s defaults: Table 2's label-noise levels, Table 3's backbones.
 NOISE_LEVELS = (0.0, 0.1, 0.2, 0.3, 0.4)
 ARCHITECTURES = ("alexnet", "vgg16", "resnet50", "resnet101", "efficientnet_lite0")
+# Precision, backend and --optimize choices (the rules: iipa.backends.device, iipa.backends.choose).
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+RUNTIMES = ("auto", "torch", "onnx")  # --runtime: see iipa.backends.choose.choose_runtime
+OPTIMIZE = ("none", "jit", "compile")  # --optimize (PyTorch backend)

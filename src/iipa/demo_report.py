@@ -106,7 +106,7 @@ def _verdict(a: dict[str, Any] | None, b: dict[str, Any] | None) -> str:
 
 def write_report(path: Path, m: dict[str, Any], *, run_dir: Path, scored: pd.DataFrame, model_path: Path,
                  config: Any) -> Path:
-    from iipa.record import load_model
+    from iipa.model.record import load_model
     from iipa.report import score_histogram
 
     model = load_model(model_path)

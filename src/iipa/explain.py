@@ -32,12 +32,12 @@ import numpy as np
 import torch
 from PIL import Image
 
+from iipa.backbones.popularity_net import PopularityNet
 from iipa.errors import IIPAError
 from iipa.fileio import atomic_open, atomic_path
 from iipa.images import ImageInput, open_image
-from iipa.models import PopularityNet
+from iipa.model.record import TORCH_EXTRA
 from iipa.profiles import Profile
-from iipa.record import TORCH_EXTRA
 from iipa.scoring import Scorer, make_scorer
 
 ModelOrScorer = PopularityNet | Scorer

@@ -1,6 +1,6 @@
 """Model cards: what a model's score means, its range and reference, and how it was made.
 
-One function, :func:`model_card`, reads a model's :class:`~iipa.record.ModelRecord` (checkpoints,
+One function, :func:`model_card`, reads a model's :class:`~iipa.model.record.ModelRecord` (checkpoints,
 named weights, exported ONNX files and in-memory models alike), so the CLI (``iipa
 model-info``), the HTTP service and reports all say the same thing. Nothing is built or
 downloaded for a card: the default model's card imports no torch.
@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from iipa import levels
-from iipa.cardschema import CARD_FIELDS, evidence_warning, readable
-from iipa.onnx_format import INPUT_DOC
-from iipa.record import ModelRecord, resolve_model
+from iipa.model.cardschema import CARD_FIELDS, evidence_warning, readable
+from iipa.model.onnx_format import INPUT_DOC
+from iipa.model.record import ModelRecord, resolve_model
 
 SCORE_MEANING = (
     "Predicted intrinsic popularity (Ding, Ma & Wang 2019): how popular the image would be "
@@ -63,7 +63,7 @@ def warn_if_simulated(record: ModelRecord, who: str) -> bool:
 
 def warn_before_scoring(record: ModelRecord, who: str) -> None:
     """The stderr lines a scoring command prints about its model: trained on simulated images,
-    or card figures resting on few data (:func:`iipa.cardschema.evidence_warning`)."""
+    or card figures resting on few data (:func:`iipa.model.cardschema.evidence_warning`)."""
     import sys
 
     warn_if_simulated(record, who)
@@ -81,8 +81,8 @@ def card_facts(record: ModelRecord) -> dict[str, Any]:
 
 
 def model_card(spec: Any) -> dict[str, Any]:
-    """The card of a model: a :class:`~iipa.record.ModelRecord` or anything
-    :func:`~iipa.record.resolve_model` takes. Read from the record only: named weights that
+    """The card of a model: a :class:`~iipa.model.record.ModelRecord` or anything
+    :func:`~iipa.model.record.resolve_model` takes. Read from the record only: named weights that
     are not downloaded are described from the registry, and no model is built."""
     record = resolve_model(spec, offline=True)
     info = dict(record.info)
@@ -185,9 +185,9 @@ def _pretrained(arch: str | None) -> Any:
     registry is read only when torch is already imported)."""
     import sys
 
-    if arch is None or "iipa.models" not in sys.modules:
+    if arch is None or "iipa.backbones.popularity_net" not in sys.modules:
         return None
-    from iipa.models import get_backbone, list_backbones
+    from iipa.backbones.popularity_net import get_backbone, list_backbones
 
     return get_backbone(arch).pretrained if arch in list_backbones() else None
 

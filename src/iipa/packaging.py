@@ -1,10 +1,10 @@
 """Packaging a trained run as named weights: the trainer's facts only, nothing injected.
 
 :func:`package_weights` turns an ``iipa train`` checkpoint into the file a
-:class:`~iipa.weights.NamedWeights` entry ships. The file keeps what training computed (tensors,
+:class:`~iipa.model.weights.NamedWeights` entry ships. The file keeps what training computed (tensors,
 profile, reference, calibration, the config and data counts) and nothing else: the card facts
 (training data's origin, the accuracy estimate, baselines, limits) are the entry's declared
-:class:`~iipa.cardschema.CardFacts` (:mod:`iipa.named_cards`), and the config's file and folder
+:class:`~iipa.model.cardschema.CardFacts` (:mod:`iipa.model.named_cards`), and the config's file and folder
 fields (this machine's paths) are left out rather than rewritten.
 """
 
@@ -13,9 +13,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from iipa.cardschema import CARD_FIELDS
 from iipa.errors import IIPAError
-from iipa.weights import get_weights
+from iipa.model.cardschema import CARD_FIELDS
+from iipa.model.weights import get_weights
 
 # TrainConfig fields that name files or folders of the machine that trained.
 PATH_FIELDS = ("pairs", "images", "posts", "out")
@@ -26,12 +26,12 @@ def package_weights(checkpoint: str | os.PathLike, name: str, out: str | os.Path
     registered entry ``name``, whose card must be declared. The profile (decode mode included)
     is the one the run trained and scored with: train with ``--draft-decode`` to ship draft
     decoding, it is not rewritten here."""
-    from iipa.checkpoint import save_checkpoint
-    from iipa.record import load_model
+    from iipa.model.checkpoint import save_checkpoint
+    from iipa.model.record import load_model
 
     entry = get_weights(name)
     if entry.card is None:
-        raise IIPAError(f"weights {name!r} have no declared card: declare its CardFacts in iipa.named_cards "
+        raise IIPAError(f"weights {name!r} have no declared card: declare its CardFacts in iipa.model.named_cards "
                         "and give it to the entry (NamedWeights(card=...)) before packaging")
     model = load_model(checkpoint, download=False)
     if model.arch != entry.arch or model.profile.name != entry.profile:

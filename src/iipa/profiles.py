@@ -32,7 +32,7 @@ import numpy as np
 from PIL import Image
 
 from iipa.constants import CROPS, DECODES  # their home is numpy-free (the CLI's parsers read them)
-from iipa.errors import IIPAError
+from iipa.errors import IIPAError, ImageError
 from iipa.images import ImageInput, open_image
 from iipa.inputpolicy import DEFAULT_POLICY, InputPolicy
 from iipa.registry import Registry
@@ -246,3 +246,20 @@ register_profile(Profile(
     "small", "short_side", 72, 64, IMAGENET_MEAN, IMAGENET_STD,
     description="Tiny inputs for tests and quick experiments: short side 72, 64 crop.",
 ))
+
+
+# (uint8 V x S x S x 3 views, None) or (None, why the input could not be scored).
+Prepared = tuple[np.ndarray | None, str | None]
+
+
+def prepare_item(profile: Profile, item: ImageInput, crops: int, limits: int | InputPolicy) -> Prepared:
+    """The profile's uint8 V x S x S x 3 views of one input (:meth:`Profile.view_array`), or
+    the error that stops it (never raises). ``limits``: an input policy, or a pixel limit
+    (the default policy's other limits)."""
+    policy = limits if isinstance(limits, InputPolicy) else InputPolicy(max_pixels=limits)
+    try:
+        return profile.view_array(item, crops, policy=policy), None
+    except ImageError as exc:
+        return None, exc.reason + (f": {exc.detail}" if exc.detail else "")
+    except Exception as exc:  # noqa: BLE001 - one odd file must not stop a batch
+        return None, f"corrupt: {exc.__class__.__name__}: {exc}"

@@ -24,14 +24,14 @@ from iipa import levels
 from iipa.errors import ImageError
 from iipa.fileio import printable, write_text
 from iipa.images import open_image
+from iipa.model.record import ModelRecord, resolve_model
 from iipa.modelcard import display_name
 from iipa.plots import Line, histogram_svg, inline
-from iipa.record import ModelRecord, resolve_model
 from iipa.scoring import ScoreResult
 from iipa.templating import data_uri, render  # noqa: F401 - data_uri: public since the album had it
 
 if TYPE_CHECKING:  # `iipa rank` without --heatmaps scores through onnxruntime, without torch
-    from iipa.models import PopularityNet
+    from iipa.backbones.popularity_net import PopularityNet
 
 LEVEL_COLOURS = {"poor": "#c0392b", "bad": "#e67e22", "fair": "#7f8c8d", "good": "#27ae60", "excellent": "#2471a3"}
 

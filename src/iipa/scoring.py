@@ -4,21 +4,15 @@ A :class:`Scorer` turns every input into its profile's uint8 views (:meth:`Profi
 decoding, resizing, cropping, multi-crop; numpy, in a pool of threads: Pillow's decoders and
 resizers release the GIL) and hands them to a *backend*, one small interface: uint8 views
 N x H x W x 3 in, float32 numpy scores out. Two backends exist: onnxruntime
-(:class:`iipa.onnx_runtime.OnnxBackend`) and PyTorch (:class:`iipa.torch_runtime.TorchBackend`,
+(:class:`iipa.backends.onnxrt.OnnxBackend`) and PyTorch (:class:`iipa.backends.pytorch.TorchBackend`,
 the only place scoring imports torch). Results come out in input order, one
 :class:`ScoreResult` per input, failures included; memory stays bounded by two batches.
 
-The ``runtime`` rule (:func:`choose_runtime`), the same for the CLI's ``--runtime``, the
-service and the API: ``onnx`` and ``torch`` force a backend; ``auto`` takes the only one a
-model has weights for, and when it has both (the default model ships an ONNX export beside
-its ``.pt``), onnxruntime when scoring runs on the CPU in fp32 without ``optimize`` and
-onnxruntime is installed (the same scores, |delta| <= 1e-4 tested, several times faster
-than PyTorch's CPU depthwise convolutions), else PyTorch (GPUs, bf16/fp16, jit/compile).
+Which backend scores a model is decided by :func:`iipa.backends.choose.choose_runtime`.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -28,15 +22,13 @@ from typing import Any, Protocol
 import numpy as np
 
 from iipa import levels
-from iipa.errors import IIPAError, ImageError
+from iipa.backends.choose import choose_runtime
+from iipa.backends.device import decode_threads, device_type
+from iipa.errors import IIPAError
 from iipa.images import ImageInput, describe
 from iipa.inputpolicy import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, InputPolicy
-from iipa.profiles import CROPS, Profile
-from iipa.record import ModelRecord, resolve_model
-from iipa.runtime import OPTIMIZE, RUNTIMES, decode_threads, device_type, runs_on_cpu
-
-# (uint8 V x S x S x 3 views, None) or (None, why the input could not be scored).
-Prepared = tuple[np.ndarray | None, str | None]
+from iipa.model.record import ModelRecord, resolve_model
+from iipa.profiles import CROPS, Prepared, prepare_item
 
 
 class Backend(Protocol):
@@ -69,42 +61,19 @@ class ScoreResult:
                 "level": self.level, "error": self.error}
 
 
-def choose_runtime(record: ModelRecord, runtime: str = "auto", *, device: str | None = None,
-                   precision: str = "auto", optimize: str = "none") -> str:
-    """``onnx`` or ``torch``: the backend that scores ``record`` (the rule in the module docstring)."""
-    if runtime not in RUNTIMES:
-        raise IIPAError(f"unknown runtime {runtime!r}; use {', '.join(RUNTIMES)}")
-    if optimize not in OPTIMIZE:
-        raise IIPAError(f"unknown --optimize {optimize!r}; use {', '.join(OPTIMIZE)}")
-    no_torch = record.torch_unavailable()
-    if runtime == "onnx" or (runtime == "auto" and no_torch and record.onnx_file is not None):
-        if record.onnx_file is None:
-            raise IIPAError("--runtime onnx needs an .onnx file or named weights that ship an ONNX export "
-                            f"(make one with `iipa export --model {record.name} --output model.onnx`)")
-        return "onnx"
-    if no_torch:
-        raise IIPAError(f"--runtime torch: {no_torch}" if runtime == "torch" else no_torch)
-    if runtime == "torch" or record.onnx_file is None or precision not in ("auto", "fp32") or optimize != "none":
-        return "torch"
-    # Decided without importing torch where no GPU can be present (see runtime.runs_on_cpu).
-    if not runs_on_cpu(device) or importlib.util.find_spec("onnxruntime") is None:
-        return "torch"
-    return "onnx"
-
-
 def make_scorer(model: Any = None, *, runtime: str = "auto", device: str | None = None, precision: str = "auto",
                 crops: int | None = None, batch_size: int = 32, num_workers: int | None = None,
                 threads: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS, max_bytes: int = DEFAULT_MAX_BYTES,
                 optimize: str = "none", channels_last: bool = True, offline: bool = False) -> Scorer:
-    """A :class:`Scorer` for ``model`` (a :class:`~iipa.record.ModelRecord` or anything
-    :func:`~iipa.record.resolve_model` takes; None: the default model). A :class:`Scorer` is
+    """A :class:`Scorer` for ``model`` (a :class:`~iipa.model.record.ModelRecord` or anything
+    :func:`~iipa.model.record.resolve_model` takes; None: the default model). A :class:`Scorer` is
     returned as it is, with its own settings, as ``resolve_model`` returns a record: every entry
     point can take either.
 
     ``crops``: views per image, 1, 5 or 10 (None: the model's default, ``record.crops``).
-    ``precision``: ``auto`` (= fp32, see :mod:`iipa.runtime`), ``fp32``, ``bf16``, ``fp16``
+    ``precision``: ``auto`` (= fp32, see :mod:`iipa.backends.device`), ``fp32``, ``bf16``, ``fp16``
     (PyTorch only; an ONNX file's precision is fixed at export). ``num_workers``: decoding
-    threads (default :func:`iipa.runtime.decode_threads`); ``threads``: onnxruntime's
+    threads (default :func:`iipa.backends.device.decode_threads`); ``threads``: onnxruntime's
     compute threads (default: one per CPU). ``optimize``/``channels_last``: PyTorch only.
     ``max_pixels``/``max_bytes``: an input beyond either is an error row
     (:class:`~iipa.inputpolicy.InputPolicy`, whose aspect-ratio limit applies too).
@@ -115,29 +84,16 @@ def make_scorer(model: Any = None, *, runtime: str = "auto", device: str | None 
     which = choose_runtime(record, runtime, device=device, precision=precision, optimize=optimize)
     backend: Backend
     if which == "onnx":
-        from iipa.onnx_runtime import OnnxBackend
+        from iipa.backends.onnxrt import OnnxBackend
 
         backend = OnnxBackend(record, device=device, precision=precision, threads=threads)
     else:
-        from iipa.torch_runtime import TorchBackend
+        from iipa.backends.pytorch import TorchBackend
 
         backend = TorchBackend(record, device=device, precision=precision, optimize=optimize,
                                channels_last=channels_last)
     return Scorer(record, backend, crops=crops, batch_size=batch_size, num_workers=num_workers,
                   max_pixels=max_pixels, max_bytes=max_bytes)
-
-
-def prepare_item(profile: Profile, item: ImageInput, crops: int, limits: int | InputPolicy) -> Prepared:
-    """The profile's uint8 V x S x S x 3 views of one input (:meth:`Profile.view_array`), or
-    the error that stops it (never raises). ``limits``: an input policy, or a pixel limit
-    (the default policy's other limits)."""
-    policy = limits if isinstance(limits, InputPolicy) else InputPolicy(max_pixels=limits)
-    try:
-        return profile.view_array(item, crops, policy=policy), None
-    except ImageError as exc:
-        return None, exc.reason + (f": {exc.detail}" if exc.detail else "")
-    except Exception as exc:  # noqa: BLE001 - one odd file must not stop a batch
-        return None, f"corrupt: {exc.__class__.__name__}: {exc}"
 
 
 class Scorer:

@@ -14,11 +14,10 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from iipa.constants import CROPS, DEFAULT_MODEL
+from iipa.constants import CROPS, DEFAULT_MODEL, OPTIMIZE, PRECISIONS, RUNTIMES
 from iipa.errors import IIPAError
 from iipa.extras import explain_missing
 from iipa.inputpolicy import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
-from iipa.runtime import OPTIMIZE, PRECISIONS, RUNTIMES
 
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
@@ -87,7 +86,7 @@ def backbone_name(text: str) -> str:
     not a usage error about an option the user may not even have given: argparse also
     converts string defaults)."""
     try:
-        from iipa.models import list_backbones
+        from iipa.backbones.popularity_net import list_backbones
     except ModuleNotFoundError as exc:
         if explain_missing(exc):
             return text
@@ -189,13 +188,13 @@ def add_table_output_arguments(parser: argparse.ArgumentParser | Any, formats: t
 
 def check_args(args: argparse.Namespace) -> None:
     """Validate what parsing cannot: the device exists; --model names a file or weights
-    (:func:`iipa.record.resolve_model` answers, and the command reads the same record)."""
+    (:func:`iipa.model.record.resolve_model` answers, and the command reads the same record)."""
     device = getattr(args, "device", None)
     if device not in (None, "auto", "cpu"):
         check_device(device)
     model = getattr(args, "model", None)
     if isinstance(model, str):
-        from iipa.record import resolve_model
+        from iipa.model.record import resolve_model
 
         args.model = resolve_model(model)
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import argparse
 
+from iipa.backends.device import prepare_long_cpu_work
 from iipa.commands._common import backbone_name, positive_int
 from iipa.extras import require
-from iipa.runtime import prepare_long_cpu_work
 
 NAME = "demo"
 HELP = "offline end-to-end demo on a simulated social network (report.html)"

@@ -18,12 +18,12 @@ from __future__ import annotations
 import argparse
 import json
 
+from iipa.backends.device import prepare_long_cpu_work
 from iipa.commands._common import coverage_exit
 from iipa.commands.train import add_train_arguments, config_from_args
 from iipa.constants import ARCHITECTURES, CROPS, NOISE_LEVELS
 from iipa.errors import IIPAError
 from iipa.extras import require
-from iipa.runtime import prepare_long_cpu_work
 
 NAME = "experiment"
 HELP = "the paper's experiments: label-noise, architectures, baseline"

@@ -50,7 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     require("torch", "iipa export")
-    from iipa.record import resolve_model
+    from iipa.model.record import resolve_model
 
     if not str(args.output).lower().endswith(".onnx"):
         raise IIPAError(f"--output {args.output}: only ONNX export is supported; name the file *.onnx")
@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     model = resolve_model(args.model).load_torch()
     size = model.profile.input_size
     if args.quantize == "int8":
-        from iipa.quantize import export_int8
+        from iipa.model.quantize import export_int8
 
         record = export_int8(model, args.output, calibration=args.calibration, opset=args.opset)
         agree = record["agreement_with_fp32"]
@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
                   f"|delta scaled| <= {GOOD_SCALED} allow; calibrate on more of your own photos (--calibration) "
                   "or use the fp32 export", file=sys.stderr)
         return 0
-    from iipa.export import export_onnx, onnx_parity
+    from iipa.model.export import export_onnx, onnx_parity
 
     path = export_onnx(model, args.output, opset=args.opset)
     print(f"wrote {path} ({model.arch}, profile {model.profile.name}, input uint8 Nx3x{size}x{size})")

@@ -26,7 +26,7 @@ from iipa.commands._common import (
 )
 from iipa.errors import IIPAError
 from iipa.extras import require
-from iipa.runtime import progress_bar
+from iipa.progress import progress as progress_bar
 
 NAME = "fetch"
 HELP = "download the images of a pairs or posts table (concurrent, resumable, validated)"

@@ -13,9 +13,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from iipa.models import get_backbone, list_backbones
+    from iipa.backbones.popularity_net import get_backbone, list_backbones
+    from iipa.model.weights import get_weights, list_weights, weights_path
     from iipa.profiles import get_profile, list_profiles
-    from iipa.weights import get_weights, list_weights, weights_path
 
     wide = max(map(len, [*list_backbones(), *list_weights()]))
     pwide = max(map(len, list_profiles()))

@@ -26,7 +26,7 @@ from iipa.commands._common import (
 )
 from iipa.errors import IIPAError
 from iipa.extras import require
-from iipa.runtime import progress_bar
+from iipa.progress import progress as progress_bar
 
 NAME = "rank"
 HELP = "rank photos best first; HTML album report and score histogram"

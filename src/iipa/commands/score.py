@@ -27,7 +27,7 @@ from iipa.commands._common import (
 from iipa.commands._score_spark import add_spark_arguments, check_local, run_spark
 from iipa.errors import IIPAError
 from iipa.output import SCORE_COLUMNS as COLUMNS
-from iipa.runtime import progress_bar
+from iipa.progress import progress as progress_bar
 
 NAME = "score"
 HELP = "score images (files, folders, globs, list files)"

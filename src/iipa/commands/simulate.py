@@ -21,7 +21,7 @@ import time
 from iipa.commands._common import positive_int
 from iipa.errors import IIPAError
 from iipa.extras import require
-from iipa.runtime import progress_bar
+from iipa.progress import progress as progress_bar
 
 NAME = "simulate"
 HELP = "simulate a crawl with known intrinsic popularity; render images for pairs"

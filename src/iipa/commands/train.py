@@ -30,6 +30,7 @@ import dataclasses
 import json
 import sys
 
+from iipa.backends.device import prepare_long_cpu_work
 from iipa.commands._common import (
     backbone_name,
     device_name,
@@ -40,7 +41,6 @@ from iipa.commands._common import (
     unit_fraction,
 )
 from iipa.extras import require
-from iipa.runtime import prepare_long_cpu_work
 from iipa.train.config import RECIPES, TrainConfig, flag, recipe_table
 
 # The argument types a declaration may name.

@@ -53,14 +53,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _entries(names: list[str]):
-    from iipa.weights import get_weights
+    from iipa.model.weights import get_weights
 
     return [get_weights(n) for n in names]  # an unknown name: IIPAError listing the known ones
 
 
 def _list(args: argparse.Namespace) -> int:
-    from iipa.weights import list_weights, weights_path
-    from iipa.weights_store import recorded_sha256
+    from iipa.model.weights import list_weights, weights_path
+    from iipa.model.weights_store import recorded_sha256
 
     rows = []
     for entry in _entries(list_weights()):
@@ -72,7 +72,7 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _download(args: argparse.Namespace) -> int:
-    from iipa.weights import list_weights, resolve_weights
+    from iipa.model.weights import list_weights, resolve_weights
 
     names = list_weights() if args.all else (args.names or [DEFAULT_MODEL])
     for entry in _entries(names):
@@ -82,7 +82,7 @@ def _download(args: argparse.Namespace) -> int:
 
 
 def _path(args: argparse.Namespace) -> int:
-    from iipa.weights import iipa_home, weights_path
+    from iipa.model.weights import iipa_home, weights_path
 
     if not args.name:
         print(iipa_home() / "weights")
@@ -96,8 +96,8 @@ def _path(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from iipa.weights import file_sha256, list_weights, weights_path
-    from iipa.weights_store import record_sha256, recorded_sha256
+    from iipa.model.weights import file_sha256, list_weights, weights_path
+    from iipa.model.weights_store import record_sha256, recorded_sha256
 
     entries = _entries(args.names or [n for n in list_weights()])
     rows = []

@@ -84,7 +84,7 @@ def onnx_bytes(model: Any = None) -> bytes:
     """The ONNX export of ``model``: an ``.onnx`` file as it is (local or a URI), the ONNX file
     of its record (named weights' shipped export), else (a checkpoint, weights without an
     export, a PopularityNet) exported here with PyTorch."""
-    from iipa.record import ModelRecord, resolve_model
+    from iipa.model.record import ModelRecord, resolve_model
 
     if isinstance(model, (str, os.PathLike)) and os.fspath(model).lower().endswith(".onnx"):
         path = os.fspath(model)
@@ -95,7 +95,7 @@ def onnx_bytes(model: Any = None) -> bytes:
     record = model if isinstance(model, ModelRecord) else resolve_model(model)
     if record.onnx_file is not None:
         return Path(record.onnx_file).read_bytes()
-    from iipa.export import export_onnx
+    from iipa.model.export import export_onnx
 
     with tempfile.TemporaryDirectory(prefix="iipa-spark-export-") as tmp:
         return export_onnx(record.load_torch(), Path(tmp) / "model.onnx").read_bytes()
@@ -104,8 +104,8 @@ def onnx_bytes(model: Any = None) -> bytes:
 def ship_model(spark: Any, model: Any = None) -> ShippedModel:
     """Open the export on the driver (a broken file fails here, once) and broadcast its bytes
     (``model`` already shipped: itself)."""
-    from iipa.onnx_runtime import open_session
-    from iipa.record import resolve_model
+    from iipa.backends.onnxrt import open_session
+    from iipa.model.record import resolve_model
 
     if isinstance(model, ShippedModel):
         return model

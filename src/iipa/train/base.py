@@ -86,7 +86,7 @@ class RecipeTrainer(abc.ABC):
         raise NotImplementedError(f"recipe {self.recipe!r} cannot fold a temperature into its model")
 
     def card_facts(self, data: dict[str, Any], estimate: dict[str, Any] | None) -> dict[str, Any]:
-        """The card fields (``iipa.cardschema.CARD_FIELDS``) this run can state."""
+        """The card fields (``iipa.model.cardschema.CARD_FIELDS``) this run can state."""
         validation = estimate or {"note": "no held-out users: no estimate of accuracy on unseen accounts"}
         return {"training_data": data, "validation": validation, "limits": list(LIMITS)}
 

@@ -28,14 +28,15 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from iipa.backbones.popularity_net import PopularityNet
+from iipa.backends.device import resolve_device, resolve_precision
 from iipa.errors import IIPAError, ImageError
 from iipa.evaluate import pairwise_accuracy
 from iipa.fileio import atomic_path
-from iipa.models import PopularityNet
 from iipa.pairs.posts import read_posts_columns
 from iipa.pairs.table import attach_images, read_pairs
 from iipa.pairs.tags import parse_hashtags, parse_mentions
-from iipa.runtime import progress_bar, resolve_device, resolve_precision
+from iipa.progress import progress as progress_bar
 from iipa.train.config import TrainConfig
 
 # TrainConfig fields the baseline uses (`iipa experiment baseline` refuses the others).
@@ -306,8 +307,8 @@ def _report(posts, pairs, pred, image_scalar, target, is_train) -> dict[str, Any
 def _save(model: AbsoluteIPA, report: dict[str, Any], config: TrainConfig, out: Path) -> None:
     import json
 
-    from iipa.checkpoint import atomic_torch_save
     from iipa.fileio import write_text
+    from iipa.model.checkpoint import atomic_torch_save
 
     out.mkdir(parents=True, exist_ok=True)
     atomic_torch_save({"config": config.to_dict(), "report": json.loads(json.dumps(report)),

@@ -16,9 +16,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from iipa.constants import DECODES
+from iipa.constants import DECODES, PRECISIONS
 from iipa.errors import IIPAError
-from iipa.runtime import PRECISIONS
 
 BOTH = ("default", "paper")
 

@@ -44,7 +44,7 @@ def run_one(config: TrainConfig, name: str, *, crops: int = 1) -> dict[str, Any]
     test = result["splits"].get("test")
     if test is None or test["n"] == 0:
         raise IIPAError(f"{config.pairs}: no test pairs with images to evaluate on")
-    from iipa.record import load_model
+    from iipa.model.record import load_model
 
     model = load_model(summary["best"])
     row.update(test_accuracy=test["accuracy"], ci95_low=test["ci95"][0], ci95_high=test["ci95"][1],

@@ -22,11 +22,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from iipa.checkpoint import atomic_torch_save
+from iipa.backbones.popularity_net import PopularityNet
 from iipa.errors import ImageError
 from iipa.fileio import write_text
-from iipa.models import PopularityNet
-from iipa.runtime import progress_bar
+from iipa.model.checkpoint import atomic_torch_save
+from iipa.progress import progress as progress_bar
 
 CHUNK = 64  # images per chunk file and per forward batch
 

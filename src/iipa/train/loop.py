@@ -26,17 +26,22 @@ import numpy as np
 import torch
 from torch import nn
 
+from iipa.backbones.popularity_net import PopularityNet
+from iipa.backends.device import cpu_count, resolve_device, resolve_precision
 from iipa.errors import IIPAError
 from iipa.evaluate import pairwise_accuracy, score_paths
 from iipa.levels import reference_distribution
-from iipa.models import PopularityNet
-from iipa.runtime import default_workers, resolve_device, resolve_precision
 from iipa.scoring import make_scorer
 from iipa.train import state as st
 from iipa.train.base import RecipeTrainer
 from iipa.train.config import TrainConfig, resume_conflicts
 from iipa.train.data import PairDataset, epoch_indices, flip_labels, load_pairs, pair_loader
 from iipa.train.distributed import Dist
+
+
+def default_workers() -> int:
+    """Processes for training data loaders on a GPU: half the CPUs, 1-4."""
+    return max(1, min(4, cpu_count() // 2))
 
 
 def build_model(config: TrainConfig) -> PopularityNet:
@@ -164,7 +169,7 @@ class Trainer(RecipeTrainer):
         self.dist.barrier()
 
     def _save_model(self, path: Path, **metrics: Any) -> None:
-        from iipa.checkpoint import save_checkpoint
+        from iipa.model.checkpoint import save_checkpoint
 
         # The validation pairs chose the epoch kept as best.pt: their figure is labelled, not a headline.
         estimate = ({"selection_accounts": {"what": "validation pairs of the pairs table", "accuracy": self.best_acc,
@@ -298,8 +303,8 @@ class Trainer(RecipeTrainer):
         """Give best.pt and last.pt the reference score distribution (levels, 0-100 scale)."""
         if not self.main:
             return
-        from iipa.checkpoint import save_checkpoint
-        from iipa.record import load_model
+        from iipa.model.checkpoint import save_checkpoint
+        from iipa.model.record import load_model
 
         reference = self._reference()
         self.model.reference = reference
@@ -380,6 +385,6 @@ def _reference_from(scores: np.ndarray, source: str) -> dict[str, Any]:
 
 
 def _progress(total: int, initial: int, desc: str, enabled: bool | None):
-    from iipa.runtime import progress_bar
+    from iipa.progress import progress as progress_bar
 
     return progress_bar(total, enabled=enabled, desc=desc, unit="batch", initial=initial)

@@ -97,8 +97,8 @@ def train(config: TrainConfig) -> dict[str, Any]:
 def write_companions(summary: dict[str, Any]) -> list[str]:
     """The ONNX companion of best.pt (same weights, profile and card facts) and the lines that
     say how to use them."""
-    from iipa.export import export_onnx
-    from iipa.record import load_model
+    from iipa.model.export import export_onnx
+    from iipa.model.record import load_model
 
     best = Path(summary["best"])
     onnx = best.with_suffix(".onnx")

@@ -28,13 +28,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from iipa.cardschema import HEADLINE, MIN_REFERENCE_IMAGES
+from iipa.backbones.popularity_net import PopularityNet
+from iipa.backends.device import resolve_device, resolve_precision
 from iipa.errors import IIPAError
 from iipa.evaluate import pairwise_accuracy
 from iipa.levels import reference_distribution
-from iipa.models import PopularityNet
+from iipa.model.cardschema import HEADLINE, MIN_REFERENCE_IMAGES
 from iipa.pairs.table import attach_images, read_pairs
-from iipa.runtime import resolve_device, resolve_precision
 from iipa.train import allpairs
 from iipa.train import state as st
 from iipa.train.base import RecipeTrainer
@@ -399,6 +399,6 @@ class SmallDataTrainer(RecipeTrainer):
         return reference_distribution(scores.tolist(), source=f"model scores on {scores.size} images of {whose}")
 
     def save_model(self, path: Path) -> Path:
-        from iipa.checkpoint import save_checkpoint
+        from iipa.model.checkpoint import save_checkpoint
 
         return save_checkpoint(self.model, path)

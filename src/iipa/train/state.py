@@ -25,8 +25,8 @@ from typing import Any
 import torch
 
 from iipa import fileio
-from iipa.checkpoint import atomic_torch_save
 from iipa.errors import IIPAError
+from iipa.model.checkpoint import atomic_torch_save
 
 STATE = "train_state.pt"
 LAST = "last.pt"

@@ -1,4 +1,4 @@
-"""The onnxruntime backend of :mod:`iipa.scoring`, for files written by :mod:`iipa.export`
+"""The onnxruntime backend of :mod:`iipa.scoring`, for files written by :mod:`iipa.model.export`
 (fp32, or int8 from ``--quantize int8``) and named weights that ship such an export.
 
 Nothing here imports torch: the views arrive as uint8 N x H x W x 3 numpy arrays, are made
@@ -14,10 +14,10 @@ from typing import Any
 
 import numpy as np
 
+from iipa.backends.device import cpu_count
 from iipa.errors import IIPAError
-from iipa.onnx_format import INPUT_NAME
-from iipa.record import ModelRecord
-from iipa.runtime import cpu_count
+from iipa.model.onnx_format import INPUT_NAME
+from iipa.model.record import ModelRecord
 
 
 def open_session(path: str | os.PathLike, *, device: str | None = "cpu", threads: int | None = None) -> Any:

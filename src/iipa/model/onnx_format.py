@@ -1,5 +1,5 @@
 """What an ``iipa export`` ONNX file holds besides the graph: the input/output names and the
-``iipa.*`` metadata (see :mod:`iipa.export`).
+``iipa.*`` metadata (see :mod:`iipa.model.export`).
 
 :func:`read_onnx_metadata` reads that metadata straight from the file's protobuf (the
 top-level ``metadata_props`` field), so describing or choosing a backend for an ONNX model
@@ -20,8 +20,8 @@ INPUT_NAME = "image"
 OUTPUT_NAME = "score"
 INPUT_DOC = ("uint8 N x 3 x S x S RGB, resized and cropped as iipa.profile says "
              "(normalisation happens inside the graph); output: float32 scores, N")
-# The metadata keys of an iipa ONNX file, one table for the writers (iipa.export, and
-# iipa.quantize, which rewrites the info) and the reader below. Text values are stored as
+# The metadata keys of an iipa ONNX file, one table for the writers (iipa.model.export, and
+# iipa.model.quantize, which rewrites the info) and the reader below. Text values are stored as
 # they are, JSON values as JSON.
 ARCH_KEY, VERSION_KEY, INPUT_KEY = "iipa.arch", "iipa.version", "iipa.input"
 PROFILE_KEY, REFERENCE_KEY, INFO_KEY, PARAMETERS_KEY = "iipa.profile", "iipa.reference", "iipa.info", "iipa.parameters"

@@ -2,7 +2,7 @@
 
 Views arrive as uint8 N x H x W x 3 numpy arrays and are viewed as NCHW without a copy, so
 the batch is channels_last as it enters the model; the model runs at the precision
-:mod:`iipa.runtime` resolves (autocast), and the scores leave as float32 numpy.
+:mod:`iipa.backends.device` resolves (autocast), and the scores leave as float32 numpy.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from iipa.backends.device import precision_name, resolve_device, resolve_scoring_precision
 from iipa.errors import IIPAError
-from iipa.record import ModelRecord
-from iipa.runtime import precision_name, resolve_device, resolve_scoring_precision
+from iipa.model.record import ModelRecord
 
 
 class TorchBackend:

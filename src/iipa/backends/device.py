@@ -1,4 +1,4 @@
-"""Where and how a model runs: device, precision, decoding threads and progress bars.
+"""Where and how a model runs: device, precision and decoding threads.
 
 One home for the policy that scoring, training and serving share, so a change of default
 (say, a CPU where bf16 moves scores too much) happens once.
@@ -15,7 +15,7 @@ precision is how models are trained; the trainer scores its validation pairs wit
 scoring precision). The score head always runs in fp32 (``ScoreHead``).
 
 torch is imported by the functions that need it, not by this module: the onnxruntime
-scoring path (:func:`iipa.scoring.choose_runtime`) must decide its device without it.
+scoring path (:func:`iipa.backends.choose.choose_runtime`) must decide its device without it.
 """
 
 from __future__ import annotations
@@ -26,14 +26,11 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any
 
+from iipa.constants import PRECISIONS
 from iipa.errors import IIPAError
 
 if TYPE_CHECKING:
     import torch
-
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-RUNTIMES = ("auto", "torch", "onnx")  # --runtime: see iipa.scoring.choose_runtime
-OPTIMIZE = ("none", "jit", "compile")  # --optimize (PyTorch backend)
 
 
 @functools.lru_cache(maxsize=1)
@@ -123,11 +120,6 @@ def precision_name(dtype: torch.dtype | None) -> str:
     return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
 
 
-def default_workers() -> int:
-    """Processes for training data loaders on a GPU: half the CPUs, 1-4."""
-    return max(1, min(4, cpu_count() // 2))
-
-
 # Freed blocks up to this size stay in the process for the next batch (glibc's default hands
 # any block over 32 MiB back to the kernel at once, and every batch faults it in again).
 KEEP_FREED_BYTES = 1 << 30
@@ -170,11 +162,3 @@ def decode_threads(device: torch.device | str) -> int:
     CPUs are free for decoding while the model runs: one thread per CPU, up to 16.
     """
     return cpu_count() if device_type(device) == "cpu" else max(1, min(16, cpu_count()))
-
-
-def progress_bar(total: int, *, enabled: bool | None, desc: str, unit: str = "img", initial: int = 0) -> Any:
-    """Progress on stderr: a tqdm bar on a terminal, a line every ~10 s elsewhere, nothing when
-    ``enabled`` is False (:func:`iipa.progress.progress`)."""
-    from iipa.progress import progress
-
-    return progress(total, enabled=enabled, desc=desc, unit=unit, initial=initial)

@@ -1,5 +1,5 @@
 """The card facts of the named weights, declared once as data beside their entries in
-:mod:`iipa.weights` (``NamedWeights.card``), as torchvision declares ``Weights.meta``.
+:mod:`iipa.model.weights` (``NamedWeights.card``), as torchvision declares ``Weights.meta``.
 
 The weights files carry only what training computed (counts, calibration, reference); what a
 person needs to judge the scores (the data's origin, the accuracy estimate and where it comes
@@ -11,7 +11,7 @@ paste into :data:`INSTAGRAM_LITE0` after a re-measurement.
 
 from __future__ import annotations
 
-from iipa.cardschema import CardFacts
+from iipa.model.cardschema import CardFacts
 
 INSTAGRAM_DEV = ("instagram-dev: public Instagram posts crawled in 2019 by a public university course project "
                  "(572 accounts, 8,368 photos stored at 299x299 px, posts from 2015-2017); not redistributed")

@@ -10,7 +10,7 @@ checkpoint has the same tensors, under the same names, as the authors' release. 
 authors' plain state dict (torchvision ResNet-50, fc = Linear(2048, 1)) loads too, as the
 registered ``authors-resnet50`` weights say: the ``authors`` profile and the paper's
 reference distribution (Fig. 5).
-Which file holds which kind of weights is decided by :mod:`iipa.record`; this module only
+Which file holds which kind of weights is decided by :mod:`iipa.model.record`; this module only
 reads and writes the files and builds a model from tensors.
 """
 
@@ -24,10 +24,10 @@ from typing import Any
 import torch
 
 from iipa import __version__
-from iipa.cardschema import check_card_facts
+from iipa.backbones.popularity_net import PopularityNet
 from iipa.errors import WeightsError
 from iipa.fileio import atomic_open, plain
-from iipa.models import PopularityNet
+from iipa.model.cardschema import check_card_facts
 
 FORMAT_VERSION = 1
 

@@ -4,7 +4,7 @@ A model's card facts (:data:`CARD_FIELDS`) are what a person needs to judge its 
 data it was trained on, its accuracy on accounts that chose nothing, baselines with their
 sources, limits. A trained checkpoint carries them in its ``info`` (checked by
 :func:`check_card_facts` when the file is written); a named model declares them once, as a
-:class:`CardFacts` next to its weights entry (:mod:`iipa.named_cards`), and its file carries
+:class:`CardFacts` next to its weights entry (:mod:`iipa.model.named_cards`), and its file carries
 none. The headline of ``validation`` is :data:`HEADLINE`. This module imports nothing heavy.
 """
 

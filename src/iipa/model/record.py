@@ -25,9 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 from iipa.errors import IIPAError, WeightsError
 from iipa.extras import pip_line
-from iipa.onnx_format import read_onnx_metadata
-from iipa.profiles import Profile, get_profile
-from iipa.weights import (
+from iipa.model.onnx_format import read_onnx_metadata
+from iipa.model.weights import (
     DEFAULT_MODEL,
     PLAIN_STATE_DICT_WEIGHTS,
     NamedWeights,
@@ -38,9 +37,10 @@ from iipa.weights import (
     resolve_weights,
     weights_path,
 )
+from iipa.profiles import Profile, get_profile
 
 if TYPE_CHECKING:  # torch is imported by load_torch only
-    from iipa.models import PopularityNet
+    from iipa.backbones.popularity_net import PopularityNet
 
 # What a record can be: registered weights, our checkpoint file, a plain state dict file
 # (the authors' release format), an exported ONNX file, or a model already in memory.
@@ -172,7 +172,7 @@ def _info(info: Mapping[str, Any] | None, **defaults: Any) -> dict[str, Any]:
 
 
 def _from_memory(model: Any) -> ModelRecord:
-    from iipa.models import PopularityNet
+    from iipa.backbones.popularity_net import PopularityNet
 
     if not isinstance(model, PopularityNet):
         raise IIPAError(f"--model: expected a weights name, a model file or a PopularityNet, not {type(model).__name__}")
@@ -201,14 +201,14 @@ def _read_torch_file(path: Path) -> Any:
                  else "or score its ONNX export, made by `iipa export` where torch is installed")
         raise IIPAError(f"--model {path}: reading a PyTorch checkpoint needs the torch extra: {TORCH_EXTRA} "
                         f"({other})")
-    from iipa.checkpoint import read_checkpoint
+    from iipa.model.checkpoint import read_checkpoint
 
     return read_checkpoint(path)
 
 
 def _from_file(path: Path) -> ModelRecord:
     obj = _read_torch_file(path)  # first: "not a model file" needs no torch to say
-    from iipa.checkpoint import check_version, is_iipa, looks_like_authors
+    from iipa.model.checkpoint import check_version, is_iipa, looks_like_authors
 
     source = str(path)
     if is_iipa(obj):
@@ -240,7 +240,7 @@ def _from_entry(entry: NamedWeights, *, offline: bool) -> ModelRecord:
         carried = read_onnx_metadata(onnx_file)
         _check_agrees(entry, carried["arch"], carried["profile"].name, str(onnx_file))
     elif torch_file.is_file():
-        from iipa.checkpoint import check_version, is_iipa
+        from iipa.model.checkpoint import check_version, is_iipa
 
         obj = _read_torch_file(torch_file)
         if is_iipa(obj):
@@ -275,7 +275,7 @@ def _check_agrees(entry: NamedWeights, arch: str | None, profile: str | None, so
 
 
 def _build(record: ModelRecord) -> PopularityNet:
-    from iipa.checkpoint import build_model, check_version, is_iipa, plain_state, read_checkpoint
+    from iipa.model.checkpoint import build_model, check_version, is_iipa, plain_state, read_checkpoint
 
     path = record.torch_file
     if record.entry is not None:
