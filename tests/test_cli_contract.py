@@ -259,7 +259,8 @@ def test_the_parsers_constants_are_the_librarys_own():
     import iipa.commands._common as common
     import iipa.commands.evaluate as evaluate_cmd
     import iipa.commands.experiment as experiment_cmd
-    from iipa import constants, images, inputpolicy, profiles, scoring, weights
+    from iipa import constants, images, inputpolicy, profiles
+    from iipa.model import weights
     from iipa.pairs import table
     from iipa.train import config, experiments
 
@@ -267,7 +268,7 @@ def test_the_parsers_constants_are_the_librarys_own():
     assert common.CROPS is profiles.CROPS is constants.CROPS and config.DECODES is profiles.DECODES
     assert evaluate_cmd.SPLITS is table.SPLITS is constants.SPLITS
     assert common.DEFAULT_MODEL is weights.DEFAULT_MODEL is constants.DEFAULT_MODEL
-    assert common.RUNTIMES is scoring.RUNTIMES and common.OPTIMIZE is scoring.OPTIMIZE
+    assert common.RUNTIMES is constants.RUNTIMES and common.OPTIMIZE is constants.OPTIMIZE
     assert experiment_cmd.NOISE_LEVELS is experiments.NOISE_LEVELS is constants.NOISE_LEVELS
     assert experiment_cmd.ARCHITECTURES is experiments.ARCHITECTURES is constants.ARCHITECTURES
 

@@ -125,7 +125,7 @@ def test_named_card_is_declared_with_its_entry_and_packaging_writes_none_of_it(t
     baselines once; a packaged file carries the trainer's facts only and no local path."""
     import torch
 
-    from iipa import named_cards, weights
+    from iipa.model import named_cards, weights
     from iipa.model.cardschema import CARD_FIELDS, CardFacts
     from iipa.packaging import package_weights
 

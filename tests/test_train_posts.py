@@ -25,13 +25,13 @@ def test_one_command_from_posts_to_a_scorable_model_with_card_and_onnx(sim_crawl
         assert code == 0 and photo.stem in scored, err
 
 
-def test_card_of_a_trained_model_reports_accounts_that_chose_nothing(crawl, tmp_path, run_cli):
+def test_card_of_a_trained_model_reports_accounts_that_chose_nothing(sim_crawl, tmp_path, run_cli):
     """The headline is the test split's figure (with n and accounts), not the pairs that chose
     the L2; the figures that chose are labelled; few pairs or images give one warning line,
     in the card and in `iipa score`; limits are sentences, not characters."""
     from iipa.pairs.build import build_pairs
 
-    posts, images = crawl
+    posts, images = sim_crawl
     pairs = tmp_path / "pairs"
     build_pairs(posts, pairs, seed=0, val=0.25, test=0.25, split_by_user=True)
     out = tmp_path / "run"
