@@ -14,11 +14,9 @@ pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
-def spark():
-    get_spark = require_spark("iipa.pairs.spark").get_spark
-    session = get_spark("local[2]", {"spark.sql.shuffle.partitions": "5"})
-    yield session
-    session.stop()
+def spark(spark_session):
+    """The run's one Spark session (conftest), started once for every Spark test module."""
+    return spark_session
 
 
 def test_session_has_the_pairs_defaults_and_the_conf_over_them(spark):

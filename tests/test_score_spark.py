@@ -16,7 +16,6 @@ import pandas as pd
 import pytest
 
 from _formats import save_format_variants
-from _spark import require_spark
 from iipa.spark.partition import local_path, score_partition
 from iipa.spark.session import parse_conf
 
@@ -25,11 +24,9 @@ spark_test = pytest.mark.spark
 
 
 @pytest.fixture(scope="module")
-def spark():
-    get_session = require_spark("iipa.spark.session").get_session
-    session, _ = get_session("local[2]", {"spark.ui.showConsoleProgress": "false"})
-    yield session
-    session.stop()
+def spark(spark_session):
+    """The run's one Spark session (conftest), started once for every Spark test module."""
+    return spark_session
 
 
 @pytest.fixture(scope="module")

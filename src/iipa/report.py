@@ -28,7 +28,7 @@ from iipa.model.record import ModelRecord, resolve_model
 from iipa.modelcard import display_name
 from iipa.plots import Line, histogram_svg, inline
 from iipa.scoring import ScoreResult
-from iipa.templating import data_uri, render  # noqa: F401 - data_uri: public since the album had it
+from iipa.templating import render
 
 if TYPE_CHECKING:  # `iipa rank` without --heatmaps scores through onnxruntime, without torch
     from iipa.backbones.popularity_net import PopularityNet

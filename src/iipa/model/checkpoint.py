@@ -45,10 +45,9 @@ def checkpoint_dict(model: PopularityNet) -> dict[str, Any]:
     }
 
 
-def save_checkpoint(model: PopularityNet, path: str | os.PathLike, **extra: Any) -> Path:
-    """Write ``model`` atomically (temp file + rename). ``extra`` goes into the dict too."""
+def save_checkpoint(model: PopularityNet, path: str | os.PathLike) -> Path:
+    """Write ``model`` atomically (temp file + rename)."""
     payload = checkpoint_dict(model)
-    payload.update(plain(extra))
     return atomic_torch_save(payload, path)
 
 

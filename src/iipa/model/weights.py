@@ -38,7 +38,7 @@ from iipa.model.weights_store import OFFLINE_ENV, offline, record_sha256, record
 from iipa.registry import Registry
 
 CHUNK = 1 << 20
-# How a weights file stores its tensors (see iipa.model.checkpoint.FORMATS): "iipa" is our
+# How a weights file stores its tensors: "iipa" is our
 # checkpoint dict, "state_dict" a plain torchvision state dict (the authors' release).
 WEIGHT_FORMATS = ("iipa", "state_dict")
 

@@ -31,6 +31,7 @@ from iipa.csvsafe import sql_neutralise
 from iipa.errors import IIPAError
 from iipa.fileio import atomic_path
 from iipa.pairs.csvread import LINE_REASONS, csv_header, load_csv, long_csv_records, read_csv_sql
+from iipa.pairs.rules import DAY_US
 from iipa.pairs.tags import GIVEN_TAG_RE, HASHTAG_RE, MENTION_RE, WORD_TOKEN_RE
 
 REQUIRED_COLUMNS = ("post_id", "user_id", "taken_at", "crawled_at", "media_type", "likes", "comments", "caption")
@@ -47,7 +48,7 @@ REJECT_REASONS = (
     "duplicate post_id",
 )
 OPTIONAL_COUNTS = ("followers", "following", "user_posts")
-FUTURE_SLACK_US = 86_400_000_000  # a time after the build + 1 day is a reject (clock skew allowed)
+FUTURE_SLACK_US = DAY_US  # a time after the build + 1 day is a reject (clock skew allowed)
 # Which copy of a duplicated post_id is kept: the most recent observation first.
 DUP_ORDER = "crawled_us DESC, likes DESC, comments DESC, user_id, taken_us, media_type, caption_s, source_file"
 SUFFIXES = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".tsv": "csv",

@@ -18,6 +18,7 @@ from typing import Any
 
 from iipa.constants import DECODES, PRECISIONS
 from iipa.errors import IIPAError
+from iipa.pairs.rules import PAPER
 
 BOTH = ("default", "paper")
 
@@ -80,7 +81,7 @@ FEATURE_PRECISION = "fp32"
 RECIPES: dict[str, Recipe] = {r.name: r for r in (
     Recipe("default", "iipa.train.small:SmallDataTrainer",
            {"backbone": "efficientnet_lite0_ms", "soft_labels": True, "precision": FEATURE_PRECISION, "views": 1,
-            "hflip": True, "max_gap_days": 10.0, "min_pair_p": 0.5, "score_crops": SCORE_CROPS,
+            "hflip": True, "max_gap_days": PAPER.max_gap_days, "min_pair_p": 0.5, "score_crops": SCORE_CROPS,
             "quality_pairs": QUALITY_WEIGHT, "quality_images": 2, "calibrate": True},
            "small data: linear probe on cached frozen features (fp32, chunked, resumable)"),
     Recipe("paper", "iipa.train.loop:Trainer",
