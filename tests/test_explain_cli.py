@@ -21,8 +21,9 @@ BOX = (34, 20, 58, 44)
 
 @pytest.fixture(scope="module")
 def detector_checkpoint(tmp_path_factory):
-    return save_checkpoint(detector_model(), tmp_path_factory.mktemp("det") / "detector.pt",
-                           info={"config": {"lr": 0.001}, "metrics": {"val_accuracy": 0.9}})
+    model = detector_model()
+    model.info = {"config": {"lr": 0.001}, "metrics": {"val_accuracy": 0.9}}
+    return save_checkpoint(model, tmp_path_factory.mktemp("det") / "detector.pt")
 
 
 def test_explain_writes_overlays_of_the_original_size(run_cli, tmp_path, detector_checkpoint):
