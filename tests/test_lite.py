@@ -4,7 +4,7 @@ import pytest
 import torch
 from PIL import Image
 
-from iipa.backbones.efficientnet_lite import map_lite_key
+from iipa.backbones.lite_weights import map_lite_key
 from iipa.backbones.popularity_net import PopularityNet, efficientnet_lite0
 from iipa.errors import WeightsError
 from iipa.profiles import get_profile

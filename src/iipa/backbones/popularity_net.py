@@ -101,7 +101,7 @@ def _lite_builder(variant: int) -> Callable[..., nn.Module]:
 
         model = timm.create_model(f"tf_efficientnet_lite{variant}", pretrained=False, num_classes=1000)
         if pretrained:
-            from iipa.backbones.efficientnet_lite import load_packaged_lite_weights
+            from iipa.backbones.lite_weights import load_packaged_lite_weights
 
             load_packaged_lite_weights(model, variant)
         return model

@@ -28,6 +28,7 @@ from typing import Any
 
 import pandas as pd
 
+from iipa.fileio import write_bytes
 from iipa.inputpolicy import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, InputPolicy
 from iipa.output import SCORE_COLUMNS as COLUMNS
 
@@ -76,10 +77,7 @@ def model_file(data: bytes) -> str:
     digest = hashlib.sha256(data).hexdigest()[:20]
     path = os.path.join(tempfile.gettempdir(), f"iipa-spark-{digest}.onnx")
     if not (os.path.isfile(path) and os.path.getsize(path) == len(data)):
-        fd, tmp = tempfile.mkstemp(prefix=f".iipa-spark-{digest}-", suffix=".tmp", dir=os.path.dirname(path))
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
+        write_bytes(path, data)
     return path
 
 
