@@ -147,3 +147,12 @@ def test_named_card_is_declared_with_its_entry_and_packaging_writes_none_of_it(t
     info = torch.load(out, weights_only=True)["info"]
     assert not set(CARD_FIELDS) & set(info) and "secret-run" not in str(info)
     assert info["config"] == {"seed": 0} and info["metrics"] == {"seconds": 1.0} and info["weights"] == "tiny-card"
+
+
+def test_few_accounts_are_warned_about_even_with_many_pairs():
+    from iipa.model.cardschema import HEADLINE, MIN_ACCOUNTS, evidence_warning
+
+    many = {HEADLINE: {"pairs": 500, "accounts": MIN_ACCOUNTS}}
+    few = {HEADLINE: {"pairs": 500, "accounts": 2}}
+    assert evidence_warning(many, {"n": 1000}) is None
+    assert "rests on 2 accounts" in evidence_warning(few, {"n": 1000})

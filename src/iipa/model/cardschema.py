@@ -26,6 +26,9 @@ HEADLINE = "unseen_accounts"
 # Gaussian) off by about a tenth of a std or more.
 MIN_PAIRS = 100
 MIN_REFERENCE_IMAGES = 200
+# Pairs of one account share its audience and style, so an accuracy over a few accounts swings
+# with which accounts they are, more than the interval over pairs says.
+MIN_ACCOUNTS = 10
 
 
 class CardError(IIPAError):
@@ -86,14 +89,18 @@ def readable(facts: Mapping[str, Any]) -> dict[str, Any]:
 
 def evidence_warning(validation: Mapping[str, Any] | None, reference: Mapping[str, Any] | None) -> str | None:
     """One line when the card's headline accuracy rests on fewer than :data:`MIN_PAIRS` pairs or
-    the reference distribution on fewer than :data:`MIN_REFERENCE_IMAGES` scores; else None."""
+    :data:`MIN_ACCOUNTS` accounts, or the reference distribution on fewer than
+    :data:`MIN_REFERENCE_IMAGES` scores; else None."""
     parts = []
     head = (validation or {}).get(HEADLINE)
     pairs = head.get("pairs") if isinstance(head, Mapping) else None
+    accounts = head.get("accounts") if isinstance(head, Mapping) else None
     if isinstance(pairs, int) and pairs < MIN_PAIRS:
-        accounts = head.get("accounts")
         parts.append(f"its accuracy rests on {pairs} pairs" + (f" of {accounts} accounts" if accounts else "")
                      + f" (fewer than {MIN_PAIRS}: the interval is wide)")
+    elif isinstance(accounts, int) and accounts < MIN_ACCOUNTS:
+        parts.append(f"its accuracy rests on {accounts} accounts (fewer than {MIN_ACCOUNTS}: pairs of one account "
+                     "are alike, so accounts differ more than the interval over pairs says)")
     n = (reference or {}).get("n")
     if isinstance(n, int) and n < MIN_REFERENCE_IMAGES:
         parts.append(f"its reference distribution rests on {n} images (fewer than {MIN_REFERENCE_IMAGES}: "
