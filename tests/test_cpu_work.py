@@ -19,6 +19,7 @@ if sys.argv[1] == "tuned":
     from iipa.backends.device import prepare_long_cpu_work
     prepare_long_cpu_work()
 libc = ctypes.CDLL(None)
+libc.prctl(41, 1, 0, 0, 0)  # PR_SET_THP_DISABLE: count 4 KiB faults whatever the host's huge-page setting
 libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
 libc.free.argtypes = [ctypes.c_void_p]
 size = 64 << 20  # a batch's activation of one layer
