@@ -27,8 +27,13 @@ else:
 
 @pytest.fixture(autouse=True)
 def _isolated_home(tmp_path_factory, monkeypatch):
-    """Never read or write the user's ~/.cache/iipa from a test."""
+    """Never read or write the user's ~/.cache/iipa from a test. Progress lines off (a slow
+    machine would add them to the stderr a test compares; tests/test_progress.py turns them
+    on), and the JVMs start without a class-data archive: recording one costs more than the
+    suite's few JVM starts would save (tests/test_spark_classcache.py records its own)."""
     monkeypatch.setenv("IIPA_HOME", str(tmp_path_factory.getbasetemp() / "iipa_home"))
+    monkeypatch.setenv("IIPA_PROGRESS_SECONDS", "0")
+    monkeypatch.setenv("IIPA_SPARK_CDS", "0")
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,9 @@ Runs in the active Spark session (``spark-submit``'s, a notebook's), else in a n
 
 from __future__ import annotations
 
+import contextlib
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
@@ -41,8 +43,10 @@ from iipa.pairs.uris import local_path
 
 # The pairs build's own defaults (--conf overrides them): a few shuffle partitions suit the
 # one-machine crawls most builds are (Spark's 200 would be mostly empty tasks), Arrow for the
-# matching's pandas transfers (mapInPandas).
-PAIRS_CONF = {"spark.sql.shuffle.partitions": "8", "spark.sql.execution.arrow.pyspark.enabled": "true"}
+# matching's pandas transfers (mapInPandas), and a hash join for the candidates' self-join
+# (no sort of both sides; the matcher's input is sorted by user anyway).
+PAIRS_CONF = {"spark.sql.shuffle.partitions": "8", "spark.sql.execution.arrow.pyspark.enabled": "true",
+              "spark.sql.join.preferSortMergeJoin": "false"}
 
 
 def get_spark(master: str | None = None, conf: dict[str, str] | None = None):
@@ -86,10 +90,10 @@ def _checked(df, crawled_at):
     crawled = _time_us(F, df, "crawled_at") if "crawled_at" in df.columns else F.lit(None).cast("bigint")
     if crawled_at is not None:
         crawled = F.coalesce(crawled, F.lit(int(pd.Timestamp(crawled_at, tz="UTC").value // 1000)))
-    df = (df.withColumn("pid", F.expr("nullif(trim(CAST(post_id AS STRING)), '')"))
-          .withColumn("uid", F.expr("nullif(trim(CAST(user_id AS STRING)), '')"))
-          .withColumn("taken_us", taken).withColumn("crawled_us", crawled)
-          .withColumn("media", F.lower(F.trim(F.col("media_type").cast("string")))))
+    df = df.withColumns({"pid": F.expr("nullif(trim(CAST(post_id AS STRING)), '')"),
+                         "uid": F.expr("nullif(trim(CAST(user_id AS STRING)), '')"),
+                         "taken_us": taken, "crawled_us": crawled,
+                         "media": F.lower(F.trim(F.col("media_type").cast("string")))})
     future = now_us() + FUTURE_SLACK_US  # as schema.checked_posts_sql
     corrupt = F.col(CORRUPT).isNotNull() if CORRUPT in df.columns else F.lit(False)
     reason = (F.when(corrupt, "unparsable row").when(F.col("pid").isNull(), "missing post_id").when(F.col("uid").isNull(), "missing user_id")
@@ -238,6 +242,53 @@ def _matcher(cfg: RuleConfig):
     return per_partition
 
 
+def _eligible(posts_ok, cfg: RuleConfig, keep):
+    """(the cached eligible posts, the rules' funnel): the funnel's counts ride on the job
+    that caches the posts (an observation, not a job of their own)."""
+    from pyspark.sql import Observation
+    from pyspark.sql import functions as F
+
+    rules_seen = Observation("iipa-post-rules")
+    ruled = posts_ok.withColumn("fails", F.expr(B.post_rule_sql(cfg))).observe(
+        rules_seen, *[F.count(F.when(F.col("fails") == r, 1)).alias(r) for r in B.POST_RULES],
+        F.count(F.when(F.col("fails").isNull(), 1)).alias("passing"))
+    featured = _features(ruled.where(F.col("fails").isNull()))
+    eligible = keep(featured.where(F.col("n_words") <= int(cfg.max_caption_words))
+                    .select("post_id", *B.pair_key_columns(cfg), "taken_us", *IMAGE_COLUMNS))
+    n_eligible = eligible.count()
+    seen = rules_seen.get
+    funnel, passing = B.rule_funnel({**{r: seen[r] for r in B.POST_RULES}, None: seen["passing"]})
+    funnel["caption_too_long"] = passing - n_eligible
+    funnel["eligible_posts"] = int(n_eligible)
+    return eligible, funnel
+
+
+def _in_thread(fn, *args) -> Future:
+    """``fn(*args)`` in a thread of its own: Spark runs the jobs of several threads at once."""
+    pool = ThreadPoolExecutor(1, thread_name_prefix="iipa-pairs")
+    try:
+        return pool.submit(fn, *args)
+    finally:
+        pool.shutdown(wait=False)
+
+
+def _warm_python_workers(spark, parts: int) -> None:
+    """Start the matcher's Python workers (one per task slot, up to ``parts``) in a job of
+    their own (in a thread: :func:`_in_thread`): a worker's start and its imports (pandas,
+    pyarrow, numpy, this package) take ~1 s of a core, and cost the matching job 2-3 s of
+    its wall time on a fresh session; here they overlap the driver's planning of the first
+    jobs. Workers are reused (Spark's default), so the matching finds them ready; a failure
+    here only loses that."""
+    with contextlib.suppress(Exception):
+        spark.range(0, parts, 1, parts).mapInPandas(_imports, "id long").collect()
+
+
+def _imports(batches):
+    from iipa.pairs import engine  # noqa: F401 - the matcher's imports, done ahead
+
+    yield from batches
+
+
 def _wide_schema() -> str:
     return ("high_id string, low_id string, user_id string, p double, delta_s double, delta_t_days double, "
             + ", ".join(f"{c}_{s} {'boolean' if c == 'no_caption' else 'bigint'}"
@@ -274,26 +325,20 @@ def _build(spark, posts, out_dir, cfg: RuleConfig, crawled_at, cached: list, *, 
         cached.append(df.cache())
         return df
 
+    parts = max(1, min(int(spark.conf.get("spark.sql.shuffle.partitions")), spark.sparkContext.defaultParallelism))
+    warm = _in_thread(_warm_python_workers, spark, parts)
     raw, where = read_posts(spark, posts)
     check_required_columns(raw.columns, crawled_at=crawled_at, where=where)
-    checked = keep(_checked(raw, crawled_at))
+    checked = _checked(raw, crawled_at)
     summary, n_dup = summarise(checked, PostsSummary())
     posts_ok, losers = _dedup(checked.where(F.col("reason").isNull()).drop("reason", "raw_row"), n_dup)
+    eligible, funnel = _eligible(posts_ok.drop("source_file"), cfg, keep)
     rejects = checked.where(F.col("reason").isNotNull()).select("reason", "post_id", "user_id", "source_file", "raw_row")
     if losers is not None:
         rejects = rejects.unionByName(losers)
-
-    ruled = posts_ok.drop("source_file").withColumn("fails", F.expr(B.post_rule_sql(cfg)))
-    funnel, passing = B.rule_funnel({r["fails"]: r["count"] for r in ruled.groupBy("fails").count().collect()})
-    featured = _features(ruled.where(F.col("fails").isNull()))
-    eligible = keep(featured.where(F.col("n_words") <= int(cfg.max_caption_words))
-                    .select("post_id", *B.pair_key_columns(cfg), "taken_us", *IMAGE_COLUMNS))
-    n_eligible = eligible.count()
-    funnel["caption_too_long"] = passing - n_eligible
-    funnel["eligible_posts"] = int(n_eligible)
     # Whole users per partition, each user's rows together (the matcher cuts between users);
     # no more partitions than cores: each task pays for a Python worker's Arrow round trip.
-    parts = max(1, min(int(spark.conf.get("spark.sql.shuffle.partitions")), spark.sparkContext.defaultParallelism))
+    warm.result()
     in_window = _candidates(eligible, cfg).repartition(parts, "user_id").sortWithinPartitions("user_id")
     wide = keep(in_window.mapInPandas(_matcher(cfg), _wide_schema()))
     return finish_spark(spark, wide, rejects, out_dir, cfg=cfg, posts_summary=summary.to_dict(), funnel=funnel,

@@ -119,18 +119,43 @@ def get_session(master: str | None = None, conf: dict[str, str] | None = None, *
         return active, False
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
-    builder = SparkSession.builder.appName(app)
+    from pyspark import SparkContext
+
+    from iipa.spark import classcache
+
     settings = session_conf(master, conf, submitted="PYSPARK_GATEWAY_PORT" in os.environ, defaults=defaults,
                             local_java=local_java)
-    for key, value in settings.items():
-        builder = builder.config(key, value)
+    cds = classcache.Plan()
+    if SparkContext._gateway is None and "PYSPARK_GATEWAY_PORT" not in os.environ \
+            and "spark.driver.defaultJavaOptions" not in (conf or {}):  # a JVM this session starts, with our options
+        cds = classcache.plan()
     try:
-        with _jvm_notice_dropped():
-            session = builder.getOrCreate()
+        session = _start(app, settings, cds.options)
     except Exception as exc:  # no Java, a bad master URL, a refused --conf value
-        raise IIPAError(f"could not start Spark ({exc.__class__.__name__}: {str(exc).splitlines()[0]})") from None
+        classcache.failed(cds)
+        session = None
+        if cds.archive is not None:  # perhaps a damaged archive: once more without it
+            with contextlib.suppress(Exception):
+                session = _start(app, settings, "")
+        if session is None:
+            raise IIPAError(f"could not start Spark ({exc.__class__.__name__}: {str(exc).splitlines()[0]})") from None
+    else:
+        classcache.started(cds)
     session.sparkContext.setLogLevel(log_level())
     return session, True
+
+
+def _start(app: str, settings: dict[str, str], class_cache_options: str):
+    """A new session from ``settings``, :mod:`classcache`'s options appended to the JVM's."""
+    from pyspark.sql import SparkSession
+
+    builder = SparkSession.builder.appName(app)
+    options = " ".join(filter(None, [settings.get("spark.driver.defaultJavaOptions", ""), class_cache_options]))
+    for key, value in {**settings, "spark.driver.defaultJavaOptions": options}.items():
+        if value or key != "spark.driver.defaultJavaOptions":
+            builder = builder.config(key, value)
+    with _jvm_notice_dropped():
+        return builder.getOrCreate()
 
 
 @contextlib.contextmanager

@@ -1,0 +1,151 @@
+"""The JVM class-data archive (iipa.spark.classcache): who records, who maps, what a failed
+start does, and one real archive recorded by a JVM and mapped by the next (the suite's other
+JVMs run without one: conftest sets IIPA_SPARK_CDS=0)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from iipa.spark import classcache
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("IIPA_HOME", str(tmp_path))
+    monkeypatch.setenv(classcache.ENV_SWITCH, "1")
+    monkeypatch.setattr(classcache, "archive_key", lambda: "k")
+    return tmp_path / "jvm"
+
+
+def test_records_once_maps_after_and_steps_aside(cache, monkeypatch):
+    first = classcache.plan()
+    assert first.recording == cache / f"spark-k.jsa.part-{os.getpid()}" and first.final == cache / "spark-k.jsa"
+    assert f"-XX:ArchiveClassesAtExit={first.recording}" in first.options and classcache.QUIET in first.options
+    assert (cache / "spark-k.lock").read_text() == str(os.getpid())
+    assert classcache.plan().options == ""  # a live process records: the others run without
+    classcache.failed(first)  # a JVM that did not start leaves no lock and no half archive
+    assert not (cache / "spark-k.lock").exists()
+
+    (cache / "spark-k.lock").write_text("999999999")  # a process that is gone: its lock is stale
+    assert classcache.plan().recording is not None
+    (cache / "spark-k.lock").unlink()
+
+    (cache / "spark-k.jsa").write_bytes(b"archive")
+    mapped = classcache.plan()
+    assert mapped.options == f"-XX:SharedArchiveFile={cache / 'spark-k.jsa'} {classcache.QUIET}"
+    assert mapped.recording is None and not (cache / "spark-k.lock").exists()
+    classcache.failed(mapped)  # a session that failed to start with it: the archive goes
+    assert not (cache / "spark-k.jsa").exists()
+
+    monkeypatch.setenv(classcache.ENV_SWITCH, "0")
+    assert classcache.plan().options == ""
+    monkeypatch.setenv(classcache.ENV_SWITCH, "1")
+    monkeypatch.setattr(classcache, "archive_key", lambda: None)  # no java or no Spark jars
+    assert classcache.plan().options == ""
+
+
+def test_a_cache_folder_it_cannot_make_means_no_archive(cache):
+    cache.write_text("a file where the folder would go")  # as a read-only home fails, for root too
+    assert classcache.plan().options == ""
+
+
+def test_key_follows_java_and_spark_jars(tmp_path, monkeypatch):
+    java, jars = tmp_path / "java", tmp_path / "jars"
+    jars.mkdir()
+    java.write_text("jvm")
+    (jars / "spark-core.jar").write_text("v1")
+    monkeypatch.setattr(classcache, "_java_binary", lambda: java)
+    monkeypatch.setattr(classcache, "_spark_jars", lambda: jars)
+    key = classcache.archive_key()
+    assert key == classcache.archive_key() and len(key) == 16
+    (jars / "spark-core.jar").write_text("v2 longer")
+    assert classcache.archive_key() != key
+    monkeypatch.setattr(classcache, "_java_binary", lambda: None)
+    assert classcache.archive_key() is None
+
+
+def test_session_appends_the_options_and_retries_without_a_bad_archive(cache, monkeypatch):
+    """get_session: the archive's options after iipa's own JVM options; a start that fails
+    with an archive is tried once more without it, and the archive is deleted."""
+    from _spark import require_spark
+
+    pyspark = require_spark("pyspark")
+    from pyspark.sql import SparkSession
+
+    import iipa.spark.session as S
+
+    monkeypatch.setattr(pyspark.SparkContext, "_gateway", None)
+    monkeypatch.setattr(SparkSession, "getActiveSession", classmethod(lambda cls: None))
+    cache.mkdir(parents=True)
+    (cache / "spark-k.jsa").write_bytes(b"archive")
+    calls = []
+
+    class FakeSession:
+        sparkContext = type("SC", (), {"setLogLevel": lambda self, level: None})()
+
+    def fake_start(app, settings, options):
+        calls.append((settings["spark.driver.defaultJavaOptions"], options))
+        if len(calls) == 1:
+            raise RuntimeError("Java gateway process exited before sending its port number")
+        return FakeSession()
+
+    monkeypatch.setattr(S, "_start", fake_start)
+    session, created = S.get_session("local[1]")
+    assert isinstance(session, FakeSession) and created
+    assert calls[0][1].startswith("-XX:SharedArchiveFile=") and calls[1][1] == ""
+    assert "-Dlog4j.configurationFile=" in calls[0][0]
+    assert not (cache / "spark-k.jsa").exists()
+
+    calls.clear()  # the user's own JVM options: no archive (iipa's options are not there to extend)
+    monkeypatch.setattr(S, "_start", lambda app, settings, options: calls.append(options) or FakeSession())
+    S.get_session("local[1]", {"spark.driver.defaultJavaOptions": "-Xss4m"})
+    assert calls == [""] and not (cache / "spark-k.lock").exists()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/<pid>/maps")
+def test_a_real_archive_is_recorded_at_exit_then_mapped(tmp_path):
+    """The first session records: its process waits at exit for the JVM to write the archive
+    and moves it into place; the next session's JVM maps that file (/proc/<pid>/maps). Both
+    leave stdout to the program (the JVM's CDS messages are off)."""
+    from _spark import require_spark
+
+    require_spark("pyspark")
+    env = {**os.environ, "IIPA_HOME": str(tmp_path), classcache.ENV_SWITCH: "1"}
+    probe = textwrap.dedent("""
+        import os
+        from iipa.spark.session import get_session
+        spark, _ = get_session("local[1]")
+        assert spark.range(5).count() == 5
+        pid = spark._jvm.java.lang.ProcessHandle.current().pid()
+        home = os.environ["IIPA_HOME"]
+        print("\\n".join(line.split()[-1] for line in open(f"/proc/{pid}/maps") if home in line))
+    """)
+
+    def run():
+        proc = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        return [line for line in proc.stdout.splitlines() if line]
+
+    assert run() == []  # recording: nothing of ours mapped yet
+    archives = sorted((tmp_path / "jvm").iterdir())
+    assert [p.suffix for p in archives] == [".jsa"] and archives[0].stat().st_size > 10_000_000, archives
+    assert str(archives[0]) in run()
+    assert sorted((tmp_path / "jvm").iterdir()) == archives  # no lock, no part left
+
+
+def test_recording_ahead_says_why_not(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("IIPA_HOME", str(tmp_path))
+    monkeypatch.setenv(classcache.ENV_SWITCH, "0")
+    classcache._record()
+    assert "IIPA_SPARK_CDS is off" in capsys.readouterr().err
+    monkeypatch.setenv(classcache.ENV_SWITCH, "1")
+    monkeypatch.setattr(classcache, "archive_key", lambda: "k")
+    (tmp_path / "jvm").mkdir()
+    (tmp_path / "jvm" / "spark-k.jsa").write_bytes(b"archive")
+    classcache._record()
+    assert "already there" in capsys.readouterr().err
