@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -47,6 +48,51 @@ def test_records_once_maps_after_and_steps_aside(cache, monkeypatch):
     monkeypatch.setenv(classcache.ENV_SWITCH, "1")
     monkeypatch.setattr(classcache, "archive_key", lambda: None)  # no java or no Spark jars
     assert classcache.plan().options == ""
+
+
+def test_the_archive_goes_into_place_only_after_a_normal_exit(cache, monkeypatch):
+    """At exit the recording process closes the JVM's stdin, waits, and renames the archive
+    only when the JVM exited with 0; a part left by a killed process goes at the next
+    recording; archives of another key go once unused for UNUSED_DAYS days."""
+    from _spark import require_spark
+
+    pyspark = require_spark("pyspark")
+
+    class Proc:
+        def __init__(self, code):
+            self.code, self.stdin = code, self
+            self.closed = False
+
+        def close(self):
+            self.closed = True
+
+        def wait(self, timeout):
+            return self.code
+
+    gateway = type("Gateway", (), {"shutdown": lambda self: None})()
+    monkeypatch.setattr(pyspark.SparkContext, "_gateway", gateway)
+    monkeypatch.setattr(pyspark.SparkContext, "_active_spark_context", None)
+    cache.mkdir(parents=True)
+    killed = cache / "spark-k.jsa.part-999999999"
+    killed.write_bytes(b"half")
+    old, recent = cache / "spark-old.jsa", cache / "spark-recent.jsa"
+    for f in (old, recent):
+        f.write_bytes(b"other key")
+    os.utime(old, (0, time.time() - (classcache.UNUSED_DAYS + 1) * 86400))
+
+    p = classcache.plan()
+    assert not killed.exists()
+    gateway.proc = Proc(1)  # a JVM that did not exit normally: its archive may be partial
+    p.recording.write_bytes(b"maybe partial")
+    classcache._finish_recording(p)
+    assert gateway.proc.closed and not p.final.exists() and not p.recording.exists() and not p.lock.exists()
+
+    p = classcache.plan()
+    gateway.proc = Proc(0)
+    p.recording.write_bytes(b"complete")
+    classcache._finish_recording(p)
+    assert p.final.read_bytes() == b"complete" and not p.recording.exists() and not p.lock.exists()
+    assert not old.exists() and recent.exists()
 
 
 def test_a_cache_folder_it_cannot_make_means_no_archive(cache):
@@ -139,13 +185,16 @@ def test_a_real_archive_is_recorded_at_exit_then_mapped(tmp_path):
 
 
 def test_recording_ahead_says_why_not(tmp_path, monkeypatch, capsys):
+    """`python -m iipa.spark.record_classes` without an archive to record."""
     monkeypatch.setenv("IIPA_HOME", str(tmp_path))
     monkeypatch.setenv(classcache.ENV_SWITCH, "0")
-    classcache._record()
+    from iipa.spark.record_classes import record
+
+    record()
     assert "IIPA_SPARK_CDS is off" in capsys.readouterr().err
     monkeypatch.setenv(classcache.ENV_SWITCH, "1")
     monkeypatch.setattr(classcache, "archive_key", lambda: "k")
     (tmp_path / "jvm").mkdir()
     (tmp_path / "jvm" / "spark-k.jsa").write_bytes(b"archive")
-    classcache._record()
+    record()
     assert "already there" in capsys.readouterr().err

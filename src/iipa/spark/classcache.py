@@ -8,13 +8,14 @@ then starts in ~2.5 s instead of ~5 s, and the 1 M-post pairs build runs ~3 s sh
 
 - Where: ``$IIPA_HOME/jvm/spark-<key>.jsa`` (150-200 MB; ``IIPA_HOME`` defaults to
   ``~/.cache/iipa``). The key hashes the ``java`` binary and Spark's jars, so an upgrade of
-  either starts a new archive (the old one is removed); the JVM itself also checks the
-  classpath and ignores an archive that does not match it.
+  either records a new archive; the JVM itself also checks the
+  classpath and ignores an archive that does not match it. An archive unused for
+  :data:`UNUSED_DAYS` days goes when another is recorded.
 - When: the first session iipa starts without an archive records the classes it loads
   (``-XX:ArchiveClassesAtExit``); its process then waits at exit for the JVM to write them
   (a few seconds, once) and moves the file into place. One process at a time records (a
   lock file); the others run without an archive meanwhile. ``python -m
-  iipa.spark.classcache`` records one ahead of time (for a container image, say).
+  iipa.spark.record_classes`` records one ahead of time (for a container image, say).
 - Safety: a half-written archive can crash the JVM that maps it (SIGBUS), so an archive is
   written under a temporary name and renamed only once its JVM has exited normally; a
   session that fails to start with an archive is started again without it, and the archive
@@ -31,7 +32,6 @@ import contextlib
 import hashlib
 import os
 import shutil
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +42,7 @@ ENV_SWITCH = "IIPA_SPARK_CDS"
 QUIET = "-Xlog:cds*=off"
 STALE_LOCK_SECONDS = 3600
 EXIT_WAIT_SECONDS = 300
+UNUSED_DAYS = 30
 
 
 @dataclass
@@ -110,6 +111,8 @@ def plan() -> Plan:
     folder = cache_dir()
     final = folder / f"spark-{key}.jsa"
     if final.is_file() and final.stat().st_size > 0:
+        with contextlib.suppress(OSError):
+            os.utime(final)  # its last use, for the clean-up of archives no longer used
         return Plan(options=f"-XX:SharedArchiveFile={final} {QUIET}", archive=final)
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -118,6 +121,10 @@ def plan() -> Plan:
         return Plan()
     if lock is None:
         return Plan()
+    for part in folder.glob("spark-*.jsa.part-*"):  # left by a process killed before its JVM wrote
+        if not _alive(part.name.rpartition("-")[2]):
+            with contextlib.suppress(OSError):
+                part.unlink()
     recording = folder / f"spark-{key}.jsa.part-{os.getpid()}"
     return Plan(options=f"-XX:ArchiveClassesAtExit={recording} {QUIET}", recording=recording, final=final, lock=lock)
 
@@ -145,15 +152,20 @@ def _stale(lock: Path) -> bool:
         pid = int(lock.read_text().strip() or 0)
     except (OSError, ValueError):
         return True
-    if age > STALE_LOCK_SECONDS or pid <= 0:
-        return True
+    return age > STALE_LOCK_SECONDS or not _alive(pid)
+
+
+def _alive(pid) -> bool:
     try:
+        pid = int(pid)
+        if pid <= 0:
+            return False
         os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
+    except (ValueError, ProcessLookupError):
         return False
-    return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def started(p: Plan) -> None:
@@ -201,41 +213,10 @@ def _finish_recording(p: Plan) -> None:
         except Exception:  # noqa: BLE001 - a JVM that does not exit: no archive from it
             return
         if code == 0 and p.recording.is_file() and p.recording.stat().st_size > 0:
-            for old in p.final.parent.glob("spark-*.jsa"):  # another java or Spark's
-                with contextlib.suppress(OSError):
-                    old.unlink()
             os.replace(p.recording, p.final)
+            for old in p.final.parent.glob("spark-*.jsa"):  # another java's or Spark's, unused for long
+                with contextlib.suppress(OSError):
+                    if old != p.final and time.time() - old.stat().st_mtime > UNUSED_DAYS * 86400:
+                        old.unlink()
     finally:
         _release(p)
-
-
-def _record() -> None:
-    """Start a local session that records an archive, run a few typical jobs, exit."""
-    from iipa.spark.session import get_session
-
-    if not enabled():
-        print(f"{ENV_SWITCH} is off: no archive recorded", file=sys.stderr)
-        return
-    key = archive_key()
-    if key is None:
-        print("no java or no pyspark found: no archive recorded", file=sys.stderr)
-        return
-    final = cache_dir() / f"spark-{key}.jsa"
-    if final.is_file():
-        print(f"{final}: already there", file=sys.stderr)
-        return
-    import tempfile
-
-    spark, _ = get_session("local[1]", app="iipa-classcache")
-    df = spark.range(1000).selectExpr("id", "id % 7 AS k", "CAST(id AS STRING) AS s", "timestamp_seconds(id) AS t")
-    with tempfile.TemporaryDirectory() as tmp:  # the classes of the usual jobs: files, joins, windows, Arrow
-        df.write.parquet(f"{tmp}/a.parquet")
-        df = spark.read.parquet(f"{tmp}/a.parquet")
-        df.groupBy("k").agg({"s": "count", "id": "max"}).collect()
-        df.join(df.selectExpr("k", "id AS j"), "k").where("id < 10").selectExpr("row_number() OVER (ORDER BY j) AS r").count()
-        df.mapInPandas(lambda batches: batches, df.schema).write.mode("overwrite").csv(f"{tmp}/b")
-    print(f"recording the JVM's class-data archive into {final} (at exit)", file=sys.stderr)
-
-
-if __name__ == "__main__":
-    _record()
