@@ -26,14 +26,37 @@ else:
 
 
 @pytest.fixture(autouse=True)
-def _isolated_home(tmp_path_factory, monkeypatch):
-    """Never read or write the user's ~/.cache/iipa from a test. Progress lines off (a slow
-    machine would add them to the stderr a test compares; tests/test_progress.py turns them
-    on), and the JVMs start without a class-data archive: recording one costs more than the
-    suite's few JVM starts would save (tests/test_spark_classcache.py records its own)."""
+def _isolated_home(tmp_path_factory, monkeypatch, class_archive):
+    """Never read or write the user's ~/.cache/iipa from a test. Progress lines off: a slow
+    machine would add them to the stderr a test compares (tests/test_progress.py turns them
+    on)."""
     monkeypatch.setenv("IIPA_HOME", str(tmp_path_factory.getbasetemp() / "iipa_home"))
     monkeypatch.setenv("IIPA_PROGRESS_SECONDS", "0")
-    monkeypatch.setenv("IIPA_SPARK_CDS", "0")
+
+
+@pytest.fixture(scope="session")
+def class_archive(tmp_path_factory):
+    """The run's JVM class-data archive (iipa.spark.classcache), recorded in the shared
+    IIPA_HOME by ``python -m iipa.spark.record_classes`` in the background from the first
+    test on, as a user's first Spark run would: the Spark tests' JVMs that start after it is
+    written map it (each starts ~3 s sooner), the ones before run without, and
+    tests/test_spark_classcache.py checks both the recording and a JVM mapping the file.
+    None without Java or pyspark (the core install's run)."""
+    import importlib.util
+    import shutil
+    import subprocess
+
+    if shutil.which("java") is None or importlib.util.find_spec("pyspark") is None:
+        yield None
+        return
+    home = tmp_path_factory.getbasetemp() / "iipa_home"
+    env = {**os.environ, "IIPA_HOME": str(home), "IIPA_SPARK_CDS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "iipa.spark.record_classes"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    yield proc
+    if proc.returncode is None:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.communicate(timeout=120)
 
 
 @pytest.fixture(scope="session")

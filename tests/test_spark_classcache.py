@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 
@@ -154,14 +155,20 @@ def test_session_appends_the_options_and_retries_without_a_bad_archive(cache, mo
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/<pid>/maps")
-def test_a_real_archive_is_recorded_at_exit_then_mapped(tmp_path):
-    """The first session records: its process waits at exit for the JVM to write the archive
-    and moves it into place; the next session's JVM maps that file (/proc/<pid>/maps). Both
-    leave stdout to the program (the JVM's CDS messages are off)."""
+def test_a_real_archive_is_recorded_at_exit_then_mapped(class_archive):
+    """The suite's recording (conftest's ``class_archive``: ``python -m iipa.spark.record_classes``
+    in a fresh IIPA_HOME) waited at exit for its JVM and moved the archive into place, leaving
+    no lock or part; a new session's JVM maps that file (/proc/<pid>/maps), and the program's
+    stdout holds only its own lines (the JVM's CDS messages are off)."""
     from _spark import require_spark
 
     require_spark("pyspark")
-    env = {**os.environ, "IIPA_HOME": str(tmp_path), classcache.ENV_SWITCH: "1"}
+    out, err = class_archive.communicate(timeout=600)
+    assert class_archive.returncode == 0 and out == "", (out, err)
+    assert "recording the JVM's class-data archive into" in err, err
+    home = Path(os.environ["IIPA_HOME"])
+    archives = sorted((home / "jvm").iterdir())
+    assert [p.suffix for p in archives] == [".jsa"] and archives[0].stat().st_size > 10_000_000, archives
     probe = textwrap.dedent("""
         import os
         from iipa.spark.session import get_session
@@ -171,17 +178,11 @@ def test_a_real_archive_is_recorded_at_exit_then_mapped(tmp_path):
         home = os.environ["IIPA_HOME"]
         print("\\n".join(line.split()[-1] for line in open(f"/proc/{pid}/maps") if home in line))
     """)
-
-    def run():
-        proc = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=300)
-        assert proc.returncode == 0, proc.stderr
-        return [line for line in proc.stdout.splitlines() if line]
-
-    assert run() == []  # recording: nothing of ours mapped yet
-    archives = sorted((tmp_path / "jvm").iterdir())
-    assert [p.suffix for p in archives] == [".jsa"] and archives[0].stat().st_size > 10_000_000, archives
-    assert str(archives[0]) in run()
-    assert sorted((tmp_path / "jvm").iterdir()) == archives  # no lock, no part left
+    proc = subprocess.run([sys.executable, "-c", probe], env={**os.environ, classcache.ENV_SWITCH: "1"},
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert [line for line in proc.stdout.splitlines() if line] == [str(archives[0])], proc.stdout
+    assert sorted((home / "jvm").iterdir()) == archives  # no lock, no part left
 
 
 def test_recording_ahead_says_why_not(tmp_path, monkeypatch, capsys):
