@@ -68,6 +68,9 @@ def test_participant_flow_in_chromium(live_app):
     _need_browser()
     from playwright.sync_api import expect, sync_playwright
 
+    # Each expectation ends as soon as it holds; 30 s (Playwright's default is 5) only bounds a
+    # failure, so a loaded machine cannot fail it (an answer's round trip took > 5 s once).
+    expect.set_options(timeout=30_000)
     base, store = live_app
     pressed: dict[int, str] = {}
     with sync_playwright() as p:
@@ -75,7 +78,7 @@ def test_participant_flow_in_chromium(live_app):
             "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
         try:
             page = browser.new_page()
-            page.set_default_timeout(15000)
+            page.set_default_timeout(30_000)
             page.goto(base)
             page.click("#start-new")
             expect(page.locator("#consent-next")).to_be_disabled()
