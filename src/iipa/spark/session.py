@@ -9,6 +9,10 @@ and PySpark's warning about pandas 3 is silenced in the driver and in the Python
 PySpark 4 declares pandas >= 2.2 without an upper bound and the Spark paths iipa uses
 (``mapInPandas``, ``toPandas``, ``createDataFrame``) are tested with pandas 3 here, so the
 warning says nothing a user can act on.
+
+A JVM the session starts itself maps the class-data archive of :mod:`iipa.spark.classcache`
+(or records it, once per machine), and is started once more without it if it fails to start
+with it.
 """
 
 from __future__ import annotations
