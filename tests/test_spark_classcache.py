@@ -96,6 +96,15 @@ def test_the_archive_goes_into_place_only_after_a_normal_exit(cache, monkeypatch
     assert not old.exists() and recent.exists()
 
 
+def test_a_cache_folder_with_a_space_means_no_archive(tmp_path, monkeypatch):
+    """Spark splits the JVM's options at spaces: an archive under "/Users/Ann Lee" would
+    break the JVM's start, so there is none."""
+    monkeypatch.setenv("IIPA_HOME", str(tmp_path / "Ann Lee"))
+    monkeypatch.setenv(classcache.ENV_SWITCH, "1")
+    monkeypatch.setattr(classcache, "archive_key", lambda: "k")
+    assert classcache.plan().options == "" and not (tmp_path / "Ann Lee").exists()
+
+
 def test_a_cache_folder_it_cannot_make_means_no_archive(cache):
     cache.write_text("a file where the folder would go")  # as a read-only home fails, for root too
     assert classcache.plan().options == ""

@@ -22,7 +22,8 @@ then starts in ~2.5 s instead of ~5 s, and the 1 M-post pairs build runs ~3 s sh
   is deleted.
 - Only for JVMs iipa launches itself: not under ``spark-submit`` or in a notebook whose JVM
   runs already, not when ``--conf spark.driver.defaultJavaOptions`` replaces iipa's options,
-  and not at all with ``IIPA_SPARK_CDS=0``.
+  not when the cache folder's path holds a space or a quote (Spark splits JVM options at
+  spaces), and not at all with ``IIPA_SPARK_CDS=0``.
 """
 
 from __future__ import annotations
@@ -109,6 +110,8 @@ def plan() -> Plan:
     if key is None:
         return Plan()
     folder = cache_dir()
+    if any(ch.isspace() or ch in "'\"" for ch in str(folder)):  # Spark splits JVM options at spaces
+        return Plan()
     final = folder / f"spark-{key}.jsa"
     if final.is_file() and final.stat().st_size > 0:
         with contextlib.suppress(OSError):
