@@ -17,8 +17,8 @@ Runs in the active Spark session (``spark-submit``'s, a notebook's), else in a n
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
@@ -263,24 +263,20 @@ def _eligible(posts_ok, cfg: RuleConfig, keep):
     return eligible, funnel
 
 
-def _in_thread(fn, *args) -> Future:
-    """``fn(*args)`` in a thread of its own: Spark runs the jobs of several threads at once."""
-    pool = ThreadPoolExecutor(1, thread_name_prefix="iipa-pairs")
-    try:
-        return pool.submit(fn, *args)
-    finally:
-        pool.shutdown(wait=False)
-
-
-def _warm_python_workers(spark, parts: int) -> None:
+def _warm_python_workers(spark, parts: int) -> threading.Thread:
     """Start the matcher's Python workers (one per task slot, up to ``parts``) in a job of
-    their own (in a thread: :func:`_in_thread`): a worker's start and its imports (pandas,
+    their own, in a thread (Spark runs the jobs of several threads at once): a worker's start and its imports (pandas,
     pyarrow, numpy, this package) take ~1 s of a core, and cost the matching job 2-3 s of
     its wall time on a fresh session; here they overlap the driver's planning of the first
     jobs. Workers are reused (Spark's default), so the matching finds them ready; a failure
     here only loses that."""
-    with contextlib.suppress(Exception):
-        spark.range(0, parts, 1, parts).mapInPandas(_imports, "id long").collect()
+    def run():
+        with contextlib.suppress(Exception):
+            spark.range(0, parts, 1, parts).mapInPandas(_imports, "id long").collect()
+
+    thread = threading.Thread(target=run, name="iipa-warm-python-workers", daemon=True)
+    thread.start()
+    return thread
 
 
 def _imports(batches):
@@ -326,7 +322,7 @@ def _build(spark, posts, out_dir, cfg: RuleConfig, crawled_at, cached: list, *, 
         return df
 
     parts = max(1, min(int(spark.conf.get("spark.sql.shuffle.partitions")), spark.sparkContext.defaultParallelism))
-    warm = _in_thread(_warm_python_workers, spark, parts)
+    warm = _warm_python_workers(spark, parts)
     raw, where = read_posts(spark, posts)
     check_required_columns(raw.columns, crawled_at=crawled_at, where=where)
     checked = _checked(raw, crawled_at)
@@ -338,7 +334,7 @@ def _build(spark, posts, out_dir, cfg: RuleConfig, crawled_at, cached: list, *, 
         rejects = rejects.unionByName(losers)
     # Whole users per partition, each user's rows together (the matcher cuts between users);
     # no more partitions than cores: each task pays for a Python worker's Arrow round trip.
-    warm.result()
+    warm.join()
     in_window = _candidates(eligible, cfg).repartition(parts, "user_id").sortWithinPartitions("user_id")
     wide = keep(in_window.mapInPandas(_matcher(cfg), _wide_schema()))
     return finish_spark(spark, wide, rejects, out_dir, cfg=cfg, posts_summary=summary.to_dict(), funnel=funnel,

@@ -101,6 +101,15 @@ def _spark_jars() -> Path | None:
     return jars if jars.is_dir() else None
 
 
+def archive_path(key: str) -> Path:
+    """Where the archive of ``key`` lives; its lock and temporary files sit beside it."""
+    return cache_dir() / f"spark-{key}.jsa"
+
+
+def lock_path(key: str) -> Path:
+    return cache_dir() / f"spark-{key}.lock"
+
+
 def plan() -> Plan:
     """The options for a JVM about to start: map the archive if there is one, else record one
     if no other process is recording, else nothing."""
@@ -112,14 +121,14 @@ def plan() -> Plan:
     folder = cache_dir()
     if any(ch.isspace() or ch in "'\"" for ch in str(folder)):  # Spark splits JVM options at spaces
         return Plan()
-    final = folder / f"spark-{key}.jsa"
+    final = archive_path(key)
     if final.is_file() and final.stat().st_size > 0:
         with contextlib.suppress(OSError):
             os.utime(final)  # its last use, for the clean-up of archives no longer used
         return Plan(options=f"-XX:SharedArchiveFile={final} {QUIET}", archive=final)
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        lock = _take_lock(folder / f"spark-{key}.lock")
+        lock = _take_lock(lock_path(key))
     except OSError:  # a read-only home: run without an archive
         return Plan()
     if lock is None:
@@ -128,7 +137,7 @@ def plan() -> Plan:
         if not _alive(part.name.rpartition("-")[2]):
             with contextlib.suppress(OSError):
                 part.unlink()
-    recording = folder / f"spark-{key}.jsa.part-{os.getpid()}"
+    recording = final.with_name(f"{final.name}.part-{os.getpid()}")
     return Plan(options=f"-XX:ArchiveClassesAtExit={recording} {QUIET}", recording=recording, final=final, lock=lock)
 
 

@@ -21,7 +21,7 @@ def record() -> None:
     if key is None:
         print("no java or no pyspark found: no archive recorded", file=sys.stderr)
         return
-    final = classcache.cache_dir() / f"spark-{key}.jsa"
+    final = classcache.archive_path(key)
     if final.is_file():
         print(f"{final}: already there", file=sys.stderr)
         return
@@ -33,7 +33,7 @@ def record() -> None:
         df.groupBy("k").agg({"s": "count", "id": "max"}).collect()
         df.join(df.selectExpr("k", "id AS j"), "k").where("id < 10").selectExpr("row_number() OVER (ORDER BY j) AS r").count()
         df.mapInPandas(lambda batches: batches, df.schema).write.mode("overwrite").csv(f"{tmp}/b")
-    lock = final.with_name(f"spark-{key}.lock")
+    lock = classcache.lock_path(key)
     if lock.is_file() and lock.read_text().strip() == str(os.getpid()):
         print(f"recording the JVM's class-data archive into {final} (at exit)", file=sys.stderr)
     else:
