@@ -1,7 +1,7 @@
 """Check the GPU training and scoring paths end to end and print a summary.
 
     python benchmarks/gpu_check.py --device cuda            # on a GPU machine
-    python benchmarks/gpu_check.py --device cpu --tiny      # the dry run the test suite runs
+    python benchmarks/gpu_check.py --device cpu --tiny --jobs 2   # the dry run the test suite runs
 
 Steps, each a real `iipa` command in a subprocess on a generated pair set (brighter image =
 more popular, so a working run learns it):
@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -86,6 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tiny", action="store_true", help="tiny backbone, 64 px, few pairs (the CPU dry run)")
     ap.add_argument("--work", help="working folder (default: a temporary one)")
     ap.add_argument("--json", help="also write the summary here")
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="run up to N of the training steps at once (default 1: a GPU's figures stay its own; "
+                         "the CPU dry run's steps are single-threaded start-up mostly, so 2 suits it)")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="iipa-gpu-check-") as tmp:
         work = Path(args.work or tmp)
@@ -96,24 +100,30 @@ def main(argv: list[str] | None = None) -> int:
         common = ["--pairs", str(pairs), "--images", str(images), "--device", args.device, "--no-progress", *model]
         paper = ["--recipe", "paper", "--epochs", "1" if args.tiny else "2", "--batch-size", "16",
                  "--backbone-lr", "1e-3", "--head-lr", "1e-3", "--workers", "0"]
-        rows = []
         precisions = ["bf16", "fp16"] if args.device == "cuda" else ["bf16"]
+        steps = []  # (name, argv, torchrun ranks, run folder, figures from its summary.json)
         for precision in precisions:
             out = work / f"paper-{precision}"
-            row = _run(f"paper recipe, AMP {precision}, channels_last", ["train", *common, *paper, "--out", str(out),
-                                                                         "--precision", precision])
-            rows.append({**row, "val_accuracy": _summary(out).get("best_val_accuracy")})
+            steps.append((f"paper recipe, AMP {precision}, channels_last",
+                          ["train", *common, *paper, "--out", str(out), "--precision", precision], 0, out,
+                          lambda s: {"val_accuracy": s.get("best_val_accuracy")}))
         out = work / "default"
-        row = _run("default recipe: fp32 feature extraction + probe", ["train", *common, "--out", str(out)])
-        rows.append({**row, "val_accuracy": _summary(out).get("val_accuracy")})
+        steps.append(("default recipe: fp32 feature extraction + probe", ["train", *common, "--out", str(out)], 0, out,
+                      lambda s: {"val_accuracy": s.get("val_accuracy")}))
         ddp = [("DDP world size 1 (NCCL)" if args.device == "cuda" else "DDP world size 1 (gloo)", 1, args.device),
                ("DDP two ranks over gloo", 2, "cpu")]
         for name, ranks, device in ddp:
             out = work / f"ddp{ranks}-{device}"
-            argv_ = ["train", *common, *paper, "--out", str(out), "--device", device]
+            steps.append((name, ["train", *common, *paper, "--out", str(out), "--device", device], ranks, out,
+                          lambda s: {"world_size": s.get("world_size"),
+                                     "replicas_identical": len(set(s.get("weights_digest_per_rank") or [0, 1])) == 1}))
+
+        def step(name, argv_, ranks, out, figures) -> dict:
             row = _run(name, argv_, torchrun=ranks)
-            rows.append({**row, "world_size": _summary(out).get("world_size"),
-                         "replicas_identical": len(set(_summary(out).get("weights_digest_per_rank") or [0, 1])) == 1})
+            return {**row, **figures(_summary(out))}
+
+        with ThreadPoolExecutor(max(1, args.jobs)) as pool:  # the rows keep the steps' order
+            rows = list(pool.map(lambda s: step(*s), steps))
         best = work / f"paper-{precisions[0]}" / "best.pt"
         photos = sorted(str(p) for p in images.glob("*.png"))[:64]
         rows.append(_run(f"iipa score --device {args.device}", ["score", "--model", str(best), "--device", args.device,

@@ -25,22 +25,54 @@ else:
     torch.set_num_threads(min(2, torch.get_num_threads()))
 
 
-@pytest.fixture(autouse=True)
-def _isolated_home(tmp_path_factory, monkeypatch, class_archive):
+def _run_env(tmp_path_factory) -> dict[str, str]:
     """Never read or write the user's ~/.cache/iipa from a test. Progress lines off: a slow
     machine would add them to the stderr a test compares (tests/test_progress.py turns them
     on)."""
-    monkeypatch.setenv("IIPA_HOME", str(tmp_path_factory.getbasetemp() / "iipa_home"))
-    monkeypatch.setenv("IIPA_PROGRESS_SECONDS", "0")
+    return {"IIPA_HOME": str(tmp_path_factory.getbasetemp() / "iipa_home"), "IIPA_PROGRESS_SECONDS": "0"}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_home(tmp_path_factory):
+    """The run's environment for the session fixtures too (the Spark session, the trained
+    models): pytest sets up session fixtures before any function fixture, so without this the
+    run's first Spark JVM recorded its class-data archive into the user's ~/.cache/iipa."""
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in _run_env(tmp_path_factory).items():
+            patch.setenv(key, value)
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path_factory, monkeypatch, class_archive):
+    """The run's environment again for every test (one may have changed it by hand)."""
+    for key, value in _run_env(tmp_path_factory).items():
+        monkeypatch.setenv(key, value)
+
+
+@dataclass
+class Recording:
+    """``python -m iipa.spark.record_classes`` running in the background; :meth:`result`
+    waits for it once and keeps what it printed (a second ``communicate`` would see none)."""
+
+    proc: object
+    _result: tuple[int, str, str] | None = None
+
+    def result(self, timeout: float = 600) -> tuple[int, str, str]:
+        """(exit code, stdout, stderr) once the recording process has ended."""
+        if self._result is None:
+            out, err = self.proc.communicate(timeout=timeout)
+            self._result = (self.proc.returncode, out, err)
+        return self._result
 
 
 @pytest.fixture(scope="session")
 def class_archive(tmp_path_factory):
-    """The run's JVM class-data archive (iipa.spark.classcache), recorded in the shared
+    """The run's JVM class-data archive (iipa.spark.classcache), recorded in the run's
     IIPA_HOME by ``python -m iipa.spark.record_classes`` in the background from the first
-    test on, as a user's first Spark run would: the Spark tests' JVMs that start after it is
-    written map it (each starts ~3 s sooner), the ones before run without, and
-    tests/test_spark_classcache.py checks both the recording and a JVM mapping the file.
+    test on, as a user's first Spark run would: the run's Spark session waits for it (so it
+    maps the archive whichever test comes first), the other Spark JVMs map it once written,
+    and tests/test_spark_classcache.py checks the recording and a JVM mapping the file.
     None without Java or pyspark (the core install's run)."""
     import importlib.util
     import shutil
@@ -49,14 +81,12 @@ def class_archive(tmp_path_factory):
     if shutil.which("java") is None or importlib.util.find_spec("pyspark") is None:
         yield None
         return
-    home = tmp_path_factory.getbasetemp() / "iipa_home"
-    env = {**os.environ, "IIPA_HOME": str(home), "IIPA_SPARK_CDS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "iipa.spark.record_classes"], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    yield proc
-    if proc.returncode is None:
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.communicate(timeout=120)
+    env = {**os.environ, **_run_env(tmp_path_factory), "IIPA_SPARK_CDS": "1"}
+    recording = Recording(subprocess.Popen([sys.executable, "-m", "iipa.spark.record_classes"], env=env,
+                                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    yield recording
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        recording.result(timeout=120)
 
 
 @pytest.fixture(scope="session")
@@ -171,10 +201,15 @@ SPARK_TEST_CONF = {"spark.sql.shuffle.partitions": "5", "spark.ui.showConsolePro
 
 
 @pytest.fixture(scope="session")
-def spark_session():
-    """The run's Spark session (local[2]); skips without Java or pyspark, fails under CI=true."""
+def spark_session(class_archive):
+    """The run's Spark session (local[2]), started once the run's class-data archive is
+    written (at once in a whole run: it is, long before); skips without Java or pyspark,
+    fails under CI=true."""
     from _spark import require_spark
 
-    session = require_spark("iipa.pairs.spark").get_spark("local[2]", SPARK_TEST_CONF)
+    pairs_spark = require_spark("iipa.pairs.spark")
+    if class_archive is not None:
+        class_archive.result()
+    session = pairs_spark.get_spark("local[2]", SPARK_TEST_CONF)
     yield session
     session.stop()

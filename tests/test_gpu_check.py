@@ -16,7 +16,8 @@ def test_gpu_check_dry_run_on_the_cpu(tmp_path, capsys):
     spec = importlib.util.spec_from_file_location("gpu_check", SCRIPT)
     gpu_check = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(gpu_check)
-    code = gpu_check.main(["--device", "cpu", "--tiny", "--work", str(tmp_path), "--json", str(tmp_path / "s.json")])
+    code = gpu_check.main(["--device", "cpu", "--tiny", "--work", str(tmp_path), "--json", str(tmp_path / "s.json"),
+                           "--jobs", "2"])
     rows = json.loads((tmp_path / "s.json").read_text())
     assert code == 0, rows
     steps = [r["step"] for r in rows]

@@ -1,6 +1,6 @@
 """The JVM class-data archive (iipa.spark.classcache): who records, who maps, what a failed
-start does, and one real archive recorded by a JVM and mapped by the next (the suite's other
-JVMs run without one: conftest sets IIPA_SPARK_CDS=0)."""
+start does, and one real archive recorded by a JVM and mapped by the next (conftest's
+``class_archive``, in the run's IIPA_HOME, which the suite's other JVMs map once it is written)."""
 
 from __future__ import annotations
 
@@ -172,8 +172,8 @@ def test_a_real_archive_is_recorded_at_exit_then_mapped(class_archive):
     from _spark import require_spark
 
     require_spark("pyspark")
-    out, err = class_archive.communicate(timeout=600)
-    assert class_archive.returncode == 0 and out == "", (out, err)
+    code, out, err = class_archive.result()
+    assert code == 0 and out == "", (out, err)
     assert "recording the JVM's class-data archive into" in err, err
     home = Path(os.environ["IIPA_HOME"])
     archives = sorted((home / "jvm").iterdir())
@@ -192,6 +192,17 @@ def test_a_real_archive_is_recorded_at_exit_then_mapped(class_archive):
     assert proc.returncode == 0, proc.stderr
     assert [line for line in proc.stdout.splitlines() if line] == [str(archives[0])], proc.stdout
     assert sorted((home / "jvm").iterdir()) == archives  # no lock, no part left
+
+
+def test_the_runs_spark_session_keeps_to_the_runs_home(spark_session):
+    """The run's one Spark session (a session fixture, set up before any function fixture)
+    maps the archive recorded in the run's IIPA_HOME, never one in the user's ~/.cache/iipa:
+    it recorded one there before conftest's ``_session_home``."""
+    options = spark_session.sparkContext.getConf().get("spark.driver.defaultJavaOptions", "")
+    archives = [option for option in options.split() if "Archive" in option]
+    home = Path(os.environ["IIPA_HOME"])
+    assert archives == [f"-XX:SharedArchiveFile={classcache.archive_path(classcache.archive_key())}"], options
+    assert classcache.archive_path(classcache.archive_key()).parent == home / "jvm"
 
 
 def test_recording_ahead_says_why_not(tmp_path, monkeypatch, capsys):
