@@ -37,8 +37,12 @@ lint: $(ALL_STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/pylint --disable=all --enable=duplicate-code --min-similarity-lines=6 --score=n src/iipa
 
+# Two pytest-xdist workers: the suite is mostly one busy core at a time (docs/development.md);
+# `make test TEST_WORKERS=0` runs it in one process.
+TEST_WORKERS ?= 2
+
 test: $(ALL_STAMP) lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
 
 demo: $(TORCH_STAMP)
 	$(BIN)/iipa demo

@@ -6,6 +6,7 @@ import contextlib
 import io
 import os
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,19 +18,27 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 # unless the tests check an installed package (.ci/run's core install: IIPA_TEST_INSTALLED=1).
 if not os.environ.get("IIPA_TEST_INSTALLED"):
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SRC), os.environ.get("PYTHONPATH")]))
+# ``make test`` runs two pytest-xdist workers (docs/development.md): each gets one thread for
+# PyTorch, its subprocesses too (OMP_NUM_THREADS), so that two workers do not share each core
+# between four spinning threads.
+WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+if WORKER:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 try:  # tests/core also runs in the core install, which has no PyTorch
     import torch
 except ModuleNotFoundError:
     torch = None
 else:
-    torch.set_num_threads(min(2, torch.get_num_threads()))
+    torch.set_num_threads(1 if WORKER else min(2, torch.get_num_threads()))
 
 
 def _run_env(tmp_path_factory) -> dict[str, str]:
-    """Never read or write the user's ~/.cache/iipa from a test. Progress lines off: a slow
-    machine would add them to the stderr a test compares (tests/test_progress.py turns them
-    on)."""
-    return {"IIPA_HOME": str(tmp_path_factory.getbasetemp() / "iipa_home"), "IIPA_PROGRESS_SECONDS": "0"}
+    """Never read or write the user's ~/.cache/iipa from a test: the run's own IIPA_HOME, one
+    for all its xdist workers (each has its own basetemp inside the run's). Progress lines
+    off: a slow machine would add them to the stderr a test compares (tests/test_progress.py
+    turns them on)."""
+    run = tmp_path_factory.getbasetemp()
+    return {"IIPA_HOME": str((run.parent if WORKER else run) / "iipa_home"), "IIPA_PROGRESS_SECONDS": "0"}
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -52,18 +61,31 @@ def _isolated_home(tmp_path_factory, monkeypatch, class_archive):
 
 @dataclass
 class Recording:
-    """``python -m iipa.spark.record_classes`` running in the background; :meth:`result`
-    waits for it once and keeps what it printed (a second ``communicate`` would see none)."""
+    """``python -m iipa.spark.record_classes`` running in the background (in each xdist
+    worker: the first to take the lock records, the others end at once)."""
 
     proc: object
     _result: tuple[int, str, str] | None = None
 
     def result(self, timeout: float = 600) -> tuple[int, str, str]:
-        """(exit code, stdout, stderr) once the recording process has ended."""
+        """(exit code, stdout, stderr) once the process has ended (kept: a second
+        ``communicate`` would see none)."""
         if self._result is None:
             out, err = self.proc.communicate(timeout=timeout)
             self._result = (self.proc.returncode, out, err)
         return self._result
+
+    def archive(self, timeout: float = 600) -> Path | None:
+        """The run's archive once written, by this process or another worker's; None if
+        none was (a failed recording: the JVMs run without)."""
+        from iipa.spark import classcache
+
+        self.result(timeout)
+        key, deadline = classcache.archive_key(), time.monotonic() + timeout
+        while classcache.recording_elsewhere(key) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        final = classcache.archive_path(key)
+        return final if final.is_file() else None
 
 
 @pytest.fixture(scope="session")
@@ -209,7 +231,15 @@ def spark_session(class_archive):
 
     pairs_spark = require_spark("iipa.pairs.spark")
     if class_archive is not None:
-        class_archive.result()
+        class_archive.archive()
     session = pairs_spark.get_spark("local[2]", SPARK_TEST_CONF)
     yield session
     session.stop()
+
+
+
+def pytest_collection_modifyitems(config, items):
+    """The tests that use the run's Spark session run in one xdist worker, which starts it once."""
+    for item in items:
+        if "spark_session" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("spark"))

@@ -19,9 +19,10 @@ from iipa.cli import build_parser
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = {p.relative_to(ROOT).as_posix(): p.read_text(encoding="utf-8")
         for p in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]}
-# Options of other programs that the docs show (pip, torchrun, spark-submit, a removed benchmark option that
-# the README names as such); the benchmark scripts' own options are read from their source.
-FOREIGN_OPTIONS = {"--index-url", "--nproc_per_node", "--dry-run", "--memory-run", "--deploy-mode", "--packages"} | {
+# Options of other programs that the docs show (pip, torchrun, spark-submit, pytest-xdist, a removed benchmark
+# option that the README names as such); the benchmark scripts' own options are read from their source.
+FOREIGN_OPTIONS = {"--index-url", "--nproc_per_node", "--dry-run", "--memory-run", "--deploy-mode", "--packages",
+                   "--dist"} | {
     opt for script in (ROOT / "benchmarks").glob("*.py")
     for opt in re.findall(r"add_argument\(\s*\"(--[\w-]+)\"", script.read_text(encoding="utf-8"))}
 

@@ -141,6 +141,12 @@ def plan() -> Plan:
     return Plan(options=f"-XX:ArchiveClassesAtExit={recording} {QUIET}", recording=recording, final=final, lock=lock)
 
 
+def recording_elsewhere(key: str) -> bool:
+    """Whether a live process holds the lock of ``key``'s archive (it records it now)."""
+    lock = lock_path(key)
+    return lock.is_file() and not _stale(lock)
+
+
 def _take_lock(lock: Path) -> Path | None:
     for _ in range(2):
         try:

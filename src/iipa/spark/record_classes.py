@@ -25,7 +25,14 @@ def record() -> None:
     if final.is_file():
         print(f"{final}: already there", file=sys.stderr)
         return
+    if classcache.recording_elsewhere(key):  # no second JVM for nothing
+        print(f"another process records {final} now: none recorded", file=sys.stderr)
+        return
     spark, _ = get_session("local[1]", app="iipa-classcache")
+    lock = classcache.lock_path(key)
+    if not (lock.is_file() and lock.read_text().strip() == str(os.getpid())):  # its JVM records nothing
+        print("another process records the archive now (or a JVM ran here already): none recorded", file=sys.stderr)
+        return
     df = spark.range(1000).selectExpr("id", "id % 7 AS k", "CAST(id AS STRING) AS s", "timestamp_seconds(id) AS t")
     with tempfile.TemporaryDirectory() as tmp:  # the classes of the usual jobs: files, joins, windows, Arrow
         df.write.parquet(f"{tmp}/a.parquet")
@@ -33,11 +40,7 @@ def record() -> None:
         df.groupBy("k").agg({"s": "count", "id": "max"}).collect()
         df.join(df.selectExpr("k", "id AS j"), "k").where("id < 10").selectExpr("row_number() OVER (ORDER BY j) AS r").count()
         df.mapInPandas(lambda batches: batches, df.schema).write.mode("overwrite").csv(f"{tmp}/b")
-    lock = classcache.lock_path(key)
-    if lock.is_file() and lock.read_text().strip() == str(os.getpid()):
-        print(f"recording the JVM's class-data archive into {final} (at exit)", file=sys.stderr)
-    else:
-        print("another process records the archive now (or a JVM ran here already): none recorded", file=sys.stderr)
+    print(f"recording the JVM's class-data archive into {final} (at exit)", file=sys.stderr)
 
 
 if __name__ == "__main__":
